@@ -1,0 +1,72 @@
+//! The run directory: where every file of a run lives. API boundary: users and scripts read it.
+//!
+//! ```text
+//! runs/<name>/
+//!   spec.toml  state.sqlite  token  coordinator.json
+//!   features/<unit>.a<attempt>.parquet   probes/<unit>.a<attempt>.parquet
+//!   report/{summary,significance,rmse}.parquet  report/report.md
+//!   logs/<worker>.log
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Paths inside one run directory.
+#[derive(Debug, Clone)]
+pub struct RunLayout {
+    root: PathBuf,
+}
+
+impl RunLayout {
+    /// A layout rooted at `root` (nothing is created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunLayout { root: root.into() }
+    }
+    /// The run directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The resolved spec, as run.
+    pub fn spec(&self) -> PathBuf {
+        self.root.join("spec.toml")
+    }
+    /// The coordinator's SQLite state.
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.sqlite")
+    }
+    /// The run's bearer token (mode 0600).
+    pub fn token(&self) -> PathBuf {
+        self.root.join("token")
+    }
+    /// Address and pid of the live coordinator.
+    pub fn coordinator_file(&self) -> PathBuf {
+        self.root.join("coordinator.json")
+    }
+    /// Directory of capture outputs.
+    pub fn features_dir(&self) -> PathBuf {
+        self.root.join("features")
+    }
+    /// Directory of probe outputs.
+    pub fn probes_dir(&self) -> PathBuf {
+        self.root.join("probes")
+    }
+    /// Directory of merged reports.
+    pub fn report_dir(&self) -> PathBuf {
+        self.root.join("report")
+    }
+    /// Directory of worker logs.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Output path of one attempt of a unit, relative to the root. Attempts write distinct
+    /// files, so a late duplicate can never overwrite a committed output.
+    pub fn unit_output(kind_dir: &str, unit: &str, attempt: u32) -> String {
+        format!("{kind_dir}/{unit}.a{attempt}.parquet")
+    }
+    /// Creates the directories a run needs.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for dir in [self.features_dir(), self.probes_dir(), self.report_dir(), self.logs_dir()] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+}

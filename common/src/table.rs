@@ -1,0 +1,323 @@
+//! Parquet schemas of the run directory. API boundary: pandas, polars and DuckDB read these.
+//!
+//! * Features (`features/<unit>.a<n>.parquet`): columns `representation` (utf8), `stimulus`
+//!   (u32, index into `dataset.json`), `values` (list of f32 or f16). One row group per
+//!   representation, in the order listed in the key-value metadata `diffprobe.representations`,
+//!   so a probe unit reads only its representation's bytes.
+//! * Probe rows (`probes/<unit>.a<n>.parquet`): one row per (representation, attribute, fold)
+//!   with the fold's RMSE, baseline, Pearson r, permutation p, the null RMSEs and the out-of-fold
+//!   predictions.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float16Array, Float32Array, Float64Array, ListArray, RecordBatch,
+    StringArray, UInt32Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Float64Type, Schema, UInt32Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::spec::StorageDtype;
+
+const REPRESENTATIONS_KEY: &str = "diffprobe.representations";
+
+/// One representation's block in a features file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureBlock {
+    /// Representation key, e.g. `text.3/mean`.
+    pub key: String,
+    /// Feature width D.
+    pub dim: usize,
+    /// Stimulus indices, one per row.
+    pub stimuli: Vec<u32>,
+    /// Row-major values, `stimuli.len() × dim`.
+    pub values: Vec<f32>,
+}
+
+fn writer_props() -> WriterProperties {
+    // Fixed properties (no timestamps): equal inputs give byte-identical files.
+    WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_created_by("diffprobe".into())
+        .build()
+}
+
+fn list_field(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, false)))
+}
+
+fn features_schema(dtype: StorageDtype) -> Arc<Schema> {
+    let item = match dtype {
+        StorageDtype::F32 => DataType::Float32,
+        StorageDtype::F16 => DataType::Float16,
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("representation", DataType::Utf8, false),
+        Field::new("stimulus", DataType::UInt32, false),
+        Field::new("values", list_field(item), false),
+    ]))
+}
+
+fn offsets(rows: usize, width: usize) -> OffsetBuffer<i32> {
+    OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows))
+}
+
+/// Writes a features file: one row group per block, to `file` (already open, e.g. a temp file).
+pub fn write_features(file: &mut File, path: &Path, blocks: &[FeatureBlock], dtype: StorageDtype) -> Result<(), DataError> {
+    let schema = features_schema(dtype);
+    let index: Vec<(&str, usize)> = blocks.iter().map(|b| (b.key.as_str(), b.dim)).collect();
+    let meta = KeyValue::new(REPRESENTATIONS_KEY.into(), serde_json::to_string(&index).expect("json"));
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let arrow_err = |e| DataError::Arrow { path: path.into(), source: e };
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_props())).map_err(pq)?;
+    writer.append_key_value_metadata(meta);
+    for b in blocks {
+        let rows = b.stimuli.len();
+        if b.values.len() != rows * b.dim {
+            return Err(DataError::table(path, format!("{}: {} values for {rows} rows of width {}", b.key, b.values.len(), b.dim)));
+        }
+        let values: ArrayRef = match dtype {
+            StorageDtype::F32 => Arc::new(Float32Array::from(b.values.clone())),
+            StorageDtype::F16 => Arc::new(Float16Array::from_iter_values(b.values.iter().map(|&v| half::f16::from_f32(v)))),
+        };
+        let item = values.data_type().clone();
+        let list = ListArray::try_new(Arc::new(Field::new("item", item, false)), offsets(rows, b.dim), values, None).map_err(arrow_err)?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![b.key.as_str(); rows])),
+                Arc::new(UInt32Array::from(b.stimuli.clone())),
+                Arc::new(list),
+            ],
+        )
+        .map_err(arrow_err)?;
+        writer.write(&batch).map_err(pq)?;
+        writer.flush().map_err(pq)?; // ends the row group: one per representation
+    }
+    writer.close().map_err(pq)?;
+    Ok(())
+}
+
+/// Reads one representation's block from a features file, touching only its row group.
+pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataError> {
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let index: Vec<(String, usize)> = kv
+        .iter()
+        .find(|k| k.key == REPRESENTATIONS_KEY)
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .ok_or_else(|| DataError::table(path, format!("missing key-value metadata {REPRESENTATIONS_KEY}")))?;
+    let (group, dim) = index
+        .iter()
+        .enumerate()
+        .find(|(_, (k, _))| k == key)
+        .map(|(i, (_, d))| (i, *d))
+        .ok_or_else(|| DataError::table(path, format!("no representation {key:?}; file has {:?}", index.iter().map(|x| &x.0).collect::<Vec<_>>())))?;
+    let reader = builder.with_row_groups(vec![group]).build().map_err(pq)?;
+    let mut block = FeatureBlock { key: key.to_string(), dim, stimuli: Vec::new(), values: Vec::new() };
+    for batch in reader {
+        let batch = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
+        let stim = batch.column(1).as_primitive::<UInt32Type>();
+        block.stimuli.extend(stim.values().iter().copied());
+        let list = batch.column(2).as_list::<i32>();
+        let vals = list.values();
+        match vals.data_type() {
+            DataType::Float32 => block.values.extend(vals.as_primitive::<Float32Type>().values().iter().copied()),
+            DataType::Float16 => block.values.extend(vals.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f32())),
+            other => return Err(DataError::table(path, format!("values column has type {other}, expected a list of f32 or f16"))),
+        }
+    }
+    if block.values.len() != block.stimuli.len() * dim {
+        return Err(DataError::table(path, format!("{key}: {} values for {} rows of width {dim}", block.values.len(), block.stimuli.len())));
+    }
+    Ok(block)
+}
+
+/// One probe result: a (representation, attribute, fold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeRow {
+    /// Representation key.
+    pub representation: String,
+    /// Attribute index into `dataset.json`'s attributes.
+    pub attribute: u32,
+    /// Attribute name.
+    pub attribute_name: String,
+    /// Fold index.
+    pub fold: u32,
+    /// PCA components used.
+    pub n_components: u32,
+    /// Held-out RMSE.
+    pub rmse: f64,
+    /// Held-out RMSE of predicting the training mean.
+    pub baseline_rmse: f64,
+    /// Pearson r between predictions and ratings within the fold.
+    pub pearson_r: f64,
+    /// Permutation p-value.
+    pub p_value: f64,
+    /// Relative spread of the representation on this fold's training rows.
+    pub spread: f64,
+    /// Held-out RMSE of each permutation, in permutation order.
+    pub null_rmse: Vec<f64>,
+    /// Test stimulus indices.
+    pub test_indices: Vec<u32>,
+    /// Out-of-fold predictions, aligned with `test_indices`.
+    pub predictions: Vec<f64>,
+}
+
+fn probe_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("representation", DataType::Utf8, false),
+        Field::new("attribute", DataType::UInt32, false),
+        Field::new("attribute_name", DataType::Utf8, false),
+        Field::new("fold", DataType::UInt32, false),
+        Field::new("n_components", DataType::UInt32, false),
+        Field::new("rmse", DataType::Float64, false),
+        Field::new("baseline_rmse", DataType::Float64, false),
+        Field::new("pearson_r", DataType::Float64, false),
+        Field::new("p_value", DataType::Float64, false),
+        Field::new("spread", DataType::Float64, false),
+        Field::new("null_rmse", list_field(DataType::Float64), false),
+        Field::new("test_indices", list_field(DataType::UInt32), false),
+        Field::new("predictions", list_field(DataType::Float64), false),
+    ]))
+}
+
+fn list_of<T: Array + 'static>(lengths: impl Iterator<Item = usize>, values: T) -> Result<ListArray, arrow::error::ArrowError> {
+    let item = values.data_type().clone();
+    ListArray::try_new(Arc::new(Field::new("item", item, false)), OffsetBuffer::from_lengths(lengths), Arc::new(values), None)
+}
+
+/// Writes probe rows as one record batch.
+pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Result<(), DataError> {
+    let arrow_err = |e| DataError::Arrow { path: path.into(), source: e };
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let f64s = |f: fn(&ProbeRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
+    let u32s = |f: fn(&ProbeRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.representation.as_str()))),
+        u32s(|r| r.attribute),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.attribute_name.as_str()))),
+        u32s(|r| r.fold),
+        u32s(|r| r.n_components),
+        f64s(|r| r.rmse),
+        f64s(|r| r.baseline_rmse),
+        f64s(|r| r.pearson_r),
+        f64s(|r| r.p_value),
+        f64s(|r| r.spread),
+        Arc::new(list_of(rows.iter().map(|r| r.null_rmse.len()), Float64Array::from_iter_values(rows.iter().flat_map(|r| r.null_rmse.iter().copied()))).map_err(arrow_err)?),
+        Arc::new(list_of(rows.iter().map(|r| r.test_indices.len()), UInt32Array::from_iter_values(rows.iter().flat_map(|r| r.test_indices.iter().copied()))).map_err(arrow_err)?),
+        Arc::new(list_of(rows.iter().map(|r| r.predictions.len()), Float64Array::from_iter_values(rows.iter().flat_map(|r| r.predictions.iter().copied()))).map_err(arrow_err)?),
+    ];
+    let batch = RecordBatch::try_new(probe_schema(), columns).map_err(arrow_err)?;
+    let mut writer = ArrowWriter::try_new(file, probe_schema(), Some(writer_props())).map_err(pq)?;
+    writer.write(&batch).map_err(pq)?;
+    writer.close().map_err(pq)?;
+    Ok(())
+}
+
+/// Reads every probe row of a file.
+pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let b = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
+        if b.schema().fields().len() != probe_schema().fields().len() {
+            return Err(DataError::table(path, "not a probe-rows file (wrong columns)"));
+        }
+        let s = |i: usize| b.column(i).as_string::<i32>().clone();
+        let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
+        let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
+        let (rep, attr, name, fold, ncomp) = (s(0), u(1), s(2), u(3), u(4));
+        let (rmse, base, r, p, spread) = (f(5), f(6), f(7), f(8), f(9));
+        let (nulls, tests, preds) = (b.column(10).as_list::<i32>(), b.column(11).as_list::<i32>(), b.column(12).as_list::<i32>());
+        for i in 0..b.num_rows() {
+            rows.push(ProbeRow {
+                representation: rep.value(i).to_string(),
+                attribute: attr.value(i),
+                attribute_name: name.value(i).to_string(),
+                fold: fold.value(i),
+                n_components: ncomp.value(i),
+                rmse: rmse.value(i),
+                baseline_rmse: base.value(i),
+                pearson_r: r.value(i),
+                p_value: p.value(i),
+                spread: spread.value(i),
+                null_rmse: nulls.value(i).as_primitive::<Float64Type>().values().to_vec(),
+                test_indices: tests.value(i).as_primitive::<UInt32Type>().values().to_vec(),
+                predictions: preds.value(i).as_primitive::<Float64Type>().values().to_vec(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Writes a plain report table (named columns of f64, u32 or strings) — the merged outputs.
+pub fn write_batch(file: &mut File, path: &Path, batch: &RecordBatch) -> Result<(), DataError> {
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_props())).map_err(pq)?;
+    writer.write(batch).map_err(pq)?;
+    writer.close().map_err(pq)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_round_trip_reads_one_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let blocks = vec![
+            FeatureBlock { key: "text.0/cls".into(), dim: 2, stimuli: vec![4, 5], values: vec![1.0, 2.0, 3.0, 4.0] },
+            FeatureBlock { key: "text.1/mean".into(), dim: 3, stimuli: vec![4, 5], values: vec![0.5; 6] },
+        ];
+        for dtype in [StorageDtype::F32, StorageDtype::F16] {
+            crate::fs::write_atomic(&path, |f| write_features(f, &path, &blocks, dtype)).unwrap();
+            let meta = parquet::file::reader::SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+            use parquet::file::reader::FileReader;
+            assert_eq!(meta.metadata().num_row_groups(), 2);
+            assert_eq!(read_feature_block(&path, "text.1/mean").unwrap(), blocks[1]);
+            assert_eq!(read_feature_block(&path, "text.0/cls").unwrap(), blocks[0]);
+            let err = read_feature_block(&path, "text.9/cls").unwrap_err().to_string();
+            assert!(err.contains("no representation \"text.9/cls\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn probe_rows_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        let row = ProbeRow {
+            representation: "text.2/cls".into(),
+            attribute: 1,
+            attribute_name: "visual".into(),
+            fold: 3,
+            n_components: 120,
+            rmse: 0.5,
+            baseline_rmse: 0.7,
+            pearson_r: 0.4,
+            p_value: 0.001,
+            spread: 0.2,
+            null_rmse: vec![0.7, 0.71],
+            test_indices: vec![1, 9],
+            predictions: vec![2.5, 3.5],
+        };
+        let rows = vec![row.clone(), ProbeRow { fold: 4, null_rmse: vec![], ..row }];
+        crate::fs::write_atomic(&path, |f| write_probe_rows(f, &path, &rows)).unwrap();
+        assert_eq!(read_probe_rows(&path).unwrap(), rows);
+    }
+}

@@ -1,0 +1,85 @@
+//! Unit descriptors: what a worker must do for one unit of work. The coordinator sends them as
+//! JSON in a lease, with inputs already resolved to committed files.
+//!
+//! A *representation* is one tap pooled one way (e.g. `text.3/mean`); it is the N × D matrix a
+//! probe fits on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Pooling;
+
+/// One representation of the stimuli.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Representation {
+    /// Tap by module name, e.g. `text.3`.
+    pub tap: String,
+    /// Token pooling.
+    pub pooling: Pooling,
+}
+
+impl Representation {
+    /// The key used in files and reports, e.g. `text.3/mean`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.tap, self.pooling.name())
+    }
+}
+
+/// A unit of work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UnitSpec {
+    /// Run the model on a shard of stimuli and record every representation.
+    Capture(CaptureUnit),
+    /// Fit probes for one representation on a block of folds.
+    Probe(ProbeUnit),
+}
+
+/// A shard of stimuli to run through the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureUnit {
+    /// Shard number.
+    pub shard: usize,
+    /// First stimulus index (into the dataset).
+    pub start: usize,
+    /// One past the last stimulus index.
+    pub end: usize,
+    /// Representations to record, in row-group order.
+    pub representations: Vec<Representation>,
+}
+
+/// Probes of one representation over a block of folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeUnit {
+    /// The representation.
+    pub representation: Representation,
+    /// Fold indices (0-based, of `analysis.attribute_probe.folds`).
+    pub folds: Vec<usize>,
+    /// Capture outputs to read, relative to the run directory, in shard order. Filled in by
+    /// the coordinator when the unit is leased (the committed attempt of each capture unit).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+impl UnitSpec {
+    /// The run-directory subfolder of this kind's outputs.
+    pub fn output_dir(&self) -> &'static str {
+        match self {
+            UnitSpec::Capture(_) => "features",
+            UnitSpec::Probe(_) => "probes",
+        }
+    }
+    /// Dependency stage: a unit runs only when every unit of a lower stage is committed.
+    pub fn stage(&self) -> u32 {
+        match self {
+            UnitSpec::Capture(_) => 0,
+            UnitSpec::Probe(_) => 1,
+        }
+    }
+    /// Short kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UnitSpec::Capture(_) => "capture",
+            UnitSpec::Probe(_) => "probe",
+        }
+    }
+}

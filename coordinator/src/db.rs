@@ -1,0 +1,374 @@
+//! Durable coordinator state in SQLite (WAL): units, attempts, workers, events, meta.
+//!
+//! **Architecture Invariant:** only the coordinator opens this database, and every state change
+//! is one transaction: read the unit's state, apply one `lease.rs` transition, write the new
+//! state, the attempt row and an event together. Nothing lives only in memory, so a coordinator
+//! killed at any instant restarts from here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::ids::UnitId;
+use common::unit::UnitSpec;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::lease::{Effect, Millis, RetryPolicy, UnitState};
+
+/// The state database of one run.
+pub(crate) struct StateDb {
+    conn: Connection,
+}
+
+/// A lease handed to a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Granted {
+    pub(crate) unit: String,
+    pub(crate) attempt: u32,
+    pub(crate) spec: UnitSpec,
+}
+
+/// How a completion was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CompletionOutcome {
+    Committed,
+    Duplicate,
+    Stale,
+}
+
+/// Unit counts by state for one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Counts {
+    pub(crate) pending: u64,
+    pub(crate) leased: u64,
+    pub(crate) committed: u64,
+    pub(crate) quarantined: u64,
+}
+
+impl Counts {
+    pub(crate) fn total(&self) -> u64 {
+        self.pending + self.leased + self.committed + self.quarantined
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS units (
+  id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, kind TEXT NOT NULL, stage INTEGER NOT NULL,
+  descriptor TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, failures INTEGER NOT NULL,
+  not_before INTEGER NOT NULL, worker TEXT, deadline INTEGER, committed_attempt INTEGER,
+  output TEXT, checksum TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS units_ready ON units(state, stage, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+  unit TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL, started INTEGER NOT NULL,
+  ended INTEGER, outcome TEXT, error TEXT, PRIMARY KEY (unit, attempt));
+CREATE TABLE IF NOT EXISTS workers (
+  id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, tag TEXT NOT NULL,
+  started INTEGER NOT NULL, last_seen INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, kind TEXT NOT NULL,
+  unit TEXT, worker TEXT, detail TEXT);
+";
+
+impl StateDb {
+    /// Opens (creating if needed) the database at `path`.
+    pub(crate) fn open(path: &Path) -> rusqlite::Result<StateDb> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(StateDb { conn })
+    }
+
+    /// A value from the meta table.
+    pub(crate) fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    }
+
+    /// Sets a meta value.
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])?;
+        Ok(())
+    }
+
+    /// Inserts the plan's units; units already present (same id) are left as they are.
+    pub(crate) fn insert_units(&mut self, units: &[(UnitId, UnitSpec)], now: Millis) -> rusqlite::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let base: i64 = tx.query_row("SELECT COALESCE(MAX(seq), -1) + 1 FROM units", [], |r| r.get(0))?;
+        let mut added = 0;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO units(id, seq, kind, stage, descriptor, state, attempts, failures, not_before)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 0, 0)",
+            )?;
+            for (i, (id, spec)) in units.iter().enumerate() {
+                let json = serde_json::to_string(spec).expect("unit specs serialise");
+                added += stmt.execute(params![id.0, base + i as i64, spec.kind(), spec.stage(), json])?;
+            }
+        }
+        event(&tx, now, "planned", None, None, &format!("{added} new units"))?;
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Registers a worker and returns its id.
+    pub(crate) fn register_worker(&mut self, host: &str, pid: u32, tag: &str, now: Millis) -> rusqlite::Result<String> {
+        let tx = self.conn.transaction()?;
+        let n: i64 = tx.query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
+        let id = format!("w{}", n + 1);
+        tx.execute("INSERT INTO workers(id, host, pid, tag, started, last_seen, state) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'alive')", params![id, host, pid, tag, now])?;
+        event(&tx, now, "worker_joined", None, Some(&id), &format!("{host} pid {pid} {tag}"))?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Marks a worker seen now.
+    pub(crate) fn touch_worker(&self, worker: &str, now: Millis) -> rusqlite::Result<()> {
+        self.conn.execute("UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1", params![worker, now])?;
+        Ok(())
+    }
+
+    /// Marks a worker gone (exited or lost) with an event.
+    pub(crate) fn worker_gone(&mut self, worker: &str, state: &str, detail: &str, now: Millis) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE workers SET state = ?2 WHERE id = ?1", params![worker, state])?;
+        event(&tx, now, &format!("worker_{state}"), None, Some(worker), detail)?;
+        tx.commit()
+    }
+
+    /// Leases the first ready unit to `worker`, if any. A unit is ready when it is pending, its
+    /// backoff has passed, and every unit of a lower stage is committed.
+    pub(crate) fn lease_next(&mut self, worker: &str, now: Millis, p: RetryPolicy) -> rusqlite::Result<Option<Granted>> {
+        let tx = self.conn.transaction()?;
+        let found: Option<String> = tx
+            .query_row(
+                "SELECT id FROM units WHERE state = 'pending' AND not_before <= ?1
+                   AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed')
+                 ORDER BY seq LIMIT 1",
+                [now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(unit) = found else { return Ok(None) };
+        let (state, descriptor) = load(&tx, &unit)?;
+        let Effect::Changed(next) = state.lease(worker, now, p) else { return Ok(None) };
+        let attempt = next.attempts();
+        store(&tx, &unit, &next)?;
+        tx.execute("INSERT OR REPLACE INTO attempts(unit, attempt, worker, started) VALUES (?1, ?2, ?3, ?4)", params![unit, attempt, worker, now])?;
+        event(&tx, now, "leased", Some(&unit), Some(worker), &format!("attempt {attempt}"))?;
+        tx.commit()?;
+        let spec = serde_json::from_str(&descriptor).expect("stored descriptors parse");
+        Ok(Some(Granted { unit, attempt, spec }))
+    }
+
+    /// Renews leases; returns those the worker no longer holds.
+    pub(crate) fn heartbeat(&mut self, worker: &str, leases: &[(String, u32)], now: Millis, p: RetryPolicy) -> rusqlite::Result<Vec<(String, u32)>> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1", params![worker, now])?;
+        let mut lost = Vec::new();
+        for (unit, attempt) in leases {
+            let Some((state, _)) = load_opt(&tx, unit)? else {
+                lost.push((unit.clone(), *attempt));
+                continue;
+            };
+            match state.heartbeat(*attempt, now, p) {
+                Effect::Changed(next) => store(&tx, unit, &next)?,
+                Effect::Stale | Effect::Duplicate => lost.push((unit.clone(), *attempt)),
+            }
+        }
+        tx.commit()?;
+        Ok(lost)
+    }
+
+    /// Commits a verified output.
+    pub(crate) fn complete(&mut self, unit: &str, attempt: u32, output: &str, checksum: &str, now: Millis) -> rusqlite::Result<CompletionOutcome> {
+        let tx = self.conn.transaction()?;
+        let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(CompletionOutcome::Stale) };
+        let outcome = match state.complete(attempt, output, checksum) {
+            Effect::Changed(next) => {
+                store(&tx, unit, &next)?;
+                end_attempt(&tx, unit, attempt, now, "committed", None)?;
+                event(&tx, now, "committed", Some(unit), None, &format!("attempt {attempt} {output}"))?;
+                CompletionOutcome::Committed
+            }
+            Effect::Duplicate => {
+                end_attempt(&tx, unit, attempt, now, "duplicate", None)?;
+                event(&tx, now, "duplicate", Some(unit), None, &format!("attempt {attempt} discarded"))?;
+                CompletionOutcome::Duplicate
+            }
+            Effect::Stale => CompletionOutcome::Stale,
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Records a failed attempt.
+    pub(crate) fn fail(&mut self, unit: &str, attempt: u32, error: &str, retryable: bool, now: Millis, p: RetryPolicy) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        if let Some((state, _)) = load_opt(&tx, unit)? {
+            if let Effect::Changed(next) = state.fail(attempt, error, retryable, now, p) {
+                let kind = if matches!(next, UnitState::Quarantined { .. }) { "quarantined" } else { "failed" };
+                store(&tx, unit, &next)?;
+                end_attempt(&tx, unit, attempt, now, "failed", Some(error))?;
+                event(&tx, now, kind, Some(unit), None, error)?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Gives a unit back (graceful worker shutdown).
+    pub(crate) fn release(&mut self, unit: &str, attempt: u32, reason: &str, now: Millis) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        if let Some((state, _)) = load_opt(&tx, unit)? {
+            if let Effect::Changed(next) = state.release(attempt, now) {
+                store(&tx, unit, &next)?;
+                end_attempt(&tx, unit, attempt, now, "released", Some(reason))?;
+                event(&tx, now, "released", Some(unit), None, reason)?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Expires every lease past its deadline; returns how many.
+    pub(crate) fn expire(&mut self, now: Millis, p: RetryPolicy) -> rusqlite::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let due: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM units WHERE state = 'leased' AND deadline < ?1")?;
+            let rows = stmt.query_map([now], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for unit in &due {
+            let (state, _) = load(&tx, unit)?;
+            let attempt = state.attempts();
+            if let Effect::Changed(next) = state.expire(now, p) {
+                let kind = if matches!(next, UnitState::Quarantined { .. }) { "quarantined" } else { "expired" };
+                store(&tx, unit, &next)?;
+                end_attempt(&tx, unit, attempt, now, "expired", Some("no heartbeat before the lease deadline"))?;
+                event(&tx, now, kind, Some(unit), None, &format!("attempt {attempt}: lease expired"))?;
+            }
+        }
+        tx.commit()?;
+        Ok(due.len())
+    }
+
+    /// Counts by kind (`capture`, `probe`) and state.
+    pub(crate) fn counts(&self) -> rusqlite::Result<BTreeMap<String, Counts>> {
+        let mut stmt = self.conn.prepare("SELECT kind, state, COUNT(*) FROM units GROUP BY kind, state")?;
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        for row in rows {
+            let (kind, state, n) = row?;
+            let c = out.entry(kind).or_default();
+            let n = n as u64;
+            match state.as_str() {
+                "pending" => c.pending += n,
+                "leased" => c.leased += n,
+                "committed" => c.committed += n,
+                _ => c.quarantined += n,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Committed output path of every committed unit of `kind`, in plan order.
+    pub(crate) fn committed_outputs(&self, kind: &str) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT id, output FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq")?;
+        let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Quarantined units with their errors.
+    pub(crate) fn quarantined(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT id, COALESCE(error, '') FROM units WHERE state = 'quarantined' ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Workers with their state and last heartbeat.
+    pub(crate) fn workers(&self) -> rusqlite::Result<Vec<(String, String, u32, String, Millis)>> {
+        let mut stmt = self.conn.prepare("SELECT id, host, pid, state, last_seen FROM workers ORDER BY started, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+        rows.collect()
+    }
+
+    /// Events after `since` (sequence number), oldest first.
+    pub(crate) fn events_since(&self, since: i64) -> rusqlite::Result<Vec<(i64, Millis, String, Option<String>, Option<String>, String)>> {
+        let mut stmt = self.conn.prepare("SELECT seq, ts, kind, unit, worker, COALESCE(detail, '') FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        rows.collect()
+    }
+
+    /// Records a free-standing event (launcher, signals, run end).
+    pub(crate) fn log_event(&self, now: Millis, kind: &str, worker: Option<&str>, detail: &str) -> rusqlite::Result<()> {
+        self.conn.execute("INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, NULL, ?3, ?4)", params![now, kind, worker, detail])?;
+        Ok(())
+    }
+
+    /// Number of times each unit was committed according to the event log (must be ≤ 1).
+    pub(crate) fn commit_counts(&self) -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare("SELECT unit, COUNT(*) FROM events WHERE kind = 'committed' GROUP BY unit ORDER BY unit")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+}
+
+fn event(tx: &Transaction<'_>, now: Millis, kind: &str, unit: Option<&str>, worker: Option<&str>, detail: &str) -> rusqlite::Result<()> {
+    tx.execute("INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, ?3, ?4, ?5)", params![now, kind, unit, worker, detail])?;
+    Ok(())
+}
+
+fn end_attempt(tx: &Transaction<'_>, unit: &str, attempt: u32, now: Millis, outcome: &str, error: Option<&str>) -> rusqlite::Result<()> {
+    tx.execute("UPDATE attempts SET ended = ?3, outcome = ?4, error = ?5 WHERE unit = ?1 AND attempt = ?2", params![unit, attempt, now, outcome, error])?;
+    Ok(())
+}
+
+fn load(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<(UnitState, String)> {
+    load_opt(tx, unit)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+fn load_opt(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Option<(UnitState, String)>> {
+    tx.query_row(
+        "SELECT state, attempts, failures, not_before, worker, deadline, committed_attempt, output, checksum, error, descriptor FROM units WHERE id = ?1",
+        [unit],
+        |r| {
+            let attempts: u32 = r.get(1)?;
+            let failures: u32 = r.get(2)?;
+            let state = match r.get::<_, String>(0)?.as_str() {
+                "pending" => UnitState::Pending { attempts, failures, not_before: r.get(3)? },
+                "leased" => UnitState::Leased { attempts, failures, worker: r.get(4)?, deadline: r.get(5)? },
+                "committed" => UnitState::Committed { attempts, failures, attempt: r.get(6)?, output: r.get(7)?, checksum: r.get(8)? },
+                _ => UnitState::Quarantined { attempts, failures, error: r.get(9)? },
+            };
+            Ok((state, r.get(10)?))
+        },
+    )
+    .optional()
+}
+
+fn store(tx: &Transaction<'_>, unit: &str, s: &UnitState) -> rusqlite::Result<()> {
+    let (name, attempts, failures) = match s {
+        UnitState::Pending { attempts, failures, .. } => ("pending", attempts, failures),
+        UnitState::Leased { attempts, failures, .. } => ("leased", attempts, failures),
+        UnitState::Committed { attempts, failures, .. } => ("committed", attempts, failures),
+        UnitState::Quarantined { attempts, failures, .. } => ("quarantined", attempts, failures),
+    };
+    let (not_before, worker, deadline) = match s {
+        UnitState::Pending { not_before, .. } => (*not_before, None, None),
+        UnitState::Leased { worker, deadline, .. } => (0, Some(worker.as_str()), Some(*deadline)),
+        UnitState::Committed { .. } | UnitState::Quarantined { .. } => (0, None, None),
+    };
+    let (c_attempt, output, checksum) = match s {
+        UnitState::Committed { attempt, output, checksum, .. } => (Some(*attempt), Some(output.as_str()), Some(checksum.as_str())),
+        UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Quarantined { .. } => (None, None, None),
+    };
+    let error = match s {
+        UnitState::Quarantined { error, .. } => Some(error.as_str()),
+        UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } => None,
+    };
+    tx.execute(
+        "UPDATE units SET state = ?2, attempts = ?3, failures = ?4, not_before = ?5, worker = ?6, deadline = ?7,
+         committed_attempt = ?8, output = ?9, checksum = ?10, error = ?11 WHERE id = ?1",
+        params![unit, name, attempts, failures, not_before, worker, deadline, c_attempt, output, checksum, error],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Local worker supervision, after nextest: each worker runs in its own process group with the
+//! run token in its environment (never on the command line), its output goes to
+//! `logs/<tag>.log`, a crashed worker is restarted with capped backoff while work remains, and
+//! dropping the launcher kills and reaps every group.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One supervised worker process.
+struct Slot {
+    tag: String,
+    child: Option<Child>,
+    restarts: u32,
+    not_before: Instant,
+}
+
+/// What happened to a worker process since the last poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WorkerExit {
+    /// Exited 0 (drained or sweep done).
+    Clean { tag: String },
+    /// Exited non-zero or by a signal: the cause, for the event log.
+    Crashed { tag: String, cause: String },
+}
+
+/// The local launcher.
+pub(crate) struct LocalLauncher {
+    exe: PathBuf,
+    address: String,
+    token: String,
+    logs: PathBuf,
+    slots: Vec<Slot>,
+    max_restarts: u32,
+}
+
+impl LocalLauncher {
+    /// Starts `n` workers.
+    pub(crate) fn start(n: usize, address: &str, token: &str, logs: &Path) -> std::io::Result<LocalLauncher> {
+        let mut launcher = LocalLauncher {
+            exe: std::env::current_exe()?,
+            address: address.to_string(),
+            token: token.to_string(),
+            logs: logs.to_path_buf(),
+            slots: Vec::new(),
+            max_restarts: 5,
+        };
+        let first = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
+        for i in 0..n {
+            let tag = format!("local-{}", first + i + 1);
+            let child = launcher.spawn(&tag)?;
+            launcher.slots.push(Slot { tag, child: Some(child), restarts: 0, not_before: Instant::now() });
+        }
+        Ok(launcher)
+    }
+
+    fn spawn(&self, tag: &str) -> std::io::Result<Child> {
+        let log = OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{tag}.log")))?;
+        Command::new(&self.exe)
+            .args(["worker", "--coordinator", &self.address, "--tag", tag])
+            .env(common::TOKEN_ENV, &self.token)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    }
+
+    /// Pids of live workers (for tests and status).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.slots.iter().filter_map(|s| s.child.as_ref().map(Child::id)).collect()
+    }
+
+    /// Reaps exited workers and, when `work_left`, restarts crashed ones with backoff.
+    pub(crate) fn poll(&mut self, work_left: bool) -> Vec<WorkerExit> {
+        let mut exits = Vec::new();
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if let Some(child) = slot.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    slot.child = None;
+                    if status.success() {
+                        exits.push(WorkerExit::Clean { tag: slot.tag.clone() });
+                    } else {
+                        let cause = match (status.code(), status.signal()) {
+                            (Some(code), _) => format!("exit code {code}"),
+                            (None, Some(sig)) => format!("killed by signal {sig}"),
+                            (None, None) => "unknown exit".into(),
+                        };
+                        exits.push(WorkerExit::Crashed { tag: slot.tag.clone(), cause });
+                        slot.restarts += 1;
+                        let backoff = Duration::from_millis(500u64 << slot.restarts.min(5));
+                        slot.not_before = Instant::now() + backoff;
+                    }
+                }
+            }
+            let slot = &self.slots[i];
+            if slot.child.is_none() && work_left && slot.restarts > 0 && slot.restarts <= self.max_restarts && Instant::now() >= slot.not_before {
+                let tag = slot.tag.clone();
+                if let Ok(child) = self.spawn(&tag) {
+                    self.slots[i].child = Some(child);
+                }
+            }
+        }
+        exits
+    }
+
+    /// Number of workers still running.
+    pub(crate) fn running(&self) -> usize {
+        self.slots.iter().filter(|s| s.child.is_some()).count()
+    }
+
+    /// Sends `sig` to every worker's process group.
+    pub(crate) fn signal_all(&self, sig: i32) {
+        for pid in self.pids() {
+            // SAFETY: kill(2) with a negative pid signals the group we created for this child.
+            unsafe {
+                libc::kill(-(pid as i32), sig);
+            }
+        }
+    }
+
+    /// Stops restarting workers (during shutdown).
+    pub(crate) fn stop_restarts(&mut self) {
+        self.max_restarts = 0;
+    }
+}
+
+impl Drop for LocalLauncher {
+    fn drop(&mut self) {
+        self.signal_all(libc::SIGKILL);
+        for slot in &mut self.slots {
+            if let Some(child) = slot.child.as_mut() {
+                let _ = child.wait();
+            }
+        }
+    }
+}

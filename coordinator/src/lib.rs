@@ -1,0 +1,19 @@
+//! The diffprobe coordinator and CLI: plan a sweep, keep its durable state, serve leases to
+//! workers, supervise local workers, and merge the results into reports.
+//!
+//! **Architecture Invariant:** only this crate opens `state.sqlite`; `lease.rs` is pure and
+//! `db.rs` applies one of its transitions per transaction.
+
+mod cli;
+mod db;
+mod launcher;
+mod lease;
+mod merge;
+mod plan;
+mod progress;
+mod report;
+mod run;
+mod service;
+mod status;
+
+pub use cli::main_with_args;

@@ -1,0 +1,301 @@
+//! Merge: reduce the committed probe rows into the report tables and `report.md`.
+//!
+//! * `rmse.parquet` — per (representation, attribute): RMSE per fold and mean ± SE over folds,
+//!   the baseline (training-mean) RMSE and relative reduction, out-of-fold Pearson r.
+//! * `significance.parquet` — per (representation, attribute): permutation p per fold, the
+//!   all-folds rule (significant iff p < 0.05 in every fold), and Benjamini–Hochberg q-values
+//!   across the representation's attributes on p_max = max over folds of p (a valid p-value
+//!   for the all-folds rule; pooling per-fold permutation nulls would be anti-conservative).
+//! * `summary.parquet` — per (representation, group; `all` = every attribute): mean RMSE ± SE
+//!   over attributes, mean relative reduction and r, % significant, feature spread and a
+//!   near-constant flag.
+//!
+//! Everything is computed in a fixed order from the committed files, so equal inputs give
+//! byte-identical reports whichever workers, attempts or restarts produced them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Schema};
+use common::layout::RunLayout;
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use common::table::{read_probe_rows, ProbeRow};
+
+use crate::db::StateDb;
+
+/// A representation whose features barely vary across stimuli: its probes predict the mean,
+/// and a significant p there is a tiny effect, not knowledge.
+pub(crate) const NEAR_CONSTANT_SPREAD: f64 = 1e-3;
+const SIGNIFICANCE: f64 = 0.05;
+
+/// One merged (representation, attribute).
+#[derive(Debug, Clone)]
+pub(crate) struct Cell {
+    pub(crate) representation: String,
+    pub(crate) attribute: String,
+    pub(crate) group: Option<String>,
+    pub(crate) rmse_fold: Vec<f64>,
+    pub(crate) baseline_fold: Vec<f64>,
+    pub(crate) p_fold: Vec<f64>,
+    pub(crate) pearson_r: f64,
+    pub(crate) spread: f64,
+    pub(crate) n_components: u32,
+    pub(crate) q: f64,
+}
+
+impl Cell {
+    pub(crate) fn rmse(&self) -> f64 {
+        mean(&self.rmse_fold)
+    }
+    pub(crate) fn rmse_se(&self) -> f64 {
+        se(&self.rmse_fold)
+    }
+    pub(crate) fn baseline(&self) -> f64 {
+        mean(&self.baseline_fold)
+    }
+    pub(crate) fn reduction(&self) -> f64 {
+        1.0 - self.rmse() / self.baseline()
+    }
+    pub(crate) fn p_max(&self) -> f64 {
+        self.p_fold.iter().copied().fold(0.0, f64::max)
+    }
+    pub(crate) fn significant(&self, folds: usize) -> bool {
+        self.p_fold.len() == folds && self.p_fold.iter().all(|&p| p < SIGNIFICANCE)
+    }
+}
+
+/// One row of the summary.
+#[derive(Debug, Clone)]
+pub(crate) struct SummaryRow {
+    pub(crate) representation: String,
+    pub(crate) group: String,
+    pub(crate) n_attributes: usize,
+    pub(crate) mean_rmse: f64,
+    pub(crate) se_rmse: f64,
+    pub(crate) mean_reduction: f64,
+    pub(crate) mean_r: f64,
+    pub(crate) pct_significant: f64,
+    pub(crate) spread: f64,
+}
+
+pub(crate) fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Standard error of the mean: sample sd (ddof 1) / √n; 0 for a single value.
+pub(crate) fn se(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64;
+    (var / v.len() as f64).sqrt()
+}
+
+/// Reads every committed probe file and merges its rows into cells, in plan order.
+pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow::Result<Vec<Cell>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut rows: BTreeMap<(usize, u32), Vec<ProbeRow>> = BTreeMap::new();
+    for (_, rel) in db.committed_outputs("probe")? {
+        for row in read_probe_rows(&layout.root().join(&rel))? {
+            let idx = match order.iter().position(|r| r == &row.representation) {
+                Some(i) => i,
+                None => {
+                    order.push(row.representation.clone());
+                    order.len() - 1
+                }
+            };
+            rows.entry((idx, row.attribute)).or_default().push(row);
+        }
+    }
+    let j = data.attributes.len();
+    let mut out = Vec::new();
+    for ((rep, attr), mut fold_rows) in rows {
+        fold_rows.sort_by_key(|r| r.fold);
+        let mut predicted = vec![f64::NAN; data.len()];
+        for r in &fold_rows {
+            for (&i, &p) in r.test_indices.iter().zip(&r.predictions) {
+                predicted[i as usize] = p;
+            }
+        }
+        let truth: Vec<f64> = (0..data.len()).map(|i| data.targets[i * j + attr as usize]).collect();
+        let covered: Vec<usize> = (0..data.len()).filter(|&i| predicted[i].is_finite()).collect();
+        let pr: Vec<f64> = covered.iter().map(|&i| predicted[i]).collect();
+        let tr: Vec<f64> = covered.iter().map(|&i| truth[i]).collect();
+        out.push(Cell {
+            representation: order[rep].clone(),
+            attribute: data.attributes[attr as usize].clone(),
+            group: data.groups[attr as usize].clone(),
+            rmse_fold: fold_rows.iter().map(|r| r.rmse).collect(),
+            baseline_fold: fold_rows.iter().map(|r| r.baseline_rmse).collect(),
+            p_fold: fold_rows.iter().map(|r| r.p_value).collect(),
+            pearson_r: probe::pearson(&pr, &tr),
+            spread: fold_rows[0].spread,
+            n_components: fold_rows.iter().map(|r| r.n_components).min().unwrap_or(0),
+            q: f64::NAN,
+        });
+    }
+    // BH across the attributes of each representation, on p_max.
+    for rep in &order {
+        let idx: Vec<usize> = (0..out.len()).filter(|&i| &out[i].representation == rep).collect();
+        let p: Vec<f64> = idx.iter().map(|&i| out[i].p_max()).collect();
+        for (&i, q) in idx.iter().zip(probe::bh_qvalues(&p)) {
+            out[i].q = q;
+        }
+    }
+    Ok(out)
+}
+
+/// Per representation and group (`all` first, then named groups in name order).
+pub(crate) fn summarise(cells: &[Cell], folds: usize) -> Vec<SummaryRow> {
+    let mut reps: Vec<&str> = Vec::new();
+    for c in cells {
+        if !reps.contains(&c.representation.as_str()) {
+            reps.push(&c.representation);
+        }
+    }
+    let mut groups: Vec<String> = cells.iter().filter_map(|c| c.group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    let mut out = Vec::new();
+    for rep in reps {
+        let mine: Vec<&Cell> = cells.iter().filter(|c| c.representation == rep).collect();
+        let mut sets: Vec<(String, Vec<&Cell>)> = vec![("all".into(), mine.clone())];
+        for g in &groups {
+            sets.push((g.clone(), mine.iter().copied().filter(|c| c.group.as_ref() == Some(g)).collect()));
+        }
+        for (group, set) in sets {
+            if set.is_empty() {
+                continue;
+            }
+            let rmse: Vec<f64> = set.iter().map(|c| c.rmse()).collect();
+            let sig = set.iter().filter(|c| c.significant(folds)).count();
+            out.push(SummaryRow {
+                representation: rep.to_string(),
+                group,
+                n_attributes: set.len(),
+                mean_rmse: mean(&rmse),
+                se_rmse: se(&rmse),
+                mean_reduction: mean(&set.iter().map(|c| c.reduction()).collect::<Vec<_>>()),
+                mean_r: mean(&set.iter().map(|c| c.pearson_r).collect::<Vec<_>>()),
+                pct_significant: 100.0 * sig as f64 / set.len() as f64,
+                spread: set[0].spread,
+            });
+        }
+    }
+    out
+}
+
+fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+fn floats(v: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(v))
+}
+fn float_lists(v: &[&[f64]]) -> ArrayRef {
+    let values = Float64Array::from_iter_values(v.iter().flat_map(|x| x.iter().copied()));
+    Arc::new(ListArray::new(Arc::new(Field::new("item", DataType::Float64, false)), OffsetBuffer::from_lengths(v.iter().map(|x| x.len())), Arc::new(values), None))
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> anyhow::Result<RecordBatch> {
+    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0)).collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())?)
+}
+
+fn write(path: &Path, b: &RecordBatch) -> anyhow::Result<()> {
+    common::fs::write_atomic(path, |f| common::table::write_batch(f, path, b)).with_context(|| path.display().to_string())
+}
+
+/// Merges the committed probe outputs and writes `report/`.
+pub(crate) fn write_report(layout: &RunLayout, spec: &JobSpec, data: &Dataset, db: &StateDb) -> anyhow::Result<()> {
+    let folds = spec.analysis.attribute_probe.folds;
+    let cells = cells(layout, data, db)?;
+    let dir = layout.report_dir();
+    std::fs::create_dir_all(&dir)?;
+    let group = |c: &Cell| c.group.clone().unwrap_or_default();
+    let groups: Vec<String> = cells.iter().map(group).collect();
+    let rmse = batch(vec![
+        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
+        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
+        ("group", strings(groups.iter().map(String::as_str))),
+        ("rmse", floats(cells.iter().map(Cell::rmse))),
+        ("rmse_se_folds", floats(cells.iter().map(Cell::rmse_se))),
+        ("rmse_fold", float_lists(&cells.iter().map(|c| c.rmse_fold.as_slice()).collect::<Vec<_>>())),
+        ("baseline_rmse", floats(cells.iter().map(Cell::baseline))),
+        ("relative_reduction", floats(cells.iter().map(Cell::reduction))),
+        ("pearson_r", floats(cells.iter().map(|c| c.pearson_r))),
+        ("n_components", Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components)))),
+    ])?;
+    write(&dir.join("rmse.parquet"), &rmse)?;
+    let significance = batch(vec![
+        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
+        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
+        ("group", strings(groups.iter().map(String::as_str))),
+        ("p_fold", float_lists(&cells.iter().map(|c| c.p_fold.as_slice()).collect::<Vec<_>>())),
+        ("p_max", floats(cells.iter().map(Cell::p_max))),
+        ("significant_all_folds", Arc::new(BooleanArray::from(cells.iter().map(|c| c.significant(folds)).collect::<Vec<_>>()))),
+        ("q_bh", floats(cells.iter().map(|c| c.q))),
+    ])?;
+    write(&dir.join("significance.parquet"), &significance)?;
+    let summary = summarise(&cells, folds);
+    let table = batch(vec![
+        ("representation", strings(summary.iter().map(|s| s.representation.as_str()))),
+        ("group", strings(summary.iter().map(|s| s.group.as_str()))),
+        ("n_attributes", Arc::new(UInt32Array::from_iter_values(summary.iter().map(|s| s.n_attributes as u32)))),
+        ("mean_rmse", floats(summary.iter().map(|s| s.mean_rmse))),
+        ("se_rmse", floats(summary.iter().map(|s| s.se_rmse))),
+        ("mean_relative_reduction", floats(summary.iter().map(|s| s.mean_reduction))),
+        ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
+        ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
+        ("spread", floats(summary.iter().map(|s| s.spread))),
+        ("near_constant", Arc::new(BooleanArray::from(summary.iter().map(|s| s.spread < NEAR_CONSTANT_SPREAD).collect::<Vec<_>>()))),
+    ])?;
+    write(&dir.join("summary.parquet"), &table)?;
+    let md = crate::report::markdown(spec, data, &cells, &summary, &db.quarantined()?);
+    common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(rep: &str, attr: &str, group: &str, rmse: &[f64], p: &[f64]) -> Cell {
+        Cell {
+            representation: rep.into(),
+            attribute: attr.into(),
+            group: Some(group.into()),
+            rmse_fold: rmse.to_vec(),
+            baseline_fold: vec![1.0; rmse.len()],
+            p_fold: p.to_vec(),
+            pearson_r: 0.5,
+            spread: 0.3,
+            n_components: 10,
+            q: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn all_folds_rule_and_group_summary() {
+        let cells = vec![
+            cell("text.1/cls", "a", "g1", &[0.5, 0.7], &[0.01, 0.02]),
+            cell("text.1/cls", "b", "g1", &[0.9, 0.9], &[0.01, 0.2]),
+            cell("text.1/cls", "c", "g2", &[0.4, 0.4], &[0.001, 0.001]),
+        ];
+        assert!(cells[0].significant(2) && !cells[1].significant(2));
+        assert!(!cells[0].significant(3), "a missing fold is never significant");
+        let s = summarise(&cells, 2);
+        assert_eq!(s.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(), ["all", "g1", "g2"]);
+        assert!((s[0].pct_significant - 200.0 / 3.0).abs() < 1e-12);
+        assert!((s[1].mean_rmse - 0.75).abs() < 1e-12);
+        // SE over attributes: sd(0.6, 0.9) / sqrt(2) = 0.15
+        assert!((s[1].se_rmse - 0.15).abs() < 1e-12);
+        assert_eq!(s[2].n_attributes, 1);
+        assert_eq!(s[2].se_rmse, 0.0);
+    }
+}

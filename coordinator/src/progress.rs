@@ -1,0 +1,125 @@
+//! Live progress, a consumer of the run's counts and events. On a terminal outside CI it draws
+//! one indicatif bar per stage with rate and ETA; otherwise (a log file, CI, Slurm) it prints a
+//! plain status line at most every 10 s, so logs get no bar spam. Worker events (joined, lost,
+//! crashed, retried, quarantined) are always one line each.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::db::Counts;
+
+/// The progress view of one run.
+pub(crate) struct Progress {
+    bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+    last_plain: Instant,
+    started: Instant,
+    name: String,
+}
+
+impl Progress {
+    pub(crate) fn new(name: &str) -> Progress {
+        // Bars only on a real terminal and outside CI: elsewhere they would fill logs with
+        // carriage-return noise.
+        let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() && std::env::var_os("SLURM_JOB_ID").is_none();
+        let bars = tty.then(|| (MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)), BTreeMap::new()));
+        Progress { bars, last_plain: Instant::now() - Duration::from_secs(60), started: Instant::now(), name: name.to_string() }
+    }
+
+    /// Prints one line above the bars (or plainly).
+    pub(crate) fn line(&self, text: &str) {
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub(crate) fn update(&mut self, counts: &BTreeMap<String, Counts>) {
+        match &mut self.bars {
+            Some((multi, bars)) => {
+                for (kind, c) in counts {
+                    let bar = bars.entry(kind.clone()).or_insert_with(|| {
+                        let style = ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+                            .expect("valid template")
+                            .progress_chars("=> ");
+                        multi.add(ProgressBar::new(c.total()).with_style(style).with_prefix(kind.clone()))
+                    });
+                    bar.set_length(c.total());
+                    bar.set_position(c.committed + c.quarantined);
+                    bar.set_message(if c.quarantined > 0 { format!("{} running, {} quarantined", c.leased, c.quarantined) } else { format!("{} running", c.leased) });
+                }
+            }
+            None => {
+                if self.last_plain.elapsed() >= Duration::from_secs(10) {
+                    self.last_plain = Instant::now();
+                    eprintln!("{}", plain_status(&self.name, counts, self.started.elapsed()));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.values() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+/// One status line: done/total per stage and elapsed time.
+pub(crate) fn plain_status(name: &str, counts: &BTreeMap<String, Counts>, elapsed: Duration) -> String {
+    let stages: Vec<String> = counts
+        .iter()
+        .map(|(k, c)| {
+            let mut s = format!("{k} {}/{}", c.committed, c.total());
+            if c.leased > 0 {
+                s.push_str(&format!(" ({} running)", c.leased));
+            }
+            if c.quarantined > 0 {
+                s.push_str(&format!(" ({} quarantined)", c.quarantined));
+            }
+            s
+        })
+        .collect();
+    format!("[{name}] {} — {:.0} s", stages.join(", "), elapsed.as_secs_f64())
+}
+
+/// The line printed for an event, or `None` for routine events (leases, commits).
+pub(crate) fn event_line(kind: &str, unit: Option<&str>, worker: Option<&str>, detail: &str) -> Option<String> {
+    let unit = unit.unwrap_or("-");
+    let worker = worker.unwrap_or("-");
+    Some(match kind {
+        "worker_joined" => format!("worker {worker} joined: {detail}"),
+        "worker_lost" => format!("worker {worker} lost: {detail}"),
+        "process_crashed" => format!("local worker {worker} crashed ({detail}); restarting"),
+        "expired" => format!("unit {unit} re-queued: {detail}"),
+        "failed" => format!("unit {unit} failed, will retry: {detail}"),
+        "quarantined" => format!("unit {unit} quarantined: {detail}"),
+        "released" => format!("unit {unit} released: {detail}"),
+        "duplicate" => format!("unit {unit}: late duplicate discarded ({detail})"),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_status_line_names_stages_and_problems() {
+        let mut counts = BTreeMap::new();
+        counts.insert("capture".to_string(), Counts { pending: 0, leased: 0, committed: 4, quarantined: 0 });
+        counts.insert("probe".to_string(), Counts { pending: 20, leased: 2, committed: 5, quarantined: 1 });
+        assert_eq!(
+            plain_status("demo", &counts, Duration::from_secs(12)),
+            "[demo] capture 4/4, probe 5/28 (2 running) (1 quarantined) — 12 s"
+        );
+        assert_eq!(event_line("leased", Some("u"), Some("w1"), "attempt 1"), None);
+        assert_eq!(event_line("expired", Some("probe-1"), None, "attempt 1: lease expired").unwrap(), "unit probe-1 re-queued: attempt 1: lease expired");
+    }
+}

@@ -1,0 +1,236 @@
+//! `diffprobe run` and `diffprobe resume`: one dispatcher loop over the run's life.
+//!
+//! Start: write the resolved spec and dataset, insert the plan's units (existing ids are kept, so
+//! a re-run skips committed work), bind the gRPC service (loopback by default; a resumed run
+//! rebinds its previous address so surviving workers reconnect), start the launcher.
+//! Loop (every tick): expire leases, reap and restart workers, print events, update progress,
+//! and stop when every unit is committed or quarantined, or on a signal.
+//! Stop: tell workers to drain, wait a grace period, kill what is left, shut the server down,
+//! then merge the probe outputs into the report.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::layout::RunLayout;
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::StateDb;
+use crate::launcher::local::{LocalLauncher, WorkerExit};
+use crate::lease::RetryPolicy;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::service::{self, now_ms, Shared};
+
+/// Options of `run` and `resume`.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOptions {
+    /// Local workers to start (0 = only external workers).
+    pub(crate) workers: usize,
+    /// Address to bind; default 127.0.0.1 with the previous port or any free one.
+    pub(crate) bind: Option<SocketAddr>,
+    /// Seconds a draining worker gets to finish or release its unit before SIGKILL.
+    pub(crate) grace: Duration,
+}
+
+/// Why the run loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Every unit is committed.
+    Complete,
+    /// Nothing more can run: some units are quarantined.
+    Quarantined,
+    /// A signal (Ctrl-C, SIGTERM) asked to stop; `resume` continues.
+    Interrupted,
+}
+
+/// The default worker count: what fits on this host.
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8)
+}
+
+/// Prepares a run directory from a spec (or checks it matches an existing one).
+pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
+    let layout = RunLayout::new(plan.spec.run_dir());
+    let resolved = plan.spec.to_toml();
+    if let Ok(existing) = std::fs::read_to_string(layout.spec()) {
+        if existing != resolved {
+            anyhow::bail!(
+                "{} already holds a run with a different spec; use another [job] name, or `diffprobe resume {}` to finish it as it was",
+                layout.root().display(),
+                layout.root().display()
+            );
+        }
+    }
+    layout.create_dirs().with_context(|| format!("cannot create {}", layout.root().display()))?;
+    common::fs::write_bytes_atomic(&layout.spec(), resolved.as_bytes())?;
+    plan.dataset.save(&layout.root().join("dataset.json"))?;
+    let mut db = StateDb::open(&layout.state_db()).with_context(|| layout.state_db().display().to_string())?;
+    db.insert_units(&plan.units, now_ms())?;
+    Ok(layout)
+}
+
+/// Runs (or resumes) the sweep in `layout` until it stops; merges the report when complete.
+pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Result<StopReason> {
+    let spec = JobSpec::from_resolved_toml(&layout.spec())?;
+    let data = Dataset::open(&layout.root().join("dataset.json"))?;
+    let token = read_or_create_token(&layout.token())?;
+    let policy = RetryPolicy {
+        max_failures: spec.sweep.max_attempts,
+        backoff_ms: (spec.sweep.retry_backoff_s * 1000.0) as i64,
+        ttl_ms: (spec.sweep.lease_ttl_s * 1000.0) as i64,
+    };
+    let db = StateDb::open(&layout.state_db()).with_context(|| layout.state_db().display().to_string())?;
+    let shared = Arc::new(Shared {
+        db: Mutex::new(db),
+        policy,
+        run_dir: std::fs::canonicalize(layout.root())?,
+        heartbeat_ms: (spec.sweep.heartbeat_s * 1000.0) as u64,
+        draining: Default::default(),
+    });
+    let incoming = bind(layout, opts.bind)?;
+    let addr = incoming.local_addr()?;
+    let address = format!("http://{addr}");
+    let info = serde_json::json!({ "address": address, "pid": std::process::id() });
+    common::fs::write_bytes_atomic(&layout.coordinator_file(), info.to_string().as_bytes())?;
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let svc = service::server(shared.clone(), token.clone());
+        let shutdown = shutdown.clone();
+        async move {
+            tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+        }
+    });
+    shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
+    let mut launcher = LocalLauncher::start(opts.workers, &address, &token, &layout.logs_dir())?;
+    eprintln!("coordinator {address}: {} local workers, run {}", opts.workers, layout.root().display());
+    let reason = supervise(&shared, &mut launcher, &spec, opts).await?;
+    // Stop: drain, grace, kill.
+    shared.draining.store(true, Ordering::SeqCst);
+    launcher.stop_restarts();
+    if reason == StopReason::Interrupted {
+        launcher.signal_all(libc::SIGTERM);
+    }
+    let deadline = Instant::now() + opts.grace;
+    while launcher.running() > 0 && Instant::now() < deadline {
+        launcher.poll(false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(launcher); // SIGKILLs and reaps whatever is left
+    shutdown.cancel();
+    let _ = server.await;
+    shared.db().log_event(now_ms(), "coordinator_stopped", None, &format!("{reason:?}"))?;
+    let _ = std::fs::remove_file(layout.coordinator_file());
+    if reason == StopReason::Complete {
+        let db = shared.db();
+        crate::merge::write_report(layout, &spec, &data, &db)?;
+    }
+    Ok(reason)
+}
+
+impl Shared {
+    /// The database. A panic while holding the lock leaves SQLite consistent (transactions
+    /// roll back), so a poisoned mutex is safe to keep using.
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, StateDb> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn supervise(shared: &Shared, launcher: &mut LocalLauncher, spec: &JobSpec, opts: &RunOptions) -> anyhow::Result<StopReason> {
+    let mut progress = Progress::new(&spec.job.name);
+    // Print only what happens from now on (a resumed run has history).
+    let mut last_event = shared.db().events_since(0)?.last().map_or(0, |e| e.0);
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let lost_after = (spec.sweep.lease_ttl_s * 1000.0) as i64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = sigint.recv() => { progress.line("interrupted: draining workers (resume with `diffprobe resume`)"); return Ok(StopReason::Interrupted) }
+            _ = sigterm.recv() => { progress.line("terminated: draining workers"); return Ok(StopReason::Interrupted) }
+        }
+        let now = now_ms();
+        let (counts, events) = {
+            let mut db = shared.db();
+            db.expire(now, shared.policy)?;
+            mark_lost_workers(&mut db, now, lost_after)?;
+            (db.counts()?, db.events_since(last_event)?)
+        };
+        for e in &events {
+            last_event = e.0;
+            if let Some(line) = crate::progress::event_line(&e.2, e.3.as_deref(), e.4.as_deref(), &e.5) {
+                progress.line(&line);
+            }
+        }
+        let open = counts.values().any(|c| c.pending + c.leased > 0);
+        for exit in launcher.poll(open) {
+            let (kind, tag, detail) = match &exit {
+                WorkerExit::Clean { tag } => ("process_exited", tag, "exit 0".to_string()),
+                WorkerExit::Crashed { tag, cause } => ("process_crashed", tag, cause.clone()),
+            };
+            shared.db().log_event(now, kind, Some(tag), &detail)?;
+        }
+        progress.update(&counts);
+        if !open {
+            progress.finish();
+            let quarantined = counts.values().map(|c| c.quarantined).sum::<u64>();
+            return Ok(if quarantined > 0 { StopReason::Quarantined } else { StopReason::Complete });
+        }
+        if opts.workers > 0 && launcher.running() == 0 && launcher.poll(false).is_empty() && counts.values().all(|c| c.leased == 0) {
+            // Every local worker gave up restarting; say so rather than wait forever.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if launcher.running() == 0 {
+                anyhow::bail!("every local worker crashed repeatedly; see {}", "logs/*.log in the run directory");
+            }
+        }
+    }
+}
+
+/// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own).
+fn mark_lost_workers(db: &mut StateDb, now: i64, lost_after: i64) -> anyhow::Result<()> {
+    for (id, _, _, state, last_seen) in db.workers()? {
+        if state == "alive" && now - last_seen > lost_after {
+            db.worker_gone(&id, "lost", &format!("no contact for {} s", (now - last_seen) / 1000), now)?;
+        }
+    }
+    Ok(())
+}
+
+fn bind(layout: &RunLayout, requested: Option<SocketAddr>) -> anyhow::Result<tonic::transport::server::TcpIncoming> {
+    let previous: Option<SocketAddr> = std::fs::read_to_string(layout.coordinator_file())
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["address"].as_str().map(|a| a.trim_start_matches("http://").to_string()))
+        .and_then(|a| a.parse().ok());
+    let fallback: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+    if let Some(addr) = requested {
+        return tonic::transport::server::TcpIncoming::bind(addr).with_context(|| format!("cannot bind {addr}"));
+    }
+    if let Some(prev) = previous {
+        // Surviving workers of a killed coordinator keep calling this address.
+        if let Ok(incoming) = tonic::transport::server::TcpIncoming::bind(prev) {
+            return Ok(incoming);
+        }
+    }
+    tonic::transport::server::TcpIncoming::bind(fallback).context("cannot bind a loopback port")
+}
+
+fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        return Ok(t.trim().to_string());
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| path.display().to_string())?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}

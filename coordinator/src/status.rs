@@ -1,0 +1,63 @@
+//! `diffprobe status`: progress of a run from its state database (works whether or not the
+//! coordinator is up: SQLite in WAL mode allows a reader beside the writer).
+
+use std::collections::BTreeMap;
+
+use common::layout::RunLayout;
+use serde::Serialize;
+
+use crate::db::{Counts, StateDb};
+
+/// A run's status.
+#[derive(Debug, Serialize)]
+pub(crate) struct Status {
+    pub(crate) run: String,
+    pub(crate) coordinator: Option<String>,
+    pub(crate) units: BTreeMap<String, Counts>,
+    pub(crate) workers: Vec<WorkerStatus>,
+    pub(crate) quarantined: Vec<(String, String)>,
+    pub(crate) complete: bool,
+}
+
+/// One worker as the coordinator last saw it.
+#[derive(Debug, Serialize)]
+pub(crate) struct WorkerStatus {
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) state: String,
+    pub(crate) last_seen_s_ago: f64,
+}
+
+pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
+    let path = layout.state_db();
+    anyhow::ensure!(path.exists(), "{} is not a run directory (no state.sqlite)", layout.root().display());
+    let db = StateDb::open(&path)?;
+    let now = crate::service::now_ms();
+    let units = db.counts()?;
+    let workers = db
+        .workers()?
+        .into_iter()
+        .map(|(id, host, pid, state, seen)| WorkerStatus { id, host, pid, state, last_seen_s_ago: (now - seen) as f64 / 1000.0 })
+        .collect();
+    let coordinator = std::fs::read_to_string(layout.coordinator_file()).ok();
+    let complete = units.values().all(|c| c.committed == c.total());
+    Ok(Status { run: layout.root().display().to_string(), coordinator, units, workers, quarantined: db.quarantined()?, complete })
+}
+
+pub(crate) fn print(s: &Status) {
+    println!("run {}{}", s.run, if s.complete { " — complete" } else { "" });
+    match &s.coordinator {
+        Some(c) => println!("coordinator: {}", c.trim()),
+        None => println!("coordinator: not running (resume with `diffprobe resume {}`)", s.run),
+    }
+    for (kind, c) in &s.units {
+        println!("{kind:>8}: {}/{} committed, {} running, {} pending, {} quarantined", c.committed, c.total(), c.leased, c.pending, c.quarantined);
+    }
+    for w in &s.workers {
+        println!("  worker {:<4} {:<12} pid {:<7} {:<7} last heartbeat {:.1} s ago", w.id, w.host, w.pid, w.state, w.last_seen_s_ago);
+    }
+    for (unit, err) in &s.quarantined {
+        println!("  quarantined {unit}: {err}");
+    }
+}

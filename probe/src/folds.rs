@@ -1,0 +1,60 @@
+//! Seeded K-fold assignment of stimuli, shaped like scikit-learn's `KFold(shuffle=True)`.
+//!
+//! **Invariant:** the folds are a pure function of `(n, k, seed)`; they partition `0..n`, the
+//! first `n % k` folds hold one stimulus more than the others, and each list is sorted.
+
+use crate::error::ProbeError;
+use crate::rng;
+
+/// Splits `n` stimuli into `k` folds after a seeded shuffle and returns each fold's test indices.
+///
+/// Like scikit-learn's `KFold(shuffle=True)`, the shuffled order is cut into consecutive
+/// chunks; the first `n % k` folds get `n / k + 1` stimuli and the rest `n / k`. Each returned
+/// list is sorted ascending; the training set of fold `f` is [`complement`]`(n, &folds[f])`.
+/// The shuffle is our own (see the `rng` module), so the folds do not equal scikit-learn's for
+/// the same seed.
+///
+/// # Errors
+/// [`ProbeError::InvalidFolds`] unless `2 ≤ k ≤ n`.
+pub fn kfold(n: usize, k: usize, seed: u64) -> Result<Vec<Vec<usize>>, ProbeError> {
+    if k < 2 || k > n {
+        return Err(ProbeError::InvalidFolds { k, n });
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    rng::shuffle(&mut order, &mut rng::kfold_rng(seed));
+    let (base, extra) = (n / k, n % k);
+    let mut folds = Vec::with_capacity(k);
+    let mut start = 0;
+    for f in 0..k {
+        let size = base + usize::from(f < extra);
+        let mut fold = order[start..start + size].to_vec();
+        fold.sort_unstable();
+        folds.push(fold);
+        start += size;
+    }
+    Ok(folds)
+}
+
+/// The indices in `0..n` that are not in `test`, ascending: the training set of a fold.
+///
+/// Indices in `test` that are `≥ n` are ignored.
+pub fn complement(n: usize, test: &[usize]) -> Vec<usize> {
+    let mut in_test = vec![false; n];
+    for &i in test {
+        if i < n {
+            in_test[i] = true;
+        }
+    }
+    (0..n).filter(|&i| !in_test[i]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complement_of_a_fold() {
+        assert_eq!(complement(6, &[1, 4]), vec![0, 2, 3, 5]);
+        assert_eq!(complement(3, &[]), vec![0, 1, 2]);
+    }
+}

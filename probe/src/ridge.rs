@@ -1,0 +1,186 @@
+//! PCA + ridge in eigen form: one symmetric eigendecomposition per (representation, fold)
+//! serves every attribute, every α and every permutation.
+//!
+//! With centred training features `X` (`n × D`), PCA scores on the top-P right singular vectors
+//! `Z = X V_P` have `ZᵀZ = diag(λ_p)`, `λ_p = s_p²`, so ridge with an unpenalised intercept
+//! predicts `ŷ = ȳ + Z_test diag(1/(λ_p + α)) Z_trainᵀ (y − ȳ)`. We decompose `XᵀX` (`D × D`)
+//! when `D ≤ n`, else the Gram matrix `XXᵀ` (`n × n`, kernel form: `Z_train = U S`,
+//! `Z_test = X_test Xᵀ U S⁻¹`).
+//!
+//! **Invariant:** every faer call runs with `Par::Seq`, so results are bit-identical whatever
+//! the number of threads; components whose eigenvalue is at or below
+//! `λ_max · max(n, D) · ε` are treated as numerically zero and never used.
+
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{self, ComputeEigenvectors};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+
+use crate::error::ProbeError;
+
+/// The eigen-form PCA of one fold's centred features: scores of the retained components.
+#[derive(Debug, Clone)]
+pub(crate) struct Decomposition {
+    /// Training scores, `n_train × r`, columns in decreasing order of eigenvalue.
+    pub(crate) z_train: Mat<f64>,
+    /// Test scores, `n_test × r`, same columns.
+    pub(crate) z_test: Mat<f64>,
+    /// The `r` eigenvalues `λ_p = s_p²`, decreasing, all above the rank tolerance.
+    pub(crate) lambda: Vec<f64>,
+}
+
+impl Decomposition {
+    /// Decomposes centred training rows `xtr` (`n_train × D`) and projects the test rows `xte`
+    /// (`n_test × D`, centred with the training mean), keeping at most `p_max` components and
+    /// only those above the rank tolerance.
+    pub(crate) fn new(
+        xtr: MatRef<'_, f64>,
+        xte: MatRef<'_, f64>,
+        p_max: usize,
+        fold: usize,
+    ) -> Result<Self, ProbeError> {
+        let (n, d) = (xtr.nrows(), xtr.ncols());
+        let n_test = xte.nrows();
+        if d == 0 || n == 0 || p_max == 0 {
+            return Ok(Self::empty(n, n_test));
+        }
+        if d <= n {
+            // Primal: XᵀX = V Λ Vᵀ, Z = X V.
+            let mut gram = Mat::<f64>::zeros(d, d);
+            matmul(gram.as_mut(), Accum::Replace, xtr.transpose(), xtr, 1.0, Par::Seq);
+            let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
+            let keep = retained(&values, p_max, n.max(d));
+            if keep.is_empty() {
+                return Ok(Self::empty(n, n_test));
+            }
+            let v = Mat::<f64>::from_fn(d, keep.len(), |i, p| vectors[(i, keep[p])]);
+            let mut z_train = Mat::<f64>::zeros(n, keep.len());
+            matmul(z_train.as_mut(), Accum::Replace, xtr, v.as_ref(), 1.0, Par::Seq);
+            let mut z_test = Mat::<f64>::zeros(n_test, keep.len());
+            matmul(z_test.as_mut(), Accum::Replace, xte, v.as_ref(), 1.0, Par::Seq);
+            let lambda = keep.iter().map(|&k| values[k]).collect();
+            Ok(Self { z_train, z_test, lambda })
+        } else {
+            // Kernel: XXᵀ = U Λ Uᵀ, Z_train = U S, Z_test = X_test Xᵀ U S⁻¹.
+            let mut gram = Mat::<f64>::zeros(n, n);
+            matmul(gram.as_mut(), Accum::Replace, xtr, xtr.transpose(), 1.0, Par::Seq);
+            let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
+            let keep = retained(&values, p_max, n.max(d));
+            if keep.is_empty() {
+                return Ok(Self::empty(n, n_test));
+            }
+            let lambda: Vec<f64> = keep.iter().map(|&k| values[k]).collect();
+            let s: Vec<f64> = lambda.iter().map(|l| l.sqrt()).collect();
+            let z_train = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] * s[p]);
+            let u_scaled = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] / s[p]);
+            let mut k_test = Mat::<f64>::zeros(n_test, n);
+            matmul(k_test.as_mut(), Accum::Replace, xte, xtr.transpose(), 1.0, Par::Seq);
+            let mut z_test = Mat::<f64>::zeros(n_test, keep.len());
+            matmul(
+                z_test.as_mut(),
+                Accum::Replace,
+                k_test.as_ref(),
+                u_scaled.as_ref(),
+                1.0,
+                Par::Seq,
+            );
+            Ok(Self { z_train, z_test, lambda })
+        }
+    }
+
+    /// No usable component: every prediction is the training mean.
+    fn empty(n: usize, n_test: usize) -> Self {
+        Self { z_train: Mat::zeros(n, 0), z_test: Mat::zeros(n_test, 0), lambda: Vec::new() }
+    }
+
+    /// Number of retained components.
+    pub(crate) fn rank(&self) -> usize {
+        self.lambda.len()
+    }
+
+    /// The ridge map of the first `p` components (`p ≤ rank`) with penalty `alpha`.
+    pub(crate) fn projection(&self, p: usize, alpha: f64) -> Projection {
+        assert!(p <= self.rank(), "projection: {p} components requested, {} retained", self.rank());
+        let n_test = self.z_test.nrows();
+        let n_train = self.z_train.nrows();
+        let left =
+            Mat::<f64>::from_fn(n_test, p, |i, k| self.z_test[(i, k)] / (self.lambda[k] + alpha));
+        let right = Mat::<f64>::from_fn(p, n_train, |k, i| self.z_train[(i, k)]);
+        Projection { left, right }
+    }
+}
+
+/// The linear map from centred training targets to centred test predictions:
+/// `ŷ − ȳ = left · right · (y − ȳ)`.
+#[derive(Debug, Clone)]
+pub(crate) struct Projection {
+    /// `Z_test diag(1/(λ + α))`, `n_test × P`.
+    left: Mat<f64>,
+    /// `Z_trainᵀ`, `P × n_train`.
+    right: Mat<f64>,
+}
+
+impl Projection {
+    /// Number of components used.
+    pub(crate) fn n_components(&self) -> usize {
+        self.left.ncols()
+    }
+
+    /// Centred test predictions (`n_test × m`) for `m` centred training target columns
+    /// (`n_train × m`), as two matrix products.
+    pub(crate) fn apply(&self, targets: MatRef<'_, f64>) -> Mat<f64> {
+        let m = targets.ncols();
+        let mut out = Mat::<f64>::zeros(self.left.nrows(), m);
+        if self.n_components() == 0 {
+            return out;
+        }
+        let mut weights = Mat::<f64>::zeros(self.n_components(), m);
+        matmul(weights.as_mut(), Accum::Replace, self.right.as_ref(), targets, 1.0, Par::Seq);
+        matmul(out.as_mut(), Accum::Replace, self.left.as_ref(), weights.as_ref(), 1.0, Par::Seq);
+        out
+    }
+}
+
+/// Indices of the components to keep, in decreasing order of eigenvalue: at most `p_max`, and
+/// only eigenvalues above `λ_max · dim · ε` (eigenvalues of a Gram matrix carry an absolute error
+/// of order `ε · λ_max`, so anything smaller is noise, such as the null direction that centring
+/// creates in the kernel form).
+fn retained(values: &[f64], p_max: usize, dim: usize) -> Vec<usize> {
+    let lambda_max = values.iter().copied().fold(0.0_f64, f64::max);
+    if lambda_max <= 0.0 {
+        return Vec::new();
+    }
+    let tol = lambda_max * dim as f64 * f64::EPSILON;
+    let mut order: Vec<usize> = (0..values.len()).filter(|&k| values[k] > tol).collect();
+    // faer returns ascending eigenvalues; sort explicitly anyway (stable, ties by index).
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.truncate(p_max);
+    order
+}
+
+/// Eigendecomposition of a symmetric matrix (lower half read), sequentially; `None` if the
+/// solver did not converge.
+fn sym_eigen(a: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
+    let n = a.nrows();
+    let mut vectors = Mat::<f64>::zeros(n, n);
+    let mut values = Diag::<f64>::zeros(n);
+    let par = Par::Seq;
+    let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        ComputeEigenvectors::Yes,
+        par,
+        Default::default(),
+    ));
+    evd::self_adjoint_evd(
+        a,
+        values.as_mut(),
+        Some(vectors.as_mut()),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    let values = values.column_vector().iter().copied().collect();
+    Some((values, vectors))
+}

@@ -1,0 +1,173 @@
+//! Small statistics shared by the probe and the report: Pearson correlation, Benjamini–Hochberg
+//! q-values, the fold-pooled permutation p-value and the spread of a representation.
+//!
+//! These take already-validated numbers; a wrong *shape* is a programming error and panics, as
+//! documented on each function.
+
+/// Pearson correlation of `a` and `b`; NaN when it is undefined (fewer than 2 values, or either
+/// side constant).
+///
+/// # Panics
+/// If `a` and `b` differ in length.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "pearson: inputs differ in length");
+    let n = a.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let ma = a.iter().sum::<f64>() / n as f64;
+    let mb = b.iter().sum::<f64>() / n as f64;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa <= 0.0 || sbb <= 0.0 {
+        return f64::NAN;
+    }
+    (sab / (saa.sqrt() * sbb.sqrt())).clamp(-1.0, 1.0)
+}
+
+/// Benjamini–Hochberg adjusted p-values (q-values), in the order of `p`.
+///
+/// `q_(i) = min_{k ≥ i} min(1, p_(k) · m / k)` over the ascending order of the p-values, so the
+/// q-values are monotone in p and capped at 1. The input is expected to be NaN-free; a NaN
+/// p-value gets a NaN q-value and does not count towards `m` (R's `p.adjust` does the same).
+pub fn bh_qvalues(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let m = order.len() as f64;
+    let mut q = vec![f64::NAN; p.len()];
+    let mut running = 1.0_f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m / (rank + 1) as f64);
+        q[i] = running;
+    }
+    q
+}
+
+/// Permutation p-value of a statistic pooled over folds.
+///
+/// `obs[f]` is fold `f`'s observed RMSE and `nulls[f][b]` its RMSE under permutation `b`. The
+/// pooled statistic is the mean over folds; permutation `b`'s pooled null is the mean over folds
+/// of `nulls[f][b]`. Returns `(1 + #{null_b ≤ obs}) / (B + 1)`; with `B = 0` this is 1.
+///
+/// This is an exact test only when permutation `b` is the same permutation of the stimuli in
+/// every fold ([`crate::Permute::Pool`]). With independent per-fold permutations
+/// ([`crate::Permute::TrainingPerFold`]) the folds' observed RMSEs share targets but their nulls
+/// do not, and the p-value is anti-conservative (about 10 % below 0.05 on null data).
+///
+/// # Panics
+/// If `obs` is empty, `nulls.len() != obs.len()`, or the null vectors differ in length.
+pub fn pooled_p_value(obs: &[f64], nulls: &[&[f64]]) -> f64 {
+    assert!(!obs.is_empty(), "pooled_p_value: no folds");
+    assert_eq!(obs.len(), nulls.len(), "pooled_p_value: one null vector per fold is required");
+    let b = nulls[0].len();
+    assert!(nulls.iter().all(|v| v.len() == b), "pooled_p_value: null vectors differ in length");
+    // Sums instead of means: the same order of additions on both sides keeps exact ties exact
+    // (a probe that predicts the mean has null == observed in every fold).
+    let obs_sum: f64 = obs.iter().sum();
+    let hits = (0..b).filter(|&k| nulls.iter().map(|v| v[k]).sum::<f64>() <= obs_sum).count();
+    (1 + hits) as f64 / (b + 1) as f64
+}
+
+/// Relative spread of a representation: mean squared distance of the rows of `x` (`n × d`,
+/// row-major) to their centroid, divided by their mean squared norm.
+///
+/// It lies in `[0, 1]`: about 0 for a near-constant representation (such as the CLS token of a
+/// BERT-style encoder below its last layer), about 1 for one centred at the origin. An all-zero
+/// representation gives 0; `n = 0` gives NaN.
+///
+/// # Panics
+/// If `x.len() != n * d`.
+pub fn feature_spread<T: Copy + Into<f64>>(x: &[T], n: usize, d: usize) -> f64 {
+    assert_eq!(x.len(), n * d, "feature_spread: x has the wrong length for n × d");
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mut centroid = vec![0.0; d];
+    let mut norm2 = 0.0;
+    for row in x.chunks_exact(d.max(1)).take(n) {
+        for (c, &v) in centroid.iter_mut().zip(row) {
+            let v: f64 = v.into();
+            *c += v;
+            norm2 += v * v;
+        }
+    }
+    if norm2 <= 0.0 {
+        return 0.0;
+    }
+    centroid.iter_mut().for_each(|c| *c /= n as f64);
+    let mut dist2 = 0.0;
+    for row in x.chunks_exact(d.max(1)).take(n) {
+        for (c, &v) in centroid.iter().zip(row) {
+            let e = v.into() - c;
+            dist2 += e * e;
+        }
+    }
+    (dist2 / norm2).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pearson_known_values() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-15);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-15);
+        // x = [1,2,3,4], y = [1,3,2,4]: cov = 4, var = 5 each ⇒ r = 0.8.
+        assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]) - 0.8).abs() < 1e-15);
+        assert!(pearson(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+        assert!(pearson(&[1.0], &[1.0]).is_nan());
+    }
+
+    #[test]
+    fn bh_hand_computed() {
+        // m = 5. Sorted p: 0.01 0.02 0.03 0.04 0.50 → p·m/k: 0.05 0.05 0.05 0.05 0.50;
+        // running minimum from the top keeps them. Input order is scrambled.
+        let p = [0.04, 0.5, 0.01, 0.03, 0.02];
+        let q = bh_qvalues(&p);
+        let want = [0.05, 0.5, 0.05, 0.05, 0.05];
+        for (a, b) in q.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{q:?}");
+        }
+        // Monotonicity step: sorted p 0.01 0.04 0.045 → raw 0.03 0.06 0.045 → q 0.03 0.045 0.045.
+        let q = bh_qvalues(&[0.045, 0.01, 0.04]);
+        let want = [0.045, 0.03, 0.045];
+        for (a, b) in q.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{q:?}");
+        }
+        // Cap at 1 and NaN passthrough (m = 2).
+        let q = bh_qvalues(&[0.9, f64::NAN, 0.8]);
+        assert!((q[0] - 0.9).abs() < 1e-12 && (q[2] - 0.9).abs() < 1e-12 && q[1].is_nan());
+        let q = bh_qvalues(&[0.7, 0.9]);
+        assert!(q.iter().all(|&v| (v - 0.9).abs() < 1e-12), "{q:?}");
+        assert!(bh_qvalues(&[]).is_empty());
+    }
+
+    #[test]
+    fn pooled_p_tiny_example() {
+        // Two folds, B = 4. obs mean = (1.0 + 2.0)/2 = 1.5.
+        // Null means: (0.5+2.0)/2 = 1.25 ≤ 1.5 ✓, (2.0+2.0)/2 = 2.0 ✗, (1.0+2.0)/2 = 1.5 ≤ ✓ (tie),
+        // (3.0+3.0)/2 = 3.0 ✗ ⇒ 2 hits ⇒ p = 3/5.
+        let obs = [1.0, 2.0];
+        let n0 = [0.5, 2.0, 1.0, 3.0];
+        let n1 = [2.0, 2.0, 2.0, 3.0];
+        assert!((pooled_p_value(&obs, &[&n0, &n1]) - 0.6).abs() < 1e-15);
+        assert_eq!(pooled_p_value(&[1.0], &[&[]]), 1.0);
+    }
+
+    #[test]
+    fn spread_of_constant_and_centred_data() {
+        let constant = [3.0f32, -1.0, 3.0, -1.0, 3.0, -1.0];
+        assert_eq!(feature_spread(&constant, 3, 2), 0.0);
+        let centred = [1.0f64, -1.0, -1.0, 1.0];
+        assert!((feature_spread(&centred, 2, 2) - 1.0).abs() < 1e-15);
+        // Rows (1,0) and (3,0): centroid (2,0), dist² mean 1, norm² mean 5 ⇒ 0.2.
+        assert!((feature_spread(&[1.0, 0.0, 3.0, 0.0], 2, 2) - 0.2).abs() < 1e-15);
+        assert_eq!(feature_spread(&[0.0f32; 4], 2, 2), 0.0);
+    }
+}

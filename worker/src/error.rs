@@ -1,0 +1,38 @@
+//! Errors of one unit attempt. Retryability is decided here, once: it chooses between
+//! `Fail { retryable: true }` (the coordinator retries with backoff) and quarantine.
+
+use common::error::DataError;
+
+/// Why a unit attempt failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnitError {
+    /// Reading inputs or writing outputs failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model could not be loaded or run.
+    #[error("model {path}: {message}")]
+    Model {
+        /// The model folder or file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The inputs cannot give a result however often the unit is retried.
+    #[error("{0}")]
+    Invalid(String),
+    /// The probe statistics rejected the data.
+    #[error("probe: {0}")]
+    Probe(#[from] probe::ProbeError),
+}
+
+impl UnitError {
+    /// Whether another attempt (maybe on another worker) could succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UnitError::Data(DataError::Io { .. }) => true,
+            UnitError::Data(DataError::Table { .. } | DataError::Parquet { .. } | DataError::Arrow { .. }) => false,
+            UnitError::Model { .. } | UnitError::Invalid(_) | UnitError::Probe(_) => false,
+        }
+    }
+}

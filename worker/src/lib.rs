@@ -1,0 +1,14 @@
+//! The diffprobe worker: leases units from the coordinator, runs them, writes Parquet atomically
+//! and reports completion. Capture runs models with candle; probe units fit the statistics of
+//! the `probe` crate.
+//!
+//! **Architecture Invariant:** a worker never touches `state.sqlite`; everything it knows about
+//! the sweep comes from the lease, `spec.toml` and `dataset.json` in the run directory.
+
+pub mod capture;
+mod client;
+mod error;
+mod probe_unit;
+pub mod run;
+
+pub use error::UnitError;

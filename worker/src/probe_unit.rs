@@ -1,0 +1,83 @@
+//! A probe unit: gather one representation's rows from every capture file (reading only that
+//! representation's row group), then fit the attribute probes on a block of folds.
+
+use std::path::Path;
+
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use common::table::{read_feature_block, ProbeRow};
+use common::unit::ProbeUnit;
+
+use crate::error::UnitError;
+
+/// Runs the unit and returns its rows, ordered by fold then attribute.
+pub(crate) fn run(run_dir: &Path, spec: &JobSpec, data: &Dataset, unit: &ProbeUnit) -> Result<Vec<ProbeRow>, UnitError> {
+    let key = unit.representation.key();
+    let n = data.len();
+    let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
+    let a = &spec.analysis.attribute_probe;
+    let j = data.attributes.len();
+    let cfg = probe::ProbeConfig {
+        n_components: a.components,
+        alpha: a.alpha,
+        n_permutations: a.permutations,
+        seed: a.seed,
+        zscore: a.zscore,
+        ..probe::ProbeConfig::default()
+    };
+    let folds = probe::kfold(n, a.folds, a.seed)?;
+    let spread = probe::feature_spread(&x, n, d);
+    let mut rows = Vec::new();
+    for &f in &unit.folds {
+        let test = folds.get(f).ok_or_else(|| UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds)))?;
+        let train = probe::complement(n, test);
+        for r in probe::probe_fold(&x, n, d, &data.targets, j, &train, test, f, &cfg)? {
+            rows.push(ProbeRow {
+                representation: key.clone(),
+                attribute: r.attribute as u32,
+                attribute_name: data.attributes[r.attribute].clone(),
+                fold: f as u32,
+                n_components: r.n_components as u32,
+                rmse: r.rmse,
+                baseline_rmse: r.baseline_rmse,
+                pearson_r: r.pearson_r,
+                p_value: r.p_value,
+                spread,
+                null_rmse: r.null_rmse,
+                test_indices: r.test_indices.iter().map(|&i| i as u32).collect(),
+                predictions: r.predictions,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Assembles the N × D matrix of one representation from the capture files; every stimulus
+/// must appear exactly once.
+fn gather(run_dir: &Path, inputs: &[String], key: &str, n: usize) -> Result<(Vec<f32>, usize), UnitError> {
+    let mut x: Vec<f32> = Vec::new();
+    let mut dim = None;
+    let mut seen = vec![false; n];
+    for rel in inputs {
+        let block = read_feature_block(&run_dir.join(rel), key)?;
+        let d = *dim.get_or_insert(block.dim);
+        if d != block.dim {
+            return Err(UnitError::Invalid(format!("{rel}: {key} has width {} but earlier shards have {d}", block.dim)));
+        }
+        if x.is_empty() {
+            x = vec![0.0; n * d];
+        }
+        for (row, &s) in block.stimuli.iter().enumerate() {
+            let s = s as usize;
+            if s >= n || seen[s] {
+                return Err(UnitError::Invalid(format!("{rel}: stimulus {s} is out of range or appears twice")));
+            }
+            seen[s] = true;
+            x[s * d..(s + 1) * d].copy_from_slice(&block.values[row * d..(row + 1) * d]);
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return Err(UnitError::Invalid(format!("{key}: stimulus {missing} is in no capture file ({} inputs)", inputs.len())));
+    }
+    Ok((x, dim.unwrap_or(0)))
+}

@@ -1,0 +1,222 @@
+//! The worker loop: lease → run → write to a temp file → fsync → rename → complete, with
+//! heartbeats in a background task. SIGTERM, SIGINT and SIGUSR1 flip the worker to draining: it
+//! takes no new lease, releases the unit it holds, and exits 0.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use common::layout::RunLayout;
+use common::proto as pb;
+use common::proto::lease_reply::Outcome;
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use common::unit::UnitSpec;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::Capturer;
+use crate::client::{self, with_retry, Client};
+use crate::error::UnitError;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    /// Coordinator address, e.g. `http://127.0.0.1:7000`.
+    pub coordinator: String,
+    /// The run's bearer token (from `DIFFPROBE_TOKEN`).
+    pub token: String,
+    /// Launcher tag, e.g. `local-2`.
+    pub tag: String,
+    /// How long to keep trying while the coordinator is unreachable before exiting.
+    pub patience: Duration,
+    /// Test-only fault injection: sleep this long inside every unit (makes "kill mid-unit"
+    /// deterministic in the crash tests). Set by `DIFFPROBE_FAULT_UNIT_DELAY_MS`.
+    pub unit_delay: Duration,
+}
+
+/// What the worker knows about the sweep, loaded once.
+struct WorkerContext {
+    run_dir: PathBuf,
+    spec: JobSpec,
+    data: Dataset,
+    capturer: Mutex<Option<Arc<Capturer>>>,
+    unit_delay: Duration,
+}
+
+/// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let mut rpc = client::connect(&args.coordinator, &args.token)?;
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let reg = with_retry(args.patience, || {
+        let mut rpc = rpc.clone();
+        let req = pb::RegisterRequest { host: host.clone(), pid: std::process::id(), launcher_tag: args.tag.clone() };
+        async move { rpc.register(req).await }
+    })
+    .await
+    .context("cannot register with the coordinator")?
+    .into_inner();
+    let worker_id = reg.worker_id;
+    let layout = RunLayout::new(&reg.run_dir);
+    let spec = JobSpec::from_resolved_toml(&layout.spec())?;
+    let data = Dataset::open(&layout.root().join("dataset.json"))?;
+    let ctx = Arc::new(WorkerContext { run_dir: layout.root().to_path_buf(), spec, data, capturer: Mutex::new(None), unit_delay: args.unit_delay });
+    eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
+
+    let drain = CancellationToken::new();
+    spawn_signal_watch(drain.clone())?;
+    let heartbeat = Duration::from_millis(reg.heartbeat_ms.max(100));
+    while !drain.is_cancelled() {
+        let reply = with_retry(args.patience, || {
+            let mut rpc = rpc.clone();
+            let req = pb::LeaseRequest { worker_id: worker_id.clone() };
+            async move { rpc.lease(req).await }
+        })
+        .await
+        .context("coordinator unreachable")?
+        .into_inner();
+        match reply.outcome {
+            Some(Outcome::Assignment(a)) => run_leased(&mut rpc, &ctx, &worker_id, a, heartbeat, &drain, args.patience).await?,
+            Some(Outcome::WaitMs(ms)) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = drain.cancelled() => {}
+                }
+            }
+            Some(Outcome::Done(_)) | None => break,
+        }
+    }
+    eprintln!("worker {worker_id}: exiting");
+    Ok(())
+}
+
+fn spawn_signal_watch(drain: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = usr1.recv() => {}
+        }
+        drain.cancel();
+    });
+    Ok(())
+}
+
+async fn run_leased(
+    rpc: &mut Client,
+    ctx: &Arc<WorkerContext>,
+    worker_id: &str,
+    a: pb::Assignment,
+    heartbeat: Duration,
+    drain: &CancellationToken,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let lease_id = a.lease_id.clone();
+    let beats = CancellationToken::new();
+    tokio::spawn(heartbeats(rpc.clone(), worker_id.to_string(), lease_id.clone(), heartbeat, beats.clone(), drain.clone()));
+    let work = {
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || execute(&ctx, &a))
+    };
+    let result = tokio::select! {
+        r = work => r,
+        () = drain.cancelled() => {
+            beats.cancel();
+            let req = pb::ReleaseRequest { lease_id: lease_id.clone(), reason: "worker received a shutdown signal".into() };
+            let _ = rpc.release(req).await;
+            eprintln!("worker {worker_id}: released {lease_id} on shutdown");
+            // The blocking task is abandoned; the process exits and its temp file is never renamed.
+            return Ok(());
+        }
+    };
+    beats.cancel();
+    match result.map_err(|e| UnitError::Invalid(format!("unit panicked: {e}"))).and_then(|r| r) {
+        Ok((rel, checksum, bytes)) => {
+            let reply = with_retry(patience, || {
+                let mut rpc = rpc.clone();
+                let req = pb::CompleteRequest { lease_id: lease_id.clone(), output_path: rel.clone(), checksum: checksum.clone(), bytes };
+                async move { rpc.complete(req).await }
+            })
+            .await;
+            match reply {
+                Ok(r) if r.get_ref().duplicate => eprintln!("worker {worker_id}: {lease_id} was already committed; output discarded"),
+                Ok(_) => {}
+                Err(s) => eprintln!("worker {worker_id}: completion of {lease_id} refused: {}", s.message()),
+            }
+        }
+        Err(e) => {
+            eprintln!("worker {worker_id}: {lease_id} failed: {e}");
+            let req = pb::FailRequest { lease_id: lease_id.clone(), error: e.to_string(), retryable: e.is_retryable() };
+            with_retry(patience, || {
+                let mut rpc = rpc.clone();
+                let req = req.clone();
+                async move { rpc.fail(req).await }
+            })
+            .await
+            .context("cannot report a failure")?;
+        }
+    }
+    Ok(())
+}
+
+async fn heartbeats(mut rpc: Client, worker: String, lease: String, every: Duration, stop: CancellationToken, drain: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let req = pb::HeartbeatRequest { worker_id: worker.clone(), lease_ids: vec![lease.clone()] };
+        // A failed beat is not fatal: the coordinator may be restarting; the lease TTL decides.
+        if let Ok(reply) = rpc.heartbeat(req).await {
+            if reply.get_ref().drain {
+                drain.cancel();
+            }
+        }
+    }
+}
+
+/// Runs one unit synchronously and writes its output atomically; returns the output path
+/// relative to the run directory, its checksum and size.
+fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u64), UnitError> {
+    let unit: UnitSpec = serde_json::from_str(&a.unit_json).map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
+    let rel = RunLayout::unit_output(unit.output_dir(), &a.unit_id, a.attempt);
+    let target = ctx.run_dir.join(&rel);
+    if !ctx.unit_delay.is_zero() {
+        std::thread::sleep(ctx.unit_delay);
+    }
+    match &unit {
+        UnitSpec::Capture(c) => {
+            let capturer = ctx.capturer()?;
+            let texts = &ctx.data.texts[c.start..c.end];
+            let blocks = capturer.capture(texts, c.start, ctx.spec.capture.batch_size, &c.representations)?;
+            common::fs::write_atomic(&target, |f| common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype))?;
+        }
+        UnitSpec::Probe(p) => {
+            let rows = crate::probe_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
+            common::fs::write_atomic(&target, |f| common::table::write_probe_rows(f, &target, &rows))?;
+        }
+    }
+    let (sum, bytes) = common::fs::checksum_file(&target)?;
+    Ok((rel, sum, bytes))
+}
+
+impl WorkerContext {
+    fn capturer(&self) -> Result<Arc<Capturer>, UnitError> {
+        let mut slot = self.capturer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Capturer::load(&self.spec.model, self.spec.capture.max_tokens)?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+}
+
+/// Where a worker's run directory is, for messages.
+pub fn describe(run_dir: &Path) -> String {
+    run_dir.display().to_string()
+}
