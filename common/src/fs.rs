@@ -83,7 +83,8 @@ mod tests {
         let err = write_atomic(&failed, |_| Err(DataError::table("x", "boom")));
         assert!(err.is_err());
         assert!(!failed.exists());
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "only the completed file remains: {names:?}");
         let (sum, len) = checksum_file(&target).unwrap();
         assert_eq!(len, 5);

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
@@ -409,15 +409,33 @@ impl JobSpec {
         let text = std::fs::read_to_string(file)
             .map_err(|e| SpecError::new(&shown, "(file)", format!("cannot read spec: {e}")))?;
         let mut figment = Figment::from(Toml::string(&text));
-        figment = figment.merge(env_provider(env));
+        // Which layer set each overridden key, so validation errors name it instead of the file.
+        let mut overridden: Vec<(String, &'static str)> = Vec::new();
+        let env_layer = env_provider(env);
+        overridden.extend(env_layer.keys.iter().map(|k| (k.clone(), ENV_LAYER)));
+        figment = figment.merge(env_layer);
         for set in sets {
             let (key, value) = parse_set(set)?;
-            figment = figment.merge(Serialized::default(&key, value));
+            let mut dict = figment::value::Dict::new();
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            insert_path(&mut dict, &path, value);
+            overridden.push((key.clone(), SET_LAYER));
+            figment = figment.merge(Layer { name: SET_LAYER, keys: vec![key], dict });
         }
         let mut spec: JobSpec = figment.extract().map_err(|e| figment_error(&shown, e))?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         spec.resolve_paths(&base);
-        spec.validate(&shown)?;
+        spec.validate(&shown).map_err(|mut e| {
+            let from = overridden.iter().rev().find(|(k, _)| {
+                *k == e.key
+                    || e.key.starts_with(&format!("{k}."))
+                    || k.starts_with(&format!("{}.", e.key))
+            });
+            if let Some((_, layer)) = from {
+                e.file = (*layer).to_string();
+            }
+            e
+        })?;
         Ok(spec)
     }
 
@@ -460,7 +478,10 @@ impl JobSpec {
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || name.starts_with('.')
         {
-            return err("job.name", format!("expected letters, digits, '-', '_' or '.', found {name:?}"));
+            return err(
+                "job.name",
+                format!("expected letters, digits, '-', '_' or '.', found {name:?}"),
+            );
         }
         for (key, path) in [
             ("model.path", &self.model.path),
@@ -503,11 +524,17 @@ impl JobSpec {
         positive(file, "capture.max_tokens", c.max_tokens)?;
         let p = &self.analysis.attribute_probe;
         if p.folds < 2 {
-            return err("analysis.attribute_probe.folds", format!("expected at least 2, found {}", p.folds));
+            return err(
+                "analysis.attribute_probe.folds",
+                format!("expected at least 2, found {}", p.folds),
+            );
         }
         positive(file, "analysis.attribute_probe.components", p.components)?;
         if !(p.alpha.is_finite() && p.alpha > 0.0) {
-            return err("analysis.attribute_probe.alpha", format!("expected a positive number, found {}", p.alpha));
+            return err(
+                "analysis.attribute_probe.alpha",
+                format!("expected a positive number, found {}", p.alpha),
+            );
         }
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;
@@ -525,7 +552,10 @@ impl JobSpec {
         if s.heartbeat_s * 2.0 > s.lease_ttl_s {
             return err(
                 "sweep.heartbeat_s",
-                format!("expected at most half of sweep.lease_ttl_s ({}), found {}", s.lease_ttl_s, s.heartbeat_s),
+                format!(
+                    "expected at most half of sweep.lease_ttl_s ({}), found {}",
+                    s.lease_ttl_s, s.heartbeat_s
+                ),
             );
         }
         self.slurm.validate(file)
@@ -536,12 +566,21 @@ impl SlurmSection {
     fn validate(&self, file: &str) -> Result<(), SpecError> {
         let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
         if !valid_slurm_time(&self.time) {
-            return err("slurm.time", format!("expected minutes, HH:MM:SS or D-HH:MM:SS, found {:?}", self.time));
+            return err(
+                "slurm.time",
+                format!("expected minutes, HH:MM:SS or D-HH:MM:SS, found {:?}", self.time),
+            );
         }
         if let Some(mem) = &self.mem {
             let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
-            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() + 1 < mem.len() {
-                return err("slurm.mem", format!("expected a size like 16G or 4000M, found {mem:?}"));
+            if digits.is_empty()
+                || !digits.chars().all(|c| c.is_ascii_digit())
+                || digits.len() + 1 < mem.len()
+            {
+                return err(
+                    "slurm.mem",
+                    format!("expected a size like 16G or 4000M, found {mem:?}"),
+                );
             }
         }
         positive(file, "slurm.cpus_per_task", self.cpus_per_task as usize)?;
@@ -550,14 +589,22 @@ impl SlurmSection {
         }
         let sig_ok = self.signal.split_once('@').is_some_and(|(sig, secs)| {
             let sig = sig.strip_prefix("B:").unwrap_or(sig);
-            !sig.is_empty() && sig.chars().all(|c| c.is_ascii_alphanumeric()) && secs.parse::<u32>().is_ok()
+            !sig.is_empty()
+                && sig.chars().all(|c| c.is_ascii_alphanumeric())
+                && secs.parse::<u32>().is_ok()
         });
         if !sig_ok {
-            return err("slurm.signal", format!("expected [B:]SIGNAL@SECONDS like B:USR1@120, found {:?}", self.signal));
+            return err(
+                "slurm.signal",
+                format!("expected [B:]SIGNAL@SECONDS like B:USR1@120, found {:?}", self.signal),
+            );
         }
         for (i, line) in self.extra.iter().enumerate() {
             if line.contains('\n') || !line.starts_with("--") {
-                return err(&format!("slurm.extra[{i}]"), format!("expected one sbatch option starting with --, found {line:?}"));
+                return err(
+                    &format!("slurm.extra[{i}]"),
+                    format!("expected one sbatch option starting with --, found {line:?}"),
+                );
             }
         }
         Ok(())
@@ -586,17 +633,44 @@ fn positive(file: &str, key: &str, v: usize) -> Result<(), SpecError> {
 
 /// `DIFFPROBE_SECTION__KEY=value` variables. Only names with a `__` section separator are spec
 /// keys, so `DIFFPROBE_TOKEN` and other plain variables never leak into the spec.
-fn env_provider(env: &[(String, String)]) -> Serialized<figment::value::Dict> {
+fn env_provider(env: &[(String, String)]) -> Layer {
     let mut root = figment::value::Dict::new();
+    let mut keys = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("DIFFPROBE_") else { continue };
         if !rest.contains("__") {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        keys.push(path.join("."));
         insert_path(&mut root, &path, parse_value(value));
     }
-    Serialized::defaults(root)
+    Layer { name: ENV_LAYER, keys, dict: root }
+}
+
+/// Source name, in errors, of values from `DIFFPROBE_SECTION__KEY` variables.
+const ENV_LAYER: &str = "environment";
+/// Source name, in errors, of values from `--set`.
+const SET_LAYER: &str = "--set";
+
+/// An override layer with a name, so figment tags its values and errors say where a bad value
+/// came from (figment's `Serialized` names itself by Rust type).
+struct Layer {
+    name: &'static str,
+    /// Dotted keys this layer sets.
+    keys: Vec<String>,
+    dict: figment::value::Dict,
+}
+
+impl figment::Provider for Layer {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name)
+    }
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.dict.clone()))
+    }
 }
 
 fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
@@ -619,7 +693,11 @@ fn parse_set(set: &str) -> Result<(String, figment::value::Value), SpecError> {
     };
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(SpecError::new("--set", key, "expected a dotted key path like analysis.attribute_probe.alpha"));
+        return Err(SpecError::new(
+            "--set",
+            key,
+            "expected a dotted key path like analysis.attribute_probe.alpha",
+        ));
     }
     Ok((key.to_string(), parse_value(value.trim())))
 }
@@ -629,28 +707,44 @@ fn parse_value(raw: &str) -> figment::value::Value {
     struct Holder {
         v: figment::value::Value,
     }
-    toml::from_str::<Holder>(&format!("v = {raw}")).map(|h| h.v).unwrap_or_else(|_| raw.into())
+    match toml::from_str::<toml::Value>(&format!("v = {raw}")) {
+        // No spec key is a TOML date or time: `01:00:00` (slurm.time) stays a string.
+        Ok(t) if matches!(t.get("v"), Some(toml::Value::Datetime(_))) => raw.into(),
+        _ => toml::from_str::<Holder>(&format!("v = {raw}"))
+            .map(|h| h.v)
+            .unwrap_or_else(|_| raw.into()),
+    }
 }
 
 fn figment_error(file: &str, e: figment::Error) -> SpecError {
-    let source = match &e.metadata {
-        Some(m) if m.name.contains("environment") || m.name.contains("Serialized") => {
-            "environment or --set".to_string()
-        }
-        _ => file.to_string(),
+    let from_layer = match &e.metadata {
+        Some(m) if m.name == ENV_LAYER || m.name == SET_LAYER => Some(m.name.to_string()),
+        _ => None,
     };
+    let source = from_layer.clone().unwrap_or_else(|| file.to_string());
     let mut key = e.path.join(".");
+    // figment's path already ends with the offending field for some kinds; append it only if not.
+    let mut with_field = |field: &str| {
+        if e.path.last().map(String::as_str) != Some(field) {
+            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+        }
+    };
     let message = match &e.kind {
         figment::error::Kind::UnknownField(field, expected) => {
-            key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            with_field(field);
             format!("unknown key, expected one of: {}", expected.join(", "))
         }
         figment::error::Kind::MissingField(field) => {
-            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            with_field(field);
             "missing key".to_string()
         }
         figment::error::Kind::InvalidType(actual, expected) => {
-            format!("expected {expected}, found {actual}")
+            let hint = if from_layer.is_some() && expected == "a string" {
+                " (the value is read as TOML; put it in double quotes to pass a string)"
+            } else {
+                ""
+            };
+            format!("expected {expected}, found {actual}{hint}")
         }
         figment::error::Kind::UnknownVariant(found, expected) => {
             format!("unknown value {found:?}, expected one of: {}", expected.join(", "))

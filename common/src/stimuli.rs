@@ -42,21 +42,34 @@ impl Dataset {
     /// Reads the stimuli and targets tables named by the spec and applies the missing policy.
     pub fn load(spec: &JobSpec, spec_file: &str) -> Result<Dataset, DatasetError> {
         let stim = read_csv(&spec.stimuli.file)?;
-        let col = column_index(&stim, &spec.stimuli.column)
-            .ok_or_else(|| missing_column(spec_file, "stimuli.column", &spec.stimuli.column, &stim))?;
+        let col = column_index(&stim, &spec.stimuli.column).ok_or_else(|| {
+            missing_column(spec_file, "stimuli.column", &spec.stimuli.column, &stim)
+        })?;
         let mut stimuli = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (row, rec) in stim.rows.iter().enumerate() {
             let name = rec[col].trim().to_string();
             if name.is_empty() {
-                return Err(DataError::table(&stim.path, format!("row {}: empty stimulus in column {:?}", row + 2, spec.stimuli.column)).into());
+                return Err(DataError::table(
+                    &stim.path,
+                    format!("row {}: empty stimulus in column {:?}", row + 2, spec.stimuli.column),
+                )
+                .into());
             }
             if !seen.insert(name.clone()) {
-                return Err(DataError::table(&stim.path, format!("row {}: stimulus {name:?} appears twice", row + 2)).into());
+                return Err(DataError::table(
+                    &stim.path,
+                    format!("row {}: stimulus {name:?} appears twice", row + 2),
+                )
+                .into());
             }
             stimuli.push(name);
         }
-        let tgt = if spec.targets.file == spec.stimuli.file { stim.clone() } else { read_csv(&spec.targets.file)? };
+        let tgt = if spec.targets.file == spec.stimuli.file {
+            stim.clone()
+        } else {
+            read_csv(&spec.targets.file)?
+        };
         let key = column_index(&tgt, &spec.targets.key)
             .ok_or_else(|| missing_column(spec_file, "targets.key", &spec.targets.key, &tgt))?;
         let mut cols = Vec::new();
@@ -78,7 +91,11 @@ impl Dataset {
         };
         for name in stimuli {
             let problem = match by_key.get(name.as_str()) {
-                None => Some(format!("no row in {} with {} = {name:?}", tgt.path.display(), spec.targets.key)),
+                None => Some(format!(
+                    "no row in {} with {} = {name:?}",
+                    tgt.path.display(),
+                    spec.targets.key
+                )),
                 Some(&row) => {
                     let mut values = Vec::with_capacity(cols.len());
                     let mut bad = None;
@@ -108,7 +125,11 @@ impl Dataset {
                 }
                 (Some(why), MissingPolicy::DropStimulus) => out.dropped.push((name, why)),
                 (Some(why), MissingPolicy::Error) => {
-                    return Err(DataError::table(&tgt.path, format!("{why} (targets.missing = \"error\")")).into())
+                    return Err(DataError::table(
+                        &tgt.path,
+                        format!("{why} (targets.missing = \"error\")"),
+                    )
+                    .into())
                 }
             }
         }
@@ -116,7 +137,12 @@ impl Dataset {
             return Err(SpecError::new(
                 spec_file,
                 "analysis.attribute_probe.folds",
-                format!("{} folds need at least as many stimuli; {} remain after dropping {}", spec.analysis.attribute_probe.folds, out.stimuli.len(), out.dropped.len()),
+                format!(
+                    "{} folds need at least as many stimuli; {} remain after dropping {}",
+                    spec.analysis.attribute_probe.folds,
+                    out.stimuli.len(),
+                    out.dropped.len()
+                ),
             )
             .into());
         }
@@ -135,7 +161,8 @@ impl Dataset {
 
     /// A content fingerprint of the stimuli and targets (part of probe unit ids).
     pub fn fingerprint(&self) -> String {
-        let bytes = serde_json::to_vec(&(&self.texts, &self.attributes, &self.targets)).expect("serialises");
+        let bytes = serde_json::to_vec(&(&self.texts, &self.attributes, &self.targets))
+            .expect("serialises");
         crate::ids::fingerprint(&bytes)
     }
 

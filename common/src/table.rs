@@ -17,11 +17,13 @@ use arrow::array::{
     StringArray, UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Float64Type, Schema, UInt32Type};
+use arrow::datatypes::{
+    DataType, Field, Float16Type, Float32Type, Float64Type, Schema, UInt32Type,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -71,25 +73,43 @@ fn offsets(rows: usize, width: usize) -> OffsetBuffer<i32> {
 }
 
 /// Writes a features file: one row group per block, to `file` (already open, e.g. a temp file).
-pub fn write_features(file: &mut File, path: &Path, blocks: &[FeatureBlock], dtype: StorageDtype) -> Result<(), DataError> {
+pub fn write_features(
+    file: &mut File,
+    path: &Path,
+    blocks: &[FeatureBlock],
+    dtype: StorageDtype,
+) -> Result<(), DataError> {
     let schema = features_schema(dtype);
     let index: Vec<(&str, usize)> = blocks.iter().map(|b| (b.key.as_str(), b.dim)).collect();
-    let meta = KeyValue::new(REPRESENTATIONS_KEY.into(), serde_json::to_string(&index).expect("json"));
+    let meta =
+        KeyValue::new(REPRESENTATIONS_KEY.into(), serde_json::to_string(&index).expect("json"));
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
     let arrow_err = |e| DataError::Arrow { path: path.into(), source: e };
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_props())).map_err(pq)?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(writer_props())).map_err(pq)?;
     writer.append_key_value_metadata(meta);
     for b in blocks {
         let rows = b.stimuli.len();
         if b.values.len() != rows * b.dim {
-            return Err(DataError::table(path, format!("{}: {} values for {rows} rows of width {}", b.key, b.values.len(), b.dim)));
+            return Err(DataError::table(
+                path,
+                format!("{}: {} values for {rows} rows of width {}", b.key, b.values.len(), b.dim),
+            ));
         }
         let values: ArrayRef = match dtype {
             StorageDtype::F32 => Arc::new(Float32Array::from(b.values.clone())),
-            StorageDtype::F16 => Arc::new(Float16Array::from_iter_values(b.values.iter().map(|&v| half::f16::from_f32(v)))),
+            StorageDtype::F16 => Arc::new(Float16Array::from_iter_values(
+                b.values.iter().map(|&v| half::f16::from_f32(v)),
+            )),
         };
         let item = values.data_type().clone();
-        let list = ListArray::try_new(Arc::new(Field::new("item", item, false)), offsets(rows, b.dim), values, None).map_err(arrow_err)?;
+        let list = ListArray::try_new(
+            Arc::new(Field::new("item", item, false)),
+            offsets(rows, b.dim),
+            values,
+            None,
+        )
+        .map_err(arrow_err)?;
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -117,15 +137,26 @@ pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataEr
         .find(|k| k.key == REPRESENTATIONS_KEY)
         .and_then(|k| k.value.as_deref())
         .and_then(|v| serde_json::from_str(v).ok())
-        .ok_or_else(|| DataError::table(path, format!("missing key-value metadata {REPRESENTATIONS_KEY}")))?;
+        .ok_or_else(|| {
+            DataError::table(path, format!("missing key-value metadata {REPRESENTATIONS_KEY}"))
+        })?;
     let (group, dim) = index
         .iter()
         .enumerate()
         .find(|(_, (k, _))| k == key)
         .map(|(i, (_, d))| (i, *d))
-        .ok_or_else(|| DataError::table(path, format!("no representation {key:?}; file has {:?}", index.iter().map(|x| &x.0).collect::<Vec<_>>())))?;
+        .ok_or_else(|| {
+            DataError::table(
+                path,
+                format!(
+                    "no representation {key:?}; file has {:?}",
+                    index.iter().map(|x| &x.0).collect::<Vec<_>>()
+                ),
+            )
+        })?;
     let reader = builder.with_row_groups(vec![group]).build().map_err(pq)?;
-    let mut block = FeatureBlock { key: key.to_string(), dim, stimuli: Vec::new(), values: Vec::new() };
+    let mut block =
+        FeatureBlock { key: key.to_string(), dim, stimuli: Vec::new(), values: Vec::new() };
     for batch in reader {
         let batch = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
         let stim = batch.column(1).as_primitive::<UInt32Type>();
@@ -133,13 +164,29 @@ pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataEr
         let list = batch.column(2).as_list::<i32>();
         let vals = list.values();
         match vals.data_type() {
-            DataType::Float32 => block.values.extend(vals.as_primitive::<Float32Type>().values().iter().copied()),
-            DataType::Float16 => block.values.extend(vals.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f32())),
-            other => return Err(DataError::table(path, format!("values column has type {other}, expected a list of f32 or f16"))),
+            DataType::Float32 => {
+                block.values.extend(vals.as_primitive::<Float32Type>().values().iter().copied())
+            }
+            DataType::Float16 => block
+                .values
+                .extend(vals.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f32())),
+            other => {
+                return Err(DataError::table(
+                    path,
+                    format!("values column has type {other}, expected a list of f32 or f16"),
+                ))
+            }
         }
     }
     if block.values.len() != block.stimuli.len() * dim {
-        return Err(DataError::table(path, format!("{key}: {} values for {} rows of width {dim}", block.values.len(), block.stimuli.len())));
+        return Err(DataError::table(
+            path,
+            format!(
+                "{key}: {} values for {} rows of width {dim}",
+                block.values.len(),
+                block.stimuli.len()
+            ),
+        ));
     }
     Ok(block)
 }
@@ -165,7 +212,7 @@ pub struct ProbeRow {
     pub pearson_r: f64,
     /// Permutation p-value.
     pub p_value: f64,
-    /// Relative spread of the representation on this fold's training rows.
+    /// Relative spread of the representation over all stimuli (`probe::feature_spread`).
     pub spread: f64,
     /// Held-out RMSE of each permutation, in permutation order.
     pub null_rmse: Vec<f64>,
@@ -193,17 +240,29 @@ fn probe_schema() -> Arc<Schema> {
     ]))
 }
 
-fn list_of<T: Array + 'static>(lengths: impl Iterator<Item = usize>, values: T) -> Result<ListArray, arrow::error::ArrowError> {
+fn list_of<T: Array + 'static>(
+    lengths: impl Iterator<Item = usize>,
+    values: T,
+) -> Result<ListArray, arrow::error::ArrowError> {
     let item = values.data_type().clone();
-    ListArray::try_new(Arc::new(Field::new("item", item, false)), OffsetBuffer::from_lengths(lengths), Arc::new(values), None)
+    ListArray::try_new(
+        Arc::new(Field::new("item", item, false)),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
+        None,
+    )
 }
 
 /// Writes probe rows as one record batch.
 pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Result<(), DataError> {
     let arrow_err = |e| DataError::Arrow { path: path.into(), source: e };
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
-    let f64s = |f: fn(&ProbeRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
-    let u32s = |f: fn(&ProbeRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
+    let f64s = |f: fn(&ProbeRow) -> f64| {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef
+    };
+    let u32s = |f: fn(&ProbeRow) -> u32| {
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as ArrayRef
+    };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.representation.as_str()))),
         u32s(|r| r.attribute),
@@ -215,12 +274,37 @@ pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Resu
         f64s(|r| r.pearson_r),
         f64s(|r| r.p_value),
         f64s(|r| r.spread),
-        Arc::new(list_of(rows.iter().map(|r| r.null_rmse.len()), Float64Array::from_iter_values(rows.iter().flat_map(|r| r.null_rmse.iter().copied()))).map_err(arrow_err)?),
-        Arc::new(list_of(rows.iter().map(|r| r.test_indices.len()), UInt32Array::from_iter_values(rows.iter().flat_map(|r| r.test_indices.iter().copied()))).map_err(arrow_err)?),
-        Arc::new(list_of(rows.iter().map(|r| r.predictions.len()), Float64Array::from_iter_values(rows.iter().flat_map(|r| r.predictions.iter().copied()))).map_err(arrow_err)?),
+        Arc::new(
+            list_of(
+                rows.iter().map(|r| r.null_rmse.len()),
+                Float64Array::from_iter_values(
+                    rows.iter().flat_map(|r| r.null_rmse.iter().copied()),
+                ),
+            )
+            .map_err(arrow_err)?,
+        ),
+        Arc::new(
+            list_of(
+                rows.iter().map(|r| r.test_indices.len()),
+                UInt32Array::from_iter_values(
+                    rows.iter().flat_map(|r| r.test_indices.iter().copied()),
+                ),
+            )
+            .map_err(arrow_err)?,
+        ),
+        Arc::new(
+            list_of(
+                rows.iter().map(|r| r.predictions.len()),
+                Float64Array::from_iter_values(
+                    rows.iter().flat_map(|r| r.predictions.iter().copied()),
+                ),
+            )
+            .map_err(arrow_err)?,
+        ),
     ];
     let batch = RecordBatch::try_new(probe_schema(), columns).map_err(arrow_err)?;
-    let mut writer = ArrowWriter::try_new(file, probe_schema(), Some(writer_props())).map_err(pq)?;
+    let mut writer =
+        ArrowWriter::try_new(file, probe_schema(), Some(writer_props())).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
     writer.close().map_err(pq)?;
     Ok(())
@@ -242,7 +326,11 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
         let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
         let (rep, attr, name, fold, ncomp) = (s(0), u(1), s(2), u(3), u(4));
         let (rmse, base, r, p, spread) = (f(5), f(6), f(7), f(8), f(9));
-        let (nulls, tests, preds) = (b.column(10).as_list::<i32>(), b.column(11).as_list::<i32>(), b.column(12).as_list::<i32>());
+        let (nulls, tests, preds) = (
+            b.column(10).as_list::<i32>(),
+            b.column(11).as_list::<i32>(),
+            b.column(12).as_list::<i32>(),
+        );
         for i in 0..b.num_rows() {
             rows.push(ProbeRow {
                 representation: rep.value(i).to_string(),
@@ -267,7 +355,8 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
 /// Writes a plain report table (named columns of f64, u32 or strings) — the merged outputs.
 pub fn write_batch(file: &mut File, path: &Path, batch: &RecordBatch) -> Result<(), DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_props())).map_err(pq)?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_props())).map_err(pq)?;
     writer.write(batch).map_err(pq)?;
     writer.close().map_err(pq)?;
     Ok(())
@@ -282,12 +371,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
         let blocks = vec![
-            FeatureBlock { key: "text.0/cls".into(), dim: 2, stimuli: vec![4, 5], values: vec![1.0, 2.0, 3.0, 4.0] },
-            FeatureBlock { key: "text.1/mean".into(), dim: 3, stimuli: vec![4, 5], values: vec![0.5; 6] },
+            FeatureBlock {
+                key: "text.0/cls".into(),
+                dim: 2,
+                stimuli: vec![4, 5],
+                values: vec![1.0, 2.0, 3.0, 4.0],
+            },
+            FeatureBlock {
+                key: "text.1/mean".into(),
+                dim: 3,
+                stimuli: vec![4, 5],
+                values: vec![0.5; 6],
+            },
         ];
         for dtype in [StorageDtype::F32, StorageDtype::F16] {
             crate::fs::write_atomic(&path, |f| write_features(f, &path, &blocks, dtype)).unwrap();
-            let meta = parquet::file::reader::SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+            let meta = parquet::file::reader::SerializedFileReader::new(File::open(&path).unwrap())
+                .unwrap();
             use parquet::file::reader::FileReader;
             assert_eq!(meta.metadata().num_row_groups(), 2);
             assert_eq!(read_feature_block(&path, "text.1/mean").unwrap(), blocks[1]);

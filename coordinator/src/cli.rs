@@ -92,20 +92,25 @@ struct DriveArgs {
 
 impl DriveArgs {
     fn options(&self) -> RunOptions {
-        RunOptions { workers: self.workers.unwrap_or_else(default_workers), bind: self.bind, grace: Duration::from_secs(self.grace_s) }
+        RunOptions {
+            workers: self.workers.unwrap_or_else(default_workers),
+            bind: self.bind,
+            grace: Duration::from_secs(self.grace_s),
+        }
     }
 }
 
 /// Runs the CLI; returns the process exit code.
 pub fn main_with_args() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let rt =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
     match rt.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
@@ -118,7 +123,12 @@ pub fn main_with_args() -> ExitCode {
 /// 2 for input the user must fix (spec, data, model files), 1 otherwise.
 fn exit_code(e: &anyhow::Error) -> u8 {
     let bad_input = e.chain().any(|c| {
-        c.is::<common::error::SpecError>() || c.is::<common::stimuli::DatasetError>() || matches!(c.downcast_ref::<common::error::DataError>(), Some(common::error::DataError::Table { .. }))
+        c.is::<common::error::SpecError>()
+            || c.is::<common::stimuli::DatasetError>()
+            || matches!(
+                c.downcast_ref::<common::error::DataError>(),
+                Some(common::error::DataError::Table { .. })
+            )
             || c.is::<worker::UnitError>()
     });
     if bad_input {
@@ -147,7 +157,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Resume { run_dir, opts } => {
             let layout = RunLayout::new(&run_dir);
-            anyhow::ensure!(layout.state_db().exists(), "{} is not a run directory (no state.sqlite)", run_dir.display());
+            anyhow::ensure!(
+                layout.state_db().exists(),
+                "{} is not a run directory (no state.sqlite)",
+                run_dir.display()
+            );
             finish(&layout, drive(&layout, &opts.options()).await?)
         }
         Command::Status { run_dir, json } => {
@@ -169,9 +183,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { coordinator, tag, patience_s } => {
-            let token = std::env::var(common::TOKEN_ENV).with_context(|| format!("{} is not set: a worker needs the run's token", common::TOKEN_ENV))?;
-            let unit_delay = std::env::var("DIFFPROBE_FAULT_UNIT_DELAY_MS").ok().and_then(|v| v.parse().ok()).map_or(Duration::ZERO, Duration::from_millis);
-            let args = worker::run::WorkerArgs { coordinator, token, tag, patience: Duration::from_secs(patience_s), unit_delay };
+            let token = std::env::var(common::TOKEN_ENV).with_context(|| {
+                format!("{} is not set: a worker needs the run's token", common::TOKEN_ENV)
+            })?;
+            let unit_delay = std::env::var("DIFFPROBE_FAULT_UNIT_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::ZERO, Duration::from_millis);
+            let args = worker::run::WorkerArgs {
+                coordinator,
+                token,
+                tag,
+                patience: Duration::from_secs(patience_s),
+                unit_delay,
+            };
             worker::run::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -185,7 +210,10 @@ fn finish(layout: &RunLayout, reason: StopReason) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StopReason::Quarantined => {
-            eprintln!("sweep incomplete: some units are quarantined; see `diffprobe status {}`", layout.root().display());
+            eprintln!(
+                "sweep incomplete: some units are quarantined; see `diffprobe status {}`",
+                layout.root().display()
+            );
             Ok(ExitCode::from(3))
         }
         StopReason::Interrupted => {
@@ -202,9 +230,23 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
     println!("attributes: {} ({})", e.attributes, plan.dataset.attributes.join(", "));
     println!("representations: {}", e.representations);
     for (rep, dim) in &plan.representations {
-        println!("  {:<16} D = {dim}, {:.2} MiB", rep.key(), mib((e.stimuli * dim * if plan.spec.capture.dtype == common::spec::StorageDtype::F16 { 2 } else { 4 }) as u64));
+        println!(
+            "  {:<16} D = {dim}, {:.2} MiB",
+            rep.key(),
+            mib((e.stimuli
+                * dim
+                * if plan.spec.capture.dtype == common::spec::StorageDtype::F16 { 2 } else { 4 })
+                as u64)
+        );
     }
     println!("units: {} capture + {} probe", e.capture_units, e.probe_units);
-    println!("bytes to write: {:.1} MiB features + {:.1} MiB probe results", mib(e.feature_bytes), mib(e.probe_bytes));
-    println!("work: {} forward passes, {} eigendecompositions, {} permutation refits", e.forward_passes, e.eigendecompositions, e.permutation_fits);
+    println!(
+        "bytes to write: {:.1} MiB features + {:.1} MiB probe results",
+        mib(e.feature_bytes),
+        mib(e.probe_bytes)
+    );
+    println!(
+        "work: {} forward passes, {} eigendecompositions, {} permutation refits",
+        e.forward_passes, e.eigendecompositions, e.permutation_fits
+    );
 }

@@ -35,6 +35,11 @@ pub(crate) enum CompletionOutcome {
     Stale,
 }
 
+/// A worker row: id, host, pid, state, last heartbeat.
+pub(crate) type WorkerRow = (String, String, u32, String, Millis);
+/// An event row: sequence number, time, kind, unit, worker, detail.
+pub(crate) type EventRow = (i64, Millis, String, Option<String>, Option<String>, String);
+
 /// Unit counts by state for one kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Counts {
@@ -80,21 +85,15 @@ impl StateDb {
         Ok(StateDb { conn })
     }
 
-    /// A value from the meta table.
-    pub(crate) fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
-        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
-    }
-
-    /// Sets a meta value.
-    pub(crate) fn set_meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
-        self.conn.execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])?;
-        Ok(())
-    }
-
     /// Inserts the plan's units; units already present (same id) are left as they are.
-    pub(crate) fn insert_units(&mut self, units: &[(UnitId, UnitSpec)], now: Millis) -> rusqlite::Result<usize> {
+    pub(crate) fn insert_units(
+        &mut self,
+        units: &[(UnitId, UnitSpec)],
+        now: Millis,
+    ) -> rusqlite::Result<usize> {
         let tx = self.conn.transaction()?;
-        let base: i64 = tx.query_row("SELECT COALESCE(MAX(seq), -1) + 1 FROM units", [], |r| r.get(0))?;
+        let base: i64 =
+            tx.query_row("SELECT COALESCE(MAX(seq), -1) + 1 FROM units", [], |r| r.get(0))?;
         let mut added = 0;
         {
             let mut stmt = tx.prepare(
@@ -103,7 +102,8 @@ impl StateDb {
             )?;
             for (i, (id, spec)) in units.iter().enumerate() {
                 let json = serde_json::to_string(spec).expect("unit specs serialise");
-                added += stmt.execute(params![id.0, base + i as i64, spec.kind(), spec.stage(), json])?;
+                added +=
+                    stmt.execute(params![id.0, base + i as i64, spec.kind(), spec.stage(), json])?;
             }
         }
         event(&tx, now, "planned", None, None, &format!("{added} new units"))?;
@@ -112,7 +112,13 @@ impl StateDb {
     }
 
     /// Registers a worker and returns its id.
-    pub(crate) fn register_worker(&mut self, host: &str, pid: u32, tag: &str, now: Millis) -> rusqlite::Result<String> {
+    pub(crate) fn register_worker(
+        &mut self,
+        host: &str,
+        pid: u32,
+        tag: &str,
+        now: Millis,
+    ) -> rusqlite::Result<String> {
         let tx = self.conn.transaction()?;
         let n: i64 = tx.query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
         let id = format!("w{}", n + 1);
@@ -124,12 +130,21 @@ impl StateDb {
 
     /// Marks a worker seen now.
     pub(crate) fn touch_worker(&self, worker: &str, now: Millis) -> rusqlite::Result<()> {
-        self.conn.execute("UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1", params![worker, now])?;
+        self.conn.execute(
+            "UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1",
+            params![worker, now],
+        )?;
         Ok(())
     }
 
     /// Marks a worker gone (exited or lost) with an event.
-    pub(crate) fn worker_gone(&mut self, worker: &str, state: &str, detail: &str, now: Millis) -> rusqlite::Result<()> {
+    pub(crate) fn worker_gone(
+        &mut self,
+        worker: &str,
+        state: &str,
+        detail: &str,
+        now: Millis,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("UPDATE workers SET state = ?2 WHERE id = ?1", params![worker, state])?;
         event(&tx, now, &format!("worker_{state}"), None, Some(worker), detail)?;
@@ -138,7 +153,12 @@ impl StateDb {
 
     /// Leases the first ready unit to `worker`, if any. A unit is ready when it is pending, its
     /// backoff has passed, and every unit of a lower stage is committed.
-    pub(crate) fn lease_next(&mut self, worker: &str, now: Millis, p: RetryPolicy) -> rusqlite::Result<Option<Granted>> {
+    pub(crate) fn lease_next(
+        &mut self,
+        worker: &str,
+        now: Millis,
+        p: RetryPolicy,
+    ) -> rusqlite::Result<Option<Granted>> {
         let tx = self.conn.transaction()?;
         let found: Option<String> = tx
             .query_row(
@@ -162,9 +182,18 @@ impl StateDb {
     }
 
     /// Renews leases; returns those the worker no longer holds.
-    pub(crate) fn heartbeat(&mut self, worker: &str, leases: &[(String, u32)], now: Millis, p: RetryPolicy) -> rusqlite::Result<Vec<(String, u32)>> {
+    pub(crate) fn heartbeat(
+        &mut self,
+        worker: &str,
+        leases: &[(String, u32)],
+        now: Millis,
+        p: RetryPolicy,
+    ) -> rusqlite::Result<Vec<(String, u32)>> {
         let tx = self.conn.transaction()?;
-        tx.execute("UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1", params![worker, now])?;
+        tx.execute(
+            "UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1",
+            params![worker, now],
+        )?;
         let mut lost = Vec::new();
         for (unit, attempt) in leases {
             let Some((state, _)) = load_opt(&tx, unit)? else {
@@ -181,19 +210,40 @@ impl StateDb {
     }
 
     /// Commits a verified output.
-    pub(crate) fn complete(&mut self, unit: &str, attempt: u32, output: &str, checksum: &str, now: Millis) -> rusqlite::Result<CompletionOutcome> {
+    pub(crate) fn complete(
+        &mut self,
+        unit: &str,
+        attempt: u32,
+        output: &str,
+        checksum: &str,
+        now: Millis,
+    ) -> rusqlite::Result<CompletionOutcome> {
         let tx = self.conn.transaction()?;
         let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(CompletionOutcome::Stale) };
         let outcome = match state.complete(attempt, output, checksum) {
             Effect::Changed(next) => {
                 store(&tx, unit, &next)?;
                 end_attempt(&tx, unit, attempt, now, "committed", None)?;
-                event(&tx, now, "committed", Some(unit), None, &format!("attempt {attempt} {output}"))?;
+                event(
+                    &tx,
+                    now,
+                    "committed",
+                    Some(unit),
+                    None,
+                    &format!("attempt {attempt} {output}"),
+                )?;
                 CompletionOutcome::Committed
             }
             Effect::Duplicate => {
                 end_attempt(&tx, unit, attempt, now, "duplicate", None)?;
-                event(&tx, now, "duplicate", Some(unit), None, &format!("attempt {attempt} discarded"))?;
+                event(
+                    &tx,
+                    now,
+                    "duplicate",
+                    Some(unit),
+                    None,
+                    &format!("attempt {attempt} discarded"),
+                )?;
                 CompletionOutcome::Duplicate
             }
             Effect::Stale => CompletionOutcome::Stale,
@@ -203,11 +253,23 @@ impl StateDb {
     }
 
     /// Records a failed attempt.
-    pub(crate) fn fail(&mut self, unit: &str, attempt: u32, error: &str, retryable: bool, now: Millis, p: RetryPolicy) -> rusqlite::Result<()> {
+    pub(crate) fn fail(
+        &mut self,
+        unit: &str,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now: Millis,
+        p: RetryPolicy,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         if let Some((state, _)) = load_opt(&tx, unit)? {
             if let Effect::Changed(next) = state.fail(attempt, error, retryable, now, p) {
-                let kind = if matches!(next, UnitState::Quarantined { .. }) { "quarantined" } else { "failed" };
+                let kind = if matches!(next, UnitState::Quarantined { .. }) {
+                    "quarantined"
+                } else {
+                    "failed"
+                };
                 store(&tx, unit, &next)?;
                 end_attempt(&tx, unit, attempt, now, "failed", Some(error))?;
                 event(&tx, now, kind, Some(unit), None, error)?;
@@ -217,7 +279,13 @@ impl StateDb {
     }
 
     /// Gives a unit back (graceful worker shutdown).
-    pub(crate) fn release(&mut self, unit: &str, attempt: u32, reason: &str, now: Millis) -> rusqlite::Result<()> {
+    pub(crate) fn release(
+        &mut self,
+        unit: &str,
+        attempt: u32,
+        reason: &str,
+        now: Millis,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         if let Some((state, _)) = load_opt(&tx, unit)? {
             if let Effect::Changed(next) = state.release(attempt, now) {
@@ -233,7 +301,8 @@ impl StateDb {
     pub(crate) fn expire(&mut self, now: Millis, p: RetryPolicy) -> rusqlite::Result<usize> {
         let tx = self.conn.transaction()?;
         let due: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT id FROM units WHERE state = 'leased' AND deadline < ?1")?;
+            let mut stmt =
+                tx.prepare("SELECT id FROM units WHERE state = 'leased' AND deadline < ?1")?;
             let rows = stmt.query_map([now], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -241,10 +310,28 @@ impl StateDb {
             let (state, _) = load(&tx, unit)?;
             let attempt = state.attempts();
             if let Effect::Changed(next) = state.expire(now, p) {
-                let kind = if matches!(next, UnitState::Quarantined { .. }) { "quarantined" } else { "expired" };
+                let kind = if matches!(next, UnitState::Quarantined { .. }) {
+                    "quarantined"
+                } else {
+                    "expired"
+                };
                 store(&tx, unit, &next)?;
-                end_attempt(&tx, unit, attempt, now, "expired", Some("no heartbeat before the lease deadline"))?;
-                event(&tx, now, kind, Some(unit), None, &format!("attempt {attempt}: lease expired"))?;
+                end_attempt(
+                    &tx,
+                    unit,
+                    attempt,
+                    now,
+                    "expired",
+                    Some("no heartbeat before the lease deadline"),
+                )?;
+                event(
+                    &tx,
+                    now,
+                    kind,
+                    Some(unit),
+                    None,
+                    &format!("attempt {attempt}: lease expired"),
+                )?;
             }
         }
         tx.commit()?;
@@ -253,9 +340,12 @@ impl StateDb {
 
     /// Counts by kind (`capture`, `probe`) and state.
     pub(crate) fn counts(&self) -> rusqlite::Result<BTreeMap<String, Counts>> {
-        let mut stmt = self.conn.prepare("SELECT kind, state, COUNT(*) FROM units GROUP BY kind, state")?;
+        let mut stmt =
+            self.conn.prepare("SELECT kind, state, COUNT(*) FROM units GROUP BY kind, state")?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
         for row in rows {
             let (kind, state, n) = row?;
             let c = out.entry(kind).or_default();
@@ -272,53 +362,84 @@ impl StateDb {
 
     /// Committed output path of every committed unit of `kind`, in plan order.
     pub(crate) fn committed_outputs(&self, kind: &str) -> rusqlite::Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare("SELECT id, output FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, output FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
+        )?;
         let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }
 
     /// Quarantined units with their errors.
     pub(crate) fn quarantined(&self) -> rusqlite::Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare("SELECT id, COALESCE(error, '') FROM units WHERE state = 'quarantined' ORDER BY seq")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, COALESCE(error, '') FROM units WHERE state = 'quarantined' ORDER BY seq",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }
 
     /// Workers with their state and last heartbeat.
-    pub(crate) fn workers(&self) -> rusqlite::Result<Vec<(String, String, u32, String, Millis)>> {
-        let mut stmt = self.conn.prepare("SELECT id, host, pid, state, last_seen FROM workers ORDER BY started, id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    pub(crate) fn workers(&self) -> rusqlite::Result<Vec<WorkerRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, host, pid, state, last_seen FROM workers ORDER BY started, id")?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
         rows.collect()
     }
 
     /// Events after `since` (sequence number), oldest first.
-    pub(crate) fn events_since(&self, since: i64) -> rusqlite::Result<Vec<(i64, Millis, String, Option<String>, Option<String>, String)>> {
+    pub(crate) fn events_since(&self, since: i64) -> rusqlite::Result<Vec<EventRow>> {
         let mut stmt = self.conn.prepare("SELECT seq, ts, kind, unit, worker, COALESCE(detail, '') FROM events WHERE seq > ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
         rows.collect()
     }
 
     /// Records a free-standing event (launcher, signals, run end).
-    pub(crate) fn log_event(&self, now: Millis, kind: &str, worker: Option<&str>, detail: &str) -> rusqlite::Result<()> {
-        self.conn.execute("INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, NULL, ?3, ?4)", params![now, kind, worker, detail])?;
+    pub(crate) fn log_event(
+        &self,
+        now: Millis,
+        kind: &str,
+        worker: Option<&str>,
+        detail: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, NULL, ?3, ?4)",
+            params![now, kind, worker, detail],
+        )?;
         Ok(())
-    }
-
-    /// Number of times each unit was committed according to the event log (must be ≤ 1).
-    pub(crate) fn commit_counts(&self) -> rusqlite::Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare("SELECT unit, COUNT(*) FROM events WHERE kind = 'committed' GROUP BY unit ORDER BY unit")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
     }
 }
 
-fn event(tx: &Transaction<'_>, now: Millis, kind: &str, unit: Option<&str>, worker: Option<&str>, detail: &str) -> rusqlite::Result<()> {
-    tx.execute("INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, ?3, ?4, ?5)", params![now, kind, unit, worker, detail])?;
+fn event(
+    tx: &Transaction<'_>,
+    now: Millis,
+    kind: &str,
+    unit: Option<&str>,
+    worker: Option<&str>,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now, kind, unit, worker, detail],
+    )?;
     Ok(())
 }
 
-fn end_attempt(tx: &Transaction<'_>, unit: &str, attempt: u32, now: Millis, outcome: &str, error: Option<&str>) -> rusqlite::Result<()> {
-    tx.execute("UPDATE attempts SET ended = ?3, outcome = ?4, error = ?5 WHERE unit = ?1 AND attempt = ?2", params![unit, attempt, now, outcome, error])?;
+fn end_attempt(
+    tx: &Transaction<'_>,
+    unit: &str,
+    attempt: u32,
+    now: Millis,
+    outcome: &str,
+    error: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE attempts SET ended = ?3, outcome = ?4, error = ?5 WHERE unit = ?1 AND attempt = ?2",
+        params![unit, attempt, now, outcome, error],
+    )?;
     Ok(())
 }
 
@@ -358,8 +479,12 @@ fn store(tx: &Transaction<'_>, unit: &str, s: &UnitState) -> rusqlite::Result<()
         UnitState::Committed { .. } | UnitState::Quarantined { .. } => (0, None, None),
     };
     let (c_attempt, output, checksum) = match s {
-        UnitState::Committed { attempt, output, checksum, .. } => (Some(*attempt), Some(output.as_str()), Some(checksum.as_str())),
-        UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Quarantined { .. } => (None, None, None),
+        UnitState::Committed { attempt, output, checksum, .. } => {
+            (Some(*attempt), Some(output.as_str()), Some(checksum.as_str()))
+        }
+        UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Quarantined { .. } => {
+            (None, None, None)
+        }
     };
     let error = match s {
         UnitState::Quarantined { error, .. } => Some(error.as_str()),

@@ -45,7 +45,8 @@ pub(crate) enum Effect {
 }
 
 impl UnitState {
-    /// A new unit.
+    /// A new unit (the database inserts new units as pending rows directly).
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         UnitState::Pending { attempts: 0, failures: 0, not_before: 0 }
     }
@@ -71,7 +72,10 @@ impl UnitState {
                     deadline: now + p.ttl_ms,
                 })
             }
-            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } | UnitState::Quarantined { .. } => Effect::Stale,
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
 
@@ -79,9 +83,17 @@ impl UnitState {
     pub(crate) fn heartbeat(&self, attempt: u32, now: Millis, p: RetryPolicy) -> Effect {
         match self {
             UnitState::Leased { attempts, failures, worker, .. } if *attempts == attempt => {
-                Effect::Changed(UnitState::Leased { attempts: *attempts, failures: *failures, worker: worker.clone(), deadline: now + p.ttl_ms })
+                Effect::Changed(UnitState::Leased {
+                    attempts: *attempts,
+                    failures: *failures,
+                    worker: worker.clone(),
+                    deadline: now + p.ttl_ms,
+                })
             }
-            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } | UnitState::Quarantined { .. } => Effect::Stale,
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
 
@@ -108,12 +120,22 @@ impl UnitState {
     }
 
     /// Records a failure of `attempt`: retry after backoff, or quarantine.
-    pub(crate) fn fail(&self, attempt: u32, error: &str, retryable: bool, now: Millis, p: RetryPolicy) -> Effect {
+    pub(crate) fn fail(
+        &self,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+        now: Millis,
+        p: RetryPolicy,
+    ) -> Effect {
         match self {
             UnitState::Leased { attempts, failures, .. } if *attempts == attempt => {
                 Effect::Changed(after_failure(*attempts, failures + 1, error, retryable, now, p))
             }
-            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } | UnitState::Quarantined { .. } => Effect::Stale,
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
 
@@ -121,9 +143,16 @@ impl UnitState {
     pub(crate) fn release(&self, attempt: u32, now: Millis) -> Effect {
         match self {
             UnitState::Leased { attempts, failures, .. } if *attempts == attempt => {
-                Effect::Changed(UnitState::Pending { attempts: *attempts, failures: *failures, not_before: now })
+                Effect::Changed(UnitState::Pending {
+                    attempts: *attempts,
+                    failures: *failures,
+                    not_before: now,
+                })
             }
-            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } | UnitState::Quarantined { .. } => Effect::Stale,
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
 
@@ -135,12 +164,22 @@ impl UnitState {
                 let error = format!("lease expired: worker {worker} sent no heartbeat");
                 Effect::Changed(after_failure(*attempts, failures + 1, &error, true, now, p))
             }
-            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } | UnitState::Quarantined { .. } => Effect::Stale,
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
 }
 
-fn after_failure(attempts: u32, failures: u32, error: &str, retryable: bool, now: Millis, p: RetryPolicy) -> UnitState {
+fn after_failure(
+    attempts: u32,
+    failures: u32,
+    error: &str,
+    retryable: bool,
+    now: Millis,
+    p: RetryPolicy,
+) -> UnitState {
     if !retryable || failures >= p.max_failures {
         return UnitState::Quarantined { attempts, failures, error: error.to_string() };
     }
@@ -193,45 +232,115 @@ mod tests {
 
     #[test]
     fn happy_path_commits() {
-        check(&[Ev::Lease("w1", 0), Ev::Beat(1, 500), Ev::Done(1)],
-            UnitState::Committed { attempts: 1, failures: 0, attempt: 1, output: "out1".into(), checksum: "sum".into() }, "ccc");
+        check(
+            &[Ev::Lease("w1", 0), Ev::Beat(1, 500), Ev::Done(1)],
+            UnitState::Committed {
+                attempts: 1,
+                failures: 0,
+                attempt: 1,
+                output: "out1".into(),
+                checksum: "sum".into(),
+            },
+            "ccc",
+        );
     }
 
     #[test]
     fn late_completion_after_release_and_relet_is_harmless() {
         // w1's lease expires, w2 takes it and commits; w1's late completion is a duplicate.
-        check(&[Ev::Lease("w1", 0), Ev::Expire(1001), Ev::Lease("w2", 1200), Ev::Done(2), Ev::Done(1)],
-            UnitState::Committed { attempts: 2, failures: 1, attempt: 2, output: "out2".into(), checksum: "sum".into() }, "ccccd");
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Expire(1001),
+                Ev::Lease("w2", 1200),
+                Ev::Done(2),
+                Ev::Done(1),
+            ],
+            UnitState::Committed {
+                attempts: 2,
+                failures: 1,
+                attempt: 2,
+                output: "out2".into(),
+                checksum: "sum".into(),
+            },
+            "ccccd",
+        );
     }
 
     #[test]
     fn old_attempt_may_commit_before_new_one() {
-        check(&[Ev::Lease("w1", 0), Ev::Expire(1001), Ev::Lease("w2", 1200), Ev::Done(1), Ev::Done(2), Ev::Beat(2, 1300)],
-            UnitState::Committed { attempts: 2, failures: 1, attempt: 1, output: "out1".into(), checksum: "sum".into() }, "ccccds");
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Expire(1001),
+                Ev::Lease("w2", 1200),
+                Ev::Done(1),
+                Ev::Done(2),
+                Ev::Beat(2, 1300),
+            ],
+            UnitState::Committed {
+                attempts: 2,
+                failures: 1,
+                attempt: 1,
+                output: "out1".into(),
+                checksum: "sum".into(),
+            },
+            "ccccds",
+        );
     }
 
     #[test]
     fn backoff_then_quarantine_at_cap() {
-        check(&[Ev::Lease("w1", 0), Ev::Fail(1, true, 10), Ev::Lease("w1", 50), Ev::Lease("w1", 110), Ev::Fail(2, true, 120)],
-            UnitState::Quarantined { attempts: 2, failures: 2, error: "boom".into() }, "ccscc");
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Fail(1, true, 10),
+                Ev::Lease("w1", 50),
+                Ev::Lease("w1", 110),
+                Ev::Fail(2, true, 120),
+            ],
+            UnitState::Quarantined { attempts: 2, failures: 2, error: "boom".into() },
+            "ccscc",
+        );
     }
 
     #[test]
     fn fatal_failure_quarantines_at_once_and_stale_events_change_nothing() {
-        check(&[Ev::Lease("w1", 0), Ev::Fail(1, false, 5), Ev::Beat(1, 6), Ev::Release(1, 7), Ev::Expire(99999)],
-            UnitState::Quarantined { attempts: 1, failures: 1, error: "boom".into() }, "ccsss");
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Fail(1, false, 5),
+                Ev::Beat(1, 6),
+                Ev::Release(1, 7),
+                Ev::Expire(99999),
+            ],
+            UnitState::Quarantined { attempts: 1, failures: 1, error: "boom".into() },
+            "ccsss",
+        );
     }
 
     #[test]
     fn release_does_not_count_as_failure_and_heartbeat_prevents_expiry() {
-        check(&[Ev::Lease("w1", 0), Ev::Beat(1, 900), Ev::Expire(1500), Ev::Release(1, 1600), Ev::Lease("w2", 1600)],
-            UnitState::Leased { attempts: 2, failures: 0, worker: "w2".into(), deadline: 2600 }, "ccscc");
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Beat(1, 900),
+                Ev::Expire(1500),
+                Ev::Release(1, 1600),
+                Ev::Lease("w2", 1600),
+            ],
+            UnitState::Leased { attempts: 2, failures: 0, worker: "w2".into(), deadline: 2600 },
+            "ccscc",
+        );
     }
 
     #[test]
     fn expiry_during_coordinator_restart_requeues() {
         // The deadline is persisted; a restarted coordinator expires it on its first sweep.
-        check(&[Ev::Lease("w1", 0), Ev::Expire(5000), Ev::Lease("w3", 5200)],
-            UnitState::Leased { attempts: 2, failures: 1, worker: "w3".into(), deadline: 6200 }, "ccc");
+        check(
+            &[Ev::Lease("w1", 0), Ev::Expire(5000), Ev::Lease("w3", 5200)],
+            UnitState::Leased { attempts: 2, failures: 1, worker: "w3".into(), deadline: 6200 },
+            "ccc",
+        );
     }
 }

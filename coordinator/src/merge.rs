@@ -18,7 +18,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 use common::layout::RunLayout;
@@ -123,7 +125,8 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
                 predicted[i as usize] = p;
             }
         }
-        let truth: Vec<f64> = (0..data.len()).map(|i| data.targets[i * j + attr as usize]).collect();
+        let truth: Vec<f64> =
+            (0..data.len()).map(|i| data.targets[i * j + attr as usize]).collect();
         let covered: Vec<usize> = (0..data.len()).filter(|&i| predicted[i].is_finite()).collect();
         let pr: Vec<f64> = covered.iter().map(|&i| predicted[i]).collect();
         let tr: Vec<f64> = covered.iter().map(|&i| truth[i]).collect();
@@ -167,7 +170,10 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize) -> Vec<SummaryRow> {
         let mine: Vec<&Cell> = cells.iter().filter(|c| c.representation == rep).collect();
         let mut sets: Vec<(String, Vec<&Cell>)> = vec![("all".into(), mine.clone())];
         for g in &groups {
-            sets.push((g.clone(), mine.iter().copied().filter(|c| c.group.as_ref() == Some(g)).collect()));
+            sets.push((
+                g.clone(),
+                mine.iter().copied().filter(|c| c.group.as_ref() == Some(g)).collect(),
+            ));
         }
         for (group, set) in sets {
             if set.is_empty() {
@@ -199,20 +205,37 @@ fn floats(v: impl Iterator<Item = f64>) -> ArrayRef {
 }
 fn float_lists(v: &[&[f64]]) -> ArrayRef {
     let values = Float64Array::from_iter_values(v.iter().flat_map(|x| x.iter().copied()));
-    Arc::new(ListArray::new(Arc::new(Field::new("item", DataType::Float64, false)), OffsetBuffer::from_lengths(v.iter().map(|x| x.len())), Arc::new(values), None))
+    Arc::new(ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, false)),
+        OffsetBuffer::from_lengths(v.iter().map(|x| x.len())),
+        Arc::new(values),
+        None,
+    ))
 }
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> anyhow::Result<RecordBatch> {
-    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0)).collect();
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())?)
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )?)
 }
 
 fn write(path: &Path, b: &RecordBatch) -> anyhow::Result<()> {
-    common::fs::write_atomic(path, |f| common::table::write_batch(f, path, b)).with_context(|| path.display().to_string())
+    common::fs::write_atomic(path, |f| common::table::write_batch(f, path, b))
+        .with_context(|| path.display().to_string())
 }
 
 /// Merges the committed probe outputs and writes `report/`.
-pub(crate) fn write_report(layout: &RunLayout, spec: &JobSpec, data: &Dataset, db: &StateDb) -> anyhow::Result<()> {
+pub(crate) fn write_report(
+    layout: &RunLayout,
+    spec: &JobSpec,
+    data: &Dataset,
+    db: &StateDb,
+) -> anyhow::Result<()> {
     let folds = spec.analysis.attribute_probe.folds;
     let cells = cells(layout, data, db)?;
     let dir = layout.report_dir();
@@ -225,11 +248,17 @@ pub(crate) fn write_report(layout: &RunLayout, spec: &JobSpec, data: &Dataset, d
         ("group", strings(groups.iter().map(String::as_str))),
         ("rmse", floats(cells.iter().map(Cell::rmse))),
         ("rmse_se_folds", floats(cells.iter().map(Cell::rmse_se))),
-        ("rmse_fold", float_lists(&cells.iter().map(|c| c.rmse_fold.as_slice()).collect::<Vec<_>>())),
+        (
+            "rmse_fold",
+            float_lists(&cells.iter().map(|c| c.rmse_fold.as_slice()).collect::<Vec<_>>()),
+        ),
         ("baseline_rmse", floats(cells.iter().map(Cell::baseline))),
         ("relative_reduction", floats(cells.iter().map(Cell::reduction))),
         ("pearson_r", floats(cells.iter().map(|c| c.pearson_r))),
-        ("n_components", Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components)))),
+        (
+            "n_components",
+            Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components))),
+        ),
     ])?;
     write(&dir.join("rmse.parquet"), &rmse)?;
     let significance = batch(vec![
@@ -238,7 +267,12 @@ pub(crate) fn write_report(layout: &RunLayout, spec: &JobSpec, data: &Dataset, d
         ("group", strings(groups.iter().map(String::as_str))),
         ("p_fold", float_lists(&cells.iter().map(|c| c.p_fold.as_slice()).collect::<Vec<_>>())),
         ("p_max", floats(cells.iter().map(Cell::p_max))),
-        ("significant_all_folds", Arc::new(BooleanArray::from(cells.iter().map(|c| c.significant(folds)).collect::<Vec<_>>()))),
+        (
+            "significant_all_folds",
+            Arc::new(BooleanArray::from(
+                cells.iter().map(|c| c.significant(folds)).collect::<Vec<_>>(),
+            )),
+        ),
         ("q_bh", floats(cells.iter().map(|c| c.q))),
     ])?;
     write(&dir.join("significance.parquet"), &significance)?;
@@ -246,14 +280,22 @@ pub(crate) fn write_report(layout: &RunLayout, spec: &JobSpec, data: &Dataset, d
     let table = batch(vec![
         ("representation", strings(summary.iter().map(|s| s.representation.as_str()))),
         ("group", strings(summary.iter().map(|s| s.group.as_str()))),
-        ("n_attributes", Arc::new(UInt32Array::from_iter_values(summary.iter().map(|s| s.n_attributes as u32)))),
+        (
+            "n_attributes",
+            Arc::new(UInt32Array::from_iter_values(summary.iter().map(|s| s.n_attributes as u32))),
+        ),
         ("mean_rmse", floats(summary.iter().map(|s| s.mean_rmse))),
         ("se_rmse", floats(summary.iter().map(|s| s.se_rmse))),
         ("mean_relative_reduction", floats(summary.iter().map(|s| s.mean_reduction))),
         ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
         ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
         ("spread", floats(summary.iter().map(|s| s.spread))),
-        ("near_constant", Arc::new(BooleanArray::from(summary.iter().map(|s| s.spread < NEAR_CONSTANT_SPREAD).collect::<Vec<_>>()))),
+        (
+            "near_constant",
+            Arc::new(BooleanArray::from(
+                summary.iter().map(|s| s.spread < NEAR_CONSTANT_SPREAD).collect::<Vec<_>>(),
+            )),
+        ),
     ])?;
     write(&dir.join("summary.parquet"), &table)?;
     let md = crate::report::markdown(spec, data, &cells, &summary, &db.quarantined()?);

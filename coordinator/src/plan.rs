@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use common::error::SpecError;
 use common::ids::UnitId;
 use common::spec::{JobSpec, StorageDtype};
 use common::stimuli::Dataset;
@@ -39,14 +39,18 @@ impl Plan {
     /// Builds the plan for a loaded spec. `spec_file` names the spec in error messages.
     pub(crate) fn build(spec: JobSpec, spec_file: &str) -> anyhow::Result<Plan> {
         let dataset = Dataset::load(&spec, spec_file)?;
-        let taps = worker::capture::available_taps(&spec.model)
-            .with_context(|| format!("{spec_file}: model.path: cannot read the model"))?;
+        let taps = worker::capture::available_taps(&spec.model).map_err(|e| {
+            SpecError::new(spec_file, "model.path", format!("cannot read the model: {e}"))
+        })?;
         let mut representations = Vec::new();
         for pattern in &spec.capture.taps {
-            let matched: Vec<_> = taps.iter().filter(|t| glob_match::glob_match(pattern, &t.name)).collect();
+            let matched: Vec<_> =
+                taps.iter().filter(|t| glob_match::glob_match(pattern, &t.name)).collect();
             if matched.is_empty() {
                 let valid: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
-                anyhow::bail!("{spec_file}: capture.taps: no tap matches {pattern:?}; valid taps are {}", valid.join(", "));
+                let msg =
+                    format!("no tap matches {pattern:?}; valid taps are {}", valid.join(", "));
+                return Err(SpecError::new(spec_file, "capture.taps", msg).into());
             }
             for tap in matched {
                 for &pooling in &spec.capture.pooling {
@@ -57,7 +61,7 @@ impl Plan {
                 }
             }
         }
-        let units = units(&spec, &dataset, &representations)?;
+        let units = units(&spec, &dataset, &representations, spec_file)?;
         Ok(Plan { spec, dataset, representations, units })
     }
 
@@ -81,7 +85,8 @@ impl Plan {
             probe_units: count("probe"),
             feature_bytes: (n * width * bytes_per + n * reps * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
-            probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12) as u64,
+            probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
+                as u64,
             forward_passes: n,
             eigendecompositions: reps * p.folds,
             permutation_fits: (reps * j * p.folds) as u64 * p.permutations as u64,
@@ -96,16 +101,29 @@ struct ModelIdentity {
     weights_bytes: u64,
 }
 
-fn model_identity(spec: &JobSpec) -> anyhow::Result<ModelIdentity> {
+fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, SpecError> {
     let dir = &spec.model.path;
-    let config = std::fs::read(dir.join("config.json")).with_context(|| format!("{}", dir.join("config.json").display()))?;
-    let weights = dir.join("model.safetensors");
-    let weights_bytes = std::fs::metadata(&weights).with_context(|| format!("{}", weights.display()))?.len();
-    Ok(ModelIdentity { kind: spec.model.kind, config: common::ids::fingerprint(&config), weights_bytes })
+    let missing = |name: &str, e: std::io::Error| {
+        SpecError::new(spec_file, "model.path", format!("{}: {e}", dir.join(name).display()))
+    };
+    let config = std::fs::read(dir.join("config.json")).map_err(|e| missing("config.json", e))?;
+    let weights_bytes = std::fs::metadata(dir.join("model.safetensors"))
+        .map_err(|e| missing("model.safetensors", e))?
+        .len();
+    Ok(ModelIdentity {
+        kind: spec.model.kind,
+        config: common::ids::fingerprint(&config),
+        weights_bytes,
+    })
 }
 
-fn units(spec: &JobSpec, data: &Dataset, reps: &[(Representation, usize)]) -> anyhow::Result<Vec<(UnitId, UnitSpec)>> {
-    let model = model_identity(spec)?;
+fn units(
+    spec: &JobSpec,
+    data: &Dataset,
+    reps: &[(Representation, usize)],
+    spec_file: &str,
+) -> anyhow::Result<Vec<(UnitId, UnitSpec)>> {
+    let model = model_identity(spec, spec_file)?;
     let reps_only: Vec<Representation> = reps.iter().map(|(r, _)| r.clone()).collect();
     let mut units = Vec::new();
     let mut capture_ids = Vec::new();
@@ -122,7 +140,11 @@ fn units(spec: &JobSpec, data: &Dataset, reps: &[(Representation, usize)]) -> an
     let folds: Vec<usize> = (0..analysis.folds).collect();
     for rep in &reps_only {
         for block in folds.chunks(spec.sweep.folds_per_unit) {
-            let unit = ProbeUnit { representation: rep.clone(), folds: block.to_vec(), inputs: Vec::new() };
+            let unit = ProbeUnit {
+                representation: rep.clone(),
+                folds: block.to_vec(),
+                inputs: Vec::new(),
+            };
             let id = UnitId::of("probe", &(analysis, &fingerprint, &capture_ids, &unit));
             units.push((id, UnitSpec::Probe(unit)));
         }

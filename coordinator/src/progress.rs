@@ -23,9 +23,21 @@ impl Progress {
     pub(crate) fn new(name: &str) -> Progress {
         // Bars only on a real terminal and outside CI: elsewhere they would fill logs with
         // carriage-return noise.
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() && std::env::var_os("SLURM_JOB_ID").is_none();
-        let bars = tty.then(|| (MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)), BTreeMap::new()));
-        Progress { bars, last_plain: Instant::now() - Duration::from_secs(60), started: Instant::now(), name: name.to_string() }
+        let tty = std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none()
+            && std::env::var_os("SLURM_JOB_ID").is_none();
+        let bars = tty.then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)),
+                BTreeMap::new(),
+            )
+        });
+        Progress {
+            bars,
+            last_plain: Instant::now() - Duration::from_secs(60),
+            started: Instant::now(),
+            name: name.to_string(),
+        }
     }
 
     /// Prints one line above the bars (or plainly).
@@ -43,14 +55,22 @@ impl Progress {
             Some((multi, bars)) => {
                 for (kind, c) in counts {
                     let bar = bars.entry(kind.clone()).or_insert_with(|| {
-                        let style = ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-                            .expect("valid template")
-                            .progress_chars("=> ");
-                        multi.add(ProgressBar::new(c.total()).with_style(style).with_prefix(kind.clone()))
+                        let style = ProgressStyle::with_template(
+                            "{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> ");
+                        multi.add(
+                            ProgressBar::new(c.total()).with_style(style).with_prefix(kind.clone()),
+                        )
                     });
                     bar.set_length(c.total());
                     bar.set_position(c.committed + c.quarantined);
-                    bar.set_message(if c.quarantined > 0 { format!("{} running, {} quarantined", c.leased, c.quarantined) } else { format!("{} running", c.leased) });
+                    bar.set_message(if c.quarantined > 0 {
+                        format!("{} running, {} quarantined", c.leased, c.quarantined)
+                    } else {
+                        format!("{} running", c.leased)
+                    });
                 }
             }
             None => {
@@ -72,7 +92,11 @@ impl Progress {
 }
 
 /// One status line: done/total per stage and elapsed time.
-pub(crate) fn plain_status(name: &str, counts: &BTreeMap<String, Counts>, elapsed: Duration) -> String {
+pub(crate) fn plain_status(
+    name: &str,
+    counts: &BTreeMap<String, Counts>,
+    elapsed: Duration,
+) -> String {
     let stages: Vec<String> = counts
         .iter()
         .map(|(k, c)| {
@@ -90,7 +114,12 @@ pub(crate) fn plain_status(name: &str, counts: &BTreeMap<String, Counts>, elapse
 }
 
 /// The line printed for an event, or `None` for routine events (leases, commits).
-pub(crate) fn event_line(kind: &str, unit: Option<&str>, worker: Option<&str>, detail: &str) -> Option<String> {
+pub(crate) fn event_line(
+    kind: &str,
+    unit: Option<&str>,
+    worker: Option<&str>,
+    detail: &str,
+) -> Option<String> {
     let unit = unit.unwrap_or("-");
     let worker = worker.unwrap_or("-");
     Some(match kind {
@@ -113,13 +142,22 @@ mod tests {
     #[test]
     fn plain_status_line_names_stages_and_problems() {
         let mut counts = BTreeMap::new();
-        counts.insert("capture".to_string(), Counts { pending: 0, leased: 0, committed: 4, quarantined: 0 });
-        counts.insert("probe".to_string(), Counts { pending: 20, leased: 2, committed: 5, quarantined: 1 });
+        counts.insert(
+            "capture".to_string(),
+            Counts { pending: 0, leased: 0, committed: 4, quarantined: 0 },
+        );
+        counts.insert(
+            "probe".to_string(),
+            Counts { pending: 20, leased: 2, committed: 5, quarantined: 1 },
+        );
         assert_eq!(
             plain_status("demo", &counts, Duration::from_secs(12)),
             "[demo] capture 4/4, probe 5/28 (2 running) (1 quarantined) — 12 s"
         );
         assert_eq!(event_line("leased", Some("u"), Some("w1"), "attempt 1"), None);
-        assert_eq!(event_line("expired", Some("probe-1"), None, "attempt 1: lease expired").unwrap(), "unit probe-1 re-queued: attempt 1: lease expired");
+        assert_eq!(
+            event_line("expired", Some("probe-1"), None, "attempt 1: lease expired").unwrap(),
+            "unit probe-1 re-queued: attempt 1: lease expired"
+        );
     }
 }

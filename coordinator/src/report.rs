@@ -9,11 +9,18 @@ use common::stimuli::Dataset;
 use crate::merge::{Cell, SummaryRow, NEAR_CONSTANT_SPREAD};
 
 /// Renders the report.
-pub(crate) fn markdown(spec: &JobSpec, data: &Dataset, cells: &[Cell], summary: &[SummaryRow], quarantined: &[(String, String)]) -> String {
+pub(crate) fn markdown(
+    spec: &JobSpec,
+    data: &Dataset,
+    cells: &[Cell],
+    summary: &[SummaryRow],
+    quarantined: &[(String, String)],
+) -> String {
     let a = &spec.analysis.attribute_probe;
     let mut md = String::new();
     let _ = writeln!(md, "# diffprobe report: {}\n", spec.job.name);
-    let model = spec.model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model =
+        spec.model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let _ = writeln!(
         md,
         "Model `{model}` ({:?}); {} stimuli ({} dropped for missing ratings); {} attributes; {} folds; PCA P = {}, ridge α = {}; {} permutations per fold (seed {}).\n",
@@ -28,14 +35,28 @@ pub(crate) fn markdown(spec: &JobSpec, data: &Dataset, cells: &[Cell], summary: 
         md.push('\n');
     }
     let _ = writeln!(md, "## Representations (all attributes)\n");
-    let _ = writeln!(md, "| representation | mean RMSE ± SE | reduction | mean r | % significant | spread |");
+    let _ = writeln!(
+        md,
+        "| representation | mean RMSE ± SE | reduction | mean r | % significant | spread |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for s in summary.iter().filter(|s| s.group == "all") {
         let flag = if s.spread < NEAR_CONSTANT_SPREAD { " (near-constant)" } else { "" };
-        let _ = writeln!(md, "| `{}` | {:.4} ± {:.4} | {:.1} % | {:.3} | {:.0} % | {:.2e}{flag} |", s.representation, s.mean_rmse, s.se_rmse, 100.0 * s.mean_reduction, s.mean_r, s.pct_significant, s.spread);
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.4} ± {:.4} | {:.1} % | {:.3} | {:.0} % | {:.2e}{flag} |",
+            s.representation,
+            s.mean_rmse,
+            s.se_rmse,
+            100.0 * s.mean_reduction,
+            s.mean_r,
+            s.pct_significant,
+            s.spread
+        );
     }
     let groups: Vec<&str> = {
-        let mut g: Vec<&str> = summary.iter().map(|s| s.group.as_str()).filter(|g| *g != "all").collect();
+        let mut g: Vec<&str> =
+            summary.iter().map(|s| s.group.as_str()).filter(|g| *g != "all").collect();
         g.dedup();
         g.sort();
         g.dedup();
@@ -43,17 +64,33 @@ pub(crate) fn markdown(spec: &JobSpec, data: &Dataset, cells: &[Cell], summary: 
     };
     for g in groups {
         let _ = writeln!(md, "\n## Group `{g}`\n");
-        let _ = writeln!(md, "| representation | attributes | mean RMSE ± SE | reduction | mean r | % significant |");
+        let _ = writeln!(
+            md,
+            "| representation | attributes | mean RMSE ± SE | reduction | mean r | % significant |"
+        );
         let _ = writeln!(md, "|---|---|---|---|---|---|");
         for s in summary.iter().filter(|s| s.group == g) {
-            let _ = writeln!(md, "| `{}` | {} | {:.4} ± {:.4} | {:.1} % | {:.3} | {:.0} % |", s.representation, s.n_attributes, s.mean_rmse, s.se_rmse, 100.0 * s.mean_reduction, s.mean_r, s.pct_significant);
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {:.4} ± {:.4} | {:.1} % | {:.3} | {:.0} % |",
+                s.representation,
+                s.n_attributes,
+                s.mean_rmse,
+                s.se_rmse,
+                100.0 * s.mean_reduction,
+                s.mean_r,
+                s.pct_significant
+            );
         }
     }
     let _ = writeln!(md, "\n## Best representation per attribute (lowest mean RMSE)\n");
     let _ = writeln!(md, "| attribute | group | best representation | RMSE | baseline | reduction | r | significant in all folds | q |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for attr in &data.attributes {
-        let best = cells.iter().filter(|c| &c.attribute == attr).min_by(|x, y| x.rmse().total_cmp(&y.rmse()));
+        let best = cells
+            .iter()
+            .filter(|c| &c.attribute == attr)
+            .min_by(|x, y| x.rmse().total_cmp(&y.rmse()));
         if let Some(c) = best {
             let _ = writeln!(
                 md,
@@ -71,7 +108,11 @@ pub(crate) fn markdown(spec: &JobSpec, data: &Dataset, cells: &[Cell], summary: 
             let _ = writeln!(md, "| {attr} | - | (no results: missing units) | | | | | | |");
         }
     }
-    let flagged: Vec<&str> = summary.iter().filter(|s| s.group == "all" && s.spread < NEAR_CONSTANT_SPREAD).map(|s| s.representation.as_str()).collect();
+    let flagged: Vec<&str> = summary
+        .iter()
+        .filter(|s| s.group == "all" && s.spread < NEAR_CONSTANT_SPREAD)
+        .map(|s| s.representation.as_str())
+        .collect();
     if !flagged.is_empty() {
         let _ = writeln!(md, "\n**Near-constant representations** (spread < {NEAR_CONSTANT_SPREAD:e}): {}. Their probes predict almost the mean; a significant p there reflects tiny differences, not a usable code.", flagged.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "));
     }

@@ -71,7 +71,8 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
     layout.create_dirs().with_context(|| format!("cannot create {}", layout.root().display()))?;
     common::fs::write_bytes_atomic(&layout.spec(), resolved.as_bytes())?;
     plan.dataset.save(&layout.root().join("dataset.json"))?;
-    let mut db = StateDb::open(&layout.state_db()).with_context(|| layout.state_db().display().to_string())?;
+    let mut db = StateDb::open(&layout.state_db())
+        .with_context(|| layout.state_db().display().to_string())?;
     db.insert_units(&plan.units, now_ms())?;
     Ok(layout)
 }
@@ -86,7 +87,8 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         backoff_ms: (spec.sweep.retry_backoff_s * 1000.0) as i64,
         ttl_ms: (spec.sweep.lease_ttl_s * 1000.0) as i64,
     };
-    let db = StateDb::open(&layout.state_db()).with_context(|| layout.state_db().display().to_string())?;
+    let db = StateDb::open(&layout.state_db())
+        .with_context(|| layout.state_db().display().to_string())?;
     let shared = Arc::new(Shared {
         db: Mutex::new(db),
         policy,
@@ -104,12 +106,19 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         let svc = service::server(shared.clone(), token.clone());
         let shutdown = shutdown.clone();
         async move {
-            tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
         }
     });
     shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
     let mut launcher = LocalLauncher::start(opts.workers, &address, &token, &layout.logs_dir())?;
-    eprintln!("coordinator {address}: {} local workers, run {}", opts.workers, layout.root().display());
+    eprintln!(
+        "coordinator {address}: {} local workers, run {}",
+        opts.workers,
+        layout.root().display()
+    );
     let reason = supervise(&shared, &mut launcher, &spec, opts).await?;
     // Stop: drain, grace, kill.
     shared.draining.store(true, Ordering::SeqCst);
@@ -142,7 +151,12 @@ impl Shared {
     }
 }
 
-async fn supervise(shared: &Shared, launcher: &mut LocalLauncher, spec: &JobSpec, opts: &RunOptions) -> anyhow::Result<StopReason> {
+async fn supervise(
+    shared: &Shared,
+    launcher: &mut LocalLauncher,
+    spec: &JobSpec,
+    opts: &RunOptions,
+) -> anyhow::Result<StopReason> {
     let mut progress = Progress::new(&spec.job.name);
     // Print only what happens from now on (a resumed run has history).
     let mut last_event = shared.db().events_since(0)?.last().map_or(0, |e| e.0);
@@ -165,7 +179,9 @@ async fn supervise(shared: &Shared, launcher: &mut LocalLauncher, spec: &JobSpec
         };
         for e in &events {
             last_event = e.0;
-            if let Some(line) = crate::progress::event_line(&e.2, e.3.as_deref(), e.4.as_deref(), &e.5) {
+            if let Some(line) =
+                crate::progress::event_line(&e.2, e.3.as_deref(), e.4.as_deref(), &e.5)
+            {
                 progress.line(&line);
             }
         }
@@ -181,13 +197,24 @@ async fn supervise(shared: &Shared, launcher: &mut LocalLauncher, spec: &JobSpec
         if !open {
             progress.finish();
             let quarantined = counts.values().map(|c| c.quarantined).sum::<u64>();
-            return Ok(if quarantined > 0 { StopReason::Quarantined } else { StopReason::Complete });
+            return Ok(if quarantined > 0 {
+                StopReason::Quarantined
+            } else {
+                StopReason::Complete
+            });
         }
-        if opts.workers > 0 && launcher.running() == 0 && launcher.poll(false).is_empty() && counts.values().all(|c| c.leased == 0) {
+        if opts.workers > 0
+            && launcher.running() == 0
+            && launcher.poll(false).is_empty()
+            && counts.values().all(|c| c.leased == 0)
+        {
             // Every local worker gave up restarting; say so rather than wait forever.
             tokio::time::sleep(Duration::from_secs(2)).await;
             if launcher.running() == 0 {
-                anyhow::bail!("every local worker crashed repeatedly; see {}", "logs/*.log in the run directory");
+                anyhow::bail!(
+                    "every local worker crashed repeatedly; see {}",
+                    "logs/*.log in the run directory"
+                );
             }
         }
     }
@@ -197,13 +224,21 @@ async fn supervise(shared: &Shared, launcher: &mut LocalLauncher, spec: &JobSpec
 fn mark_lost_workers(db: &mut StateDb, now: i64, lost_after: i64) -> anyhow::Result<()> {
     for (id, _, _, state, last_seen) in db.workers()? {
         if state == "alive" && now - last_seen > lost_after {
-            db.worker_gone(&id, "lost", &format!("no contact for {} s", (now - last_seen) / 1000), now)?;
+            db.worker_gone(
+                &id,
+                "lost",
+                &format!("no contact for {} s", (now - last_seen) / 1000),
+                now,
+            )?;
         }
     }
     Ok(())
 }
 
-fn bind(layout: &RunLayout, requested: Option<SocketAddr>) -> anyhow::Result<tonic::transport::server::TcpIncoming> {
+fn bind(
+    layout: &RunLayout,
+    requested: Option<SocketAddr>,
+) -> anyhow::Result<tonic::transport::server::TcpIncoming> {
     let previous: Option<SocketAddr> = std::fs::read_to_string(layout.coordinator_file())
         .ok()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
@@ -211,7 +246,8 @@ fn bind(layout: &RunLayout, requested: Option<SocketAddr>) -> anyhow::Result<ton
         .and_then(|a| a.parse().ok());
     let fallback: SocketAddr = "127.0.0.1:0".parse().expect("valid");
     if let Some(addr) = requested {
-        return tonic::transport::server::TcpIncoming::bind(addr).with_context(|| format!("cannot bind {addr}"));
+        return tonic::transport::server::TcpIncoming::bind(addr)
+            .with_context(|| format!("cannot bind {addr}"));
     }
     if let Some(prev) = previous {
         // Surviving workers of a killed coordinator keep calling this address.
@@ -229,7 +265,12 @@ fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
     let bytes: [u8; 32] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| path.display().to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| path.display().to_string())?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     Ok(token)

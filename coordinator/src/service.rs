@@ -26,11 +26,16 @@ pub(crate) struct Shared {
 
 /// Wall-clock milliseconds: the only clock the service reads.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The service with its token interceptor.
-pub(crate) fn server(shared: Arc<Shared>, token: String) -> InterceptedService<CoordinatorServer<Service>, impl tonic::service::Interceptor + Clone> {
+pub(crate) fn server(
+    shared: Arc<Shared>,
+    token: String,
+) -> InterceptedService<CoordinatorServer<Service>, impl tonic::service::Interceptor + Clone> {
     let expected = format!("Bearer {token}");
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
         match req.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
@@ -61,16 +66,26 @@ pub(crate) fn lease_id(unit: &str, attempt: u32) -> String {
 }
 
 fn parse_lease(id: &str) -> Result<(String, u32), Status> {
-    let (unit, attempt) = id.rsplit_once('#').ok_or_else(|| Status::invalid_argument(format!("bad lease id {id:?}")))?;
-    let attempt = attempt.parse().map_err(|_| Status::invalid_argument(format!("bad lease id {id:?}")))?;
+    let (unit, attempt) = id
+        .rsplit_once('#')
+        .ok_or_else(|| Status::invalid_argument(format!("bad lease id {id:?}")))?;
+    let attempt =
+        attempt.parse().map_err(|_| Status::invalid_argument(format!("bad lease id {id:?}")))?;
     Ok((unit.to_string(), attempt))
 }
 
 #[tonic::async_trait]
 impl Coordinator for Service {
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterReply>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
         let r = req.into_inner();
-        let id = self.shared.db().register_worker(&r.host, r.pid, &r.launcher_tag, now_ms()).map_err(internal)?;
+        let id = self
+            .shared
+            .db()
+            .register_worker(&r.host, r.pid, &r.launcher_tag, now_ms())
+            .map_err(internal)?;
         Ok(Response::new(pb::RegisterReply {
             worker_id: id,
             run_dir: self.shared.run_dir.display().to_string(),
@@ -78,7 +93,10 @@ impl Coordinator for Service {
         }))
     }
 
-    async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseReply>, Status> {
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
         let worker = req.into_inner().worker_id;
         let shared = &self.shared;
         if shared.draining.load(Ordering::SeqCst) {
@@ -91,7 +109,12 @@ impl Coordinator for Service {
         let outcome = match granted {
             Some(mut g) => {
                 if let UnitSpec::Probe(p) = &mut g.spec {
-                    p.inputs = db.committed_outputs("capture").map_err(internal)?.into_iter().map(|(_, path)| path).collect();
+                    p.inputs = db
+                        .committed_outputs("capture")
+                        .map_err(internal)?
+                        .into_iter()
+                        .map(|(_, path)| path)
+                        .collect();
                 }
                 Outcome::Assignment(pb::Assignment {
                     lease_id: lease_id(&g.unit, g.attempt),
@@ -114,17 +137,27 @@ impl Coordinator for Service {
         Ok(Response::new(pb::LeaseReply { outcome: Some(outcome) }))
     }
 
-    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let r = req.into_inner();
         let leases = r.lease_ids.iter().map(|l| parse_lease(l)).collect::<Result<Vec<_>, _>>()?;
-        let lost = self.shared.db().heartbeat(&r.worker_id, &leases, now_ms(), self.shared.policy).map_err(internal)?;
+        let lost = self
+            .shared
+            .db()
+            .heartbeat(&r.worker_id, &leases, now_ms(), self.shared.policy)
+            .map_err(internal)?;
         Ok(Response::new(pb::HeartbeatReply {
             lost_lease_ids: lost.iter().map(|(u, a)| lease_id(u, *a)).collect(),
             drain: self.shared.draining.load(Ordering::SeqCst),
         }))
     }
 
-    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteReply>, Status> {
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteReply>, Status> {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
         let shared = self.shared.clone();
@@ -141,16 +174,25 @@ impl Coordinator for Service {
             Ok((sum, bytes)) if sum == r.checksum && bytes == r.bytes => {}
             Ok((sum, bytes)) => {
                 let msg = format!("output {} failed verification: checksum {sum} ({bytes} bytes), worker claimed {} ({} bytes)", r.output_path, r.checksum, r.bytes);
-                shared.db().fail(&unit, attempt, &msg, true, now, shared.policy).map_err(internal)?;
+                shared
+                    .db()
+                    .fail(&unit, attempt, &msg, true, now, shared.policy)
+                    .map_err(internal)?;
                 return Err(Status::data_loss(msg));
             }
             Err(e) => {
                 let msg = format!("output cannot be verified: {e}");
-                shared.db().fail(&unit, attempt, &msg, true, now, shared.policy).map_err(internal)?;
+                shared
+                    .db()
+                    .fail(&unit, attempt, &msg, true, now, shared.policy)
+                    .map_err(internal)?;
                 return Err(Status::data_loss(msg));
             }
         }
-        let outcome = shared.db().complete(&unit, attempt, &r.output_path, &r.checksum, now).map_err(internal)?;
+        let outcome = shared
+            .db()
+            .complete(&unit, attempt, &r.output_path, &r.checksum, now)
+            .map_err(internal)?;
         if outcome != CompletionOutcome::Committed {
             // First committed output wins; this one is not referenced anywhere.
             let _ = std::fs::remove_file(&path);
@@ -164,11 +206,17 @@ impl Coordinator for Service {
     async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::FailReply>, Status> {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
-        self.shared.db().fail(&unit, attempt, &r.error, r.retryable, now_ms(), self.shared.policy).map_err(internal)?;
+        self.shared
+            .db()
+            .fail(&unit, attempt, &r.error, r.retryable, now_ms(), self.shared.policy)
+            .map_err(internal)?;
         Ok(Response::new(pb::FailReply {}))
     }
 
-    async fn release(&self, req: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseReply>, Status> {
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseReply>, Status> {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
         self.shared.db().release(&unit, attempt, &r.reason, now_ms()).map_err(internal)?;
@@ -178,13 +226,20 @@ impl Coordinator for Service {
 
 /// The output path must be the one this attempt is allowed to write: relative, inside the run
 /// directory, named after the unit and attempt.
-fn checked_output_path(run_dir: &Path, rel: &str, unit: &str, attempt: u32) -> Result<PathBuf, Status> {
+fn checked_output_path(
+    run_dir: &Path,
+    rel: &str,
+    unit: &str,
+    attempt: u32,
+) -> Result<PathBuf, Status> {
     let p = Path::new(rel);
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
     let expected = common::layout::RunLayout::unit_output(dir, unit, attempt);
     if !plain || rel != expected || !(dir == "features" || dir == "probes") {
-        return Err(Status::invalid_argument(format!("output path {rel:?} is not this attempt's output")));
+        return Err(Status::invalid_argument(format!(
+            "output path {rel:?} is not this attempt's output"
+        )));
     }
     Ok(run_dir.join(p))
 }

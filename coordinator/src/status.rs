@@ -31,18 +31,35 @@ pub(crate) struct WorkerStatus {
 
 pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
     let path = layout.state_db();
-    anyhow::ensure!(path.exists(), "{} is not a run directory (no state.sqlite)", layout.root().display());
+    anyhow::ensure!(
+        path.exists(),
+        "{} is not a run directory (no state.sqlite)",
+        layout.root().display()
+    );
     let db = StateDb::open(&path)?;
     let now = crate::service::now_ms();
     let units = db.counts()?;
     let workers = db
         .workers()?
         .into_iter()
-        .map(|(id, host, pid, state, seen)| WorkerStatus { id, host, pid, state, last_seen_s_ago: (now - seen) as f64 / 1000.0 })
+        .map(|(id, host, pid, state, seen)| WorkerStatus {
+            id,
+            host,
+            pid,
+            state,
+            last_seen_s_ago: (now - seen) as f64 / 1000.0,
+        })
         .collect();
     let coordinator = std::fs::read_to_string(layout.coordinator_file()).ok();
     let complete = units.values().all(|c| c.committed == c.total());
-    Ok(Status { run: layout.root().display().to_string(), coordinator, units, workers, quarantined: db.quarantined()?, complete })
+    Ok(Status {
+        run: layout.root().display().to_string(),
+        coordinator,
+        units,
+        workers,
+        quarantined: db.quarantined()?,
+        complete,
+    })
 }
 
 pub(crate) fn print(s: &Status) {
@@ -52,10 +69,20 @@ pub(crate) fn print(s: &Status) {
         None => println!("coordinator: not running (resume with `diffprobe resume {}`)", s.run),
     }
     for (kind, c) in &s.units {
-        println!("{kind:>8}: {}/{} committed, {} running, {} pending, {} quarantined", c.committed, c.total(), c.leased, c.pending, c.quarantined);
+        println!(
+            "{kind:>8}: {}/{} committed, {} running, {} pending, {} quarantined",
+            c.committed,
+            c.total(),
+            c.leased,
+            c.pending,
+            c.quarantined
+        );
     }
     for w in &s.workers {
-        println!("  worker {:<4} {:<12} pid {:<7} {:<7} last heartbeat {:.1} s ago", w.id, w.host, w.pid, w.state, w.last_seen_s_ago);
+        println!(
+            "  worker {:<4} {:<12} pid {:<7} {:<7} last heartbeat {:.1} s ago",
+            w.id, w.host, w.pid, w.state, w.last_seen_s_ago
+        );
     }
     for (unit, err) in &s.quarantined {
         println!("  quarantined {unit}: {err}");

@@ -27,15 +27,25 @@ pub(crate) type Client = CoordinatorClient<InterceptedService<Channel, TokenAuth
 
 /// A client for `address` (e.g. `http://127.0.0.1:7000`).
 pub(crate) fn connect(address: &str, token: &str) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(address.to_string())?.connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(60));
-    let header = format!("Bearer {token}").parse().map_err(|_| anyhow::anyhow!("the run token is not valid ASCII"))?;
+    let endpoint = Endpoint::from_shared(address.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60));
+    let header = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the run token is not valid ASCII"))?;
     Ok(CoordinatorClient::with_interceptor(endpoint.connect_lazy(), TokenAuth { header }))
 }
 
 /// Whether an RPC error means "coordinator not reachable right now" (retry) rather than a
 /// refusal (give up).
 fn is_transient(status: &Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+    )
 }
 
 /// Calls `f` until it succeeds, the error is not transient, or `patience` runs out.

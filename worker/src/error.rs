@@ -31,7 +31,9 @@ impl UnitError {
     pub fn is_retryable(&self) -> bool {
         match self {
             UnitError::Data(DataError::Io { .. }) => true,
-            UnitError::Data(DataError::Table { .. } | DataError::Parquet { .. } | DataError::Arrow { .. }) => false,
+            UnitError::Data(
+                DataError::Table { .. } | DataError::Parquet { .. } | DataError::Arrow { .. },
+            ) => false,
             UnitError::Model { .. } | UnitError::Invalid(_) | UnitError::Probe(_) => false,
         }
     }

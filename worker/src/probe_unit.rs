@@ -11,7 +11,12 @@ use common::unit::ProbeUnit;
 use crate::error::UnitError;
 
 /// Runs the unit and returns its rows, ordered by fold then attribute.
-pub(crate) fn run(run_dir: &Path, spec: &JobSpec, data: &Dataset, unit: &ProbeUnit) -> Result<Vec<ProbeRow>, UnitError> {
+pub(crate) fn run(
+    run_dir: &Path,
+    spec: &JobSpec,
+    data: &Dataset,
+    unit: &ProbeUnit,
+) -> Result<Vec<ProbeRow>, UnitError> {
     let key = unit.representation.key();
     let n = data.len();
     let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
@@ -29,7 +34,9 @@ pub(crate) fn run(run_dir: &Path, spec: &JobSpec, data: &Dataset, unit: &ProbeUn
     let spread = probe::feature_spread(&x, n, d);
     let mut rows = Vec::new();
     for &f in &unit.folds {
-        let test = folds.get(f).ok_or_else(|| UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds)))?;
+        let test = folds.get(f).ok_or_else(|| {
+            UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds))
+        })?;
         let train = probe::complement(n, test);
         for r in probe::probe_fold(&x, n, d, &data.targets, j, &train, test, f, &cfg)? {
             rows.push(ProbeRow {
@@ -54,7 +61,12 @@ pub(crate) fn run(run_dir: &Path, spec: &JobSpec, data: &Dataset, unit: &ProbeUn
 
 /// Assembles the N × D matrix of one representation from the capture files; every stimulus
 /// must appear exactly once.
-fn gather(run_dir: &Path, inputs: &[String], key: &str, n: usize) -> Result<(Vec<f32>, usize), UnitError> {
+fn gather(
+    run_dir: &Path,
+    inputs: &[String],
+    key: &str,
+    n: usize,
+) -> Result<(Vec<f32>, usize), UnitError> {
     let mut x: Vec<f32> = Vec::new();
     let mut dim = None;
     let mut seen = vec![false; n];
@@ -62,7 +74,10 @@ fn gather(run_dir: &Path, inputs: &[String], key: &str, n: usize) -> Result<(Vec
         let block = read_feature_block(&run_dir.join(rel), key)?;
         let d = *dim.get_or_insert(block.dim);
         if d != block.dim {
-            return Err(UnitError::Invalid(format!("{rel}: {key} has width {} but earlier shards have {d}", block.dim)));
+            return Err(UnitError::Invalid(format!(
+                "{rel}: {key} has width {} but earlier shards have {d}",
+                block.dim
+            )));
         }
         if x.is_empty() {
             x = vec![0.0; n * d];
@@ -70,14 +85,19 @@ fn gather(run_dir: &Path, inputs: &[String], key: &str, n: usize) -> Result<(Vec
         for (row, &s) in block.stimuli.iter().enumerate() {
             let s = s as usize;
             if s >= n || seen[s] {
-                return Err(UnitError::Invalid(format!("{rel}: stimulus {s} is out of range or appears twice")));
+                return Err(UnitError::Invalid(format!(
+                    "{rel}: stimulus {s} is out of range or appears twice"
+                )));
             }
             seen[s] = true;
             x[s * d..(s + 1) * d].copy_from_slice(&block.values[row * d..(row + 1) * d]);
         }
     }
     if let Some(missing) = seen.iter().position(|s| !s) {
-        return Err(UnitError::Invalid(format!("{key}: stimulus {missing} is in no capture file ({} inputs)", inputs.len())));
+        return Err(UnitError::Invalid(format!(
+            "{key}: stimulus {missing} is in no capture file ({} inputs)",
+            inputs.len()
+        )));
     }
     Ok((x, dim.unwrap_or(0)))
 }

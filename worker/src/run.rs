@@ -51,7 +51,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let reg = with_retry(args.patience, || {
         let mut rpc = rpc.clone();
-        let req = pb::RegisterRequest { host: host.clone(), pid: std::process::id(), launcher_tag: args.tag.clone() };
+        let req = pb::RegisterRequest {
+            host: host.clone(),
+            pid: std::process::id(),
+            launcher_tag: args.tag.clone(),
+        };
         async move { rpc.register(req).await }
     })
     .await
@@ -61,7 +65,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let layout = RunLayout::new(&reg.run_dir);
     let spec = JobSpec::from_resolved_toml(&layout.spec())?;
     let data = Dataset::open(&layout.root().join("dataset.json"))?;
-    let ctx = Arc::new(WorkerContext { run_dir: layout.root().to_path_buf(), spec, data, capturer: Mutex::new(None), unit_delay: args.unit_delay });
+    let ctx = Arc::new(WorkerContext {
+        run_dir: layout.root().to_path_buf(),
+        spec,
+        data,
+        capturer: Mutex::new(None),
+        unit_delay: args.unit_delay,
+    });
     eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
 
     let drain = CancellationToken::new();
@@ -77,7 +87,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .context("coordinator unreachable")?
         .into_inner();
         match reply.outcome {
-            Some(Outcome::Assignment(a)) => run_leased(&mut rpc, &ctx, &worker_id, a, heartbeat, &drain, args.patience).await?,
+            Some(Outcome::Assignment(a)) => {
+                run_leased(&mut rpc, &ctx, &worker_id, a, heartbeat, &drain, args.patience).await?
+            }
             Some(Outcome::WaitMs(ms)) => {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => {}
@@ -117,7 +129,14 @@ async fn run_leased(
 ) -> anyhow::Result<()> {
     let lease_id = a.lease_id.clone();
     let beats = CancellationToken::new();
-    tokio::spawn(heartbeats(rpc.clone(), worker_id.to_string(), lease_id.clone(), heartbeat, beats.clone(), drain.clone()));
+    tokio::spawn(heartbeats(
+        rpc.clone(),
+        worker_id.to_string(),
+        lease_id.clone(),
+        heartbeat,
+        beats.clone(),
+        drain.clone(),
+    ));
     let work = {
         let ctx = ctx.clone();
         tokio::task::spawn_blocking(move || execute(&ctx, &a))
@@ -138,19 +157,33 @@ async fn run_leased(
         Ok((rel, checksum, bytes)) => {
             let reply = with_retry(patience, || {
                 let mut rpc = rpc.clone();
-                let req = pb::CompleteRequest { lease_id: lease_id.clone(), output_path: rel.clone(), checksum: checksum.clone(), bytes };
+                let req = pb::CompleteRequest {
+                    lease_id: lease_id.clone(),
+                    output_path: rel.clone(),
+                    checksum: checksum.clone(),
+                    bytes,
+                };
                 async move { rpc.complete(req).await }
             })
             .await;
             match reply {
-                Ok(r) if r.get_ref().duplicate => eprintln!("worker {worker_id}: {lease_id} was already committed; output discarded"),
+                Ok(r) if r.get_ref().duplicate => eprintln!(
+                    "worker {worker_id}: {lease_id} was already committed; output discarded"
+                ),
                 Ok(_) => {}
-                Err(s) => eprintln!("worker {worker_id}: completion of {lease_id} refused: {}", s.message()),
+                Err(s) => eprintln!(
+                    "worker {worker_id}: completion of {lease_id} refused: {}",
+                    s.message()
+                ),
             }
         }
         Err(e) => {
             eprintln!("worker {worker_id}: {lease_id} failed: {e}");
-            let req = pb::FailRequest { lease_id: lease_id.clone(), error: e.to_string(), retryable: e.is_retryable() };
+            let req = pb::FailRequest {
+                lease_id: lease_id.clone(),
+                error: e.to_string(),
+                retryable: e.is_retryable(),
+            };
             with_retry(patience, || {
                 let mut rpc = rpc.clone();
                 let req = req.clone();
@@ -163,13 +196,21 @@ async fn run_leased(
     Ok(())
 }
 
-async fn heartbeats(mut rpc: Client, worker: String, lease: String, every: Duration, stop: CancellationToken, drain: CancellationToken) {
+async fn heartbeats(
+    mut rpc: Client,
+    worker: String,
+    lease: String,
+    every: Duration,
+    stop: CancellationToken,
+    drain: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let req = pb::HeartbeatRequest { worker_id: worker.clone(), lease_ids: vec![lease.clone()] };
+        let req =
+            pb::HeartbeatRequest { worker_id: worker.clone(), lease_ids: vec![lease.clone()] };
         // A failed beat is not fatal: the coordinator may be restarting; the lease TTL decides.
         if let Ok(reply) = rpc.heartbeat(req).await {
             if reply.get_ref().drain {
@@ -182,7 +223,8 @@ async fn heartbeats(mut rpc: Client, worker: String, lease: String, every: Durat
 /// Runs one unit synchronously and writes its output atomically; returns the output path
 /// relative to the run directory, its checksum and size.
 fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u64), UnitError> {
-    let unit: UnitSpec = serde_json::from_str(&a.unit_json).map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
+    let unit: UnitSpec = serde_json::from_str(&a.unit_json)
+        .map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
     let rel = RunLayout::unit_output(unit.output_dir(), &a.unit_id, a.attempt);
     let target = ctx.run_dir.join(&rel);
     if !ctx.unit_delay.is_zero() {
@@ -192,12 +234,21 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
         UnitSpec::Capture(c) => {
             let capturer = ctx.capturer()?;
             let texts = &ctx.data.texts[c.start..c.end];
-            let blocks = capturer.capture(texts, c.start, ctx.spec.capture.batch_size, &c.representations)?;
-            common::fs::write_atomic(&target, |f| common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype))?;
+            let blocks = capturer.capture(
+                texts,
+                c.start,
+                ctx.spec.capture.batch_size,
+                &c.representations,
+            )?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype)
+            })?;
         }
         UnitSpec::Probe(p) => {
             let rows = crate::probe_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
-            common::fs::write_atomic(&target, |f| common::table::write_probe_rows(f, &target, &rows))?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_probe_rows(f, &target, &rows)
+            })?;
         }
     }
     let (sum, bytes) = common::fs::checksum_file(&target)?;

@@ -39,49 +39,299 @@ fn fixture(text: &str) -> Fixture {
 }
 
 fn load(f: &Fixture, env: &[(&str, &str)], sets: &[&str]) -> Result<JobSpec, SpecError> {
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> =
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     JobSpec::load(&f.spec, &env, &sets)
 }
 
-#[test]
-fn dump() {
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<&str>)> = vec![
-        ("typo", format!("{MINIMAL}\n[analysis.attribute_probe]\nalpah = 3\n"), vec![], vec![]),
-        ("folds ten", format!("{MINIMAL}\n[analysis.attribute_probe]\nfolds = \"ten\"\n"), vec![], vec![]),
-        ("alpha -1", format!("{MINIMAL}\n[analysis.attribute_probe]\nalpha = -1\n"), vec![], vec![]),
-        ("folds 1", format!("{MINIMAL}\n[analysis.attribute_probe]\nfolds = 1\n"), vec![], vec![]),
-        ("no path", MINIMAL.replace("path = \"model\"\n", ""), vec![], vec![]),
-        ("bad path", MINIMAL.replace("path = \"model\"", "path = \"nope\""), vec![], vec![]),
-        ("pool", format!("{MINIMAL}\n[capture]\npooling = [\"max\"]\n"), vec![], vec![]),
-        ("hb", format!("{MINIMAL}\n[sweep]\nheartbeat_s = 20\n"), vec![], vec![]),
-        ("time", format!("{MINIMAL}\n[slurm]\ntime = \"1h\"\n"), vec![], vec![]),
-        ("mem", format!("{MINIMAL}\n[slurm]\nmem = \"16GB\"\n"), vec![], vec![]),
-        ("signal", format!("{MINIMAL}\n[slurm]\nsignal = \"USR1\"\n"), vec![], vec![]),
-        ("groups", format!("{MINIMAL}\n[targets.groups]\nsmell = \"perceptual\"\n"), vec![], vec![]),
-        ("set type", MINIMAL.into(), vec![], vec!["analysis.attribute_probe.folds=ten"]),
-        ("set type2", MINIMAL.into(), vec![], vec!["capture.batch_size=[1]"]),
-        ("set unknown", MINIMAL.into(), vec![], vec!["analysis.attribute_probe.alpah=3"]),
-        ("env folds", MINIMAL.into(), vec![("DIFFPROBE_ANALYSIS__ATTRIBUTE_PROBE__FOLDS", "1")], vec![]),
-        ("env type", MINIMAL.into(), vec![("DIFFPROBE_ANALYSIS__ATTRIBUTE_PROBE__FOLDS", "x")], vec![]),
-        ("env unknown", MINIMAL.into(), vec![("DIFFPROBE_ANALYSIS__ATTRIBUTE_PROBE__ALPAH", "1")], vec![]),
-        ("top", format!("{MINIMAL}\n[analysys]\n"), vec![], vec![]),
-        ("set slurm time", MINIMAL.into(), vec![], vec!["slurm.time=01:00:00"]),
-        ("set slurm time min", MINIMAL.into(), vec![], vec!["slurm.time=60"]),
-        ("env name num", MINIMAL.into(), vec![("DIFFPROBE_JOB__NAME", "2024")], vec![]),
-        ("set mem", MINIMAL.into(), vec![], vec!["slurm.mem=16G"]),
-        ("set partition", MINIMAL.into(), vec![], vec!["slurm.partition=gpu"]),
-        ("bad set", MINIMAL.into(), vec![], vec!["foo"]),
-        ("missing section", MINIMAL.replace("[job]\nname = \"t\"\n", ""), vec![], vec![]),
-        ("file type", format!("{MINIMAL}\n[capture]\nbatch_size = \"x\"\n"), vec![], vec![]),
-        ("set top", MINIMAL.into(), vec![], vec!["bogus=1"]),
-        ("env and set", MINIMAL.into(), vec![("DIFFPROBE_CAPTURE__BATCH_SIZE", "x")], vec!["capture.batch_size=y"]),
-    ];
-    for (name, text, env, sets) in cases {
-        let f = fixture(&text);
-        match load(&f, &env, &sets) {
-            Ok(_) => println!("{name}: OK"),
-            Err(e) => println!("{name}: {}", e.to_string().replace(&f.dir.path().display().to_string(), "{dir}")),
+/// Every Option set, so the serialised spec has every key.
+const ALL_OPTIONS: &[&str] = &[
+    "slurm.partition=gpu",
+    "slurm.account=lab",
+    "slurm.qos=normal",
+    "slurm.gres=gpu:1",
+    "slurm.mem=16G",
+    "slurm.array_parallelism=4",
+];
+
+/// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
+fn key_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    const MAPS: &[&str] = &["targets.columns", "targets.groups"];
+    if let toml::Value::Table(table) = value {
+        if !MAPS.contains(&prefix) {
+            for (k, v) in table {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                if v.is_table() && !MAPS.contains(&path.as_str()) {
+                    key_paths(v, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
         }
     }
+}
+
+/// (section, key) of every table row in jobs/README.md under a heading naming a `[section]`.
+fn documented_keys() -> Vec<String> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs/README.md");
+    let text = std::fs::read_to_string(&readme).expect("jobs/README.md exists");
+    let mut section: Option<String> = None;
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            section = line
+                .split_once("`[")
+                .and_then(|(_, r)| r.split_once("]`"))
+                .map(|(s, _)| s.to_string());
+        } else if let (Some(sec), Some(row)) = (&section, line.strip_prefix("| `")) {
+            if let Some((key, _)) = row.split_once('`') {
+                keys.push(format!("{sec}.{key}"));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn readme_documents_every_key_and_no_other() {
+    let f = fixture(MINIMAL);
+    let spec = load(&f, &[], ALL_OPTIONS).unwrap();
+    let value = toml::Value::try_from(&spec).unwrap();
+    let mut keys = Vec::new();
+    key_paths(&value, "", &mut keys);
+    assert!(keys.len() > 40, "walked too few keys: {keys:?}");
+    let documented = documented_keys();
+    let undocumented: Vec<&String> = keys.iter().filter(|k| !documented.contains(k)).collect();
+    assert!(undocumented.is_empty(), "jobs/README.md lacks a table row for {undocumented:?}");
+    let stale: Vec<&String> = documented.iter().filter(|k| !keys.contains(k)).collect();
+    assert!(stale.is_empty(), "jobs/README.md documents keys the spec lacks: {stale:?}");
+}
+
+/// One bad spec: edits to the minimal file, env pairs and --set strings, and the exact error.
+struct Case {
+    name: &'static str,
+    replace: (&'static str, &'static str),
+    append: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    sets: &'static [&'static str],
+    /// `{file}` is the spec path, `{dir}` its directory.
+    expected: &'static str,
+}
+
+const BASE: Case =
+    Case { name: "", replace: ("", ""), append: "", env: &[], sets: &[], expected: "" };
+
+#[test]
+fn bad_specs_give_exact_messages() {
+    let cases = [
+        Case {
+            name: "unknown key",
+            append: "[analysis.attribute_probe]\nalpah = 100\n",
+            expected: "{file}: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, permutations, seed, zscore",
+            ..BASE
+        },
+        Case {
+            name: "wrong type",
+            append: "[analysis.attribute_probe]\nfolds = \"ten\"\n",
+            expected: "{file}: analysis.attribute_probe.folds: expected usize, found string \"ten\"",
+            ..BASE
+        },
+        Case {
+            name: "negative alpha",
+            append: "[analysis.attribute_probe]\nalpha = -1\n",
+            expected: "{file}: analysis.attribute_probe.alpha: expected a positive number, found -1",
+            ..BASE
+        },
+        Case {
+            name: "one fold",
+            append: "[analysis.attribute_probe]\nfolds = 1\n",
+            expected: "{file}: analysis.attribute_probe.folds: expected at least 2, found 1",
+            ..BASE
+        },
+        Case {
+            name: "missing model path",
+            replace: ("path = \"model\"\n", ""),
+            expected: "{file}: model.path: missing key",
+            ..BASE
+        },
+        Case {
+            name: "missing section",
+            replace: ("[job]\nname = \"t\"\n", ""),
+            expected: "{file}: job: missing key",
+            ..BASE
+        },
+        Case {
+            name: "model path does not exist",
+            replace: ("path = \"model\"", "path = \"nope\""),
+            expected: "{file}: model.path: {dir}/nope does not exist",
+            ..BASE
+        },
+        Case {
+            name: "unknown enum value",
+            append: "[capture]\npooling = [\"max\"]\n",
+            expected: "{file}: capture.pooling.0: unknown value \"max\", expected one of: cls, mean, eos",
+            ..BASE
+        },
+        Case {
+            name: "heartbeat over half the ttl",
+            append: "[sweep]\nheartbeat_s = 20\n",
+            expected: "{file}: sweep.heartbeat_s: expected at most half of sweep.lease_ttl_s (30), found 20",
+            ..BASE
+        },
+        Case {
+            name: "bad slurm time",
+            append: "[slurm]\ntime = \"1h\"\n",
+            expected: "{file}: slurm.time: expected minutes, HH:MM:SS or D-HH:MM:SS, found \"1h\"",
+            ..BASE
+        },
+        Case {
+            name: "bad slurm mem",
+            append: "[slurm]\nmem = \"16GB\"\n",
+            expected: "{file}: slurm.mem: expected a size like 16G or 4000M, found \"16GB\"",
+            ..BASE
+        },
+        Case {
+            name: "bad slurm signal",
+            append: "[slurm]\nsignal = \"USR1\"\n",
+            expected: "{file}: slurm.signal: expected [B:]SIGNAL@SECONDS like B:USR1@120, found \"USR1\"",
+            ..BASE
+        },
+        Case {
+            name: "group of an unknown attribute",
+            append: "[targets.groups]\nsmell = \"perceptual\"\n",
+            expected: "{file}: targets.groups.smell: no attribute \"smell\"; attributes are [\"auditory\", \"visual\"]",
+            ..BASE
+        },
+        Case {
+            name: "--set wrong type",
+            sets: &["analysis.attribute_probe.folds=ten"],
+            expected: "--set: analysis.attribute_probe.folds: expected usize, found string \"ten\"",
+            ..BASE
+        },
+        Case {
+            name: "--set unknown key",
+            sets: &["analysis.attribute_probe.alpah=3"],
+            expected: "--set: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, permutations, seed, zscore",
+            ..BASE
+        },
+        Case {
+            name: "--set without =",
+            sets: &["analysis.attribute_probe.alpha"],
+            expected: "--set: analysis.attribute_probe.alpha: expected key.path=value",
+            ..BASE
+        },
+        Case {
+            name: "--set number for a string",
+            sets: &["slurm.time=60"],
+            expected: "--set: slurm.time: expected a string, found signed int `60` (the value is read as TOML; put it in double quotes to pass a string)",
+            ..BASE
+        },
+        Case {
+            name: "env one fold",
+            env: &[("DIFFPROBE_ANALYSIS__ATTRIBUTE_PROBE__FOLDS", "1")],
+            expected: "environment: analysis.attribute_probe.folds: expected at least 2, found 1",
+            ..BASE
+        },
+        Case {
+            name: "env wrong type",
+            env: &[("DIFFPROBE_CAPTURE__BATCH_SIZE", "x")],
+            expected: "environment: capture.batch_size: expected usize, found string \"x\"",
+            ..BASE
+        },
+        Case {
+            name: "--set beats env in errors too",
+            env: &[("DIFFPROBE_CAPTURE__BATCH_SIZE", "x")],
+            sets: &["capture.batch_size=y"],
+            expected: "--set: capture.batch_size: expected usize, found string \"y\"",
+            ..BASE
+        },
+        Case {
+            name: "unknown section",
+            append: "[analysys]\nx = 1\n",
+            expected: "{file}: analysys: unknown key, expected one of: job, model, stimuli, targets, capture, analysis, sweep, slurm",
+            ..BASE
+        },
+    ];
+    for case in cases {
+        let mut text = MINIMAL.to_string();
+        if !case.replace.0.is_empty() {
+            assert!(text.contains(case.replace.0), "{}: nothing to replace", case.name);
+            text = text.replace(case.replace.0, case.replace.1);
+        }
+        text.push('\n');
+        text.push_str(case.append);
+        let f = fixture(&text);
+        let err = load(&f, case.env, case.sets).expect_err(case.name);
+        let expected = case
+            .expected
+            .replace("{file}", &f.spec.display().to_string())
+            .replace("{dir}", &f.dir.path().display().to_string());
+        assert_eq!(err.to_string(), expected, "case {:?}", case.name);
+    }
+}
+
+#[test]
+fn layers_override_in_order() {
+    let f = fixture(&format!("{MINIMAL}\n[capture]\nbatch_size = 7\n"));
+    assert_eq!(load(&f, &[], &[]).unwrap().capture.batch_size, 7);
+    let env = [
+        ("DIFFPROBE_CAPTURE__BATCH_SIZE", "8"),
+        ("DIFFPROBE_ANALYSIS__ATTRIBUTE_PROBE__ALPHA", "100"),
+    ];
+    let spec = load(&f, &env, &[]).unwrap();
+    assert_eq!(spec.capture.batch_size, 8, "env beats file");
+    assert_eq!(spec.analysis.attribute_probe.alpha, 100.0);
+    let spec = load(
+        &f,
+        &env,
+        &["capture.batch_size=9", "capture.pooling=[\"eos\"]", "slurm.time=01:30:00"],
+    )
+    .unwrap();
+    assert_eq!(spec.capture.batch_size, 9, "--set beats env");
+    assert_eq!(spec.capture.pooling, vec![Pooling::Eos]);
+    assert_eq!(spec.slurm.time, "01:30:00", "a TOML time stays a string");
+    let spec = load(&f, &[], &["capture.batch_size=9", "capture.batch_size=10"]).unwrap();
+    assert_eq!(spec.capture.batch_size, 10, "the last --set wins");
+}
+
+#[test]
+fn plain_diffprobe_variables_are_not_spec_keys() {
+    let f = fixture(MINIMAL);
+    let env =
+        [("DIFFPROBE_TOKEN", "secret"), ("DIFFPROBE_FAULT_UNIT_DELAY_MS", "5"), ("HOME", "/x")];
+    assert_eq!(load(&f, &env, &[]).unwrap(), load(&f, &[], &[]).unwrap());
+}
+
+#[test]
+fn relative_paths_resolve_against_the_spec_directory() {
+    let f = fixture(MINIMAL);
+    let spec = load(&f, &[], &[]).unwrap();
+    assert_eq!(spec.model.path, f.dir.path().join("model"));
+    assert_eq!(spec.stimuli.file, f.dir.path().join("ratings.csv"));
+    assert_eq!(spec.targets.file, f.dir.path().join("ratings.csv"));
+    // Also when the path comes from an override.
+    std::fs::create_dir(f.dir.path().join("other")).unwrap();
+    let spec = load(&f, &[("DIFFPROBE_MODEL__PATH", "other")], &[]).unwrap();
+    assert_eq!(spec.model.path, f.dir.path().join("other"));
+    // job.output_dir is not resolved: it is relative to the current directory.
+    assert_eq!(spec.job.output_dir, PathBuf::from("runs"));
+}
+
+#[test]
+fn resolved_toml_round_trips() {
+    let f = fixture(MINIMAL);
+    let spec = load(&f, &[], ALL_OPTIONS).unwrap();
+    let resolved = f.dir.path().join("resolved.toml");
+    std::fs::write(&resolved, spec.to_toml()).unwrap();
+    assert_eq!(JobSpec::from_resolved_toml(&resolved).unwrap(), spec);
+}
+
+#[test]
+fn demo_spec_parses_as_toml() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs/demo.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // Data may not be downloaded, so check the shape without path validation.
+    let spec: JobSpec = toml::from_str(&text).unwrap();
+    assert_eq!(spec.targets.columns.len(), 7);
 }

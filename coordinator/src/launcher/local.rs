@@ -38,7 +38,12 @@ pub(crate) struct LocalLauncher {
 
 impl LocalLauncher {
     /// Starts `n` workers.
-    pub(crate) fn start(n: usize, address: &str, token: &str, logs: &Path) -> std::io::Result<LocalLauncher> {
+    pub(crate) fn start(
+        n: usize,
+        address: &str,
+        token: &str,
+        logs: &Path,
+    ) -> std::io::Result<LocalLauncher> {
         let mut launcher = LocalLauncher {
             exe: std::env::current_exe()?,
             address: address.to_string(),
@@ -51,13 +56,21 @@ impl LocalLauncher {
         for i in 0..n {
             let tag = format!("local-{}", first + i + 1);
             let child = launcher.spawn(&tag)?;
-            launcher.slots.push(Slot { tag, child: Some(child), restarts: 0, not_before: Instant::now() });
+            launcher.slots.push(Slot {
+                tag,
+                child: Some(child),
+                restarts: 0,
+                not_before: Instant::now(),
+            });
         }
         Ok(launcher)
     }
 
     fn spawn(&self, tag: &str) -> std::io::Result<Child> {
-        let log = OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{tag}.log")))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{tag}.log")))?;
         Command::new(&self.exe)
             .args(["worker", "--coordinator", &self.address, "--tag", tag])
             .env(common::TOKEN_ENV, &self.token)
@@ -97,7 +110,12 @@ impl LocalLauncher {
                 }
             }
             let slot = &self.slots[i];
-            if slot.child.is_none() && work_left && slot.restarts > 0 && slot.restarts <= self.max_restarts && Instant::now() >= slot.not_before {
+            if slot.child.is_none()
+                && work_left
+                && slot.restarts > 0
+                && slot.restarts <= self.max_restarts
+                && Instant::now() >= slot.not_before
+            {
                 let tag = slot.tag.clone();
                 if let Ok(child) = self.spawn(&tag) {
                     self.slots[i].child = Some(child);

@@ -39,7 +39,9 @@ fn read_config(dir: &Path) -> Result<Config, UnitError> {
 
 pub(super) fn taps(dir: &Path) -> Result<Vec<TapInfo>, UnitError> {
     let config = read_config(dir)?;
-    Ok((0..=config.num_hidden_layers).map(|l| TapInfo { name: format!("text.{l}"), dim: config.hidden_size }).collect())
+    Ok((0..=config.num_hidden_layers)
+        .map(|l| TapInfo { name: format!("text.{l}"), dim: config.hidden_size })
+        .collect())
 }
 
 impl BertCapture {
@@ -57,12 +59,15 @@ impl BertCapture {
         tokenizer.with_truncation(None).map_err(|e| model_err(&tok_file, e))?;
         // SAFETY: the file is memory-mapped read-only; diffprobe never writes model files while
         // a worker runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }.map_err(|e| model_err(&weights, e))?;
-        let prefix = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+            .map_err(|e| model_err(&weights, e))?;
+        let prefix =
+            if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
         let root = if prefix.is_empty() { vb.clone() } else { vb.pp("bert") };
         let mut emb_config = config.clone();
         emb_config.num_hidden_layers = 0;
-        let embeddings = BertModel::load(root.clone(), &emb_config).map_err(|e| model_err(&weights, e))?;
+        let embeddings =
+            BertModel::load(root.clone(), &emb_config).map_err(|e| model_err(&weights, e))?;
         let mut one = config.clone();
         one.num_hidden_layers = 1;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -71,28 +76,63 @@ impl BertCapture {
             let to = format!("{prefix}encoder.layer.{l}.");
             let renamed = vb.clone().rename_f(move |name: &str| name.replacen(&from, &to, 1));
             let renamed = if prefix.is_empty() { renamed } else { renamed.pp("bert") };
-            layers.push(BertEncoder::load(renamed.pp("encoder"), &one).map_err(|e| model_err(&weights, format!("layer {l}: {e}")))?);
+            layers.push(
+                BertEncoder::load(renamed.pp("encoder"), &one)
+                    .map_err(|e| model_err(&weights, format!("layer {l}: {e}")))?,
+            );
         }
-        Ok(BertCapture { embeddings, layers, tokenizer, device, dim: config.hidden_size, max_tokens, path: dir.to_path_buf() })
+        Ok(BertCapture {
+            embeddings,
+            layers,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+            max_tokens,
+            path: dir.to_path_buf(),
+        })
     }
 
-    pub(super) fn capture(&self, texts: &[String], first: usize, batch_size: usize, reps: &[Representation]) -> Result<Vec<FeatureBlock>, UnitError> {
+    pub(super) fn capture(
+        &self,
+        texts: &[String],
+        first: usize,
+        batch_size: usize,
+        reps: &[Representation],
+    ) -> Result<Vec<FeatureBlock>, UnitError> {
         let mut blocks: Vec<FeatureBlock> = reps
             .iter()
-            .map(|r| FeatureBlock { key: r.key(), dim: self.dim, stimuli: Vec::new(), values: Vec::new() })
+            .map(|r| FeatureBlock {
+                key: r.key(),
+                dim: self.dim,
+                stimuli: Vec::new(),
+                values: Vec::new(),
+            })
             .collect();
         let layer_of = |r: &Representation| -> Result<usize, UnitError> {
-            r.tap.strip_prefix("text.").and_then(|l| l.parse().ok()).filter(|l| *l <= self.layers.len()).ok_or_else(|| {
-                UnitError::Invalid(format!("tap {:?} is not a layer of this model (text.0..text.{})", r.tap, self.layers.len()))
-            })
+            r.tap
+                .strip_prefix("text.")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l <= self.layers.len())
+                .ok_or_else(|| {
+                    UnitError::Invalid(format!(
+                        "tap {:?} is not a layer of this model (text.0..text.{})",
+                        r.tap,
+                        self.layers.len()
+                    ))
+                })
         };
         let wanted: Vec<usize> = reps.iter().map(layer_of).collect::<Result<_, _>>()?;
         for (b, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
             let start = first + b * batch_size;
             let states = self.forward(chunk, start).map_err(|e| model_err(&self.path, e))?;
             for ((rep, &layer), block) in reps.iter().zip(&wanted).zip(blocks.iter_mut()) {
-                let pooled = pool(&states.hidden[layer], &states.mask, &states.lengths, rep.pooling).map_err(|e| model_err(&self.path, e))?;
-                let host: Vec<Vec<f32>> = pooled.to_dtype(DType::F32).and_then(|t| t.to_vec2()).map_err(|e| model_err(&self.path, e))?;
+                let pooled =
+                    pool(&states.hidden[layer], &states.mask, &states.lengths, rep.pooling)
+                        .map_err(|e| model_err(&self.path, e))?;
+                let host: Vec<Vec<f32>> = pooled
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.to_vec2())
+                    .map_err(|e| model_err(&self.path, e))?;
                 for (i, row) in host.into_iter().enumerate() {
                     block.stimuli.push((start + i) as u32);
                     block.values.extend(row);
@@ -103,7 +143,10 @@ impl BertCapture {
     }
 
     fn forward(&self, texts: &[String], start: usize) -> Result<States, UnitError> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| model_err(&self.path, e))?;
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| model_err(&self.path, e))?;
         let longest = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
         for (i, e) in encodings.iter().enumerate() {
             if e.get_ids().len() > self.max_tokens {
@@ -157,7 +200,12 @@ fn extended_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
 }
 
 /// Pools token states (B × T × C) to one vector per stimulus, on the device.
-fn pool(h: &Tensor, mask: &Tensor, lengths: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+fn pool(
+    h: &Tensor,
+    mask: &Tensor,
+    lengths: &Tensor,
+    pooling: Pooling,
+) -> candle_core::Result<Tensor> {
     match pooling {
         Pooling::Cls => h.i((.., 0, ..)),
         Pooling::Mean => {

@@ -36,25 +36,39 @@ impl Capturer {
     pub fn load(model: &ModelSection, max_tokens: usize) -> Result<Capturer, UnitError> {
         let device = device(model.device)?;
         match model.kind {
-            ModelKind::Bert => Ok(Capturer { inner: bert::BertCapture::load(&model.path, device, max_tokens)? }),
+            ModelKind::Bert => {
+                Ok(Capturer { inner: bert::BertCapture::load(&model.path, device, max_tokens)? })
+            }
         }
     }
 
     /// Runs `texts` (stimuli `first..first + texts.len()`) in batches and returns one block per
     /// representation, in the order given.
-    pub fn capture(&self, texts: &[String], first: usize, batch_size: usize, reps: &[Representation]) -> Result<Vec<FeatureBlock>, UnitError> {
+    pub fn capture(
+        &self,
+        texts: &[String],
+        first: usize,
+        batch_size: usize,
+        reps: &[Representation],
+    ) -> Result<Vec<FeatureBlock>, UnitError> {
         self.inner.capture(texts, first, batch_size, reps)
     }
 }
 
 fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
-    let model_err = |e: candle_core::Error| UnitError::Model { path: "(device)".into(), message: e.to_string() };
+    let model_err = |e: candle_core::Error| UnitError::Model {
+        path: "(device)".into(),
+        message: e.to_string(),
+    };
     match choice {
         DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
         DeviceChoice::Auto => candle_core::Device::cuda_if_available(0).map_err(model_err),
         DeviceChoice::Cuda => {
             if !candle_core::utils::cuda_is_available() {
-                return Err(UnitError::Invalid("model.device = \"cuda\" but this worker was built without CUDA or has no GPU".into()));
+                return Err(UnitError::Invalid(
+                    "model.device = \"cuda\" but this worker was built without CUDA or has no GPU"
+                        .into(),
+                ));
             }
             candle_core::Device::new_cuda(0).map_err(model_err)
         }

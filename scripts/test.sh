@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command: ./scripts/test.sh
+#
+# 1. ./scripts/setup.sh --no-build  (system packages, .venv, data/demo; quick when done)
+# 2. the scikit-learn reference for the probe maths (scripts/ref_probe.py, in .venv)
+# 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
+#    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
+# 4. the demo, as a user runs it, into target/demo-check, checked for every report file
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+echo "test: setup"
+./scripts/setup.sh --no-build
+
+echo "test: scikit-learn reference (PCA + Ridge)"
+mkdir -p target
+.venv/bin/python scripts/ref_probe.py target/sklearn_ref.json
+
+echo "test: cargo test --release --workspace"
+export DIFFPROBE_SKLEARN_REF="$ROOT/target/sklearn_ref.json"
+export DIFFPROBE_REQUIRE_REFS=1
+cargo test --release --workspace --locked
+
+echo "test: the demo, end to end"
+rm -rf target/demo-check
+start=$(date +%s)
+./target/release/diffprobe run jobs/demo.toml --set job.output_dir=target/demo-check
+elapsed=$(( $(date +%s) - start ))
+for f in rmse.parquet significance.parquet summary.parquet report.md; do
+    test -s "target/demo-check/demo/report/$f" || { echo "test: demo report lacks $f" >&2; exit 1; }
+done
+.venv/bin/python - <<'PY'
+import pandas as pd
+s = pd.read_parquet("target/demo-check/demo/report/summary.parquet")
+best = s[s.group == "all"].sort_values("mean_rmse").iloc[0]
+assert len(s[s.group == "all"]) == 14, s
+assert best.pct_significant == 100.0 and best.mean_relative_reduction > 0.1, best
+print(f"test: demo ok: best representation {best.representation}, mean RMSE {best.mean_rmse:.4f}")
+PY
+echo "test: demo took ${elapsed} s"
+echo "1 passed, 0 failed"

@@ -1,0 +1,145 @@
+//! Crash tests: a worker SIGKILLed mid-unit and the coordinator SIGKILLed mid-sweep, then
+//! `resume`: the report must be bit-identical to an undisturbed run, no unit lost, none
+//! committed twice.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{self, Proc};
+
+#[test]
+fn kill_worker_and_coordinator_then_resume_gives_identical_report() {
+    let dir = util::scratch("crash");
+    let spec = util::small_spec(&dir, 300, "");
+    let spec_s = spec.to_str().unwrap();
+
+    // Reference: an undisturbed run.
+    let clean =
+        util::run(&["run", spec_s, "--workers", "3", "--set", "job.output_dir=clean"], &dir);
+    assert!(clean.status.success(), "clean run failed: {}", String::from_utf8_lossy(&clean.stderr));
+
+    // Faulty run: slow units so kills land mid-unit.
+    let run_dir = dir.join("faulty/e2e");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec_s, "--workers", "3", "--set", "job.output_dir=faulty"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "400")
+            .current_dir(&dir),
+    );
+    // Kill the worker holding a lease, mid-unit.
+    let (unit, victim): (String, i32) = util::wait_for(
+        "a leased unit",
+        Duration::from_secs(60),
+        || {
+            util::query(&run_dir, "SELECT u.id, w.pid FROM units u JOIN workers w ON w.id = u.worker WHERE u.state = 'leased' LIMIT 1", |r| Ok((r.get(0)?, r.get(1)?))).into_iter().next()
+        },
+    );
+    util::kill(victim, libc::SIGKILL);
+
+    // Let the sweep get into its probe stage, then kill the coordinator.
+    util::wait_for("probe units committing", Duration::from_secs(120), || {
+        let n: Vec<i64> = util::query(
+            &run_dir,
+            "SELECT COUNT(*) FROM units WHERE kind = 'probe' AND state = 'committed'",
+            |r| r.get(0),
+        );
+        (n.first().copied().unwrap_or(0) >= 5).then_some(())
+    });
+    util::kill(coord.pid(), libc::SIGKILL);
+    coord.wait(Duration::from_secs(10));
+    let committed_before: i64 =
+        util::query(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'committed'", |r| r.get(0))
+            [0];
+    let total: i64 = util::query(&run_dir, "SELECT COUNT(*) FROM units", |r| r.get(0))[0];
+    assert!(committed_before < total, "the coordinator was killed mid-sweep");
+
+    let mut resumed = Proc::spawn(
+        Command::new(util::bin())
+            .args(["resume", "faulty/e2e", "--workers", "2"])
+            .current_dir(&dir),
+    );
+    let status = resumed.wait(Duration::from_secs(240));
+    assert!(status.success(), "resume failed: {status}");
+
+    // Nothing lost, nothing committed twice, the killed worker's unit re-leased.
+    let states: Vec<String> =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
+    assert_eq!(states, ["committed"]);
+    let twice: Vec<(String, i64)> = util::query(&run_dir, "SELECT unit, COUNT(*) FROM events WHERE kind = 'committed' GROUP BY unit HAVING COUNT(*) > 1", |r| Ok((r.get(0)?, r.get(1)?)));
+    assert!(twice.is_empty(), "units committed twice: {twice:?}");
+    let commits: i64 =
+        util::query(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'committed'", |r| r.get(0))
+            [0];
+    assert_eq!(commits, total);
+    let attempts: i64 =
+        util::query(&run_dir, &format!("SELECT attempts FROM units WHERE id = '{unit}'"), |r| {
+            r.get(0)
+        })[0];
+    assert!(
+        attempts >= 2,
+        "the killed worker's unit {unit} was leased again (attempts {attempts})"
+    );
+    let files = std::fs::read_dir(run_dir.join("probes"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert_eq!(
+        files as i64,
+        util::query(&run_dir, "SELECT COUNT(*) FROM units WHERE kind = 'probe'", |r| r
+            .get::<_, i64>(0))[0],
+        "one output per probe unit, duplicates removed"
+    );
+
+    for name in util::REPORT_FILES {
+        let a = std::fs::read(dir.join("clean/e2e/report").join(name)).unwrap();
+        let b = std::fs::read(run_dir.join("report").join(name)).unwrap();
+        assert!(a == b, "report/{name} differs between the clean and the crashed-and-resumed run");
+    }
+    // Workers of the killed coordinator must not linger.
+    for pid in util::query(&run_dir, "SELECT pid FROM workers", |r| r.get::<_, i32>(0)) {
+        util::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn external_worker_needs_the_token_and_can_finish_a_sweep() {
+    let dir = util::scratch("external");
+    let spec = util::small_spec(&dir, 60, "");
+    let _coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "0"])
+            .current_dir(&dir),
+    );
+    let run_dir = dir.join("runs/e2e");
+    let address: String = util::wait_for("coordinator.json", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(run_dir.join("coordinator.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["address"].as_str().map(str::to_string)
+    });
+    assert!(address.starts_with("http://127.0.0.1:"), "binds loopback by default: {address}");
+    let refused = Command::new(util::bin())
+        .args(["worker", "--coordinator", &address])
+        .env("DIFFPROBE_TOKEN", "not-the-token")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("wrong run token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let token = std::fs::read_to_string(run_dir.join("token")).unwrap();
+    let joined = Command::new(util::bin())
+        .args(["worker", "--coordinator", &address, "--tag", "joined-by-hand"])
+        .env("DIFFPROBE_TOKEN", token.trim())
+        .output()
+        .unwrap();
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    util::wait_for("the report", Duration::from_secs(60), || {
+        run_dir.join("report/report.md").exists().then_some(())
+    });
+    let status = util::run(&["status", run_dir.to_str().unwrap(), "--json"], &dir);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["workers"][0]["state"], "alive", "the external worker is listed: {v}");
+}

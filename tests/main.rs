@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `diffprobe` binary, real worker processes, the real MiniLM from
+//! `data/demo` (built by `scripts/setup.sh`), real SQLite. Modules by theme:
+//! - `crash`: kill -9 of workers and of the coordinator, resume, bit-identical reports;
+//! - `bad_input`: specs, data and models that must be refused with a clear message (exit 2),
+//!   and workers without the token;
+//! - `parity`: captured activations against transformers' golden values.
+
+mod bad_input;
+mod crash;
+mod parity;
+mod util;
