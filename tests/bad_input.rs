@@ -58,3 +58,32 @@ fn bad_specs_data_and_models_exit_2_with_the_culprit_named() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_unit_that_cannot_succeed_is_quarantined_with_its_error() {
+    let dir = util::scratch("quarantine");
+    let spec = util::small_spec(&dir, 40, "");
+    // Every word has at least 3 tokens ([CLS] word [SEP]); a limit of 2 must be refused, not truncated.
+    let out = util::run(
+        &["run", spec.to_str().unwrap(), "--workers", "1", "--set", "capture.max_tokens=2"],
+        &dir,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an incomplete sweep exits 3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("quarantined") && stderr.contains("more than capture.max_tokens = 2"),
+        "{stderr}"
+    );
+    let status = util::run(&["status", "runs/e2e", "--json"], &dir);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["complete"], false);
+    let (unit, error) = (&v["quarantined"][0][0], &v["quarantined"][0][1]);
+    assert!(unit.as_str().unwrap().starts_with("capture-"), "{v}");
+    assert!(error.as_str().unwrap().contains("stimulus 0 (\"abdomen\") has "), "{v}");
+    assert!(!dir.join("runs/e2e/report/report.md").exists(), "no report from an incomplete sweep");
+}

@@ -143,3 +143,63 @@ fn external_worker_needs_the_token_and_can_finish_a_sweep() {
     assert_eq!(v["complete"], true);
     assert_eq!(v["workers"][0]["state"], "alive", "the external worker is listed: {v}");
 }
+
+#[test]
+fn ctrl_c_drains_workers_who_release_their_units_and_resume_finishes() {
+    let dir = util::scratch("sigint");
+    let spec = util::small_spec(&dir, 100, "");
+    let run_dir = dir.join("runs/e2e");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "2"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "1500")
+            .current_dir(&dir),
+    );
+    util::wait_for("two leased units", Duration::from_secs(60), || {
+        let n: Vec<i64> =
+            util::query(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'leased'", |r| {
+                r.get(0)
+            });
+        (n.first().copied().unwrap_or(0) == 2).then_some(())
+    });
+    let second = util::run(&["resume", "runs/e2e", "--workers", "1"], &dir);
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another coordinator is running this run"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    // Ctrl-C reaches only the coordinator (its own group), which forwards SIGTERM to workers.
+    util::kill(coord.pid(), libc::SIGINT);
+    let status = coord.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "an interrupted run exits 130");
+    let leased: i64 =
+        util::query(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'leased'", |r| r.get(0))[0];
+    assert_eq!(leased, 0, "draining workers released their units");
+    let released: i64 =
+        util::query(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'released'", |r| r.get(0))
+            [0];
+    assert!(released >= 1, "a release event was recorded");
+    let failures: i64 =
+        util::query(&run_dir, "SELECT COALESCE(SUM(failures), 0) FROM units", |r| r.get(0))[0];
+    assert_eq!(failures, 0, "a graceful release is not a failure");
+    for pid in util::query(&run_dir, "SELECT pid FROM workers", |r| r.get::<_, i32>(0)) {
+        // SAFETY: signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "worker pid {pid} outlived the coordinator");
+    }
+    let out = util::run(&["status", "runs/e2e"], &dir);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("coordinator: not running"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut resumed = Proc::spawn(
+        Command::new(util::bin()).args(["resume", "runs/e2e", "--workers", "2"]).current_dir(&dir),
+    );
+    assert!(resumed.wait(Duration::from_secs(120)).success());
+    let states: Vec<String> =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
+    assert_eq!(states, ["committed"]);
+    assert!(run_dir.join("report/report.md").exists());
+}

@@ -338,6 +338,18 @@ impl StateDb {
         Ok(due.len())
     }
 
+    /// Whether any unit is running or can still run. Pending units behind a quarantined unit of
+    /// a lower stage can never run, so they do not keep the sweep open.
+    pub(crate) fn has_open_work(&self) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM units WHERE state = 'leased')
+                 OR EXISTS(SELECT 1 FROM units WHERE state = 'pending'
+                           AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed'))",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// Counts by kind (`capture`, `probe`) and state.
     pub(crate) fn counts(&self) -> rusqlite::Result<BTreeMap<String, Counts>> {
         let mut stmt =

@@ -79,6 +79,7 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
 
 /// Runs (or resumes) the sweep in `layout` until it stops; merges the report when complete.
 pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Result<StopReason> {
+    let _lock = lock_run(layout)?;
     let spec = JobSpec::from_resolved_toml(&layout.spec())?;
     let data = Dataset::open(&layout.root().join("dataset.json"))?;
     let token = read_or_create_token(&layout.token())?;
@@ -171,11 +172,11 @@ async fn supervise(
             _ = sigterm.recv() => { progress.line("terminated: draining workers"); return Ok(StopReason::Interrupted) }
         }
         let now = now_ms();
-        let (counts, events) = {
+        let (counts, events, open) = {
             let mut db = shared.db();
             db.expire(now, shared.policy)?;
             mark_lost_workers(&mut db, now, lost_after)?;
-            (db.counts()?, db.events_since(last_event)?)
+            (db.counts()?, db.events_since(last_event)?, db.has_open_work()?)
         };
         for e in &events {
             last_event = e.0;
@@ -185,7 +186,6 @@ async fn supervise(
                 progress.line(&line);
             }
         }
-        let open = counts.values().any(|c| c.pending + c.leased > 0);
         for exit in launcher.poll(open) {
             let (kind, tag, detail) = match &exit {
                 WorkerExit::Clean { tag } => ("process_exited", tag, "exit 0".to_string()),
@@ -256,6 +256,29 @@ fn bind(
         }
     }
     tonic::transport::server::TcpIncoming::bind(fallback).context("cannot bind a loopback port")
+}
+
+/// One coordinator per run: an exclusive `flock` on `coordinator.lock`, held for the
+/// coordinator's life and released by the kernel however it dies (so kill -9 needs no cleanup).
+fn lock_run(layout: &RunLayout) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = layout.root().join("coordinator.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the returned File.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let who = std::fs::read_to_string(layout.coordinator_file()).unwrap_or_default();
+        anyhow::bail!(
+            "another coordinator is running this run ({}); see `diffprobe status {}`",
+            who.trim(),
+            layout.root().display()
+        );
+    }
+    Ok(file)
 }
 
 fn read_or_create_token(path: &Path) -> anyhow::Result<String> {

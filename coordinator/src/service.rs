@@ -125,9 +125,7 @@ impl Coordinator for Service {
                 })
             }
             None => {
-                let counts = db.counts().map_err(internal)?;
-                let open = counts.values().any(|c| c.pending + c.leased > 0);
-                if open {
+                if db.has_open_work().map_err(internal)? {
                     Outcome::WaitMs(500)
                 } else {
                     Outcome::Done(true)
