@@ -400,6 +400,11 @@ impl StateDb {
         rows.collect()
     }
 
+    /// Sequence number of the newest event (0 when there is none).
+    pub(crate) fn last_event_seq(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+    }
+
     /// Events after `since` (sequence number), oldest first.
     pub(crate) fn events_since(&self, since: i64) -> rusqlite::Result<Vec<EventRow>> {
         let mut stmt = self.conn.prepare("SELECT seq, ts, kind, unit, worker, COALESCE(detail, '') FROM events WHERE seq > ?1 ORDER BY seq")?;

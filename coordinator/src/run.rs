@@ -114,13 +114,15 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         }
     });
     shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
+    // Print only what happens from now on (a resumed run has history).
+    let since = shared.db().last_event_seq()?;
     let mut launcher = LocalLauncher::start(opts.workers, &address, &token, &layout.logs_dir())?;
     eprintln!(
         "coordinator {address}: {} local workers, run {}",
         opts.workers,
         layout.root().display()
     );
-    let reason = supervise(&shared, &mut launcher, &spec, opts).await?;
+    let reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
     // Stop: drain, grace, kill.
     shared.draining.store(true, Ordering::SeqCst);
     launcher.stop_restarts();
@@ -157,10 +159,10 @@ async fn supervise(
     launcher: &mut LocalLauncher,
     spec: &JobSpec,
     opts: &RunOptions,
+    since: i64,
 ) -> anyhow::Result<StopReason> {
     let mut progress = Progress::new(&spec.job.name);
-    // Print only what happens from now on (a resumed run has history).
-    let mut last_event = shared.db().events_since(0)?.last().map_or(0, |e| e.0);
+    let mut last_event = since;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -203,19 +205,10 @@ async fn supervise(
                 StopReason::Complete
             });
         }
-        if opts.workers > 0
-            && launcher.running() == 0
-            && launcher.poll(false).is_empty()
-            && counts.values().all(|c| c.leased == 0)
-        {
-            // Every local worker gave up restarting; say so rather than wait forever.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if launcher.running() == 0 {
-                anyhow::bail!(
-                    "every local worker crashed repeatedly; see {}",
-                    "logs/*.log in the run directory"
-                );
-            }
+        if opts.workers > 0 && !launcher.will_run() {
+            // Every local worker exited and none will be restarted: say so rather than wait
+            // forever (external workers may still join a run started with --workers 0).
+            anyhow::bail!("every local worker exited or crashed repeatedly; see logs/*.log in the run directory, then `diffprobe resume`");
         }
     }
 }

@@ -125,6 +125,13 @@ impl LocalLauncher {
         exits
     }
 
+    /// Whether any worker is running or will be restarted.
+    pub(crate) fn will_run(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.child.is_some() || (s.restarts > 0 && s.restarts <= self.max_restarts))
+    }
+
     /// Number of workers still running.
     pub(crate) fn running(&self) -> usize {
         self.slots.iter().filter(|s| s.child.is_some()).count()
