@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use common::layout::RunLayout;
 
+use crate::launcher::LauncherKind;
 use crate::plan::{load_spec, Plan};
-use crate::run::{default_workers, drive, prepare, RunOptions, StopReason};
+use crate::run::{drive, prepare, RunOptions, StopReason};
 
 /// Probe where a diffusion model and its text encoder hold human knowledge, layer by layer.
 #[derive(Parser, Debug)]
@@ -32,6 +33,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also show what this launcher would submit (`slurm`: the sbatch script).
+        #[arg(long, value_enum)]
+        launcher: Option<LauncherKind>,
     },
     /// Run a sweep: coordinator + local workers, then the report.
     Run {
@@ -50,6 +54,15 @@ enum Command {
         #[command(flatten)]
         opts: DriveArgs,
     },
+    /// Grow or shrink a running sweep's workers (local processes or Slurm tasks); nothing
+    /// committed is lost, and drained workers release their units.
+    Scale {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The new number of workers.
+        #[arg(long)]
+        workers: usize,
+    },
     /// Show a run's progress from its state database.
     Status {
         /// The run directory.
@@ -66,8 +79,12 @@ enum Command {
     /// Join a running sweep as a worker (the token comes from `DIFFPROBE_TOKEN`).
     Worker {
         /// Coordinator address, e.g. `http://127.0.0.1:7000`.
+        #[arg(long, required_unless_present = "run_dir")]
+        coordinator: Option<String>,
+        /// Read the coordinator's address (`coordinator.json`) and the token from this run
+        /// directory on a shared file system (how Slurm tasks join: nothing secret in `ps`).
         #[arg(long)]
-        coordinator: String,
+        run_dir: Option<PathBuf>,
         /// A label for logs and status.
         #[arg(long, default_value = "")]
         tag: String,
@@ -79,9 +96,13 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct DriveArgs {
-    /// Local worker processes (default: what fits on this host; 0 = external workers only).
+    /// Workers to keep: local processes or Slurm array tasks (default: what fits on this host,
+    /// or a resumed run's last target; 0 = external workers only).
     #[arg(long)]
     workers: Option<usize>,
+    /// How workers are started (default: local, or a resumed run's launcher).
+    #[arg(long, value_enum)]
+    launcher: Option<LauncherKind>,
     /// Address to serve workers on (default 127.0.0.1, any free port; loopback only unless set).
     #[arg(long)]
     bind: Option<std::net::SocketAddr>,
@@ -93,7 +114,8 @@ struct DriveArgs {
 impl DriveArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
-            workers: self.workers.unwrap_or_else(default_workers),
+            workers: self.workers,
+            launcher: self.launcher,
             bind: self.bind,
             grace: Duration::from_secs(self.grace_s),
         }
@@ -140,13 +162,19 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Plan { spec, sets, json } => {
+        Command::Plan { spec, sets, json, launcher } => {
             let plan = Plan::build(load_spec(&spec, &sets)?, &spec.display().to_string())?;
             let est = plan.estimate();
             if json {
                 println!("{}", serde_json::to_string_pretty(&est)?);
             } else {
                 print_plan(&plan, &est);
+            }
+            if launcher == Some(LauncherKind::Slurm) {
+                let layout = RunLayout::new(plan.spec.run_dir());
+                let exe = std::env::current_exe()?;
+                println!("\n# sbatch script ({}/slurm/worker.sbatch), submitted as arrays of --workers tasks:", layout.root().display());
+                print!("{}", crate::launcher::slurm::render_script(&plan.spec, &layout, &exe));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -163,6 +191,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 run_dir.display()
             );
             finish(&layout, drive(&layout, &opts.options()).await?)
+        }
+        Command::Scale { run_dir, workers } => {
+            let layout = RunLayout::new(&run_dir);
+            anyhow::ensure!(
+                layout.state_db().exists(),
+                "{} is not a run directory (no state.sqlite)",
+                run_dir.display()
+            );
+            let mut db = crate::db::StateDb::open(&layout.state_db())?;
+            db.set_meta("target_workers", &workers.to_string(), crate::service::now_ms())?;
+            println!(
+                "{}: target {workers} workers (the coordinator adjusts within seconds)",
+                run_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { run_dir, json } => {
             let status = crate::status::read(&RunLayout::new(&run_dir))?;
@@ -182,10 +225,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", layout.report_dir().join("report.md").display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker { coordinator, tag, patience_s } => {
-            let token = std::env::var(common::TOKEN_ENV).with_context(|| {
-                format!("{} is not set: a worker needs the run's token", common::TOKEN_ENV)
-            })?;
+        Command::Worker { coordinator, run_dir, tag, patience_s } => {
+            let (coordinator, token) = worker_endpoint(coordinator, run_dir.as_deref())?;
             let unit_delay = std::env::var("DIFFPROBE_FAULT_UNIT_DELAY_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -201,6 +242,38 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The coordinator address and token of a worker: flags and environment first, then the run
+/// directory's files.
+fn worker_endpoint(
+    coordinator: Option<String>,
+    run_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(String, String)> {
+    let layout = run_dir.map(RunLayout::new);
+    let address = match (coordinator, &layout) {
+        (Some(a), _) => a,
+        (None, Some(l)) => {
+            let file = l.coordinator_file();
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: no running coordinator", file.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| file.display().to_string())?;
+            v["address"].as_str().context("coordinator.json has no address")?.to_string()
+        }
+        (None, None) => anyhow::bail!("give --coordinator or --run-dir"),
+    };
+    let token = match (std::env::var(common::TOKEN_ENV), &layout) {
+        (Ok(t), _) => t,
+        (Err(_), Some(l)) => std::fs::read_to_string(l.token())
+            .with_context(|| l.token().display().to_string())?
+            .trim()
+            .to_string(),
+        (Err(_), None) => {
+            anyhow::bail!("{} is not set: a worker needs the run's token", common::TOKEN_ENV)
+        }
+    };
+    Ok((address, token))
 }
 
 fn finish(layout: &RunLayout, reason: StopReason) -> anyhow::Result<ExitCode> {

@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, tag TEXT NOT NULL,
   started INTEGER NOT NULL, last_seen INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slurm_tasks (
+  id TEXT PRIMARY KEY, array_job TEXT NOT NULL, submitted INTEGER NOT NULL,
+  ended INTEGER, state TEXT, reason TEXT);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, kind TEXT NOT NULL,
   unit TEXT, worker TEXT, detail TEXT);
@@ -83,6 +86,87 @@ impl StateDb {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         Ok(StateDb { conn })
+    }
+
+    /// A value from the meta table (e.g. `launcher`, `target_workers`).
+    pub(crate) fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    }
+
+    /// Sets a meta value, with an event.
+    pub(crate) fn set_meta(&mut self, key: &str, value: &str, now: Millis) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            [key, value],
+        )?;
+        event(&tx, now, "meta", None, None, &format!("{key} = {value}"))?;
+        tx.commit()
+    }
+
+    /// Records submitted Slurm array tasks.
+    pub(crate) fn slurm_tasks_submitted(
+        &mut self,
+        job: &str,
+        tasks: &[String],
+        now: Millis,
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        for t in tasks {
+            tx.execute(
+                "INSERT OR IGNORE INTO slurm_tasks(id, array_job, submitted) VALUES (?1, ?2, ?3)",
+                params![t, job, now],
+            )?;
+        }
+        event(
+            &tx,
+            now,
+            "slurm_submitted",
+            None,
+            None,
+            &format!("array job {job}: {} tasks", tasks.len()),
+        )?;
+        tx.commit()
+    }
+
+    /// Slurm tasks not known to have ended, oldest first.
+    pub(crate) fn slurm_tasks_alive(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM slurm_tasks WHERE ended IS NULL ORDER BY submitted, rowid")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Records how a Slurm task ended.
+    pub(crate) fn slurm_task_ended(
+        &mut self,
+        task: &str,
+        state: &str,
+        reason: &str,
+        now: Millis,
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE slurm_tasks SET ended = ?2, state = ?3, reason = ?4 WHERE id = ?1",
+            params![task, now, state, reason],
+        )?;
+        event(
+            &tx,
+            now,
+            "slurm_ended",
+            None,
+            Some(task),
+            &format!("{state} {reason}").trim().to_string(),
+        )?;
+        tx.commit()
+    }
+
+    /// Ended Slurm tasks with state and reason, newest first (for `status`).
+    pub(crate) fn slurm_tasks_ended(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT id, COALESCE(state, ''), COALESCE(reason, '') FROM slurm_tasks WHERE ended IS NOT NULL ORDER BY ended DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
     }
 
     /// Inserts the plan's units; units already present (same id) are left as they are.

@@ -130,6 +130,11 @@ pub(crate) fn event_line(
         "failed" => format!("unit {unit} failed, will retry: {detail}"),
         "quarantined" => format!("unit {unit} quarantined: {detail}"),
         "released" => format!("unit {unit} released: {detail}"),
+        "slurm_submitted" => format!("slurm: submitted {detail}"),
+        "slurm_ended" => format!("slurm task {worker} ended: {detail}"),
+        "slurm_error" => format!("slurm: {detail}"),
+        "slurm_scaled_down" | "slurm_cancelled" => format!("slurm: {detail}"),
+        "meta" => format!("set {detail}"),
         "duplicate" => format!("unit {unit}: late duplicate discarded ({detail})"),
         _ => return None,
     })

@@ -22,7 +22,7 @@ use common::stimuli::Dataset;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::StateDb;
-use crate::launcher::local::{LocalLauncher, WorkerExit};
+use crate::launcher::{Launcher, LauncherKind};
 use crate::lease::RetryPolicy;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -31,8 +31,10 @@ use crate::service::{self, now_ms, Shared};
 /// Options of `run` and `resume`.
 #[derive(Debug, Clone)]
 pub(crate) struct RunOptions {
-    /// Local workers to start (0 = only external workers).
-    pub(crate) workers: usize,
+    /// Workers to keep (local processes or Slurm tasks); `None` keeps a resumed run's target.
+    pub(crate) workers: Option<usize>,
+    /// Which launcher starts workers; `None` keeps a resumed run's launcher (default local).
+    pub(crate) launcher: Option<LauncherKind>,
     /// Address to bind; default 127.0.0.1 with the previous port or any free one.
     pub(crate) bind: Option<SocketAddr>,
     /// Seconds a draining worker gets to finish or release its unit before SIGKILL.
@@ -116,22 +118,22 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
     // Print only what happens from now on (a resumed run has history).
     let since = shared.db().last_event_seq()?;
-    let mut launcher = LocalLauncher::start(opts.workers, &address, &token, &layout.logs_dir())?;
-    eprintln!(
-        "coordinator {address}: {} local workers, run {}",
-        opts.workers,
-        layout.root().display()
-    );
+    let kind = resolve_launcher(&mut shared.db(), opts)?;
+    let mut launcher =
+        Launcher::start(kind, target_workers(&shared.db(), opts), &spec, layout, &address, &token)?;
+    eprintln!("coordinator {address}: {} launcher, run {}", kind.name(), layout.root().display());
     let reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
-    // Stop: drain, grace, kill.
+    // Stop: tell workers to drain, give them the grace period (the server stays up so their
+    // releases land), then kill what is left.
     shared.draining.store(true, Ordering::SeqCst);
-    launcher.stop_restarts();
-    if reason == StopReason::Interrupted {
-        launcher.signal_all(libc::SIGTERM);
+    let leased = |shared: &Shared| {
+        shared.db().counts().map(|c| c.values().map(|c| c.leased).sum::<u64>()).unwrap_or(0)
+    };
+    if reason == StopReason::Interrupted || matches!(launcher, Launcher::Slurm(_)) {
+        launcher.drain(&mut shared.db(), now_ms())?;
     }
     let deadline = Instant::now() + opts.grace;
-    while launcher.running() > 0 && Instant::now() < deadline {
-        launcher.poll(false);
+    while (launcher.running() > 0 || leased(&shared) > 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(launcher); // SIGKILLs and reaps whatever is left
@@ -156,7 +158,7 @@ impl Shared {
 
 async fn supervise(
     shared: &Shared,
-    launcher: &mut LocalLauncher,
+    launcher: &mut Launcher,
     spec: &JobSpec,
     opts: &RunOptions,
     since: i64,
@@ -188,13 +190,8 @@ async fn supervise(
                 progress.line(&line);
             }
         }
-        for exit in launcher.poll(open) {
-            let (kind, tag, detail) = match &exit {
-                WorkerExit::Clean { tag } => ("process_exited", tag, "exit 0".to_string()),
-                WorkerExit::Crashed { tag, cause } => ("process_crashed", tag, cause.clone()),
-            };
-            shared.db().log_event(now, kind, Some(tag), &detail)?;
-        }
+        let target = target_workers(&shared.db(), opts);
+        launcher.poll(&mut shared.db(), open, target, now)?;
         progress.update(&counts);
         if !open {
             progress.finish();
@@ -205,12 +202,35 @@ async fn supervise(
                 StopReason::Complete
             });
         }
-        if opts.workers > 0 && !launcher.will_run() {
+        if target > 0 && !launcher.will_run() {
             // Every local worker exited and none will be restarted: say so rather than wait
             // forever (external workers may still join a run started with --workers 0).
             anyhow::bail!("every local worker exited or crashed repeatedly; see logs/*.log in the run directory, then `diffprobe resume`");
         }
     }
+}
+
+/// The launcher of this run: the one asked for, else the one it ran with, else local.
+fn resolve_launcher(db: &mut StateDb, opts: &RunOptions) -> anyhow::Result<LauncherKind> {
+    let recorded = db.meta("launcher")?.and_then(|k| LauncherKind::parse(&k));
+    let kind = opts.launcher.or(recorded).unwrap_or(LauncherKind::Local);
+    if recorded != Some(kind) {
+        db.set_meta("launcher", kind.name(), now_ms())?;
+    }
+    if let Some(n) = opts.workers {
+        db.set_meta("target_workers", &n.to_string(), now_ms())?;
+    }
+    Ok(kind)
+}
+
+/// Workers to keep: `diffprobe scale` writes it; `--workers` sets it; default what fits.
+fn target_workers(db: &StateDb, opts: &RunOptions) -> usize {
+    db.meta("target_workers")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .or(opts.workers)
+        .unwrap_or_else(default_workers)
 }
 
 /// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own).

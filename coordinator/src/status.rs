@@ -17,6 +17,10 @@ pub(crate) struct Status {
     pub(crate) workers: Vec<WorkerStatus>,
     pub(crate) quarantined: Vec<(String, String)>,
     pub(crate) complete: bool,
+    pub(crate) launcher: Option<String>,
+    pub(crate) target_workers: Option<String>,
+    /// Ended Slurm tasks: id, state (TIMEOUT, CANCELLED, NODE_FAIL, …), reason.
+    pub(crate) slurm_ended: Vec<(String, String, String)>,
 }
 
 /// One worker as the coordinator last saw it.
@@ -59,6 +63,9 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
         workers,
         quarantined: db.quarantined()?,
         complete,
+        launcher: db.meta("launcher")?,
+        target_workers: db.meta("target_workers")?,
+        slurm_ended: db.slurm_tasks_ended()?,
     })
 }
 
@@ -83,6 +90,15 @@ pub(crate) fn print(s: &Status) {
             "  worker {:<4} {:<12} pid {:<7} {:<7} last heartbeat {:.1} s ago",
             w.id, w.host, w.pid, w.state, w.last_seen_s_ago
         );
+    }
+    if let Some(l) = &s.launcher {
+        println!(
+            "launcher: {l}, target {} workers",
+            s.target_workers.as_deref().unwrap_or("default")
+        );
+    }
+    for (task, state, reason) in &s.slurm_ended {
+        println!("  slurm task {task}: {state} {reason}");
     }
     for (unit, err) in &s.quarantined {
         println!("  quarantined {unit}: {err}");

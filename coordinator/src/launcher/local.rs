@@ -103,7 +103,7 @@ impl LocalLauncher {
                             (None, None) => "unknown exit".into(),
                         };
                         exits.push(WorkerExit::Crashed { tag: slot.tag.clone(), cause });
-                        slot.restarts += 1;
+                        slot.restarts = slot.restarts.saturating_add(1);
                         let backoff = Duration::from_millis(500u64 << slot.restarts.min(5));
                         slot.not_before = Instant::now() + backoff;
                     }
@@ -123,6 +123,42 @@ impl LocalLauncher {
             }
         }
         exits
+    }
+
+    /// Grows to `target` workers while work remains, or shrinks by asking the newest to drain
+    /// (SIGTERM: they release their units and are not restarted).
+    pub(crate) fn scale(&mut self, target: usize, open: bool) {
+        let live = self
+            .slots
+            .iter()
+            .filter(|s| s.child.is_some() || s.restarts > 0 && s.restarts <= self.max_restarts)
+            .count();
+        if open && live < target {
+            let first = std::fs::read_dir(&self.logs).map(|d| d.count()).unwrap_or(0);
+            for i in 0..target - live {
+                let tag = format!("local-{}", first + i + 1);
+                if let Ok(child) = self.spawn(&tag) {
+                    self.slots.push(Slot {
+                        tag,
+                        child: Some(child),
+                        restarts: 0,
+                        not_before: Instant::now(),
+                    });
+                }
+            }
+        } else if live > target {
+            for slot in
+                self.slots.iter_mut().rev().filter(|s| s.child.is_some()).take(live - target)
+            {
+                if let Some(child) = &slot.child {
+                    // SAFETY: signals the group this launcher created for the child.
+                    unsafe {
+                        libc::kill(-(child.id() as i32), libc::SIGTERM);
+                    }
+                }
+                slot.restarts = u32::MAX; // never restarted
+            }
+        }
     }
 
     /// Whether any worker is running or will be restarted.

@@ -1,0 +1,299 @@
+//! The Slurm launcher: workers go out as sbatch job arrays built from the spec's `[slurm]`
+//! table. Tasks are tracked in `state.sqlite` (`slurm_tasks`), so a restarted coordinator
+//! re-adopts the jobs still running instead of submitting new ones.
+//!
+//! The coordinator learns of a worker's death from missed heartbeats first (lease expiry) and
+//! from Slurm second: one `squeue` call per poll for the whole run (never a poll per job), with
+//! exponential backoff when it fails. Ended tasks are recorded with Slurm's state and reason
+//! (TIMEOUT, CANCELLED, NODE_FAIL, PREEMPTED, FAILED, …), and replaced while work remains.
+//!
+//! The worker reads the coordinator's address and the token from the run directory
+//! (`diffprobe worker --run-dir`), so neither appears in `ps`, `squeue` or the job script.
+//! `--signal=B:USR1@N` reaches the worker directly (the batch script `exec`s it): it releases
+//! its unit and exits 0, and the coordinator submits a replacement.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::layout::RunLayout;
+use common::spec::JobSpec;
+
+use crate::db::StateDb;
+
+/// Slurm states after which a task runs no more.
+const TERMINAL: [&str; 10] = [
+    "COMPLETED",
+    "CANCELLED",
+    "FAILED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "SPECIAL_EXIT",
+];
+
+/// The Slurm launcher of one run.
+pub(crate) struct SlurmLauncher {
+    script: PathBuf,
+    job_name: String,
+    max_array: usize,
+    parallelism: Option<u32>,
+    next_poll: Instant,
+    backoff: Duration,
+}
+
+/// The sbatch script of a run's workers.
+pub(crate) fn render_script(spec: &JobSpec, layout: &RunLayout, exe: &Path) -> String {
+    let s = &spec.slurm;
+    let root = layout.root();
+    let mut lines = vec![
+        "#!/bin/bash".to_string(),
+        format!("#SBATCH --job-name={}", job_name(spec)),
+        format!("#SBATCH --output={}/slurm-%A_%a.log", layout.logs_dir().display()),
+        format!("#SBATCH --time={}", s.time),
+        format!("#SBATCH --cpus-per-task={}", s.cpus_per_task),
+        format!("#SBATCH --signal={}", s.signal),
+    ];
+    let optional = [
+        ("partition", &s.partition),
+        ("account", &s.account),
+        ("qos", &s.qos),
+        ("gres", &s.gres),
+        ("mem", &s.mem),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            lines.push(format!("#SBATCH --{key}={v}"));
+        }
+    }
+    lines.extend(s.extra.iter().map(|e| format!("#SBATCH {e}")));
+    lines.push(String::new());
+    lines.push(
+        "# The coordinator's address and the run token are read from the run directory by the"
+            .into(),
+    );
+    lines.push(
+        "# worker itself: nothing secret on a command line. exec: the batch shell becomes the"
+            .into(),
+    );
+    lines.push(
+        "# worker, so --signal=B:USR1 reaches it and it can release its unit before the limit."
+            .into(),
+    );
+    lines.push(format!(
+        "exec {} worker --run-dir {} --tag \"slurm-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&root.display().to_string())
+    ));
+    lines.join("\n") + "\n"
+}
+
+fn job_name(spec: &JobSpec) -> String {
+    format!("diffprobe-{}", spec.job.name)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?} (is Slurm installed and SLURM_CONF set?)"))?;
+    if !out.status.success() {
+        anyhow::bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The cluster's `MaxArraySize` (arrays must stay below it), default 1001.
+fn max_array_size() -> usize {
+    run_cmd(Command::new("scontrol").args(["show", "config"]))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with("MaxArraySize"))
+                .and_then(|l| l.split('=').nth(1))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(1001)
+}
+
+impl SlurmLauncher {
+    /// Writes the job script; adopts tasks already recorded for this run.
+    pub(crate) fn start(spec: &JobSpec, layout: &RunLayout) -> anyhow::Result<SlurmLauncher> {
+        let exe = std::env::current_exe()?;
+        let dir = layout.root().join("slurm");
+        std::fs::create_dir_all(&dir)?;
+        let script = dir.join("worker.sbatch");
+        common::fs::write_bytes_atomic(&script, render_script(spec, layout, &exe).as_bytes())?;
+        Ok(SlurmLauncher {
+            script,
+            job_name: job_name(spec),
+            max_array: max_array_size().saturating_sub(1).max(1),
+            parallelism: spec.slurm.array_parallelism,
+            next_poll: Instant::now(),
+            backoff: Duration::from_secs(2),
+        })
+    }
+
+    /// Reconciles with Slurm (at most every few seconds), records ended tasks, and submits or
+    /// cancels tasks so that `target` are alive while work remains.
+    pub(crate) fn poll(
+        &mut self,
+        db: &mut StateDb,
+        open: bool,
+        target: usize,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
+        if Instant::now() < self.next_poll {
+            return Ok(());
+        }
+        let listing = match run_cmd(Command::new("squeue").args([
+            "-h",
+            "-r",
+            "-t",
+            "all",
+            "--name",
+            &self.job_name,
+            "-o",
+            "%i|%T|%r",
+        ])) {
+            Ok(text) => {
+                self.backoff = Duration::from_secs(2);
+                text
+            }
+            Err(e) => {
+                db.log_event(
+                    now_ms,
+                    "slurm_error",
+                    None,
+                    &format!("{e:#}; retrying in {} s", self.backoff.as_secs()),
+                )?;
+                self.next_poll = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+                return Ok(());
+            }
+        };
+        self.next_poll = Instant::now() + Duration::from_secs(2);
+        let seen: Vec<(String, String, String)> = listing
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.trim().splitn(3, '|');
+                Some((
+                    parts.next()?.to_string(),
+                    parts.next()?.to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                ))
+            })
+            .collect();
+        let mut alive = Vec::new();
+        for task in db.slurm_tasks_alive()? {
+            match seen.iter().find(|(id, _, _)| *id == task) {
+                Some((_, state, reason)) if TERMINAL.contains(&state.as_str()) => {
+                    db.slurm_task_ended(&task, state, reason, now_ms)?
+                }
+                Some(_) => alive.push(task),
+                // Not listed: it ended long enough ago to leave squeue, or never started.
+                None => db.slurm_task_ended(&task, "GONE", "no longer in squeue", now_ms)?,
+            }
+        }
+        if open && alive.len() < target {
+            self.submit(db, target - alive.len(), now_ms)?;
+        } else if alive.len() > target {
+            // Shrink: the newest tasks go first; scancel sends SIGTERM, the worker releases its unit.
+            let extra: Vec<String> =
+                alive.iter().rev().take(alive.len() - target).cloned().collect();
+            run_cmd(Command::new("scancel").args(&extra))?;
+            db.log_event(
+                now_ms,
+                "slurm_scaled_down",
+                None,
+                &format!("cancelled {}", extra.join(" ")),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn submit(&self, db: &mut StateDb, n: usize, now_ms: i64) -> anyhow::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(self.max_array);
+            let mut array = format!("0-{}", k - 1);
+            if let Some(p) = self.parallelism {
+                array.push_str(&format!("%{p}"));
+            }
+            let out = run_cmd(
+                Command::new("sbatch").args(["--parsable", "--array", &array]).arg(&self.script),
+            )?;
+            let job = out.trim().split(';').next().unwrap_or("").to_string();
+            anyhow::ensure!(!job.is_empty(), "sbatch printed no job id");
+            let tasks: Vec<String> = (0..k).map(|i| format!("{job}_{i}")).collect();
+            db.slurm_tasks_submitted(&job, &tasks, now_ms)?;
+            left -= k;
+        }
+        Ok(())
+    }
+
+    /// Cancels every live task of the run (SIGTERM first: workers release their units).
+    pub(crate) fn cancel_all(&self, db: &mut StateDb, now_ms: i64) -> anyhow::Result<()> {
+        let alive = db.slurm_tasks_alive()?;
+        if !alive.is_empty() {
+            run_cmd(Command::new("scancel").args(&alive))?;
+            db.log_event(now_ms, "slurm_cancelled", None, &format!("{} tasks", alive.len()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_carries_the_slurm_table_and_no_secret() {
+        let mut spec: JobSpec = toml::from_str(
+            r#"
+            [job]
+            name = "x"
+            [model]
+            kind = "bert"
+            path = "/m"
+            [stimuli]
+            file = "/s.csv"
+            [targets]
+            file = "/s.csv"
+            [targets.columns]
+            a = "a"
+            [slurm]
+            partition = "gpu"
+            gres = "gpu:1"
+            mem = "16G"
+            extra = ["--constraint=a100"]
+            "#,
+        )
+        .unwrap();
+        spec.slurm.array_parallelism = Some(4);
+        let text = render_script(&spec, &RunLayout::new("/runs/x"), Path::new("/bin/diffprobe"));
+        for line in [
+            "#SBATCH --job-name=diffprobe-x",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --mem=16G",
+            "#SBATCH --signal=B:USR1@120",
+            "#SBATCH --constraint=a100",
+            "#SBATCH --time=01:00:00",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        assert!(text.contains("exec '/bin/diffprobe' worker --run-dir '/runs/x'"), "{text}");
+        assert!(
+            !text.contains("TOKEN") && !text.contains("--coordinator"),
+            "no secret or address in the script"
+        );
+    }
+}
