@@ -157,7 +157,7 @@ impl StateDb {
             "slurm_ended",
             None,
             Some(task),
-            &format!("{state} {reason}").trim().to_string(),
+            format!("{state} {reason}").trim(),
         )?;
         tx.commit()
     }
