@@ -3,9 +3,11 @@
 //! - `crash`: kill -9 of workers and of the coordinator, resume, bit-identical reports;
 //! - `bad_input`: specs, data and models that must be refused with a clear message (exit 2),
 //!   and workers without the token;
-//! - `parity`: captured activations against transformers' golden values.
+//! - `parity`: captured activations against transformers' golden values;
+//! - `slurm`: the Slurm launcher on a real cluster (only with `DIFFPROBE_SLURM=1`).
 
 mod bad_input;
 mod crash;
 mod parity;
+mod slurm;
 mod util;

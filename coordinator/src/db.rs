@@ -151,14 +151,7 @@ impl StateDb {
             "UPDATE slurm_tasks SET ended = ?2, state = ?3, reason = ?4 WHERE id = ?1",
             params![task, now, state, reason],
         )?;
-        event(
-            &tx,
-            now,
-            "slurm_ended",
-            None,
-            Some(task),
-            format!("{state} {reason}").trim(),
-        )?;
+        event(&tx, now, "slurm_ended", None, Some(task), format!("{state} {reason}").trim())?;
         tx.commit()
     }
 

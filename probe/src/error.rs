@@ -92,6 +92,12 @@ pub enum ProbeError {
         /// The offending penalty.
         alpha: f64,
     },
+    /// A hyper-parameter grid (of α or of P) has no values.
+    #[error("the {what} grid is empty")]
+    EmptyGrid {
+        /// Which grid (`"alpha"` or `"components"`).
+        what: &'static str,
+    },
     /// The symmetric eigensolver did not converge.
     #[error("eigendecomposition did not converge in fold {fold}")]
     Eigen {

@@ -1,25 +1,38 @@
 //! Attribute probes (science.md B1): per fold, PCA + ridge from a representation to human
 //! ratings, with a permutation test per attribute, plus the statistics the report pools them
-//! with (Pearson r, Benjamini–Hochberg q-values, a fold-pooled p-value, representation spread).
+//! with (Pearson r, Benjamini–Hochberg q-values, a fold-pooled p-value, representation spread);
+//! the per-attribute α by exact leave-one-out and the P × α grid report (module `tuning`); and
+//! the two entanglement measures (module `entangle`).
 //!
 //! **Invariants:** results are a pure function of the inputs and [`ProbeConfig`]: every linear
 //! algebra call is sequential (`faer::Par::Seq`), so they are bit-identical whatever the thread
 //! count; the permutations of attribute `j` depend only on the seed, `j`, the stimuli and (in
 //! the default per-fold scheme) the fold index, so every representation is tested against the
-//! same permutations and grouping folds into work units changes nothing. Computation is in `f64` throughout.
+//! same permutations and grouping folds into work units changes nothing. Computation is in `f64`
+//! throughout: `f32` input is accepted and widened, and there is no `f32` compute mode (the
+//! eigen form is cheap enough in `f64`, and the 1e-6 agreement with scikit-learn needs it).
+//!
+//! **Input policy:** NaN or infinite values in a used row of `x` or `y` are an error, never
+//! imputed or skipped; constant features are centred away (and zeroed when z-scoring); P is
+//! capped at `n_train − 1`, `d` and the numerical rank, so `N < P` is not an error; a test fold
+//! of a single stimulus is allowed (its Pearson r is NaN).
 #![deny(missing_docs)]
 
+mod entangle;
 mod error;
 mod folds;
 mod ridge;
 mod rng;
 mod stats;
+mod tuning;
 
 use faer::Mat;
 
+pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, kfold};
 pub use crate::stats::{bh_qvalues, feature_spread, pearson, pooled_p_value};
+pub use crate::tuning::{hyper_grid, select_alpha, AlphaChoice, GridCell};
 
 use crate::ridge::Decomposition;
 
@@ -40,6 +53,17 @@ pub struct ProbeConfig {
     /// Divide each feature by its training standard deviation (population, ddof 0) after
     /// centring; features constant on the training rows are set to 0.
     pub zscore: bool,
+    /// Candidate penalties for a per-attribute α chosen by exact leave-one-out on the training
+    /// rows ([`select_alpha`]); empty (the default) uses the fixed [`alpha`](Self::alpha).
+    /// Each value must be finite and non-negative.
+    pub alpha_grid: Vec<f64>,
+    /// With a non-empty [`alpha_grid`](Self::alpha_grid), choose α again by leave-one-out for
+    /// every permuted training column, so the null distribution includes the selection (the
+    /// fully honest null; it costs one `n_train × P × (B + 1)` product per grid value and
+    /// attribute). Off by default: each permutation is then refitted with the α chosen for the
+    /// observed targets, which makes the test slightly anti-conservative because the selection
+    /// has seen the observed training targets.
+    pub reselect_alpha_in_permutations: bool,
 }
 
 impl Default for ProbeConfig {
@@ -51,6 +75,8 @@ impl Default for ProbeConfig {
             seed: 0,
             permute: Permute::TrainingPerFold,
             zscore: false,
+            alpha_grid: Vec::new(),
+            reselect_alpha_in_permutations: false,
         }
     }
 }
@@ -98,6 +124,9 @@ pub struct FoldResult {
     /// Number of PCA components actually used (0 when the features are constant on the
     /// training rows; the probe then predicts the training mean and p = 1).
     pub n_components: usize,
+    /// The ridge penalty used for the observed targets: `cfg.alpha`, or the leave-one-out
+    /// choice from `cfg.alpha_grid`.
+    pub alpha: f64,
 }
 
 /// Probes every attribute of one representation in one fold.
@@ -114,13 +143,21 @@ pub struct FoldResult {
 /// permutations depend only on the seed, the attribute index, the fold index (per-fold scheme)
 /// and the stimuli, never on the representation.
 ///
+/// With a non-empty `cfg.alpha_grid`, each attribute gets its own α, chosen by exact
+/// leave-one-out on the training rows as in [`select_alpha`] (reported in
+/// [`FoldResult::alpha`]); its permutations are refitted with that α unless
+/// `cfg.reselect_alpha_in_permutations` chooses α again for each permuted column.
+///
 /// Constant features are not an error: with no usable component the probe predicts the
-/// training mean, `n_components` is 0 and every p-value is 1.
+/// training mean, `n_components` is 0 and every p-value is 1. Fewer stimuli than components
+/// (`n_train − 1 < cfg.n_components`, or `d < n_train`) is not an error either: P is capped as
+/// above. A test fold of one stimulus works; its Pearson r is NaN.
 ///
 /// # Errors
 /// A buffer whose length does not match its shape, `j = 0`, an index `≥ n`, a stimulus listed
 /// twice, fewer than 2 training stimuli, an empty test fold, a NaN or infinite value in a used
-/// row of `x` or `y`, a negative or non-finite α, or a non-converging eigensolver.
+/// row of `x` or `y` (NaN is never imputed or skipped), a negative or non-finite α (fixed or in
+/// the grid), or a non-converging eigensolver.
 #[allow(clippy::too_many_arguments)] // the public shape agreed with the worker and coordinator
 pub fn probe_fold<T: Copy + Into<f64>>(
     x: &[T],
@@ -133,25 +170,18 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     fold: usize,
     cfg: &ProbeConfig,
 ) -> Result<Vec<FoldResult>, ProbeError> {
-    if !(cfg.alpha.is_finite() && cfg.alpha >= 0.0) {
-        return Err(ProbeError::InvalidAlpha { alpha: cfg.alpha });
-    }
-    check_len("y", y.len(), n, j)?;
-    if j == 0 {
-        return Err(ProbeError::NoTargets);
-    }
-    let (xtr, xte) = prepare(x, n, d, train, test, fold, cfg.zscore)?;
-    for &row in train.iter().chain(test) {
-        for (column, &value) in y[row * j..(row + 1) * j].iter().enumerate() {
-            if !value.is_finite() {
-                return Err(ProbeError::NonFiniteTarget { column, row, value });
-            }
-        }
-    }
+    check_alpha(cfg.alpha)?;
+    cfg.alpha_grid.iter().try_for_each(|&a| check_alpha(a))?;
+    check_target_shape(y, n, j)?;
+    let (xtr, xte) = prepare(x, n, d, train, test, fold, cfg.zscore, true)?;
+    check_targets(y, j, train.iter().chain(test))?;
 
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold)?;
-    let projection = decomposition.projection(decomposition.rank().min(p_max), cfg.alpha);
+    let p_used = decomposition.rank().min(p_max);
+    let grid = &cfg.alpha_grid;
+    let projection =
+        if grid.is_empty() { Some(decomposition.projection(p_used, cfg.alpha)) } else { None };
 
     // `pool` is what a permutation reorders and `slot_*` are the positions of the train / test
     // stimuli in it; test targets are permuted only in the pool scheme.
@@ -205,7 +235,22 @@ pub fn probe_fold<T: Copy + Into<f64>>(
                 }
             }
         }
-        let fitted = projection.apply(train_targets.as_ref());
+        let (alpha, fitted) = match &projection {
+            Some(projection) => (cfg.alpha, projection.apply(train_targets.as_ref())),
+            None => {
+                let columns = if cfg.reselect_alpha_in_permutations { b + 1 } else { 1 };
+                let targets = train_targets.subcols(0, columns);
+                let loo = decomposition.loo_mse(p_used, targets, grid);
+                let chosen: Vec<f64> =
+                    (0..columns).map(|c| grid[tuning::first_min(loo.col(c).iter())]).collect();
+                let fitted = if cfg.reselect_alpha_in_permutations {
+                    decomposition.predict_per_column(p_used, train_targets.as_ref(), &chosen)
+                } else {
+                    decomposition.projection(p_used, chosen[0]).apply(train_targets.as_ref())
+                };
+                (chosen[0], fitted)
+            }
+        };
 
         let rmse_of = |k: usize| {
             let pairs = fitted.col_as_slice(k).iter().zip(test_targets.col_as_slice(k));
@@ -230,18 +275,49 @@ pub fn probe_fold<T: Copy + Into<f64>>(
             // Without a component the probe is the mean predictor whatever the targets; in the
             // pool scheme its null RMSEs still vary with the permuted test targets, so the
             // p-value is set to 1 rather than drawn at random.
-            p_value: if projection.n_components() == 0 {
-                1.0
-            } else {
-                (1 + hits) as f64 / (b + 1) as f64
-            },
+            p_value: if p_used == 0 { 1.0 } else { (1 + hits) as f64 / (b + 1) as f64 },
             null_rmse,
             test_indices: test.to_vec(),
             predictions,
-            n_components: projection.n_components(),
+            n_components: p_used,
+            alpha,
         });
     }
     Ok(results)
+}
+
+/// Checks that a ridge penalty is finite and non-negative.
+pub(crate) fn check_alpha(alpha: f64) -> Result<(), ProbeError> {
+    if alpha.is_finite() && alpha >= 0.0 {
+        Ok(())
+    } else {
+        Err(ProbeError::InvalidAlpha { alpha })
+    }
+}
+
+/// Checks the shape of `y` and that it has columns.
+pub(crate) fn check_target_shape(y: &[f64], n: usize, j: usize) -> Result<(), ProbeError> {
+    check_len("y", y.len(), n, j)?;
+    if j == 0 {
+        return Err(ProbeError::NoTargets);
+    }
+    Ok(())
+}
+
+/// Checks that the listed rows (in range: call after [`prepare`]) hold finite targets.
+pub(crate) fn check_targets<'a>(
+    y: &[f64],
+    j: usize,
+    rows: impl Iterator<Item = &'a usize>,
+) -> Result<(), ProbeError> {
+    for &row in rows {
+        for (column, &value) in y[row * j..(row + 1) * j].iter().enumerate() {
+            if !value.is_finite() {
+                return Err(ProbeError::NonFiniteTarget { column, row, value });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_len(what: &'static str, got: usize, rows: usize, cols: usize) -> Result<(), ProbeError> {
@@ -253,8 +329,10 @@ fn check_len(what: &'static str, got: usize, rows: usize, cols: usize) -> Result
 }
 
 /// Validates the split and the used rows of `x`, and returns the training and test rows
-/// centred (and optionally z-scored) with training statistics.
-fn prepare<T: Copy + Into<f64>>(
+/// centred (and optionally z-scored) with training statistics. An empty `test` is an error
+/// only when `need_test`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare<T: Copy + Into<f64>>(
     x: &[T],
     n: usize,
     d: usize,
@@ -262,6 +340,7 @@ fn prepare<T: Copy + Into<f64>>(
     test: &[usize],
     fold: usize,
     zscore: bool,
+    need_test: bool,
 ) -> Result<(Mat<f64>, Mat<f64>), ProbeError> {
     check_len("x", x.len(), n, d)?;
     let mut used = vec![false; n];
@@ -278,7 +357,7 @@ fn prepare<T: Copy + Into<f64>>(
     if train.len() < 2 {
         return Err(ProbeError::TooFewTraining { fold, n_train: train.len() });
     }
-    if test.is_empty() {
+    if need_test && test.is_empty() {
         return Err(ProbeError::EmptyTest { fold });
     }
     for &row in train.iter().chain(test) {

@@ -7,6 +7,13 @@
 //! when `D ≤ n`, else the Gram matrix `XXᵀ` (`n × n`, kernel form: `Z_train = U S`,
 //! `Z_test = X_test Xᵀ U S⁻¹`).
 //!
+//! The same decomposition gives the exact leave-one-out error of every α ([`Decomposition::loo_mse`]):
+//! for ridge with an unpenalised intercept on the training scores, the hat matrix has diagonal
+//! `h_ii = 1/n + Σ_p z_ip² / (λ_p + α)` and the leave-one-out residual is `r_i / (1 − h_ii)`,
+//! `r_i` the residual of the fit on all training rows. This is the "efficient LOO" of
+//! scikit-learn's `RidgeCV(cv=None)` on the PCA scores: the PCA basis stays the one fitted on all
+//! training rows (it is not refitted without row `i`).
+//!
 //! **Invariant:** every faer call runs with `Par::Seq`, so results are bit-identical whatever
 //! the number of threads; components whose eigenvalue is at or below
 //! `λ_max · max(n, D) · ε` are treated as numerically zero and never used.
@@ -97,6 +104,78 @@ impl Decomposition {
     /// Number of retained components.
     pub(crate) fn rank(&self) -> usize {
         self.lambda.len()
+    }
+
+    /// Mean squared leave-one-out errors of ridge on the first `p` components (`p ≤ rank`),
+    /// `alphas.len() × m`, for `m` training target columns `targets` (`n_train × m`), each
+    /// centred on its own mean (the intercept). A non-finite error (α = 0 with an
+    /// interpolating fit, `h_ii = 1`) is reported as `+∞`.
+    pub(crate) fn loo_mse(&self, p: usize, targets: MatRef<'_, f64>, alphas: &[f64]) -> Mat<f64> {
+        assert!(p <= self.rank(), "loo_mse: {p} components requested, {} retained", self.rank());
+        let (n, m) = (targets.nrows(), targets.ncols());
+        let z = self.z_train.subcols(0, p);
+        let mut zty = Mat::<f64>::zeros(p, m);
+        matmul(zty.as_mut(), Accum::Replace, z.transpose(), targets, 1.0, Par::Seq);
+        let mut out = Mat::<f64>::zeros(alphas.len(), m);
+        let mut weights = Mat::<f64>::zeros(p, m);
+        let mut fitted = Mat::<f64>::zeros(n, m);
+        let mut hat = vec![0.0; n];
+        for (a, &alpha) in alphas.iter().enumerate() {
+            let shrink: Vec<f64> = self.lambda[..p].iter().map(|l| 1.0 / (l + alpha)).collect();
+            for (i, h) in hat.iter_mut().enumerate() {
+                *h =
+                    1.0 / n as f64 + (0..p).map(|k| z[(i, k)] * z[(i, k)] * shrink[k]).sum::<f64>();
+            }
+            for c in 0..m {
+                for k in 0..p {
+                    weights[(k, c)] = zty[(k, c)] * shrink[k];
+                }
+            }
+            if p > 0 {
+                matmul(fitted.as_mut(), Accum::Replace, z, weights.as_ref(), 1.0, Par::Seq);
+            }
+            for c in 0..m {
+                let col = targets.col(c);
+                let fit = fitted.col_as_slice(c);
+                let sse: f64 = (0..n)
+                    .map(|i| {
+                        let e = (col[i] - fit[i]) / (1.0 - hat[i]);
+                        e * e
+                    })
+                    .sum();
+                let mse = sse / n as f64;
+                out[(a, c)] = if mse.is_finite() { mse } else { f64::INFINITY };
+            }
+        }
+        out
+    }
+
+    /// Centred test predictions (`n_test × m`) of ridge on the first `p` components for `m`
+    /// centred training target columns, column `c` with its own penalty `alphas[c]`.
+    pub(crate) fn predict_per_column(
+        &self,
+        p: usize,
+        targets: MatRef<'_, f64>,
+        alphas: &[f64],
+    ) -> Mat<f64> {
+        assert!(p <= self.rank(), "predict: {p} components requested, {} retained", self.rank());
+        assert_eq!(alphas.len(), targets.ncols(), "predict: one alpha per column");
+        let m = targets.ncols();
+        let mut out = Mat::<f64>::zeros(self.z_test.nrows(), m);
+        if p == 0 {
+            return out;
+        }
+        let mut weights = Mat::<f64>::zeros(p, m);
+        let z = self.z_train.subcols(0, p);
+        matmul(weights.as_mut(), Accum::Replace, z.transpose(), targets, 1.0, Par::Seq);
+        for (c, &alpha) in alphas.iter().enumerate() {
+            for k in 0..p {
+                weights[(k, c)] /= self.lambda[k] + alpha;
+            }
+        }
+        let zt = self.z_test.subcols(0, p);
+        matmul(out.as_mut(), Accum::Replace, zt, weights.as_ref(), 1.0, Par::Seq);
+        out
     }
 
     /// The ridge map of the first `p` components (`p ≤ rank`) with penalty `alpha`.

@@ -260,3 +260,22 @@ fn kfold_errors() {
         "cannot split 5 stimuli into 6 folds; need 2 ≤ k ≤ 5"
     );
 }
+
+#[test]
+fn few_stimuli_and_a_single_test_stimulus_are_documented_cases() {
+    // N = 6 stimuli, D = 200 features, P requested 120: P is capped at n_train − 1 = 4; a test
+    // fold of one stimulus gives a finite RMSE and a NaN Pearson r; a grid works the same.
+    let (n, d) = (6, 200);
+    let x = random(n, d, 31);
+    let y = random(n, 2, 32);
+    let train: Vec<usize> = (0..5).collect();
+    let c =
+        ProbeConfig { n_permutations: 19, alpha_grid: vec![1.0, 150.0], ..ProbeConfig::default() };
+    let res = probe_fold(&x, n, d, &y, 2, &train, &[5], 0, &c).unwrap();
+    for r in &res {
+        assert_eq!(r.n_components, 4);
+        assert!(r.rmse.is_finite() && r.pearson_r.is_nan());
+        assert_eq!(r.null_rmse.len(), 19);
+        assert!(c.alpha_grid.contains(&r.alpha));
+    }
+}

@@ -1,12 +1,15 @@
 //! Agreement with scikit-learn: `PCA(svd_solver='full')` + `Ridge` (optionally after
-//! `StandardScaler`) predictions written by `scripts/ref_probe.py` must be reproduced to 1e-6.
+//! `StandardScaler`) predictions written by `scripts/ref_probe.py` must be reproduced to 1e-6;
+//! so must the per-target α of `RidgeCV(alpha_per_target=True)` (efficient leave-one-out) on the
+//! PCA scores, exactly, with its predictions, and, when the file has them, himalaya's
+//! `KernelRidgeCV` with leave-one-out folds; and the mean RMSE of a P × α grid.
 //!
 //! The JSON path comes from `DIFFPROBE_SKLEARN_REF` (absolute, or relative to `probe/`). Without
 //! it the test reports that it skipped, unless `DIFFPROBE_REQUIRE_REFS=1`, which makes it fail.
 
 use serde_json::Value;
 
-use probe::{probe_fold, ProbeConfig};
+use probe::{hyper_grid, probe_fold, select_alpha, ProbeConfig};
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array().expect("array").iter().map(|e| e.as_f64().expect("number")).collect()
@@ -20,8 +23,8 @@ fn size(case: &Value, key: &str) -> usize {
     case[key].as_u64().unwrap_or_else(|| panic!("case field {key} missing")) as usize
 }
 
-#[test]
-fn predictions_match_scikit_learn() {
+/// The reference document, or `None` (skip) when `DIFFPROBE_SKLEARN_REF` is unset.
+fn reference() -> Option<Value> {
     let Ok(path) = std::env::var("DIFFPROBE_SKLEARN_REF") else {
         assert!(
             std::env::var("DIFFPROBE_REQUIRE_REFS").as_deref() != Ok("1"),
@@ -29,10 +32,94 @@ fn predictions_match_scikit_learn() {
              (generate it with scripts/ref_probe.py OUT.json)"
         );
         eprintln!("skipped: DIFFPROBE_SKLEARN_REF not set");
-        return;
+        return None;
     };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let doc: Value = serde_json::from_str(&text).expect("reference JSON");
+    Some(serde_json::from_str(&text).expect("reference JSON"))
+}
+
+/// The cases under `key`; a file from before that key was added fails (regenerate it).
+fn cases<'a>(doc: &'a Value, key: &str) -> &'a Vec<Value> {
+    let cases = doc[key].as_array().unwrap_or_else(|| panic!("no {key} in the reference file"));
+    assert!(!cases.is_empty(), "no {key} in the reference file");
+    cases
+}
+
+#[test]
+fn loo_alpha_choice_matches_ridgecv_and_himalaya() {
+    let Some(doc) = reference() else { return };
+    for case in cases(&doc, "alpha_cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let (n, d, j) = (size(case, "n"), size(case, "d"), size(case, "j"));
+        let (x, y) = (floats(&case["x"]), floats(&case["y"]));
+        let (train, test) = (indices(&case["train"]), indices(&case["test"]));
+        let grid = floats(&case["alphas"]);
+        let cfg = ProbeConfig {
+            n_components: size(case, "requested_components"),
+            alpha_grid: grid.clone(),
+            n_permutations: 0,
+            zscore: case["zscore"].as_bool().expect("zscore"),
+            ..ProbeConfig::default()
+        };
+        let choice = select_alpha(&x, n, d, &y, j, &train, &grid, &cfg)
+            .unwrap_or_else(|e| panic!("case {name}: {e}"));
+        assert_eq!(choice.n_components, size(case, "n_components"), "case {name}: P used");
+        assert_eq!(choice.alphas, floats(&case["chosen_alphas"]), "case {name}: RidgeCV alpha_");
+        let got = probe_fold(&x, n, d, &y, j, &train, &test, 0, &cfg)
+            .unwrap_or_else(|e| panic!("case {name}: {e}"));
+        let mut refs = vec![("RidgeCV", floats(&case["predictions"]))];
+        if let Some(h) = case.get("himalaya_predictions") {
+            refs.push(("himalaya KernelRidgeCV", floats(h)));
+            for (a, b) in choice.alphas.iter().zip(floats(&case["himalaya_chosen_alphas"])) {
+                assert!((a - b).abs() <= 1e-9 * a, "case {name}: himalaya alpha {b} vs {a}");
+            }
+        } else {
+            eprintln!("case {name}: no himalaya reference in the file");
+        }
+        for (who, want) in refs {
+            let mut max_diff = 0.0_f64;
+            for r in &got {
+                assert_eq!(r.alpha, choice.alphas[r.attribute], "case {name}");
+                for (i, p) in r.predictions.iter().enumerate() {
+                    max_diff = max_diff.max((p - want[i * j + r.attribute]).abs());
+                }
+            }
+            eprintln!("{who} case {name}: alphas {:?} max |diff| = {max_diff:.3e}", choice.alphas);
+            assert!(max_diff < 1e-6, "{who} case {name}: max |diff| {max_diff:e} ≥ 1e-6");
+        }
+    }
+}
+
+#[test]
+fn hyper_grid_matches_scikit_learn() {
+    let Some(doc) = reference() else { return };
+    for case in cases(&doc, "grid_cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let (n, d, j) = (size(case, "n"), size(case, "d"), size(case, "j"));
+        let (x, y) = (floats(&case["x"]), floats(&case["y"]));
+        let (train, test) = (indices(&case["train"]), indices(&case["test"]));
+        let components = indices(&case["components"]);
+        let alphas = floats(&case["alphas"]);
+        let got = hyper_grid(&x, n, d, &y, j, &train, &test, &components, &alphas, false)
+            .unwrap_or_else(|e| panic!("case {name}: {e}"));
+        let want = case["cells"].as_array().expect("cells");
+        assert_eq!(got.len(), want.len(), "case {name}: number of cells");
+        let mut max_diff = 0.0_f64;
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g.components, size(w, "components"), "case {name}");
+            assert_eq!(g.n_components, size(w, "n_components"), "case {name}");
+            assert_eq!(g.alpha, w["alpha"].as_f64().expect("alpha"), "case {name}");
+            max_diff = max_diff.max((g.mean_rmse - w["mean_rmse"].as_f64().expect("rmse")).abs());
+        }
+        eprintln!("grid case {name}: {} cells, max |diff| = {max_diff:.3e}", got.len());
+        assert!(max_diff < 1e-6, "grid case {name}: max |diff| {max_diff:e} ≥ 1e-6");
+    }
+}
+
+#[test]
+fn predictions_match_scikit_learn() {
+    let Some(doc) = reference() else { return };
+    let path = "the reference file";
     let cases = doc["cases"].as_array().expect("cases");
     assert!(!cases.is_empty(), "no cases in {path}");
     for case in cases {

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmark of the attribute probe (science.md B1, issue case (a)); run by scripts/bench-probes.
+
+For each D it writes one seeded data set (X: N x D float32, Y: N x J float64) to a temporary
+folder, runs diffprobe's `bench` example on it (probe_fold over K folds, B permutations, P = 120,
+alpha = 150, single-threaded: faer Par::Seq), then a scikit-learn pipeline doing the same work on
+the same data and the same folds (X widened to float64, as diffprobe does):
+
+  naive  per fold: make_pipeline(PCA(120, svd_solver='full'), Ridge(150)) fitted for the
+         observed targets (all J at once) and refitted for each of the B permutations of the
+         training targets, then predicting the test fold. Timed on --sk-perms permutations of
+         --sk-folds folds and extrapolated linearly to B permutations and K folds.
+  shared per fold: PCA fitted once, then one multi-target Ridge on the J * (B + 1) observed and
+         permuted target columns (what a careful scikit-learn user would write). Timed on
+         --sk-folds folds, extrapolated to K.
+
+Prints both times and the ratios sklearn / diffprobe, and the summed observed RMSE of both as a
+check that they computed the same probes. BLAS threads are set by the launcher (default 1).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import sklearn
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+
+
+def make_data(n, d, j, seed):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 32))
+    x = (latent @ rng.normal(size=(32, d)) + rng.normal(size=(n, d))).astype(np.float32)
+    w = rng.normal(size=(32, j)) * np.linspace(1.0, 0.0, j)
+    y = latent @ w + rng.normal(size=(n, j)) * 3.0
+    return x, y
+
+
+def rmse_sum(pred, truth):
+    return float(np.sqrt(((pred - truth) ** 2).mean(axis=0)).sum())
+
+
+def run_sklearn(x, y, folds, b, sk_perms, sk_folds, p, alpha, seed):
+    n = x.shape[0]
+    rng = np.random.default_rng(seed)
+    naive_fold_times, shared_fold_times, obs_sum = [], [], 0.0
+    for f, test in enumerate(folds[:sk_folds]):
+        train = np.setdiff1d(np.arange(n), test)
+        xtr, xte, ytr, yte = x[train], x[test], y[train], y[test]
+        # naive: observed fit, then sk_perms permuted refits, each the full pipeline
+        t0 = time.perf_counter()
+        model = make_pipeline(PCA(n_components=p, svd_solver='full'), Ridge(alpha=alpha))
+        pred = model.fit(xtr, ytr).predict(xte)
+        t_obs = time.perf_counter() - t0
+        obs_sum += rmse_sum(pred, yte)
+        t0 = time.perf_counter()
+        for _ in range(sk_perms):
+            yp = ytr[rng.permutation(len(train))]
+            model = make_pipeline(PCA(n_components=p, svd_solver='full'), Ridge(alpha=alpha))
+            perm_pred = model.fit(xtr, yp).predict(xte)
+            np.sqrt(((perm_pred - yte) ** 2).mean(axis=0))
+        t_perm = (time.perf_counter() - t0) / max(sk_perms, 1)
+        naive_fold_times.append(t_obs + b * t_perm)
+        # shared: one PCA, one multi-target ridge over all permutations
+        t0 = time.perf_counter()
+        pca = PCA(n_components=p, svd_solver='full').fit(xtr)
+        ztr, zte = pca.transform(xtr), pca.transform(xte)
+        cols = [ytr] + [ytr[rng.permutation(len(train))] for _ in range(b)]
+        big = np.concatenate(cols, axis=1)
+        pred_all = Ridge(alpha=alpha).fit(ztr, big).predict(zte)
+        np.sqrt(((pred_all - np.tile(yte, b + 1)) ** 2).mean(axis=0))
+        shared_fold_times.append(time.perf_counter() - t0)
+    scale = len(folds) / len(naive_fold_times)
+    return sum(naive_fold_times) * scale, sum(shared_fold_times) * scale, obs_sum
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench-bin", required=True, help="path of diffprobe's bench example")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--d", type=int, nargs="+", default=[384])
+    ap.add_argument("--j", type=int, default=7)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--b", type=int, default=1000)
+    ap.add_argument("--sk-perms", type=int, default=5,
+                    help="permuted pipeline refits timed per fold (naive variant)")
+    ap.add_argument("--sk-folds", type=int, default=None,
+                    help="folds timed on the sklearn side (default: all for D <= 4096, else 1)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    p, alpha = 120, 150.0
+    print(f"bench-probes: N={args.n} J={args.j} K={args.k} B={args.b} P={p} alpha={alpha}; "
+          f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+          f"BLAS threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"diffprobe single-threaded (Par::Seq)")
+    with tempfile.TemporaryDirectory(prefix="bench-probes-") as tmp:
+        for d in args.d:
+            x32, y = make_data(args.n, d, args.j, args.seed + d)
+            xpath, ypath = os.path.join(tmp, f"x{d}.f32"), os.path.join(tmp, f"y{d}.f64")
+            x32.astype("<f4").tofile(xpath)
+            y.astype("<f8").tofile(ypath)
+            out = subprocess.run(
+                [args.bench_bin, xpath, ypath, str(args.n), str(d), str(args.j), str(args.k),
+                 str(args.b)],
+                check=True, capture_output=True, text=True).stdout
+            fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
+            t_rust = float(fields["diffprobe_seconds"])
+            rust_folds = [float(v) for v in fields["diffprobe_fold_sum_rmse"].split()]
+            with open(xpath + ".folds") as f:
+                folds = [np.array([int(v) for v in line.split()]) for line in f if line.strip()]
+            sk_folds = args.sk_folds or (len(folds) if d <= 4096 else 1)
+            sk_folds = min(sk_folds, len(folds))
+            x = x32.astype(np.float64)
+            del x32
+            t_naive, t_shared, sk_sum = run_sklearn(
+                x, y, folds, args.b, args.sk_perms, sk_folds, p, alpha, args.seed)
+            part = " (on the folds timed)" if sk_folds < len(folds) else ""
+            print(f"\nD={d}: diffprobe probe_fold x {args.k} folds, B={args.b}: {t_rust:.2f} s")
+            if d <= 4096:
+                grid = ",".join(str(a) for a in np.geomspace(1e-2, 1e5, 8))
+                out = subprocess.run(
+                    [args.bench_bin, xpath, ypath, str(args.n), str(d), str(args.j),
+                     str(args.k), str(args.b), grid],
+                    check=True, capture_output=True, text=True).stdout
+                t_grid = float(out.split()[1])
+                print(f"  diffprobe with a per-attribute alpha chosen by LOO over 8 values "
+                      f"(1e-2..1e5): {t_grid:.2f} s (not compared)")
+            print(f"  scikit-learn naive (pipeline refit per permutation; timed on "
+                  f"{args.sk_perms} permutations x {sk_folds} fold(s), extrapolated linearly to "
+                  f"{args.b} x {args.k}): {t_naive:.1f} s  -> ratio sklearn/diffprobe "
+                  f"{t_naive / t_rust:.1f}x")
+            print(f"  scikit-learn shared (PCA once per fold + one multi-target Ridge over "
+                  f"{args.b + 1} x J columns; timed on {sk_folds} fold(s), extrapolated to "
+                  f"{args.k}): {t_shared:.2f} s  -> ratio {t_shared / t_rust:.1f}x")
+            rust_sum = sum(rust_folds[:sk_folds])
+            print(f"  check: sum of observed RMSE over attributes and folds{part}: diffprobe "
+                  f"{rust_sum:.10f}, scikit-learn {sk_sum:.10f}, |diff| {abs(rust_sum - sk_sum):.2e}")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
