@@ -47,7 +47,7 @@ fn slurm_array_survives_scancel_and_a_killed_coordinator() {
     }
     let _guard = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let dir = util::scratch("slurm");
-    let spec = util::small_spec(&dir, 200, "");
+    let spec = util::small_spec(&dir, 200, "\n[slurm]\ncpus_per_task = 1\ntime = \"00:30:00\"\n");
     let spec_s = spec.to_str().unwrap();
     local_reference(&dir, spec_s);
 

@@ -129,6 +129,11 @@ impl StateDb {
         tx.commit()
     }
 
+    /// Number of Slurm tasks ever submitted for this run.
+    pub(crate) fn slurm_task_count(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("SELECT COUNT(*) FROM slurm_tasks", [], |r| r.get(0))
+    }
+
     /// Slurm tasks not known to have ended, oldest first.
     pub(crate) fn slurm_tasks_alive(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self

@@ -127,6 +127,9 @@ impl SlurmLauncher {
     /// Writes the job script; adopts tasks already recorded for this run.
     pub(crate) fn start(spec: &JobSpec, layout: &RunLayout) -> anyhow::Result<SlurmLauncher> {
         let exe = std::env::current_exe()?;
+        // Absolute paths: tasks start in the submission directory, maybe on another node.
+        let layout = RunLayout::new(std::fs::canonicalize(layout.root())?);
+        let layout = &layout;
         let dir = layout.root().join("slurm");
         std::fs::create_dir_all(&dir)?;
         let script = dir.join("worker.sbatch");
@@ -203,7 +206,17 @@ impl SlurmLauncher {
             }
         }
         if open && alive.len() < target {
-            self.submit(db, target - alive.len(), now_ms)?;
+            if let Err(e) = self.submit(db, target - alive.len(), now_ms) {
+                // A cluster that refuses the very first array will refuse it again (bad
+                // partition, too many CPUs): say so now. Later refusals may pass (a busy or
+                // restarting slurmctld): record them and retry with backoff.
+                if db.slurm_task_count()? == 0 {
+                    return Err(e.context("the cluster refused the worker array; check [slurm] in the spec"));
+                }
+                db.log_event(now_ms, "slurm_error", None, &format!("{e:#}; retrying in {} s", self.backoff.as_secs()))?;
+                self.next_poll = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+            }
         } else if alive.len() > target {
             // Shrink: the newest tasks go first; scancel sends SIGTERM, the worker releases its unit.
             let extra: Vec<String> =
