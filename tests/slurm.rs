@@ -120,3 +120,120 @@ fn slurm_array_survives_scancel_and_a_killed_coordinator() {
     assert!(text.contains(&format!("slurm task {task}: CANCELLED")), "{text}");
     assert_same_report(&dir, "slurm/e2e");
 }
+
+fn squeue_field(task: &str, field: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-r", "-t", "all", "-j", task, "-o", field])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn alive_tasks(run_dir: &std::path::Path) -> Vec<String> {
+    util::query(run_dir, "SELECT id FROM slurm_tasks WHERE ended IS NULL", |r| r.get(0))
+}
+
+#[test]
+fn slurm_node_down_preemption_signal_scaling_and_a_new_node() {
+    if !enabled() {
+        return;
+    }
+    let Ok(nodes) = std::env::var("DIFFPROBE_SLURM_NODES") else {
+        eprintln!("skipped: DIFFPROBE_SLURM_NODES not set (scripts/slurm-local up exports it)");
+        return;
+    };
+    let _guard = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = util::scratch("slurm-elastic");
+    let spec = util::small_spec(&dir, 200, "\n[slurm]\ncpus_per_task = 1\ntime = \"00:30:00\"\n");
+    let spec_s = spec.to_str().unwrap();
+    local_reference(&dir, spec_s);
+    let run_dir = dir.join("slurm/e2e");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args([
+                "run",
+                spec_s,
+                "--launcher",
+                "slurm",
+                "--workers",
+                "3",
+                "--set",
+                "job.output_dir=slurm",
+            ])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "1500")
+            .current_dir(&dir),
+    );
+    let leased_task = || {
+        util::wait_for("a Slurm worker holding a lease", Duration::from_secs(120), || {
+            util::query(&run_dir, "SELECT w.tag FROM units u JOIN workers w ON w.id = u.worker WHERE u.state = 'leased' AND w.tag LIKE 'slurm-%' ORDER BY u.seq LIMIT 1", |r| r.get::<_, String>(0))
+                .into_iter()
+                .map(|t| t.trim_start_matches("slurm-").to_string())
+                .find(|t| squeue_field(t, "%T") == "RUNNING")
+        })
+    };
+
+    // Preemption warning: USR1 to the batch step; the worker releases its unit and exits 0.
+    let task = leased_task();
+    assert!(Command::new("scancel")
+        .args(["--signal=USR1", "--batch", &task])
+        .status()
+        .unwrap()
+        .success());
+    util::wait_for("a release after USR1", Duration::from_secs(60), || {
+        let n: Vec<i64> =
+            util::query(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'released'", |r| {
+                r.get(0)
+            });
+        (n[0] > 0).then_some(())
+    });
+
+    // A node set DOWN mid-sweep: its tasks die; their units are re-leased.
+    let task = leased_task();
+    let node = squeue_field(&task, "%N");
+    assert!(!node.is_empty(), "task {task} runs on a node");
+    let down = Command::new("scontrol")
+        .args(["update", &format!("nodename={node}"), "state=down", "reason=diffprobe-test"])
+        .status()
+        .unwrap();
+    assert!(down.success());
+    util::wait_for("the task on the down node to stop running", Duration::from_secs(60), || {
+        (squeue_field(&task, "%T") != "RUNNING").then_some(())
+    });
+    Command::new("scontrol")
+        .args(["update", &format!("nodename={node}"), "state=resume"])
+        .status()
+        .unwrap();
+
+    // Shrink to 1; then grow to 8, more than the started nodes hold (queued tasks wait), and
+    // add a node: the queued tasks start there and its workers pick up work.
+    assert!(util::run(&["scale", "slurm/e2e", "--workers", "1"], &dir).status.success());
+    util::wait_for("scale down to 1", Duration::from_secs(60), || {
+        (alive_tasks(&run_dir).len() <= 1).then_some(())
+    });
+    assert!(util::run(&["scale", "slurm/e2e", "--workers", "8"], &dir).status.success());
+    util::wait_for("queued tasks", Duration::from_secs(60), || {
+        alive_tasks(&run_dir).iter().any(|t| squeue_field(t, "%T") == "PENDING").then_some(())
+    });
+    let added =
+        Command::new(util::repo().join("scripts/slurm-local")).arg("add-node").output().unwrap();
+    let added_node = String::from_utf8_lossy(&added.stdout).trim().to_string();
+    assert!(
+        added.status.success() && nodes.split_whitespace().any(|n| n == added_node),
+        "add-node: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    util::wait_for("a unit leased by a worker on the added node", Duration::from_secs(120), || {
+        let sql = format!("SELECT COUNT(*) FROM attempts a JOIN workers w ON w.id = a.worker WHERE w.host = '{added_node}'");
+        (util::query(&run_dir, &sql, |r| r.get::<_, i64>(0))[0] > 0).then_some(())
+    });
+
+    let status = coord.wait(Duration::from_secs(300));
+    assert!(status.success(), "the sweep finished: {status}");
+    let states: Vec<String> =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
+    assert_eq!(states, ["committed"]);
+    let text =
+        String::from_utf8_lossy(&util::run(&["status", "slurm/e2e"], &dir).stdout).to_string();
+    assert!(text.contains("launcher: slurm, target 8 workers"), "{text}");
+    assert_same_report(&dir, "slurm/e2e");
+}

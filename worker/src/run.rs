@@ -48,7 +48,11 @@ struct WorkerContext {
 /// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let mut rpc = client::connect(&args.coordinator, &args.token)?;
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    // Under Slurm the node name says more than the host name (several nodes may share a host).
+    let host = std::env::var("SLURMD_NODENAME")
+        .ok()
+        .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
+        .unwrap_or_default();
     let reg = with_retry(args.patience, || {
         let mut rpc = rpc.clone();
         let req = pb::RegisterRequest {

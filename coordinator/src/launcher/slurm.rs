@@ -211,9 +211,16 @@ impl SlurmLauncher {
                 // partition, too many CPUs): say so now. Later refusals may pass (a busy or
                 // restarting slurmctld): record them and retry with backoff.
                 if db.slurm_task_count()? == 0 {
-                    return Err(e.context("the cluster refused the worker array; check [slurm] in the spec"));
+                    return Err(e.context(
+                        "the cluster refused the worker array; check [slurm] in the spec",
+                    ));
                 }
-                db.log_event(now_ms, "slurm_error", None, &format!("{e:#}; retrying in {} s", self.backoff.as_secs()))?;
+                db.log_event(
+                    now_ms,
+                    "slurm_error",
+                    None,
+                    &format!("{e:#}; retrying in {} s", self.backoff.as_secs()),
+                )?;
                 self.next_poll = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
             }
