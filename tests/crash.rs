@@ -107,7 +107,9 @@ fn external_worker_needs_the_token_and_can_finish_a_sweep() {
     let spec = util::small_spec(&dir, 60, "");
     let _coord = Proc::spawn(
         Command::new(util::bin())
+            // With an α grid: each attribute's α is chosen per fold by leave-one-out.
             .args(["run", spec.to_str().unwrap(), "--workers", "0"])
+            .args(["--set", "analysis.attribute_probe.alphas=[1.0, 100.0]"])
             .current_dir(&dir),
     );
     let run_dir = dir.join("runs/e2e");
@@ -141,6 +143,29 @@ fn external_worker_needs_the_token_and_can_finish_a_sweep() {
     let status = util::run(&["status", run_dir.to_str().unwrap(), "--json"], &dir);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["complete"], true);
+    let file = std::fs::File::open(run_dir.join("report/rmse.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut chosen = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let list = batch
+            .column_by_name("alpha_fold")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .unwrap()
+            .clone();
+        let values =
+            list.values().as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().clone();
+        chosen.extend(values.values().iter().copied());
+    }
+    assert!(
+        !chosen.is_empty() && chosen.iter().all(|a| *a == 1.0 || *a == 100.0),
+        "chosen α from the grid: {chosen:?}"
+    );
     assert_eq!(v["workers"][0]["state"], "alive", "the external worker is listed: {v}");
 }
 

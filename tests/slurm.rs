@@ -237,3 +237,68 @@ fn slurm_node_down_preemption_signal_scaling_and_a_new_node() {
     assert!(text.contains("launcher: slurm, target 8 workers"), "{text}");
     assert_same_report(&dir, "slurm/e2e");
 }
+
+#[test]
+fn slurm_timeout_and_a_failed_task_are_replaced_and_reported() {
+    if !enabled() {
+        return;
+    }
+    let _guard = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = util::scratch("slurm-timeout");
+    // A 1-minute limit (Slurm's smallest) and a warning signal the worker ignores (URG), so the
+    // task really reaches TIMEOUT; the sweep outlasts it with one worker at a time.
+    let spec = util::small_spec(
+        &dir,
+        200,
+        "\n[slurm]\ncpus_per_task = 1\ntime = \"1\"\nsignal = \"B:URG@5\"\n",
+    );
+    let spec_s = spec.to_str().unwrap();
+    local_reference(&dir, spec_s);
+    let run_dir = dir.join("slurm/e2e");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args([
+                "run",
+                spec_s,
+                "--launcher",
+                "slurm",
+                "--workers",
+                "1",
+                "--set",
+                "job.output_dir=slurm",
+            ])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "2500")
+            .current_dir(&dir),
+    );
+    // FAILED: the worker process of a task is killed outright.
+    let pid: i32 = util::wait_for("a Slurm worker", Duration::from_secs(120), || {
+        util::query(&run_dir, "SELECT pid FROM workers WHERE tag LIKE 'slurm-%' AND state = 'alive' ORDER BY started LIMIT 1", |r| r.get(0)).into_iter().next()
+    });
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let token = std::fs::read_to_string(run_dir.join("token")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(token.trim()),
+        "the token is not on the worker's command line"
+    );
+    assert!(!String::from_utf8_lossy(&cmdline).contains("--coordinator"), "nor the address");
+    util::kill(pid, libc::SIGKILL);
+    util::wait_for("a FAILED task", Duration::from_secs(60), || {
+        ended(&run_dir).into_iter().find(|(_, s)| s == "FAILED")
+    });
+    // TIMEOUT: a replacement task runs into its 1-minute limit.
+    util::wait_for("a TIMEOUT task", Duration::from_secs(200), || {
+        ended(&run_dir).into_iter().find(|(_, s)| s == "TIMEOUT")
+    });
+    let status = coord.wait(Duration::from_secs(400));
+    assert!(status.success(), "the sweep finished: {status}");
+    let states: Vec<String> =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
+    assert_eq!(states, ["committed"]);
+    let text =
+        String::from_utf8_lossy(&util::run(&["status", "slurm/e2e"], &dir).stdout).to_string();
+    assert!(
+        text.contains(": TIMEOUT") && text.contains(": FAILED"),
+        "status shows why tasks ended: {text}"
+    );
+    assert_same_report(&dir, "slurm/e2e");
+}

@@ -211,6 +211,10 @@ pub struct AttributeProbeSection {
     /// Ridge penalty α.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
+    /// A grid of α: when not empty, each attribute's α is chosen per fold from it by exact
+    /// leave-one-out on the training rows (replacing `alpha`), and reported.
+    #[serde(default)]
+    pub alphas: Vec<f64>,
     /// Permutations per (representation, attribute, fold) (B); 0 disables the test.
     #[serde(default = "default_permutations")]
     pub permutations: usize,
@@ -361,6 +365,7 @@ impl Default for AttributeProbeSection {
             folds: default_folds(),
             components: default_components(),
             alpha: default_alpha(),
+            alphas: Vec::new(),
             permutations: default_permutations(),
             seed: 0,
             zscore: false,
@@ -534,6 +539,12 @@ impl JobSpec {
             return err(
                 "analysis.attribute_probe.alpha",
                 format!("expected a positive number, found {}", p.alpha),
+            );
+        }
+        if let Some(bad) = p.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
+            return err(
+                "analysis.attribute_probe.alphas",
+                format!("expected positive numbers, found {bad}"),
             );
         }
         let s = &self.sweep;

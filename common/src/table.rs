@@ -204,6 +204,8 @@ pub struct ProbeRow {
     pub fold: u32,
     /// PCA components used.
     pub n_components: u32,
+    /// Ridge penalty used (fixed, or chosen by leave-one-out from the spec's grid).
+    pub alpha: f64,
     /// Held-out RMSE.
     pub rmse: f64,
     /// Held-out RMSE of predicting the training mean.
@@ -229,6 +231,7 @@ fn probe_schema() -> Arc<Schema> {
         Field::new("attribute_name", DataType::Utf8, false),
         Field::new("fold", DataType::UInt32, false),
         Field::new("n_components", DataType::UInt32, false),
+        Field::new("alpha", DataType::Float64, false),
         Field::new("rmse", DataType::Float64, false),
         Field::new("baseline_rmse", DataType::Float64, false),
         Field::new("pearson_r", DataType::Float64, false),
@@ -269,6 +272,7 @@ pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Resu
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.attribute_name.as_str()))),
         u32s(|r| r.fold),
         u32s(|r| r.n_components),
+        f64s(|r| r.alpha),
         f64s(|r| r.rmse),
         f64s(|r| r.baseline_rmse),
         f64s(|r| r.pearson_r),
@@ -325,11 +329,11 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
         let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
         let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
         let (rep, attr, name, fold, ncomp) = (s(0), u(1), s(2), u(3), u(4));
-        let (rmse, base, r, p, spread) = (f(5), f(6), f(7), f(8), f(9));
+        let (alpha, rmse, base, r, p, spread) = (f(5), f(6), f(7), f(8), f(9), f(10));
         let (nulls, tests, preds) = (
-            b.column(10).as_list::<i32>(),
             b.column(11).as_list::<i32>(),
             b.column(12).as_list::<i32>(),
+            b.column(13).as_list::<i32>(),
         );
         for i in 0..b.num_rows() {
             rows.push(ProbeRow {
@@ -338,6 +342,7 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
                 attribute_name: name.value(i).to_string(),
                 fold: fold.value(i),
                 n_components: ncomp.value(i),
+                alpha: alpha.value(i),
                 rmse: rmse.value(i),
                 baseline_rmse: base.value(i),
                 pearson_r: r.value(i),
@@ -407,6 +412,7 @@ mod tests {
             attribute_name: "visual".into(),
             fold: 3,
             n_components: 120,
+            alpha: 150.0,
             rmse: 0.5,
             baseline_rmse: 0.7,
             pearson_r: 0.4,

@@ -7,8 +7,11 @@
 //!   across the representation's attributes on p_max = max over folds of p (a valid p-value
 //!   for the all-folds rule; pooling per-fold permutation nulls would be anti-conservative).
 //! * `summary.parquet` — per (representation, group; `all` = every attribute): mean RMSE ± SE
-//!   over attributes, mean relative reduction and r, % significant, feature spread and a
+//!   over attributes, mean relative reduction and r, % significant, both entanglement measures
+//!   (identification accuracy; correlation-structure delta), feature spread and a
 //!   near-constant flag.
+//! * `entanglement.parquet` — per representation and attribute pair: human and model
+//!   correlation of the out-of-fold predictions.
 //!
 //! Everything is computed in a fixed order from the committed files, so equal inputs give
 //! byte-identical reports whichever workers, attempts or restarts produced them.
@@ -47,6 +50,9 @@ pub(crate) struct Cell {
     pub(crate) pearson_r: f64,
     pub(crate) spread: f64,
     pub(crate) n_components: u32,
+    pub(crate) alpha_fold: Vec<f64>,
+    /// Out-of-fold predictions for every stimulus (NaN where a fold is missing).
+    pub(crate) predicted: Vec<f64>,
     pub(crate) q: f64,
 }
 
@@ -83,6 +89,69 @@ pub(crate) struct SummaryRow {
     pub(crate) mean_r: f64,
     pub(crate) pct_significant: f64,
     pub(crate) spread: f64,
+    /// Entanglement (i): identification accuracy over the set's attribute pairs (chance 0.5).
+    pub(crate) identification: f64,
+    /// Entanglement (ii): mean |off-diagonal corr| of predictions − of human ratings.
+    pub(crate) corr_delta: f64,
+}
+
+/// Human ratings by attribute name, for the entanglement measures.
+pub(crate) struct Truth {
+    pub(crate) n: usize,
+    pub(crate) columns: BTreeMap<String, Vec<f64>>,
+}
+
+impl Truth {
+    pub(crate) fn of(data: &Dataset) -> Truth {
+        let j = data.attributes.len();
+        let columns = data
+            .attributes
+            .iter()
+            .enumerate()
+            .map(|(a, name)| {
+                (name.clone(), (0..data.len()).map(|i| data.targets[i * j + a]).collect())
+            })
+            .collect();
+        Truth { n: data.len(), columns }
+    }
+}
+
+/// Both entanglement measures over a set of attributes of one representation, on the stimuli
+/// every attribute has an out-of-fold prediction for.
+fn entanglement(set: &[&Cell], truth: &Truth) -> (f64, f64) {
+    let j = set.len();
+    let rows: Vec<usize> =
+        (0..truth.n).filter(|&i| set.iter().all(|c| c.predicted[i].is_finite())).collect();
+    let mut pred = Vec::with_capacity(rows.len() * j);
+    let mut real = Vec::with_capacity(rows.len() * j);
+    for &i in &rows {
+        for c in set {
+            pred.push(c.predicted[i]);
+            real.push(truth.columns[&c.attribute][i]);
+        }
+    }
+    (
+        probe::identification_accuracy(&pred, &real, rows.len(), j),
+        probe::correlation_structure(&pred, &real, rows.len(), j).delta,
+    )
+}
+
+/// The per-pair correlation table of one representation: (attribute a, attribute b, human r, model r).
+fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f64, f64)> {
+    let j = set.len();
+    let rows: Vec<usize> =
+        (0..truth.n).filter(|&i| set.iter().all(|c| c.predicted[i].is_finite())).collect();
+    let pred: Vec<f64> =
+        rows.iter().flat_map(|&i| set.iter().map(move |c| c.predicted[i])).collect();
+    let real: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| set.iter().map(move |c| truth.columns[&c.attribute][i]))
+        .collect();
+    probe::correlation_structure(&pred, &real, rows.len(), j)
+        .pairs
+        .into_iter()
+        .map(|(a, b, h, m)| (set[a].attribute.clone(), set[b].attribute.clone(), h, m))
+        .collect()
 }
 
 pub(crate) fn mean(v: &[f64]) -> f64 {
@@ -140,6 +209,8 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
             pearson_r: probe::pearson(&pr, &tr),
             spread: fold_rows[0].spread,
             n_components: fold_rows.iter().map(|r| r.n_components).min().unwrap_or(0),
+            alpha_fold: fold_rows.iter().map(|r| r.alpha).collect(),
+            predicted,
             q: f64::NAN,
         });
     }
@@ -155,7 +226,7 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
 }
 
 /// Per representation and group (`all` first, then named groups in name order).
-pub(crate) fn summarise(cells: &[Cell], folds: usize) -> Vec<SummaryRow> {
+pub(crate) fn summarise(cells: &[Cell], folds: usize, truth: &Truth) -> Vec<SummaryRow> {
     let mut reps: Vec<&str> = Vec::new();
     for c in cells {
         if !reps.contains(&c.representation.as_str()) {
@@ -181,6 +252,7 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize) -> Vec<SummaryRow> {
             }
             let rmse: Vec<f64> = set.iter().map(|c| c.rmse()).collect();
             let sig = set.iter().filter(|c| c.significant(folds)).count();
+            let (identification, corr_delta) = entanglement(&set, truth);
             out.push(SummaryRow {
                 representation: rep.to_string(),
                 group,
@@ -191,6 +263,8 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize) -> Vec<SummaryRow> {
                 mean_r: mean(&set.iter().map(|c| c.pearson_r).collect::<Vec<_>>()),
                 pct_significant: 100.0 * sig as f64 / set.len() as f64,
                 spread: set[0].spread,
+                identification,
+                corr_delta,
             });
         }
     }
@@ -259,6 +333,10 @@ pub(crate) fn write_report(
             "n_components",
             Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components))),
         ),
+        (
+            "alpha_fold",
+            float_lists(&cells.iter().map(|c| c.alpha_fold.as_slice()).collect::<Vec<_>>()),
+        ),
     ])?;
     write(&dir.join("rmse.parquet"), &rmse)?;
     let significance = batch(vec![
@@ -276,7 +354,8 @@ pub(crate) fn write_report(
         ("q_bh", floats(cells.iter().map(|c| c.q))),
     ])?;
     write(&dir.join("significance.parquet"), &significance)?;
-    let summary = summarise(&cells, folds);
+    let truth = Truth::of(data);
+    let summary = summarise(&cells, folds, &truth);
     let table = batch(vec![
         ("representation", strings(summary.iter().map(|s| s.representation.as_str()))),
         ("group", strings(summary.iter().map(|s| s.group.as_str()))),
@@ -290,6 +369,8 @@ pub(crate) fn write_report(
         ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
         ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
         ("spread", floats(summary.iter().map(|s| s.spread))),
+        ("identification_accuracy", floats(summary.iter().map(|s| s.identification))),
+        ("corr_structure_delta", floats(summary.iter().map(|s| s.corr_delta))),
         (
             "near_constant",
             Arc::new(BooleanArray::from(
@@ -298,9 +379,37 @@ pub(crate) fn write_report(
         ),
     ])?;
     write(&dir.join("summary.parquet"), &table)?;
+    write_entanglement(&dir.join("entanglement.parquet"), &cells, &truth)?;
     let md = crate::report::markdown(spec, data, &cells, &summary, &db.quarantined()?);
     common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(())
+}
+
+/// `entanglement.parquet`: per representation and attribute pair, the human and the model
+/// correlation and the change in absolute correlation (positive: the model entangles the pair).
+fn write_entanglement(path: &Path, cells: &[Cell], truth: &Truth) -> anyhow::Result<()> {
+    let mut reps: Vec<&str> = Vec::new();
+    for c in cells {
+        if !reps.contains(&c.representation.as_str()) {
+            reps.push(&c.representation);
+        }
+    }
+    let mut rows: Vec<(String, String, String, f64, f64)> = Vec::new();
+    for rep in reps {
+        let set: Vec<&Cell> = cells.iter().filter(|c| c.representation == rep).collect();
+        rows.extend(
+            pair_table(&set, truth).into_iter().map(|(a, b, h, m)| (rep.to_string(), a, b, h, m)),
+        );
+    }
+    let b = batch(vec![
+        ("representation", strings(rows.iter().map(|r| r.0.as_str()))),
+        ("attribute_a", strings(rows.iter().map(|r| r.1.as_str()))),
+        ("attribute_b", strings(rows.iter().map(|r| r.2.as_str()))),
+        ("human_r", floats(rows.iter().map(|r| r.3))),
+        ("model_r", floats(rows.iter().map(|r| r.4))),
+        ("abs_delta", floats(rows.iter().map(|r| r.4.abs() - r.3.abs()))),
+    ])?;
+    write(path, &b)
 }
 
 #[cfg(test)]
@@ -318,6 +427,8 @@ mod tests {
             pearson_r: 0.5,
             spread: 0.3,
             n_components: 10,
+            alpha_fold: vec![150.0; rmse.len()],
+            predicted: vec![0.0, 1.0, 2.0, 3.0],
             q: f64::NAN,
         }
     }
@@ -331,7 +442,11 @@ mod tests {
         ];
         assert!(cells[0].significant(2) && !cells[1].significant(2));
         assert!(!cells[0].significant(3), "a missing fold is never significant");
-        let s = summarise(&cells, 2);
+        let mut columns = BTreeMap::new();
+        for a in ["a", "b", "c"] {
+            columns.insert(a.to_string(), vec![0.0, 1.0, 2.0, 3.0]);
+        }
+        let s = summarise(&cells, 2, &Truth { n: 4, columns });
         assert_eq!(s.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(), ["all", "g1", "g2"]);
         assert!((s[0].pct_significant - 200.0 / 3.0).abs() < 1e-12);
         assert!((s[1].mean_rmse - 0.75).abs() < 1e-12);

@@ -54,6 +54,18 @@ pub(crate) fn markdown(
             s.spread
         );
     }
+    let _ = writeln!(md, "\n## Entanglement\n");
+    let _ = writeln!(md, "Identification accuracy: over ordered attribute pairs, how often a prediction correlates more with its own ratings than with another attribute's (chance 0.5; lower = more entangled). Correlation-structure delta: mean |off-diagonal correlation| of the predictions minus that of the human ratings (positive = the model entangles what humans keep apart); per-pair values in `entanglement.parquet`.\n");
+    let _ =
+        writeln!(md, "| representation | identification accuracy | correlation-structure delta |");
+    let _ = writeln!(md, "|---|---|---|");
+    for s in summary.iter().filter(|s| s.group == "all") {
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.3} | {:+.3} |",
+            s.representation, s.identification, s.corr_delta
+        );
+    }
     let groups: Vec<&str> = {
         let mut g: Vec<&str> =
             summary.iter().map(|s| s.group.as_str()).filter(|g| *g != "all").collect();
@@ -84,8 +96,8 @@ pub(crate) fn markdown(
         }
     }
     let _ = writeln!(md, "\n## Best representation per attribute (lowest mean RMSE)\n");
-    let _ = writeln!(md, "| attribute | group | best representation | RMSE | baseline | reduction | r | significant in all folds | q |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| attribute | group | best representation | RMSE | baseline | reduction | r | significant in all folds | q | α (per fold) |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for attr in &data.attributes {
         let best = cells
             .iter()
@@ -94,7 +106,7 @@ pub(crate) fn markdown(
         if let Some(c) = best {
             let _ = writeln!(
                 md,
-                "| {attr} | {} | `{}` | {:.4} | {:.4} | {:.1} % | {:.3} | {} | {:.3} |",
+                "| {attr} | {} | `{}` | {:.4} | {:.4} | {:.1} % | {:.3} | {} | {:.3} | {} |",
                 c.group.as_deref().unwrap_or("-"),
                 c.representation,
                 c.rmse(),
@@ -102,10 +114,11 @@ pub(crate) fn markdown(
                 100.0 * c.reduction(),
                 c.pearson_r,
                 if c.significant(a.folds) { "yes" } else { "no" },
-                c.q
+                c.q,
+                alphas(&c.alpha_fold)
             );
         } else {
-            let _ = writeln!(md, "| {attr} | - | (no results: missing units) | | | | | | |");
+            let _ = writeln!(md, "| {attr} | - | (no results: missing units) | | | | | | | |");
         }
     }
     let flagged: Vec<&str> = summary
@@ -117,4 +130,12 @@ pub(crate) fn markdown(
         let _ = writeln!(md, "\n**Near-constant representations** (spread < {NEAR_CONSTANT_SPREAD:e}): {}. Their probes predict almost the mean; a significant p there reflects tiny differences, not a usable code.", flagged.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "));
     }
     md
+}
+
+/// The α of each fold, compactly: one value when every fold used the same.
+fn alphas(per_fold: &[f64]) -> String {
+    match per_fold.first() {
+        Some(first) if per_fold.iter().all(|a| a == first) => format!("{first}"),
+        _ => per_fold.iter().map(|a| format!("{a}")).collect::<Vec<_>>().join(", "),
+    }
 }

@@ -25,6 +25,7 @@ pub(crate) fn run(
     let cfg = probe::ProbeConfig {
         n_components: a.components,
         alpha: a.alpha,
+        alpha_grid: a.alphas.clone(),
         n_permutations: a.permutations,
         seed: a.seed,
         zscore: a.zscore,
@@ -45,6 +46,7 @@ pub(crate) fn run(
                 attribute_name: data.attributes[r.attribute].clone(),
                 fold: f as u32,
                 n_components: r.n_components as u32,
+                alpha: r.alpha,
                 rmse: r.rmse,
                 baseline_rmse: r.baseline_rmse,
                 pearson_r: r.pearson_r,
