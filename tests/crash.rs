@@ -110,6 +110,9 @@ fn external_worker_needs_the_token_and_can_finish_a_sweep() {
             // With an α grid: each attribute's α is chosen per fold by leave-one-out.
             .args(["run", spec.to_str().unwrap(), "--workers", "0"])
             .args(["--set", "analysis.attribute_probe.alphas=[1.0, 100.0]"])
+            // And the P × α grid report on fold 0.
+            .args(["--set", "analysis.attribute_probe.grid_components=[5, 20]"])
+            .args(["--set", "analysis.attribute_probe.grid_alphas=[1.0, 100.0]"])
             .current_dir(&dir),
     );
     let run_dir = dir.join("runs/e2e");

@@ -215,6 +215,13 @@ pub struct AttributeProbeSection {
     /// leave-one-out on the training rows (replacing `alpha`), and reported.
     #[serde(default)]
     pub alphas: Vec<f64>,
+    /// The hyper-parameter grid report (paper Fig. 5): PCA sizes P to try on fold 0, with
+    /// `grid_alphas`; both empty (default) = no grid.
+    #[serde(default)]
+    pub grid_components: Vec<usize>,
+    /// The α values of the hyper-parameter grid report.
+    #[serde(default)]
+    pub grid_alphas: Vec<f64>,
     /// Permutations per (representation, attribute, fold) (B); 0 disables the test.
     #[serde(default = "default_permutations")]
     pub permutations: usize,
@@ -366,6 +373,8 @@ impl Default for AttributeProbeSection {
             components: default_components(),
             alpha: default_alpha(),
             alphas: Vec::new(),
+            grid_components: Vec::new(),
+            grid_alphas: Vec::new(),
             permutations: default_permutations(),
             seed: 0,
             zscore: false,
@@ -545,6 +554,24 @@ impl JobSpec {
             return err(
                 "analysis.attribute_probe.alphas",
                 format!("expected positive numbers, found {bad}"),
+            );
+        }
+        if let Some(bad) = p.grid_alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
+            return err(
+                "analysis.attribute_probe.grid_alphas",
+                format!("expected positive numbers, found {bad}"),
+            );
+        }
+        if p.grid_components.contains(&0) {
+            return err(
+                "analysis.attribute_probe.grid_components",
+                "expected sizes of at least 1, found 0".into(),
+            );
+        }
+        if p.grid_components.is_empty() != p.grid_alphas.is_empty() {
+            return err(
+                "analysis.attribute_probe.grid_components",
+                "expected both grid_components and grid_alphas, or neither".into(),
             );
         }
         let s = &self.sweep;

@@ -357,6 +357,78 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
     Ok(rows)
 }
 
+/// One cell of the hyper-parameter grid of a representation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridRow {
+    /// Representation key.
+    pub representation: String,
+    /// Fold the grid was computed on.
+    pub fold: u32,
+    /// PCA size asked for.
+    pub components: u32,
+    /// PCA size used (capped by training size, width and rank).
+    pub n_components: u32,
+    /// Ridge penalty.
+    pub alpha: f64,
+    /// Held-out RMSE averaged over attributes.
+    pub mean_rmse: f64,
+}
+
+fn grid_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("representation", DataType::Utf8, false),
+        Field::new("fold", DataType::UInt32, false),
+        Field::new("components", DataType::UInt32, false),
+        Field::new("n_components", DataType::UInt32, false),
+        Field::new("alpha", DataType::Float64, false),
+        Field::new("mean_rmse", DataType::Float64, false),
+    ]))
+}
+
+/// Writes grid rows (a grid unit's output, and the merged `report/grid.parquet`).
+pub fn write_grid_rows(file: &mut File, path: &Path, rows: &[GridRow]) -> Result<(), DataError> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.representation.as_str()))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.fold))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.components))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.n_components))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.alpha))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.mean_rmse))),
+    ];
+    let batch = RecordBatch::try_new(grid_schema(), columns)
+        .map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
+    write_batch(file, path, &batch)
+}
+
+/// Reads grid rows.
+pub fn read_grid_rows(path: &Path) -> Result<Vec<GridRow>, DataError> {
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let b = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
+        if b.schema().fields().len() != grid_schema().fields().len() {
+            return Err(DataError::table(path, "not a grid file (wrong columns)"));
+        }
+        let rep = b.column(0).as_string::<i32>().clone();
+        let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
+        let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
+        let (fold, comps, used, alpha, rmse) = (u(1), u(2), u(3), f(4), f(5));
+        for i in 0..b.num_rows() {
+            rows.push(GridRow {
+                representation: rep.value(i).to_string(),
+                fold: fold.value(i),
+                components: comps.value(i),
+                n_components: used.value(i),
+                alpha: alpha.value(i),
+                mean_rmse: rmse.value(i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Writes a plain report table (named columns of f64, u32 or strings) — the merged outputs.
 pub fn write_batch(file: &mut File, path: &Path, batch: &RecordBatch) -> Result<(), DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };

@@ -32,6 +32,8 @@ pub enum UnitSpec {
     Capture(CaptureUnit),
     /// Fit probes for one representation on a block of folds.
     Probe(ProbeUnit),
+    /// The P × α grid of one representation on fold 0 (paper Fig. 5).
+    Grid(ProbeUnit),
 }
 
 /// A shard of stimuli to run through the model.
@@ -65,14 +67,21 @@ impl UnitSpec {
     pub fn output_dir(&self) -> &'static str {
         match self {
             UnitSpec::Capture(_) => "features",
-            UnitSpec::Probe(_) => "probes",
+            UnitSpec::Probe(_) | UnitSpec::Grid(_) => "probes",
         }
     }
     /// Dependency stage: a unit runs only when every unit of a lower stage is committed.
     pub fn stage(&self) -> u32 {
         match self {
             UnitSpec::Capture(_) => 0,
-            UnitSpec::Probe(_) => 1,
+            UnitSpec::Probe(_) | UnitSpec::Grid(_) => 1,
+        }
+    }
+    /// The probe-like unit's descriptor (probe and grid units read capture outputs).
+    pub fn reads_features(&mut self) -> Option<&mut ProbeUnit> {
+        match self {
+            UnitSpec::Capture(_) => None,
+            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(p),
         }
     }
     /// Short kind name.
@@ -80,6 +89,7 @@ impl UnitSpec {
         match self {
             UnitSpec::Capture(_) => "capture",
             UnitSpec::Probe(_) => "probe",
+            UnitSpec::Grid(_) => "grid",
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   near-constant flag.
 //! * `entanglement.parquet` — per representation and attribute pair: human and model
 //!   correlation of the out-of-fold predictions.
+//! * `grid.parquet` — when the spec asks for it: mean held-out RMSE per (representation, P, α)
+//!   on fold 0 (paper Fig. 5).
 //!
 //! Everything is computed in a fixed order from the committed files, so equal inputs give
 //! byte-identical reports whichever workers, attempts or restarts produced them.
@@ -380,7 +382,15 @@ pub(crate) fn write_report(
     ])?;
     write(&dir.join("summary.parquet"), &table)?;
     write_entanglement(&dir.join("entanglement.parquet"), &cells, &truth)?;
-    let md = crate::report::markdown(spec, data, &cells, &summary, &db.quarantined()?);
+    let mut grid = Vec::new();
+    for (_, rel) in db.committed_outputs("grid")? {
+        grid.extend(common::table::read_grid_rows(&layout.root().join(&rel))?);
+    }
+    if !grid.is_empty() {
+        let path = dir.join("grid.parquet");
+        common::fs::write_atomic(&path, |f| common::table::write_grid_rows(f, &path, &grid))?;
+    }
+    let md = crate::report::markdown(spec, data, &cells, &summary, &grid, &db.quarantined()?);
     common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(())
 }

@@ -82,7 +82,7 @@ impl Plan {
             attributes: j,
             representations: reps,
             capture_units: count("capture"),
-            probe_units: count("probe"),
+            probe_units: count("probe") + count("grid"),
             feature_bytes: (n * width * bytes_per + n * reps * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
             probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
@@ -147,6 +147,13 @@ fn units(
             };
             let id = UnitId::of("probe", &(analysis, &fingerprint, &capture_ids, &unit));
             units.push((id, UnitSpec::Probe(unit)));
+        }
+        if !analysis.grid_components.is_empty() {
+            // The paper's Fig. 5: the grid on one fold (fold 0).
+            let unit =
+                ProbeUnit { representation: rep.clone(), folds: vec![0], inputs: Vec::new() };
+            let id = UnitId::of("grid", &(analysis, &fingerprint, &capture_ids, &unit));
+            units.push((id, UnitSpec::Grid(unit)));
         }
     }
     Ok(units)

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
 
+use common::table::GridRow;
+
 use crate::merge::{Cell, SummaryRow, NEAR_CONSTANT_SPREAD};
 
 /// Renders the report.
@@ -14,6 +16,7 @@ pub(crate) fn markdown(
     data: &Dataset,
     cells: &[Cell],
     summary: &[SummaryRow],
+    grid: &[GridRow],
     quarantined: &[(String, String)],
 ) -> String {
     let a = &spec.analysis.attribute_probe;
@@ -121,6 +124,7 @@ pub(crate) fn markdown(
             let _ = writeln!(md, "| {attr} | - | (no results: missing units) | | | | | | | |");
         }
     }
+    grid_section(&mut md, grid);
     let flagged: Vec<&str> = summary
         .iter()
         .filter(|s| s.group == "all" && s.spread < NEAR_CONSTANT_SPREAD)
@@ -137,5 +141,71 @@ fn alphas(per_fold: &[f64]) -> String {
     match per_fold.first() {
         Some(first) if per_fold.iter().all(|a| a == first) => format!("{first}"),
         _ => per_fold.iter().map(|a| format!("{a}")).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// The hyper-parameter grid (paper Fig. 5): the best (P, α) of each representation, and the
+/// whole grid of the representation with the lowest RMSE.
+fn grid_section(md: &mut String, grid: &[GridRow]) {
+    if grid.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Hyper-parameter grid (fold {}, mean RMSE over attributes)\n",
+        grid[0].fold
+    );
+    let _ = writeln!(md, "| representation | best P (used) | best α | mean RMSE |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    let mut reps: Vec<&str> = Vec::new();
+    for g in grid {
+        if !reps.contains(&g.representation.as_str()) {
+            reps.push(&g.representation);
+        }
+    }
+    let best_of = |rep: &str| {
+        grid.iter()
+            .filter(|g| g.representation == rep)
+            .min_by(|a, b| a.mean_rmse.total_cmp(&b.mean_rmse))
+    };
+    for rep in &reps {
+        if let Some(b) = best_of(rep) {
+            let _ = writeln!(
+                md,
+                "| `{rep}` | {} ({}) | {} | {:.4} |",
+                b.components, b.n_components, b.alpha, b.mean_rmse
+            );
+        }
+    }
+    let Some(overall) = grid.iter().min_by(|a, b| a.mean_rmse.total_cmp(&b.mean_rmse)) else {
+        return;
+    };
+    let rep = &overall.representation;
+    let mut alphas: Vec<f64> =
+        grid.iter().filter(|g| &g.representation == rep).map(|g| g.alpha).collect();
+    alphas.dedup();
+    alphas.sort_by(f64::total_cmp);
+    alphas.dedup();
+    let _ = writeln!(md, "\nThe grid of `{rep}` (rows P, columns α):\n");
+    let _ = writeln!(
+        md,
+        "| P | {} |",
+        alphas.iter().map(|a| format!("α = {a}")).collect::<Vec<_>>().join(" | ")
+    );
+    let _ = writeln!(md, "|---|{}", "---|".repeat(alphas.len()));
+    let mut sizes: Vec<u32> =
+        grid.iter().filter(|g| &g.representation == rep).map(|g| g.components).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for p in sizes {
+        let cells: Vec<String> = alphas
+            .iter()
+            .map(|a| {
+                grid.iter()
+                    .find(|g| &g.representation == rep && g.components == p && g.alpha == *a)
+                    .map_or("-".to_string(), |g| format!("{:.4}", g.mean_rmse))
+            })
+            .collect();
+        let _ = writeln!(md, "| {p} | {} |", cells.join(" | "));
     }
 }

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use common::proto::coordinator_server::{Coordinator, CoordinatorServer};
 use common::proto::{self as pb, lease_reply::Outcome};
-use common::unit::UnitSpec;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -108,7 +107,7 @@ impl Coordinator for Service {
         let granted = db.lease_next(&worker, now, shared.policy).map_err(internal)?;
         let outcome = match granted {
             Some(mut g) => {
-                if let UnitSpec::Probe(p) = &mut g.spec {
+                if let Some(p) = g.spec.reads_features() {
                     p.inputs = db
                         .committed_outputs("capture")
                         .map_err(internal)?

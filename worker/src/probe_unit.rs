@@ -5,7 +5,7 @@ use std::path::Path;
 
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
-use common::table::{read_feature_block, ProbeRow};
+use common::table::{read_feature_block, GridRow, ProbeRow};
 use common::unit::ProbeUnit;
 
 use crate::error::UnitError;
@@ -59,6 +59,50 @@ pub(crate) fn run(
         }
     }
     Ok(rows)
+}
+
+/// Runs a grid unit: mean held-out RMSE over attributes for every (P, α) of the spec's grid on
+/// the unit's fold, from one eigendecomposition.
+pub(crate) fn run_grid(
+    run_dir: &Path,
+    spec: &JobSpec,
+    data: &Dataset,
+    unit: &ProbeUnit,
+) -> Result<Vec<GridRow>, UnitError> {
+    let key = unit.representation.key();
+    let n = data.len();
+    let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
+    let a = &spec.analysis.attribute_probe;
+    let folds = probe::kfold(n, a.folds, a.seed)?;
+    let fold = unit.folds.first().copied().unwrap_or(0);
+    let test = folds.get(fold).ok_or_else(|| {
+        UnitError::Invalid(format!("fold {fold} out of range (folds = {})", a.folds))
+    })?;
+    let train = probe::complement(n, test);
+    let j = data.attributes.len();
+    let cells = probe::hyper_grid(
+        &x,
+        n,
+        d,
+        &data.targets,
+        j,
+        &train,
+        test,
+        &a.grid_components,
+        &a.grid_alphas,
+        a.zscore,
+    )?;
+    Ok(cells
+        .into_iter()
+        .map(|c| GridRow {
+            representation: key.clone(),
+            fold: fold as u32,
+            components: c.components as u32,
+            n_components: c.n_components as u32,
+            alpha: c.alpha,
+            mean_rmse: c.mean_rmse,
+        })
+        .collect())
 }
 
 /// Assembles the N × D matrix of one representation from the capture files; every stimulus

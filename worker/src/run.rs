@@ -254,6 +254,12 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
                 common::table::write_probe_rows(f, &target, &rows)
             })?;
         }
+        UnitSpec::Grid(p) => {
+            let rows = crate::probe_unit::run_grid(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_grid_rows(f, &target, &rows)
+            })?;
+        }
     }
     let (sum, bytes) = common::fs::checksum_file(&target)?;
     Ok((rel, sum, bytes))

@@ -240,21 +240,14 @@ impl SlurmLauncher {
     }
 
     fn submit(&self, db: &mut StateDb, n: usize, now_ms: i64) -> anyhow::Result<()> {
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(self.max_array);
-            let mut array = format!("0-{}", k - 1);
-            if let Some(p) = self.parallelism {
-                array.push_str(&format!("%{p}"));
-            }
+        for (size, array) in array_specs(n, self.max_array, self.parallelism) {
             let out = run_cmd(
                 Command::new("sbatch").args(["--parsable", "--array", &array]).arg(&self.script),
             )?;
             let job = out.trim().split(';').next().unwrap_or("").to_string();
             anyhow::ensure!(!job.is_empty(), "sbatch printed no job id");
-            let tasks: Vec<String> = (0..k).map(|i| format!("{job}_{i}")).collect();
+            let tasks: Vec<String> = (0..size).map(|i| format!("{job}_{i}")).collect();
             db.slurm_tasks_submitted(&job, &tasks, now_ms)?;
-            left -= k;
         }
         Ok(())
     }
@@ -270,9 +263,38 @@ impl SlurmLauncher {
     }
 }
 
+/// `--array` values for `n` tasks: arrays of at most `max` tasks (indices below the cluster's
+/// `MaxArraySize`), each throttled to `%parallelism` when set.
+fn array_specs(n: usize, max: usize, parallelism: Option<u32>) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(max.max(1));
+        let throttle = parallelism.map(|p| format!("%{p}")).unwrap_or_default();
+        out.push((k, format!("0-{}{throttle}", k - 1)));
+        left -= k;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_split_under_max_array_size_and_are_throttled() {
+        assert_eq!(array_specs(5, 1000, None), [(5, "0-4".to_string())]);
+        assert_eq!(
+            array_specs(2500, 1000, Some(16)),
+            [
+                (1000, "0-999%16".to_string()),
+                (1000, "0-999%16".to_string()),
+                (500, "0-499%16".to_string())
+            ]
+        );
+        assert_eq!(array_specs(1, 1000, Some(4)), [(1, "0-0%4".to_string())]);
+        assert!(array_specs(0, 1000, None).is_empty());
+    }
 
     #[test]
     fn script_carries_the_slurm_table_and_no_secret() {
