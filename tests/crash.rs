@@ -169,7 +169,7 @@ fn external_worker_needs_the_token_and_can_finish_a_sweep() {
         !chosen.is_empty() && chosen.iter().all(|a| *a == 1.0 || *a == 100.0),
         "chosen α from the grid: {chosen:?}"
     );
-    assert_eq!(v["workers"][0]["state"], "alive", "the external worker is listed: {v}");
+    assert_eq!(v["workers"][0]["state"], "finished", "the external worker is listed, done: {v}");
 }
 
 #[test]

@@ -70,6 +70,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Refresh every 2 s until the run is complete or interrupted with Ctrl-C.
+        #[arg(long)]
+        watch: bool,
     },
     /// Re-merge a finished run's probe outputs into `report/`.
     Report {
@@ -207,12 +210,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { run_dir, json } => {
-            let status = crate::status::read(&RunLayout::new(&run_dir))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                crate::status::print(&status);
+        Command::Status { run_dir, json, watch } => {
+            let layout = RunLayout::new(&run_dir);
+            loop {
+                let status = crate::status::read(&layout)?;
+                if json {
+                    println!("{}", serde_json::to_string(&status)?);
+                } else {
+                    if watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        print!("\x1b[2J\x1b[H"); // clear the screen between refreshes
+                    }
+                    crate::status::print(&status);
+                }
+                if !watch || status.complete {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -496,6 +496,15 @@ impl StateDb {
         rows.collect()
     }
 
+    /// Units committed since `since` (for throughput and ETA).
+    pub(crate) fn committed_since(&self, since: Millis) -> rusqlite::Result<i64> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'committed' AND ts >= ?1",
+            [since],
+            |r| r.get(0),
+        )
+    }
+
     /// Records a free-standing event (launcher, signals, run end).
     pub(crate) fn log_event(
         &self,

@@ -217,8 +217,11 @@ fn resolve_launcher(db: &mut StateDb, opts: &RunOptions) -> anyhow::Result<Launc
     if recorded != Some(kind) {
         db.set_meta("launcher", kind.name(), now_ms())?;
     }
-    if let Some(n) = opts.workers {
-        db.set_meta("target_workers", &n.to_string(), now_ms())?;
+    let recorded_target = db.meta("target_workers")?;
+    match (opts.workers, recorded_target) {
+        (Some(n), _) => db.set_meta("target_workers", &n.to_string(), now_ms())?,
+        (None, None) => db.set_meta("target_workers", &default_workers().to_string(), now_ms())?,
+        (None, Some(_)) => {}
     }
     Ok(kind)
 }

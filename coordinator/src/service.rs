@@ -99,6 +99,15 @@ impl Coordinator for Service {
         let worker = req.into_inner().worker_id;
         let shared = &self.shared;
         if shared.draining.load(Ordering::SeqCst) {
+            shared
+                .db()
+                .worker_gone(
+                    &worker,
+                    "finished",
+                    "told to stop: coordinator shutting down",
+                    now_ms(),
+                )
+                .map_err(internal)?;
             return Ok(Response::new(pb::LeaseReply { outcome: Some(Outcome::Done(true)) }));
         }
         let now = now_ms();
@@ -127,6 +136,7 @@ impl Coordinator for Service {
                 if db.has_open_work().map_err(internal)? {
                     Outcome::WaitMs(500)
                 } else {
+                    db.worker_gone(&worker, "finished", "sweep done", now).map_err(internal)?;
                     Outcome::Done(true)
                 }
             }

@@ -17,6 +17,10 @@ pub(crate) struct Status {
     pub(crate) workers: Vec<WorkerStatus>,
     pub(crate) quarantined: Vec<(String, String)>,
     pub(crate) complete: bool,
+    /// Units committed per second over the last minute.
+    pub(crate) throughput_per_s: f64,
+    /// Seconds until every unit is committed at that rate (None when nothing moves).
+    pub(crate) eta_s: Option<f64>,
     pub(crate) launcher: Option<String>,
     pub(crate) target_workers: Option<String>,
     /// Ended Slurm tasks: id, state (TIMEOUT, CANCELLED, NODE_FAIL, …), reason.
@@ -56,6 +60,9 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
         .collect();
     let coordinator = std::fs::read_to_string(layout.coordinator_file()).ok();
     let complete = units.values().all(|c| c.committed == c.total());
+    let throughput_per_s = db.committed_since(now - 60_000)? as f64 / 60.0;
+    let left: u64 = units.values().map(|c| c.pending + c.leased).sum();
+    let eta_s = (throughput_per_s > 0.0 && left > 0).then(|| left as f64 / throughput_per_s);
     Ok(Status {
         run: layout.root().display().to_string(),
         coordinator,
@@ -63,6 +70,8 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
         workers,
         quarantined: db.quarantined()?,
         complete,
+        throughput_per_s,
+        eta_s,
         launcher: db.meta("launcher")?,
         target_workers: db.meta("target_workers")?,
         slurm_ended: db.slurm_tasks_ended()?,
@@ -84,6 +93,16 @@ pub(crate) fn print(s: &Status) {
             c.pending,
             c.quarantined
         );
+    }
+    match s.eta_s {
+        Some(eta) => println!(
+            "throughput {:.2} units/s over the last minute, ETA {:.0} s",
+            s.throughput_per_s, eta
+        ),
+        None if !s.complete => {
+            println!("throughput {:.2} units/s over the last minute", s.throughput_per_s)
+        }
+        None => {}
     }
     for w in &s.workers {
         println!(
