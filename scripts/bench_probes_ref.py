@@ -79,6 +79,77 @@ def run_sklearn(x, y, folds, b, sk_perms, sk_folds, p, alpha, seed):
     return sum(naive_fold_times) * scale, sum(shared_fold_times) * scale, obs_sum
 
 
+def run_himalaya_bench(args):
+    """Issue case (b): inner 5-fold per-target alpha selection + refit + predict per outer fold,
+    diffprobe (probe_fold, alpha_inner_folds = 5, full-rank P, no permutations) against himalaya
+    KernelRidgeCV(kernel='linear', fit_intercept=True, cv=<the same inner splits>) on the same
+    data and folds. Full-rank P makes PCA + ridge equal to centred linear kernel ridge."""
+    import himalaya
+    from himalaya.backend import set_backend
+    from himalaya.kernel_ridge import KernelRidgeCV
+    set_backend("numpy")
+    n, j, k, inner = args.n, args.j, args.k, args.inner_folds
+    alphas = np.logspace(args.alpha_lo, args.alpha_hi, args.n_alphas)
+    grid = ",".join(repr(float(a)) for a in alphas)
+    full_rank = str(n)  # P cap >= n_train: full rank
+    print(f"bench-probes --himalaya: N={n} J={j} outer K={k} x inner {inner} folds, "
+          f"{len(alphas)} alphas logspace({args.alpha_lo}, {args.alpha_hi}), full-rank P, no "
+          f"permutations; numpy {np.__version__}, himalaya {himalaya.__version__} (numpy "
+          f"backend, float64); BLAS threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')} "
+          f"OPENBLAS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; diffprobe "
+          f"single-threaded (Par::Seq)")
+    with tempfile.TemporaryDirectory(prefix="bench-probes-", dir=args.tmpdir) as tmp:
+        for d in args.d:
+            x32, y = make_data(n, d, j, args.seed + d)
+            xpath, ypath = os.path.join(tmp, f"x{d}.f32"), os.path.join(tmp, f"y{d}.f64")
+            x32.astype("<f4").tofile(xpath)
+            y.astype("<f8").tofile(ypath)
+            timed = args.timed_folds or k
+            out = subprocess.run(
+                [args.bench_bin, xpath, ypath, str(n), str(d), str(j), str(k), "0", grid,
+                 str(inner), full_rank, str(timed)],
+                check=True, capture_output=True, text=True).stdout
+            fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
+            t_rust = float(fields["diffprobe_seconds"])
+            rust_fold_t = [float(v) for v in fields["diffprobe_fold_seconds"].split()]
+            with open(xpath + ".folds") as f:
+                folds = [np.array([int(v) for v in line.split()]) for line in f if line.strip()]
+            with open(xpath + ".inner") as f:
+                inner_all = [np.array([int(v) for v in line.split()]) for line in f if line.strip()]
+            pred0 = np.fromfile(xpath + ".pred0", dtype="<f8").reshape(len(folds[0]), j)
+            alpha0 = np.loadtxt(xpath + ".alpha0")
+            x = x32.astype(np.float64)
+            del x32
+            hima_fold_t, max_diff, alpha_agree = [], None, None
+            for f in range(timed):
+                test = folds[f]
+                train = np.setdiff1d(np.arange(n), test)
+                pos = {s: q for q, s in enumerate(train)}
+                splits = []
+                for v in inner_all[f * inner:(f + 1) * inner]:
+                    val = np.array([pos[s] for s in v])
+                    splits.append((np.setdiff1d(np.arange(len(train)), val), val))
+                t0 = time.perf_counter()
+                model = KernelRidgeCV(alphas=alphas, kernel="linear", fit_intercept=True,
+                                      cv=splits, warn=False)
+                pred = model.fit(x[train], y[train]).predict(x[test])
+                hima_fold_t.append(time.perf_counter() - t0)
+                if f == 0:
+                    max_diff = float(np.abs(pred - pred0).max())
+                    alpha_agree = int(np.isclose(model.best_alphas_, alpha0, rtol=1e-9).sum())
+                del model, pred
+                print(f"  D={d} fold {f}: diffprobe {rust_fold_t[f]:.2f} s, himalaya "
+                      f"{hima_fold_t[-1]:.2f} s", flush=True)
+            t_hima = sum(hima_fold_t)
+            part = f" ({timed} of {k} outer folds timed)" if timed < k else ""
+            print(f"\nD={d}{part}: diffprobe {t_rust:.2f} s, himalaya KernelRidgeCV "
+                  f"{t_hima:.2f} s -> ratio himalaya/diffprobe {t_hima / t_rust:.2f}x")
+            print(f"  fold 0 check: chosen alpha equal for {alpha_agree}/{j} targets, max |pred "
+                  f"diff| = {max_diff:.3e}")
+            sys.stdout.flush()
+            del x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench-bin", required=True, help="path of diffprobe's bench example")
@@ -92,7 +163,18 @@ def main():
     ap.add_argument("--sk-folds", type=int, default=None,
                     help="folds timed on the sklearn side (default: all for D <= 4096, else 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--himalaya", action="store_true",
+                    help="issue case (b): inner K-fold alpha selection vs himalaya KernelRidgeCV")
+    ap.add_argument("--inner-folds", type=int, default=5)
+    ap.add_argument("--n-alphas", type=int, default=10)
+    ap.add_argument("--alpha-lo", type=float, default=0.0, help="log10 of the smallest alpha")
+    ap.add_argument("--alpha-hi", type=float, default=9.0, help="log10 of the largest alpha")
+    ap.add_argument("--timed-folds", type=int, default=None,
+                    help="(--himalaya) time only the first outer folds (default all K)")
+    ap.add_argument("--tmpdir", default=None)
     args = ap.parse_args()
+    if args.himalaya:
+        return run_himalaya_bench(args)
     p, alpha = 120, 150.0
     print(f"bench-probes: N={args.n} J={args.j} K={args.k} B={args.b} P={p} alpha={alpha}; "
           f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "

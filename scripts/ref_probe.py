@@ -24,6 +24,13 @@ KernelRidgeCV(kernel='linear', fit_intercept=True, cv=KFold(n_train)), i.e. leav
 on the same scores
 (numpy backend, float64): its LOO refits the ridge (and intercept) without each row.
 
+"kfold_cases" (per-attribute alpha by inner K-fold CV; only with himalaya installed): explicit
+inner validation folds (sklearn KFold(k, shuffle=True) over the training rows, stored as
+stimulus indices), himalaya KernelRidgeCV(alphas, kernel='linear', fit_intercept=True,
+cv=those splits) fitted on the raw training features when P is full rank (PCA + ridge is then
+centred linear kernel ridge, refitted per inner fold), or on the training PCA scores for a
+truncated P; stores its chosen alphas, best mean CV scores and test predictions.
+
 "grid_cases" (the P x alpha report): mean test RMSE over targets of PCA(P) + Ridge(alpha)
 for each cell of a small grid.
 """
@@ -56,6 +63,17 @@ ALPHA_CASES = [
     ("loo_primal", 90, 25, 4, 15, 20, [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4], False),
     ("loo_kernel_max_p", 70, 150, 3, 10, 'max', [0.1, 10.0, 150.0, 1e3, 1e5], False),
     ("loo_zscore", 80, 40, 3, 12, 30, [1.0, 30.0, 150.0, 1e3], True),
+]
+
+# Inner K-fold alpha selection vs himalaya KernelRidgeCV with explicit, identical inner splits.
+# name, n, d, j, n_test, P ("max" = full rank), alphas, inner folds, himalaya input
+#   "x": KernelRidgeCV(kernel="linear") on the raw features (full-rank P only: PCA is then a
+#        rotation and PCA + ridge = centred linear kernel ridge, refitted per inner fold)
+#   "z": KernelRidgeCV on the training PCA scores (truncated P: the fixed-basis semantics)
+KFOLD_CASES = [
+    ("kfold_kernel_full_rank", 83, 160, 4, 12, 'max', list(np.logspace(-1, 5, 7)), 5, "x"),
+    ("kfold_primal_full_rank", 120, 30, 3, 17, 'max', list(np.logspace(-2, 4, 7)), 5, "x"),
+    ("kfold_kernel_p20", 90, 140, 3, 13, 20, [0.1, 10.0, 150.0, 1e3, 1e5], 4, "z"),
 ]
 
 # name, n, d, j, n_test, P grid, alpha grid
@@ -120,6 +138,38 @@ def make_alpha_case(seed, name, n, d, j, n_test, p, alphas, zscore):
     case["himalaya_chosen_alphas"] = np.asarray(kr.best_alphas_, dtype=np.float64).tolist()
     case["himalaya_predictions"] = np.asarray(kr.predict(z_test), dtype=np.float64).ravel().tolist()
     return case
+
+
+def make_kfold_case(seed, name, n, d, j, n_test, p, alphas, k, on):
+    from himalaya.backend import set_backend
+    from himalaya.kernel_ridge import KernelRidgeCV
+    set_backend("numpy")
+    rng = np.random.default_rng(seed)
+    x, y = make_data(rng, n, d, j)
+    train, test = split(rng, n, n_test)
+    requested = len(train) - 1 if p == 'max' else p
+    n_comp = min(requested, len(train) - 1, d)
+    # Inner validation folds as positions in train (for himalaya) and stimuli (for diffprobe).
+    splits = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(train))
+    if on == "x":
+        assert n_comp == min(len(train) - 1, d), "the 'x' comparison needs full-rank P"
+        a_train, a_test = x[train], x[test]
+    else:
+        a_train, a_test = pca_scores(x, train, test, n_comp, False)
+    kr = KernelRidgeCV(alphas=np.asarray(alphas, dtype=np.float64), kernel="linear",
+                       fit_intercept=True, cv=splits, warn=False)
+    kr.fit(a_train.astype(np.float64), y[train].astype(np.float64))
+    return {
+        "name": name, "n": n, "d": d, "j": j,
+        "x": x.ravel().tolist(), "y": y.ravel().tolist(),
+        "train": train.tolist(), "test": test.tolist(),
+        "requested_components": requested, "n_components": n_comp,
+        "alphas": [float(a) for a in alphas], "himalaya_input": on,
+        "inner_folds": [np.sort(train[val]).tolist() for _, val in splits],
+        "himalaya_chosen_alphas": np.asarray(kr.best_alphas_, dtype=np.float64).tolist(),
+        "himalaya_cv_scores": np.asarray(kr.cv_scores_, dtype=np.float64).ravel().tolist(),
+        "himalaya_predictions": np.asarray(kr.predict(a_test), dtype=np.float64).ravel().tolist(),
+    }
 
 
 def make_grid_case(seed, name, n, d, j, n_test, components, alphas):
@@ -195,6 +245,8 @@ def main():
         himalaya_version = himalaya.__version__
     except ImportError:
         himalaya_version = None
+    kfold_cases = ([make_kfold_case(4000 + i, *c) for i, c in enumerate(KFOLD_CASES)]
+                   if himalaya_version else [])
     out = {
         "generator": "scripts/ref_probe.py",
         "sklearn_version": sklearn.__version__,
@@ -203,11 +255,13 @@ def main():
         "cases": cases,
         "alpha_cases": alpha_cases,
         "grid_cases": grid_cases,
+        "kfold_cases": kfold_cases,
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)
     print(f"wrote {len(cases)} cases, {len(alpha_cases)} alpha cases "
-          f"(himalaya: {himalaya_version}), {len(grid_cases)} grid cases to {sys.argv[1]}")
+          f"(himalaya: {himalaya_version}), {len(grid_cases)} grid cases, "
+          f"{len(kfold_cases)} inner K-fold cases to {sys.argv[1]}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
 #    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
+# 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
+#    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,7 +32,7 @@ rm -rf target/demo-check
 start=$(date +%s)
 ./target/release/diffprobe run jobs/demo.toml --set job.output_dir=target/demo-check
 elapsed=$(( $(date +%s) - start ))
-for f in rmse.parquet significance.parquet summary.parquet report.md; do
+for f in rmse.parquet significance.parquet summary.parquet report.md report.html; do
     test -s "target/demo-check/demo/report/$f" || { echo "test: demo report lacks $f" >&2; exit 1; }
 done
 .venv/bin/python - <<'PY'
@@ -42,4 +44,8 @@ assert best.pct_significant == 100.0 and best.mean_relative_reduction > 0.1, bes
 print(f"test: demo ok: best representation {best.representation}, mean RMSE {best.mean_rmse:.4f}")
 PY
 echo "test: demo took ${elapsed} s"
-echo "tests: $((cargo_passed + 1)) passed, 0 failed"
+
+echo "test: report.html in headless Chromium"
+./scripts/check-report-html.sh target/demo-check/demo/report/report.html target/report-screenshot.png
+
+echo "tests: $((cargo_passed + 2)) passed, 0 failed"

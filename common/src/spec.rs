@@ -215,6 +215,10 @@ pub struct AttributeProbeSection {
     /// leave-one-out on the training rows (replacing `alpha`), and reported.
     #[serde(default)]
     pub alphas: Vec<f64>,
+    /// How α is chosen from `alphas`: 0 = exact leave-one-out (default), k ≥ 2 = k-fold inner
+    /// cross-validation over the training rows (seeded).
+    #[serde(default)]
+    pub alpha_inner_folds: usize,
     /// The hyper-parameter grid report (paper Fig. 5): PCA sizes P to try on fold 0, with
     /// `grid_alphas`; both empty (default) = no grid.
     #[serde(default)]
@@ -373,6 +377,7 @@ impl Default for AttributeProbeSection {
             components: default_components(),
             alpha: default_alpha(),
             alphas: Vec::new(),
+            alpha_inner_folds: 0,
             grid_components: Vec::new(),
             grid_alphas: Vec::new(),
             permutations: default_permutations(),
@@ -560,6 +565,12 @@ impl JobSpec {
             return err(
                 "analysis.attribute_probe.grid_alphas",
                 format!("expected positive numbers, found {bad}"),
+            );
+        }
+        if p.alpha_inner_folds == 1 {
+            return err(
+                "analysis.attribute_probe.alpha_inner_folds",
+                "expected 0 (leave-one-out) or at least 2, found 1".into(),
             );
         }
         if p.grid_components.contains(&0) {

@@ -40,6 +40,12 @@ pub(crate) type WorkerRow = (String, String, u32, String, Millis);
 /// An event row: sequence number, time, kind, unit, worker, detail.
 pub(crate) type EventRow = (i64, Millis, String, Option<String>, Option<String>, String);
 
+/// A unit row: id, kind, state, attempts, error (empty if none), descriptor JSON.
+pub(crate) type UnitRow = (String, String, String, u32, String, String);
+
+/// A failed attempt: unit, attempt, worker, outcome (`failed`, `expired`), error.
+pub(crate) type FailedAttempt = (String, u32, String, String, String);
+
 /// Unit counts by state for one kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Counts {
@@ -470,6 +476,46 @@ impl StateDb {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
+    }
+
+    /// Every unit in plan order: id, kind, state, attempts, error and descriptor (JSON).
+    pub(crate) fn unit_rows(&self) -> rusqlite::Result<Vec<UnitRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, state, attempts, COALESCE(error, ''), descriptor FROM units ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Attempts that ended in a failure or an expired lease, oldest first: unit, attempt,
+    /// worker, outcome, error.
+    pub(crate) fn failed_attempts(&self) -> rusqlite::Result<Vec<FailedAttempt>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT unit, attempt, worker, outcome, COALESCE(error, '') FROM attempts
+             WHERE outcome IN ('failed', 'expired') ORDER BY started, unit, attempt",
+        )?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+        rows.collect()
+    }
+
+    /// Attempts ever leased.
+    pub(crate) fn attempt_count(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+    }
+
+    /// Coordinator sessions (1 + the number of resumes) and the wall time from the first
+    /// `coordinator_started` to the last `committed` event, in milliseconds.
+    pub(crate) fn wall_time(&self) -> rusqlite::Result<(i64, Option<Millis>)> {
+        self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM events WHERE kind = 'coordinator_started'),
+                    (SELECT MAX(ts) FROM events WHERE kind = 'committed')
+                  - (SELECT MIN(ts) FROM events WHERE kind = 'coordinator_started')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Workers with their state and last heartbeat.

@@ -6,6 +6,7 @@
 
 mod cli;
 mod db;
+mod html;
 mod launcher;
 mod lease;
 mod merge;

@@ -1,4 +1,5 @@
-//! Merge: reduce the committed probe rows into the report tables and `report.md`.
+//! Merge: reduce the committed probe rows into the report tables, `report.md` and
+//! `report.html` (`crate::html`).
 //!
 //! * `rmse.parquet` — per (representation, attribute): RMSE per fold and mean ± SE over folds,
 //!   the baseline (training-mean) RMSE and relative reduction, out-of-fold Pearson r.
@@ -139,7 +140,7 @@ fn entanglement(set: &[&Cell], truth: &Truth) -> (f64, f64) {
 }
 
 /// The per-pair correlation table of one representation: (attribute a, attribute b, human r, model r).
-fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f64, f64)> {
+pub(crate) fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f64, f64)> {
     let j = set.len();
     let rows: Vec<usize> =
         (0..truth.n).filter(|&i| set.iter().all(|c| c.predicted[i].is_finite())).collect();
@@ -392,6 +393,17 @@ pub(crate) fn write_report(
     }
     let md = crate::report::markdown(spec, data, &cells, &summary, &grid, &db.quarantined()?);
     common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let facts = crate::html::Facts::read(db)?;
+    let html = crate::html::render(&crate::html::Input {
+        spec,
+        data,
+        cells: &cells,
+        summary: &summary,
+        grid: &grid,
+        truth: &truth,
+        facts: &facts,
+    });
+    common::fs::write_bytes_atomic(&dir.join("report.html"), html.as_bytes())?;
     Ok(())
 }
 

@@ -98,6 +98,14 @@ pub enum ProbeError {
         /// Which grid (`"alpha"` or `"components"`).
         what: &'static str,
     },
+    /// An inner cross-validation fold of [`crate::select_alpha_kfold`] is unusable.
+    #[error("inner fold {fold} {problem}")]
+    InvalidInnerFold {
+        /// Position of the inner fold in the list given.
+        fold: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The symmetric eigensolver did not converge.
     #[error("eigendecomposition did not converge in fold {fold}")]
     Eigen {

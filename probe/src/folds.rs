@@ -35,6 +35,34 @@ pub fn kfold(n: usize, k: usize, seed: u64) -> Result<Vec<Vec<usize>>, ProbeErro
     Ok(folds)
 }
 
+/// The seeded inner K-fold split of a training set: the validation folds that
+/// [`crate::probe_fold`] uses to choose α when `cfg.alpha_inner_folds = k > 0`, for outer fold
+/// `fold` and seed `seed` (= `cfg.seed`).
+///
+/// The positions `0..train.len()` are split by [`kfold`]`(train.len(), k, s)` with
+/// `s` a fixed mix of `(seed, fold)` (its own stream, distinct from the outer split's), and
+/// mapped back to stimuli: fold `f` is `{train[q] : q in that fold}`, sorted. The folds
+/// partition `train`; pass them to [`crate::select_alpha_kfold`] to reproduce the choice.
+///
+/// # Errors
+/// [`ProbeError::InvalidFolds`] unless `2 ≤ k ≤ train.len()`.
+pub fn inner_kfold(
+    train: &[usize],
+    k: usize,
+    seed: u64,
+    fold: usize,
+) -> Result<Vec<Vec<usize>>, ProbeError> {
+    let positions = kfold(train.len(), k, rng::inner_kfold_seed(seed, fold))?;
+    Ok(positions
+        .into_iter()
+        .map(|f| {
+            let mut stimuli: Vec<usize> = f.into_iter().map(|q| train[q]).collect();
+            stimuli.sort_unstable();
+            stimuli
+        })
+        .collect())
+}
+
 /// The indices in `0..n` that are not in `test`, ascending: the training set of a fold.
 ///
 /// Indices in `test` that are `≥ n` are ignored.

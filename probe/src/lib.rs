@@ -1,7 +1,8 @@
 //! Attribute probes (science.md B1): per fold, PCA + ridge from a representation to human
 //! ratings, with a permutation test per attribute, plus the statistics the report pools them
 //! with (Pearson r, Benjamini–Hochberg q-values, a fold-pooled p-value, representation spread);
-//! the per-attribute α by exact leave-one-out and the P × α grid report (module `tuning`); and
+//! the per-attribute α by exact leave-one-out or inner K-fold cross-validation and the P × α
+//! grid report (module `tuning`); and
 //! the two entanglement measures (module `entangle`).
 //!
 //! **Invariants:** results are a pure function of the inputs and [`ProbeConfig`]: every linear
@@ -30,9 +31,9 @@ use faer::Mat;
 
 pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
-pub use crate::folds::{complement, kfold};
+pub use crate::folds::{complement, inner_kfold, kfold};
 pub use crate::stats::{bh_qvalues, feature_spread, pearson, pooled_p_value};
-pub use crate::tuning::{hyper_grid, select_alpha, AlphaChoice, GridCell};
+pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
 
 use crate::ridge::Decomposition;
 
@@ -64,6 +65,13 @@ pub struct ProbeConfig {
     /// observed targets, which makes the test slightly anti-conservative because the selection
     /// has seen the observed training targets.
     pub reselect_alpha_in_permutations: bool,
+    /// How α is chosen from a non-empty [`alpha_grid`](Self::alpha_grid): 0 (the default) by
+    /// exact leave-one-out ([`select_alpha`]); `k ≥ 2` by inner K-fold cross-validation on the
+    /// training rows ([`select_alpha_kfold`]) over the seeded split
+    /// [`inner_kfold`]`(train, k, seed, fold)`, the choice minimising the mean over the `k`
+    /// inner folds of the held-out MSE (himalaya's `KernelRidgeCV(cv=k)` rule). 1 or more than
+    /// `n_train` is an error ([`ProbeError::InvalidFolds`]).
+    pub alpha_inner_folds: usize,
 }
 
 impl Default for ProbeConfig {
@@ -77,6 +85,7 @@ impl Default for ProbeConfig {
             zscore: false,
             alpha_grid: Vec::new(),
             reselect_alpha_in_permutations: false,
+            alpha_inner_folds: 0,
         }
     }
 }
@@ -146,7 +155,9 @@ pub struct FoldResult {
 /// With a non-empty `cfg.alpha_grid`, each attribute gets its own α, chosen by exact
 /// leave-one-out on the training rows as in [`select_alpha`] (reported in
 /// [`FoldResult::alpha`]); its permutations are refitted with that α unless
-/// `cfg.reselect_alpha_in_permutations` chooses α again for each permuted column.
+/// `cfg.reselect_alpha_in_permutations` chooses α again for each permuted column. With
+/// `cfg.alpha_inner_folds = k > 0` the choice is by inner K-fold cross-validation instead, as in
+/// [`select_alpha_kfold`] with the folds [`inner_kfold`]`(train, k, cfg.seed, fold)`.
 ///
 /// Constant features are not an error: with no usable component the probe predicts the
 /// training mean, `n_components` is 0 and every p-value is 1. Fewer stimuli than components
@@ -180,6 +191,13 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold)?;
     let p_used = decomposition.rank().min(p_max);
     let grid = &cfg.alpha_grid;
+    // Inner validation folds as positions in `train` (K-fold α selection), or `None` for LOO.
+    let inner = if !grid.is_empty() && cfg.alpha_inner_folds > 0 {
+        let positions: Vec<usize> = (0..train.len()).collect();
+        Some(folds::inner_kfold(&positions, cfg.alpha_inner_folds, cfg.seed, fold)?)
+    } else {
+        None
+    };
     let projection =
         if grid.is_empty() { Some(decomposition.projection(p_used, cfg.alpha)) } else { None };
 
@@ -198,6 +216,20 @@ pub fn probe_fold<T: Copy + Into<f64>>(
             (pool, slot_train, slot_test, None)
         }
     };
+
+    // The α of the observed targets, chosen for all attributes at once (one pass over the
+    // decomposition serves every column); with reselection it is chosen per attribute below.
+    let observed_alphas: Option<Vec<f64>> =
+        if !grid.is_empty() && !cfg.reselect_alpha_in_permutations {
+            let targets = tuning::centred_targets(y, j, train);
+            let err = match &inner {
+                Some(folds) => decomposition.kfold_mse(p_used, targets.as_ref(), grid, folds),
+                None => decomposition.loo_mse(p_used, targets.as_ref(), grid),
+            };
+            Some((0..j).map(|c| grid[tuning::first_min(err.col(c).iter())]).collect())
+        } else {
+            None
+        };
 
     let b = cfg.n_permutations;
     let mut results = Vec::with_capacity(j);
@@ -237,10 +269,17 @@ pub fn probe_fold<T: Copy + Into<f64>>(
         }
         let (alpha, fitted) = match &projection {
             Some(projection) => (cfg.alpha, projection.apply(train_targets.as_ref())),
+            None if observed_alphas.is_some() => {
+                let alpha = observed_alphas.as_ref().map_or(cfg.alpha, |a| a[attribute]);
+                (alpha, decomposition.projection(p_used, alpha).apply(train_targets.as_ref()))
+            }
             None => {
                 let columns = if cfg.reselect_alpha_in_permutations { b + 1 } else { 1 };
                 let targets = train_targets.subcols(0, columns);
-                let loo = decomposition.loo_mse(p_used, targets, grid);
+                let loo = match &inner {
+                    Some(folds) => decomposition.kfold_mse(p_used, targets, grid, folds),
+                    None => decomposition.loo_mse(p_used, targets, grid),
+                };
                 let chosen: Vec<f64> =
                     (0..columns).map(|c| grid[tuning::first_min(loo.col(c).iter())]).collect();
                 let fitted = if cfg.reselect_alpha_in_permutations {
@@ -369,30 +408,58 @@ pub(crate) fn prepare<T: Copy + Into<f64>>(
         }
     }
 
-    let at = |row: usize, col: usize| -> f64 { x[row * d + col].into() };
-    let mut shift = vec![0.0; d];
+    // Row-wise passes (cache-friendly for row-major `x`); each column's sums add the training
+    // rows in the order given, as a per-column sum would.
+    let row = |r: usize| &x[r * d..(r + 1) * d];
+    let first: Vec<f64> = row(train[0]).iter().map(|&v| v.into()).collect();
+    let mut constant = vec![true; d];
+    let mut sum = vec![-0.0_f64; d];
+    for &r in train {
+        for (c, &v) in row(r).iter().enumerate() {
+            let v: f64 = v.into();
+            constant[c] &= v == first[c];
+            sum[c] += v;
+        }
+    }
+    let mut shift: Vec<f64> = sum.iter().map(|s| s / train.len() as f64).collect();
     let mut scale = vec![1.0; d];
+    if zscore {
+        let mut ss = vec![-0.0_f64; d];
+        for &r in train {
+            for (c, &v) in row(r).iter().enumerate() {
+                let v: f64 = v.into();
+                ss[c] += (v - shift[c]).powi(2);
+            }
+        }
+        for c in 0..d {
+            scale[c] = 1.0 / (ss[c] / train.len() as f64).sqrt();
+        }
+    }
     for c in 0..d {
-        let first = at(train[0], c);
-        if train.iter().all(|&r| at(r, c) == first) {
+        if constant[c] {
             // Exactly constant on the training rows: centre exactly (the mean of equal values
             // can be off by an ulp) and, when z-scoring, zero the column out.
-            shift[c] = first;
+            shift[c] = first[c];
             if zscore {
                 scale[c] = 0.0;
             }
-            continue;
-        }
-        let mean = train.iter().map(|&r| at(r, c)).sum::<f64>() / train.len() as f64;
-        shift[c] = mean;
-        if zscore {
-            let var =
-                train.iter().map(|&r| (at(r, c) - mean).powi(2)).sum::<f64>() / train.len() as f64;
-            scale[c] = 1.0 / var.sqrt();
         }
     }
     let build = |rows: &[usize]| {
-        Mat::<f64>::from_fn(rows.len(), d, |i, c| (at(rows[i], c) - shift[c]) * scale[c])
+        // Column blocks: contiguous reads of `x`, sequential writes down each column.
+        const BLOCK: usize = 64;
+        let mut out = Mat::<f64>::zeros(rows.len(), d);
+        for c0 in (0..d).step_by(BLOCK) {
+            let c1 = (c0 + BLOCK).min(d);
+            for (i, &r) in rows.iter().enumerate() {
+                for (c, &v) in row(r)[c0..c1].iter().enumerate() {
+                    let c = c0 + c;
+                    let v: f64 = v.into();
+                    out[(i, c)] = (v - shift[c]) * scale[c];
+                }
+            }
+        }
+        out
     };
     Ok((build(train), build(test)))
 }

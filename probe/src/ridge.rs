@@ -12,7 +12,8 @@
 //! `h_ii = 1/n + Σ_p z_ip² / (λ_p + α)` and the leave-one-out residual is `r_i / (1 − h_ii)`,
 //! `r_i` the residual of the fit on all training rows. This is the "efficient LOO" of
 //! scikit-learn's `RidgeCV(cv=None)` on the PCA scores: the PCA basis stays the one fitted on all
-//! training rows (it is not refitted without row `i`).
+//! training rows (it is not refitted without row `i`). Inner K-fold errors
+//! ([`Decomposition::kfold_mse`]) use the group form of the same identity, `e_G = (I − H)_GG⁻¹ r_G`.
 //!
 //! **Invariant:** every faer call runs with `Par::Seq`, so results are bit-identical whatever
 //! the number of threads; components whose eigenvalue is at or below
@@ -54,8 +55,7 @@ impl Decomposition {
         }
         if d <= n {
             // Primal: XᵀX = V Λ Vᵀ, Z = X V.
-            let mut gram = Mat::<f64>::zeros(d, d);
-            matmul(gram.as_mut(), Accum::Replace, xtr.transpose(), xtr, 1.0, Par::Seq);
+            let gram = lower_gram(xtr.transpose());
             let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
             let keep = retained(&values, p_max, n.max(d));
             if keep.is_empty() {
@@ -70,8 +70,7 @@ impl Decomposition {
             Ok(Self { z_train, z_test, lambda })
         } else {
             // Kernel: XXᵀ = U Λ Uᵀ, Z_train = U S, Z_test = X_test Xᵀ U S⁻¹.
-            let mut gram = Mat::<f64>::zeros(n, n);
-            matmul(gram.as_mut(), Accum::Replace, xtr, xtr.transpose(), 1.0, Par::Seq);
+            let gram = lower_gram(xtr);
             let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
             let keep = retained(&values, p_max, n.max(d));
             if keep.is_empty() {
@@ -145,6 +144,87 @@ impl Decomposition {
                     .sum();
                 let mse = sse / n as f64;
                 out[(a, c)] = if mse.is_finite() { mse } else { f64::INFINITY };
+            }
+        }
+        out
+    }
+
+    /// Inner K-fold cross-validation errors of ridge on the first `p` components (`p ≤ rank`),
+    /// `alphas.len() × m`, for `m` centred training target columns `targets` (`n_train × m`).
+    ///
+    /// `folds` are validation sets given as row positions in `0..n_train` (disjoint, non-empty,
+    /// not all rows: checked by the caller). Entry `(a, c)` is the mean over folds of the
+    /// per-fold mean squared error on the held-out rows of the ridge (with unpenalised
+    /// intercept) refitted on the other rows of the fixed scores, computed exactly by the group
+    /// deletion identity `e_G = (I − H)_GG⁻¹ r_G` (`H` the hat matrix of the fit on all rows,
+    /// `r` its residuals). `I − H = Q + U diag(α/(λ+α)) Uᵀ` with `U = Z Λ^{-1/2}` and
+    /// `Q = I − 11ᵀ/n − UUᵀ` is formed without the cancellation of `I − H` at small α. A fold
+    /// whose `(I − H)_GG` is not positive definite (α = 0 with an interpolating fit) gives `+∞`.
+    pub(crate) fn kfold_mse(
+        &self,
+        p: usize,
+        targets: MatRef<'_, f64>,
+        alphas: &[f64],
+        folds: &[Vec<usize>],
+    ) -> Mat<f64> {
+        assert!(p <= self.rank(), "kfold_mse: {p} components requested, {} retained", self.rank());
+        let (n, m) = (targets.nrows(), targets.ncols());
+        let inv_sqrt: Vec<f64> = self.lambda[..p].iter().map(|l| 1.0 / l.sqrt()).collect();
+        let u = Mat::<f64>::from_fn(n, p, |i, k| self.z_train[(i, k)] * inv_sqrt[k]);
+        // Uᵀy and Qy = y − U Uᵀ y (y is centred, so the 11ᵀ/n part vanishes).
+        let mut uty = Mat::<f64>::zeros(p, m);
+        let mut qy = targets.to_owned();
+        if p > 0 {
+            matmul(uty.as_mut(), Accum::Replace, u.transpose(), targets, 1.0, Par::Seq);
+            matmul(qy.as_mut(), Accum::Add, u.as_ref(), uty.as_ref(), -1.0, Par::Seq);
+        }
+        let mut out = Mat::<f64>::zeros(alphas.len(), m);
+        let weight = 1.0 / folds.len() as f64;
+        for fold in folds {
+            let g = fold.len();
+            let ug = Mat::<f64>::from_fn(g, p, |r, k| u[(fold[r], k)]);
+            // Q_GG = I − 1/n − U_G U_Gᵀ (lower half is what the Cholesky reads).
+            let mut q = Mat::<f64>::from_fn(g, g, |a, b| f64::from(a == b) - 1.0 / n as f64);
+            if p > 0 {
+                matmul(q.as_mut(), Accum::Add, ug.as_ref(), ug.transpose(), -1.0, Par::Seq);
+            }
+            let qy_g = Mat::<f64>::from_fn(g, m, |r, c| qy[(fold[r], c)]);
+            let mut ugt = Mat::<f64>::zeros(g, p);
+            for (a, &alpha) in alphas.iter().enumerate() {
+                for k in 0..p {
+                    let t = alpha / (self.lambda[k] + alpha);
+                    for r in 0..g {
+                        ugt[(r, k)] = ug[(r, k)] * t;
+                    }
+                }
+                let mut system = q.clone();
+                let mut resid = qy_g.clone();
+                if p > 0 {
+                    matmul(
+                        system.as_mut(),
+                        Accum::Add,
+                        ugt.as_ref(),
+                        ug.transpose(),
+                        1.0,
+                        Par::Seq,
+                    );
+                    matmul(resid.as_mut(), Accum::Add, ugt.as_ref(), uty.as_ref(), 1.0, Par::Seq);
+                }
+                if !cholesky_solve(system.as_mut(), resid.as_mut()) {
+                    for c in 0..m {
+                        out[(a, c)] = f64::INFINITY;
+                    }
+                    continue;
+                }
+                for c in 0..m {
+                    let sse: f64 = resid.col_as_slice(c).iter().map(|e| e * e).sum();
+                    out[(a, c)] += weight * sse / g as f64;
+                }
+            }
+        }
+        for v in out.col_iter_mut().flat_map(|c| c.iter_mut()) {
+            if !v.is_finite() {
+                *v = f64::INFINITY;
             }
         }
         out
@@ -236,6 +316,51 @@ fn retained(values: &[f64], p_max: usize, dim: usize) -> Vec<usize> {
     order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
     order.truncate(p_max);
     order
+}
+
+/// The lower half (diagonal included) of `a aᵀ`, the upper half left at zero: half the work
+/// of a full product, and all that [`sym_eigen`] reads.
+fn lower_gram(a: MatRef<'_, f64>) -> Mat<f64> {
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    let n = a.nrows();
+    let mut gram = Mat::<f64>::zeros(n, n);
+    tri_matmul(
+        gram.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
+    gram
+}
+
+/// Solves `A x = b` in place for a symmetric positive definite `A` (lower half read, overwritten
+/// by its Cholesky factor), sequentially; `false` if `A` is not numerically positive definite.
+fn cholesky_solve(mut a: faer::MatMut<'_, f64>, rhs: faer::MatMut<'_, f64>) -> bool {
+    use faer::linalg::cholesky::llt;
+    let n = a.nrows();
+    let mut buf = MemBuffer::new(
+        llt::factor::cholesky_in_place_scratch::<f64>(n, Par::Seq, Default::default())
+            .or(llt::solve::solve_in_place_scratch::<f64>(n, rhs.ncols(), Par::Seq)),
+    );
+    let stack = MemStack::new(&mut buf);
+    if llt::factor::cholesky_in_place(
+        a.as_mut(),
+        Default::default(),
+        Par::Seq,
+        stack,
+        Default::default(),
+    )
+    .is_err()
+    {
+        return false;
+    }
+    llt::solve::solve_in_place_with_conj(a.as_ref(), faer::Conj::No, rhs, Par::Seq, stack);
+    true
 }
 
 /// Eigendecomposition of a symmetric matrix (lower half read), sequentially; `None` if the

@@ -29,6 +29,14 @@ fn seed_of(tag: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(mix(tag), |h, &p| mix(h ^ mix(p)))
 }
 
+/// Domain tag of the inner cross-validation splits.
+const TAG_INNER_KFOLD: u64 = 0x696e_6e65_7266_0004;
+
+/// The seed of the inner K-fold split of outer fold `fold` (fed to [`kfold_rng`] via `kfold`).
+pub(crate) fn inner_kfold_seed(seed: u64, fold: usize) -> u64 {
+    seed_of(TAG_INNER_KFOLD, &[seed, fold as u64])
+}
+
 /// The generator that assigns stimuli to folds for `seed`.
 pub(crate) fn kfold_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed_of(TAG_KFOLD, &[seed]))

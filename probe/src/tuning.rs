@@ -80,6 +80,110 @@ pub fn select_alpha<T: Copy + Into<f64>>(
     })
 }
 
+/// Chooses α per attribute by inner K-fold cross-validation on the training rows.
+///
+/// The fit is that of [`crate::probe_fold`] (centring, optional `cfg.zscore`, PCA with
+/// `min(cfg.n_components, n_train − 1, d, rank)` components, ridge with unpenalised intercept)
+/// on the rows `train`. `inner_folds` are the validation sets, as **stimulus indices** (like
+/// `train`, into `0..n`): each non-empty, a subset of `train`, disjoint from the others, and
+/// leaving at least one training row; they need not cover `train` ([`crate::inner_kfold`] gives
+/// the seeded partition `probe_fold` uses). For each candidate α and inner fold, the ridge and
+/// its intercept are refitted on the training rows outside the fold and scored by the mean
+/// squared error on the fold; [`AlphaChoice::loo_mse`] then holds, per attribute and
+/// candidate, the **mean over inner folds of the per-fold MSE** (not the MSE pooled over rows:
+/// with unequal fold sizes they differ), and the chosen α is the first candidate, in the order
+/// given, with the smallest such error.
+///
+/// This is himalaya's `KernelRidgeCV(alphas, cv=inner_folds, fit_intercept=True)` rule
+/// (`l2_neg_loss` averaged over splits, per target), except for ties: himalaya adds
+/// `1e-10 · ln α` to the mean score, so it prefers the larger α among near-equal scores.
+/// scikit-learn's `RidgeCV` offers no per-target α with `cv ≠ None`.
+///
+/// **Scope (as for [`select_alpha`]):** the centring, z-scoring and PCA basis are those of all
+/// training rows and are not refitted per inner fold; with full-rank P (`cfg.n_components ≥
+/// n_train − 1`, without z-scoring) the PCA is an exact rotation and the result equals kernel
+/// ridge with a linear kernel refitted per inner fold, that is himalaya's `KernelRidgeCV` on the
+/// raw features. The errors are computed exactly from one decomposition per call by the group
+/// deletion identity (module `ridge`); an α for which a fold's refit is not positive definite
+/// (α = 0 interpolating) scores `+∞`.
+///
+/// # Errors
+/// Those of [`select_alpha`], and [`ProbeError::InvalidInnerFold`] for an empty inner fold, a
+/// stimulus not in `train` or in two inner folds, or no inner folds / a fold leaving no
+/// training row.
+#[allow(clippy::too_many_arguments)] // the shape of `probe_fold`
+pub fn select_alpha_kfold<T: Copy + Into<f64>>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    y: &[f64],
+    j: usize,
+    train: &[usize],
+    alphas: &[f64],
+    inner_folds: &[Vec<usize>],
+    cfg: &ProbeConfig,
+) -> Result<AlphaChoice, ProbeError> {
+    if alphas.is_empty() {
+        return Err(ProbeError::EmptyGrid { what: "alpha" });
+    }
+    alphas.iter().try_for_each(|&a| check_alpha(a))?;
+    check_target_shape(y, n, j)?;
+    let (xtr, xte) = prepare(x, n, d, train, &[], 0, cfg.zscore, false)?;
+    check_targets(y, j, train.iter())?;
+    let positions = inner_positions(n, train, inner_folds)?;
+    let p_max = cfg.n_components.min(train.len() - 1).min(d);
+    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0)?;
+    let p = decomposition.rank().min(p_max);
+    let targets = centred_targets(y, j, train);
+    let mse = decomposition.kfold_mse(p, targets.as_ref(), alphas, &positions);
+    Ok(AlphaChoice {
+        alphas: (0..j).map(|c| alphas[first_min(mse.col(c).iter())]).collect(),
+        loo_mse: (0..j).map(|c| mse.col(c).iter().copied().collect()).collect(),
+        n_components: p,
+    })
+}
+
+/// Validates inner folds given as stimulus indices and returns them as sorted positions in
+/// `train`.
+fn inner_positions(
+    n: usize,
+    train: &[usize],
+    inner_folds: &[Vec<usize>],
+) -> Result<Vec<Vec<usize>>, ProbeError> {
+    let bad = |fold: usize, problem: &'static str| ProbeError::InvalidInnerFold { fold, problem };
+    if inner_folds.is_empty() {
+        return Err(bad(0, "list is empty: give at least one inner fold"));
+    }
+    let mut position = vec![usize::MAX; n];
+    for (q, &i) in train.iter().enumerate() {
+        position[i] = q;
+    }
+    let mut seen = vec![false; train.len()];
+    let mut out = Vec::with_capacity(inner_folds.len());
+    for (f, fold) in inner_folds.iter().enumerate() {
+        if fold.is_empty() {
+            return Err(bad(f, "is empty"));
+        }
+        if fold.len() >= train.len() {
+            return Err(bad(f, "leaves no training stimulus"));
+        }
+        let mut pos = Vec::with_capacity(fold.len());
+        for &i in fold {
+            let q = *position.get(i).ok_or(bad(f, "has a stimulus that is not in train"))?;
+            if q == usize::MAX {
+                return Err(bad(f, "has a stimulus that is not in train"));
+            }
+            if std::mem::replace(&mut seen[q], true) {
+                return Err(bad(f, "repeats a stimulus of an earlier inner fold or of itself"));
+            }
+            pos.push(q);
+        }
+        pos.sort_unstable();
+        out.push(pos);
+    }
+    Ok(out)
+}
+
 /// Mean held-out RMSE over attributes for every (P, α) of a grid, from one eigendecomposition
 /// (science.md B1, the paper's Fig. 5).
 ///
@@ -147,7 +251,7 @@ pub fn hyper_grid<T: Copy + Into<f64>>(
 }
 
 /// The training targets, `n_train × j`, each column centred on its training mean.
-fn centred_targets(y: &[f64], j: usize, train: &[usize]) -> Mat<f64> {
+pub(crate) fn centred_targets(y: &[f64], j: usize, train: &[usize]) -> Mat<f64> {
     let mut out = Mat::<f64>::from_fn(train.len(), j, |i, c| y[train[i] * j + c]);
     for c in 0..j {
         let col = out.col_as_slice_mut(c);
@@ -235,6 +339,127 @@ mod tests {
                 assert!((got - want).abs() < 1e-9 * want, "d={d} P={p} α={alpha}: {got} vs {want}");
             }
         }
+    }
+
+    /// Inner K-fold by brute force on the fixed scores `z`: per fold, refit intercept + ridge
+    /// on the other rows and average the per-fold held-out MSE over folds.
+    fn brute_kfold_mse(z: &Mat<f64>, y: &[f64], alpha: f64, folds: &[Vec<usize>]) -> f64 {
+        let (n, p) = (z.nrows(), z.ncols());
+        let mut total = 0.0;
+        for fold in folds {
+            let rows: Vec<usize> = (0..n).filter(|i| !fold.contains(i)).collect();
+            let m = rows.len() as f64;
+            let zbar: Vec<f64> =
+                (0..p).map(|k| rows.iter().map(|&i| z[(i, k)]).sum::<f64>() / m).collect();
+            let ybar = rows.iter().map(|&i| y[i]).sum::<f64>() / m;
+            let zc = Mat::<f64>::from_fn(rows.len(), p, |r, k| z[(rows[r], k)] - zbar[k]);
+            let yc = Mat::<f64>::from_fn(rows.len(), 1, |r, _| y[rows[r]] - ybar);
+            let mut a = zc.transpose() * &zc;
+            for k in 0..p {
+                a[(k, k)] += alpha;
+            }
+            let mut w = zc.transpose() * &yc;
+            a.partial_piv_lu().solve_in_place(w.as_mut());
+            let sse: f64 = fold
+                .iter()
+                .map(|&i| {
+                    let pred =
+                        ybar + (0..p).map(|k| (z[(i, k)] - zbar[k]) * w[(k, 0)]).sum::<f64>();
+                    (y[i] - pred).powi(2)
+                })
+                .sum();
+            total += sse / fold.len() as f64;
+        }
+        total / folds.len() as f64
+    }
+
+    #[test]
+    fn kfold_mse_equals_brute_force_in_both_branches() {
+        let alphas = [1e-3, 0.5, 5.0, 150.0, 1e5];
+        // Uneven folds that do not cover every row; one fold of a single row.
+        let folds: Vec<Vec<usize>> = vec![
+            vec![0, 3, 4, 9, 17, 22],
+            vec![1, 2, 5, 11, 12, 13, 14, 28],
+            vec![7],
+            vec![6, 8, 10, 15, 16, 18, 19, 20, 21],
+        ];
+        for (d, p_req) in [(6, 4), (60, 4), (60, 100), (6, 100)] {
+            let n = 30;
+            let x = random(n * d, d as u64 + 100);
+            let y: Vec<f64> = random(n, 9).iter().map(|v| v - 2.0).collect();
+            let train: Vec<usize> = (0..n).collect();
+            let (xtr, xte) = prepare(&x, n, d, &train, &[], 0, false, false).unwrap();
+            let p_max = p_req.min(n - 1).min(d);
+            let dec = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0).unwrap();
+            let p = dec.rank().min(p_max);
+            let targets = centred_targets(&y, 1, &train);
+            let got = dec.kfold_mse(p, targets.as_ref(), &alphas, &folds);
+            let z = dec.z_train.subcols(0, p).to_owned();
+            for (a, &alpha) in alphas.iter().enumerate() {
+                let want = brute_kfold_mse(&z, &y, alpha, &folds);
+                let g = got[(a, 0)];
+                assert!((g - want).abs() < 1e-8 * want, "d={d} P={p} α={alpha}: {g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn select_alpha_kfold_feeds_probe_fold_and_checks_folds() {
+        let (n, d, j) = (90, 12, 3);
+        let x = random(n * d, 11);
+        let noise = random(n * j, 12);
+        let y: Vec<f64> = (0..n * j)
+            .map(|k| {
+                let (i, c) = (k / j, k % j);
+                let s: f64 = x[i * d..i * d + 3].iter().sum();
+                [5.0 * s + 0.1 * noise[k], 0.3 * s + noise[k], noise[k]][c]
+            })
+            .collect();
+        let test: Vec<usize> = (0..n).filter(|i| i % 6 == 0).collect();
+        let train = complement(n, &test);
+        let grid = [1e-2, 1.0, 1e2, 1e4, 1e6];
+        let base = ProbeConfig { n_permutations: 30, seed: 5, ..ProbeConfig::default() };
+        let inner = crate::inner_kfold(&train, 5, base.seed, 3).unwrap();
+        assert_eq!(inner.len(), 5);
+        let mut all: Vec<usize> = inner.concat();
+        all.sort_unstable();
+        assert_eq!(all, train, "the inner folds partition train");
+        let choice = select_alpha_kfold(&x, n, d, &y, j, &train, &grid, &inner, &base).unwrap();
+        assert!(choice.alphas[0] <= 1.0, "{:?}", choice.alphas);
+        assert!(choice.alphas[2] >= 1e2, "{:?}", choice.alphas);
+        let cfg = ProbeConfig { alpha_grid: grid.to_vec(), alpha_inner_folds: 5, ..base.clone() };
+        let res = probe_fold(&x, n, d, &y, j, &train, &test, 3, &cfg).unwrap();
+        for r in &res {
+            assert_eq!(r.alpha, choice.alphas[r.attribute]);
+            let fixed = ProbeConfig { alpha: r.alpha, alpha_grid: Vec::new(), ..cfg.clone() };
+            let want = &probe_fold(&x, n, d, &y, j, &train, &test, 3, &fixed).unwrap()[r.attribute];
+            assert_eq!(r, want, "attribute {}: K-fold choice = fixed α run", r.attribute);
+        }
+        // Honest nulls with K-fold reselection run and keep the observed fit.
+        let honest = ProbeConfig { reselect_alpha_in_permutations: true, ..cfg.clone() };
+        let res2 = probe_fold(&x, n, d, &y, j, &train, &test, 3, &honest).unwrap();
+        for (a, b) in res.iter().zip(&res2) {
+            assert_eq!(a.alpha, b.alpha);
+        }
+        // Inner-fold errors.
+        let e = |folds: Vec<Vec<usize>>| {
+            select_alpha_kfold(&x, n, d, &y, j, &train, &grid, &folds, &base).unwrap_err()
+        };
+        assert!(matches!(e(vec![]), ProbeError::InvalidInnerFold { fold: 0, .. }));
+        assert!(matches!(e(vec![vec![1], vec![]]), ProbeError::InvalidInnerFold { fold: 1, .. }));
+        assert!(matches!(e(vec![vec![0]]), ProbeError::InvalidInnerFold { fold: 0, .. }), "test");
+        assert!(matches!(
+            e(vec![vec![1], vec![2, 1]]),
+            ProbeError::InvalidInnerFold { fold: 1, .. }
+        ));
+        assert!(matches!(e(vec![vec![1, 1000]]), ProbeError::InvalidInnerFold { fold: 0, .. }));
+        assert!(matches!(e(vec![train.clone()]), ProbeError::InvalidInnerFold { fold: 0, .. }));
+        let bad = ProbeConfig { alpha_inner_folds: 1, ..cfg.clone() };
+        let err = probe_fold(&x, n, d, &y, j, &train, &test, 3, &bad).unwrap_err();
+        assert!(matches!(err, ProbeError::InvalidFolds { k: 1, .. }));
+        // Inner folds are ignored without a grid.
+        let fixed = ProbeConfig { alpha_grid: Vec::new(), ..bad };
+        assert!(probe_fold(&x, n, d, &y, j, &train, &test, 3, &fixed).is_ok());
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub(crate) fn run(
         n_components: a.components,
         alpha: a.alpha,
         alpha_grid: a.alphas.clone(),
+        alpha_inner_folds: a.alpha_inner_folds,
         n_permutations: a.permutations,
         seed: a.seed,
         zscore: a.zscore,

@@ -2,14 +2,15 @@
 //! `StandardScaler`) predictions written by `scripts/ref_probe.py` must be reproduced to 1e-6;
 //! so must the per-target α of `RidgeCV(alpha_per_target=True)` (efficient leave-one-out) on the
 //! PCA scores, exactly, with its predictions, and, when the file has them, himalaya's
-//! `KernelRidgeCV` with leave-one-out folds; and the mean RMSE of a P × α grid.
+//! `KernelRidgeCV` with leave-one-out folds; and the mean RMSE of a P × α grid; and himalaya's
+//! `KernelRidgeCV` with explicit inner K-fold splits (α per target, CV score, predictions).
 //!
 //! The JSON path comes from `DIFFPROBE_SKLEARN_REF` (absolute, or relative to `probe/`). Without
 //! it the test reports that it skipped, unless `DIFFPROBE_REQUIRE_REFS=1`, which makes it fail.
 
 use serde_json::Value;
 
-use probe::{hyper_grid, probe_fold, select_alpha, ProbeConfig};
+use probe::{hyper_grid, probe_fold, select_alpha, select_alpha_kfold, ProbeConfig};
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array().expect("array").iter().map(|e| e.as_f64().expect("number")).collect()
@@ -87,6 +88,71 @@ fn loo_alpha_choice_matches_ridgecv_and_himalaya() {
             eprintln!("{who} case {name}: alphas {:?} max |diff| = {max_diff:.3e}", choice.alphas);
             assert!(max_diff < 1e-6, "{who} case {name}: max |diff| {max_diff:e} ≥ 1e-6");
         }
+    }
+}
+
+#[test]
+fn inner_kfold_alpha_choice_matches_himalaya() {
+    let Some(doc) = reference() else { return };
+    let Some(list) = doc.get("kfold_cases").and_then(Value::as_array).filter(|l| !l.is_empty())
+    else {
+        assert!(
+            std::env::var("DIFFPROBE_REQUIRE_REFS").as_deref() != Ok("1"),
+            "no kfold_cases in the reference file (regenerate it with himalaya installed)"
+        );
+        eprintln!("skipped: no kfold_cases (himalaya) in the reference file");
+        return;
+    };
+    for case in list {
+        let name = case["name"].as_str().unwrap_or("?");
+        let (n, d, j) = (size(case, "n"), size(case, "d"), size(case, "j"));
+        let (x, y) = (floats(&case["x"]), floats(&case["y"]));
+        let (train, test) = (indices(&case["train"]), indices(&case["test"]));
+        let grid = floats(&case["alphas"]);
+        let inner: Vec<Vec<usize>> =
+            case["inner_folds"].as_array().expect("inner_folds").iter().map(indices).collect();
+        let cfg = ProbeConfig {
+            n_components: size(case, "requested_components"),
+            alpha_grid: grid.clone(),
+            n_permutations: 0,
+            ..ProbeConfig::default()
+        };
+        let choice = select_alpha_kfold(&x, n, d, &y, j, &train, &grid, &inner, &cfg)
+            .unwrap_or_else(|e| panic!("case {name}: {e}"));
+        assert_eq!(choice.n_components, size(case, "n_components"), "case {name}: P used");
+        let want_alphas = floats(&case["himalaya_chosen_alphas"]);
+        for (a, b) in choice.alphas.iter().zip(&want_alphas) {
+            assert!((a - b).abs() <= 1e-9 * a, "case {name}: himalaya alpha {b} vs {a}");
+        }
+        // himalaya's cv_scores_: the best mean over splits of −MSE, plus 1e-10·ln α.
+        let mut score_diff = 0.0_f64;
+        for ((row, &alpha), score) in
+            choice.loo_mse.iter().zip(&choice.alphas).zip(floats(&case["himalaya_cv_scores"]))
+        {
+            let best = row.iter().copied().fold(f64::INFINITY, f64::min);
+            let theirs = -(score - 1e-10 * alpha.ln());
+            score_diff = score_diff.max((best - theirs).abs() / theirs);
+        }
+        assert!(score_diff < 1e-8, "case {name}: relative CV score diff {score_diff:e}");
+        // The same choice through probe_fold with these inner folds: fix α per attribute.
+        let want = floats(&case["himalaya_predictions"]);
+        let mut max_diff = 0.0_f64;
+        for (c, &alpha) in choice.alphas.iter().enumerate() {
+            let fixed = ProbeConfig { alpha, alpha_grid: Vec::new(), ..cfg.clone() };
+            let got = probe_fold(&x, n, d, &y, j, &train, &test, 0, &fixed)
+                .unwrap_or_else(|e| panic!("case {name}: {e}"));
+            for (i, p) in got[c].predictions.iter().enumerate() {
+                max_diff = max_diff.max((p - want[i * j + c]).abs());
+            }
+        }
+        eprintln!(
+            "himalaya K-fold case {name} ({} inner folds, on {}): alphas {:?}, CV score rel \
+             diff {score_diff:.1e}, max |pred diff| = {max_diff:.3e}",
+            inner.len(),
+            case["himalaya_input"].as_str().unwrap_or("?"),
+            choice.alphas
+        );
+        assert!(max_diff < 1e-6, "case {name}: max |diff| {max_diff:e} ≥ 1e-6");
     }
 }
 

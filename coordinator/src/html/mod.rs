@@ -1,0 +1,1088 @@
+//! `report/report.html`: the merged results as one self-contained page (inline CSS and SVG, no
+//! script, no network; a Content-Security-Policy forbids any fetch), written beside `report.md`.
+//!
+//! Figures follow the paper's: % attributes significant in all folds, mean RMSE ± SE with the
+//! text encoder's best layer as a reference line, the same per attribute group, the P × α grid,
+//! entanglement (identification accuracy; human vs model correlation matrices), then a run
+//! summary. Each figure is a `<figure id="fig-…">` with its SVG panels, a caption saying what is
+//! plotted and a table of the plotted numbers; a representation without results or a failed
+//! unit is stated in the figure ("n/a" bars, notes), never left out silently.
+//!
+//! The page skeleton and its CSS are `template.html` (the one template); `svg.rs` draws.
+//! Everything but the run summary is a pure function of the merged results. The run summary
+//! adds wall time and attempt counts from `state.sqlite`, which differ between equal runs, so
+//! `report.html` is the one report file that is not byte-identical across restarts (the crash and
+//! Slurm tests compare the others).
+
+mod svg;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use common::table::GridRow;
+use common::unit::UnitSpec;
+
+use crate::db::{FailedAttempt, StateDb};
+use crate::merge::{Cell, SummaryRow, Truth, NEAR_CONSTANT_SPREAD};
+use svg::{esc, num, Bar, Bars, Heatmap, Scale};
+
+const TEMPLATE: &str = include_str!("template.html");
+
+/// The figure ids, in page order (the browser check looks for each).
+pub(crate) const FIGURE_IDS: [&str; 6] = [
+    "fig-significance",
+    "fig-rmse",
+    "fig-rmse-groups",
+    "fig-grid",
+    "fig-identification",
+    "fig-correlation",
+];
+
+/// One unit as the state database knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct UnitFact {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) state: String,
+    pub(crate) attempts: u32,
+    pub(crate) error: String,
+    /// What the unit does, in words (`shard 0 (stimuli 0–250)`, `text.3/mean, folds 0–4`).
+    pub(crate) what: String,
+    /// The representation of a probe or grid unit.
+    pub(crate) representation: Option<String>,
+}
+
+/// What the run summary needs from `state.sqlite`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// Every unit, in plan order.
+    pub(crate) units: Vec<UnitFact>,
+    pub(crate) failed: Vec<FailedAttempt>,
+    pub(crate) attempts: i64,
+    /// Coordinator starts (1 + resumes).
+    pub(crate) sessions: i64,
+    /// First coordinator start to last commit.
+    pub(crate) wall_ms: Option<i64>,
+}
+
+impl Facts {
+    pub(crate) fn read(db: &StateDb) -> anyhow::Result<Facts> {
+        let mut units = Vec::new();
+        for (id, kind, state, attempts, error, descriptor) in db.unit_rows()? {
+            let (what, representation) = match serde_json::from_str::<UnitSpec>(&descriptor) {
+                Ok(UnitSpec::Capture(c)) => {
+                    (format!("shard {} (stimuli {}–{})", c.shard, c.start, c.end), None)
+                }
+                Ok(UnitSpec::Probe(p)) => {
+                    let key = p.representation.key();
+                    (format!("{key}, folds {}", folds(&p.folds)), Some(key))
+                }
+                Ok(UnitSpec::Grid(p)) => {
+                    let key = p.representation.key();
+                    (format!("{key}, P × α grid"), Some(key))
+                }
+                Err(e) => (format!("(unreadable descriptor: {e})"), None),
+            };
+            units.push(UnitFact { id, kind, state, attempts, error, what, representation });
+        }
+        let (sessions, wall_ms) = db.wall_time()?;
+        Ok(Facts {
+            units,
+            failed: db.failed_attempts()?,
+            attempts: db.attempt_count()?,
+            sessions,
+            wall_ms,
+        })
+    }
+}
+
+fn folds(f: &[usize]) -> String {
+    match (f.first(), f.last()) {
+        (Some(a), Some(b)) if f.len() > 1 && b - a + 1 == f.len() => format!("{a}–{b}"),
+        _ => f.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// Everything the page shows.
+pub(crate) struct Input<'a> {
+    pub(crate) spec: &'a JobSpec,
+    pub(crate) data: &'a Dataset,
+    pub(crate) cells: &'a [Cell],
+    pub(crate) summary: &'a [SummaryRow],
+    pub(crate) grid: &'a [GridRow],
+    pub(crate) truth: &'a Truth,
+    pub(crate) facts: &'a Facts,
+}
+
+/// Renders the page.
+pub(crate) fn render(input: &Input<'_>) -> String {
+    let page = Page::new(input);
+    let mut body = String::new();
+    page.header(&mut body);
+    body.push_str(&page.significance());
+    body.push_str(&page.rmse());
+    body.push_str(&page.rmse_groups());
+    body.push_str(&page.grid());
+    body.push_str(&page.identification());
+    body.push_str(&page.correlation());
+    body.push_str(&page.run_summary());
+    let title = format!("diffprobe report: {}", esc(&input.spec.job.name));
+    let (head, tail) = TEMPLATE.split_once("{{body}}").expect("template has {{body}}");
+    format!("{}{body}{tail}", head.replace("{{title}}", &title))
+}
+
+/// How far a representation's probe units got.
+#[derive(Debug, Clone, Copy, Default)]
+struct Coverage {
+    planned: usize,
+    committed: usize,
+    quarantined: usize,
+}
+
+struct Page<'a> {
+    input: &'a Input<'a>,
+    /// Every representation, planned or with results, in plan order.
+    reps: Vec<String>,
+    /// The `all` summary row of each representation with results.
+    all: BTreeMap<&'a str, &'a SummaryRow>,
+    coverage: BTreeMap<String, Coverage>,
+}
+
+fn split(key: &str) -> (&str, &str) {
+    key.rsplit_once('/').unwrap_or((key, ""))
+}
+
+fn is_text(key: &str) -> bool {
+    key.starts_with("text.")
+}
+
+fn push_unique(v: &mut Vec<String>, s: &str) {
+    if !v.iter().any(|x| x == s) {
+        v.push(s.to_string());
+    }
+}
+
+fn figure(
+    id: &str,
+    title: &str,
+    panels: &[(String, String)],
+    caption: &str,
+    notes: &str,
+    table: &str,
+) -> String {
+    let mut s = format!(r#"<figure id="{id}"><h2>{}</h2><div class="panels">"#, esc(title));
+    for (heading, svg) in panels {
+        let _ = write!(s, r#"<div class="panel">"#);
+        if !heading.is_empty() {
+            let _ = write!(s, "<h3>{}</h3>", esc(heading));
+        }
+        let _ = write!(s, "{svg}</div>");
+    }
+    let _ = writeln!(s, "</div><figcaption>{caption}</figcaption>{notes}{table}</figure>");
+    s
+}
+
+/// A table; `head` gives each column's title and whether it is numeric (right-aligned).
+/// Cells are HTML (already escaped). A row whose first cell starts with `!` is marked missing.
+fn table(head: &[(&str, bool)], rows: &[Vec<String>]) -> String {
+    let mut s = String::from("<table>");
+    if head.iter().any(|h| !h.0.is_empty()) {
+        s.push_str("<thead><tr>");
+        for (h, _) in head {
+            let _ = write!(s, "<th>{}</th>", esc(h));
+        }
+        s.push_str("</tr></thead>");
+    }
+    s.push_str("<tbody>");
+    for row in rows {
+        let missing = row.first().is_some_and(|c| c.starts_with('!'));
+        s.push_str(if missing { r#"<tr class="missing">"# } else { "<tr>" });
+        for (i, c) in row.iter().enumerate() {
+            let c = if i == 0 && missing { &c[1..] } else { c.as_str() };
+            let class = if head.get(i).is_some_and(|h| h.1) { r#" class="n""# } else { "" };
+            let _ = write!(s, "<td{class}>{c}</td>");
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table>");
+    if rows.len() > 16 {
+        format!(r#"<div class="scroll">{s}</div>"#)
+    } else {
+        s
+    }
+}
+
+fn code(s: &str) -> String {
+    format!("<code>{}</code>", esc(s))
+}
+
+fn note(html: &str) -> String {
+    format!(r#"<p class="note">{html}</p>"#)
+}
+
+fn info(html: &str) -> String {
+    format!(r#"<p class="note info">{html}</p>"#)
+}
+
+fn duration(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{} min {:.0} s", (s / 60.0).floor(), s % 60.0)
+    } else {
+        format!("{} h {:02} min", (s / 3600.0).floor(), ((s % 3600.0) / 60.0).floor())
+    }
+}
+
+const NO_UNET: &str =
+    "No U-Net taps in this run: only text-encoder capture exists (model.kind = bert)";
+
+impl<'a> Page<'a> {
+    fn new(input: &'a Input<'a>) -> Page<'a> {
+        let mut reps = Vec::new();
+        let mut coverage: BTreeMap<String, Coverage> = BTreeMap::new();
+        for u in input.facts.units.iter().filter(|u| u.kind == "probe") {
+            let Some(rep) = &u.representation else { continue };
+            push_unique(&mut reps, rep);
+            let c = coverage.entry(rep.clone()).or_default();
+            c.planned += 1;
+            c.committed += usize::from(u.state == "committed");
+            c.quarantined += usize::from(u.state == "quarantined");
+        }
+        let mut all = BTreeMap::new();
+        for s in input.summary.iter().filter(|s| s.group == "all") {
+            push_unique(&mut reps, &s.representation);
+            all.insert(s.representation.as_str(), s);
+        }
+        Page { input, reps, all, coverage }
+    }
+
+    fn quarantined(&self) -> Vec<&UnitFact> {
+        self.input.facts.units.iter().filter(|u| u.state == "quarantined").collect()
+    }
+
+    fn header(&self, out: &mut String) {
+        let (spec, data) = (self.input.spec, self.input.data);
+        let a = &spec.analysis.attribute_probe;
+        let model = spec
+            .model
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let alpha = if a.alphas.is_empty() {
+            format!("ridge α = {}", a.alpha)
+        } else {
+            format!("ridge α chosen per fold by leave-one-out from {:?}", a.alphas)
+        };
+        let _ = write!(
+            out,
+            "<h1>diffprobe report: {}</h1><p>Model {} ({:?}); {} stimuli ({} \
+                dropped for missing ratings); {} attributes; {} folds; PCA P = {}, {}; \
+                {} permutations per fold (seed {}).</p>",
+            esc(&spec.job.name),
+            code(&model),
+            spec.model.kind,
+            data.len(),
+            data.dropped.len(),
+            data.attributes.len(),
+            a.folds,
+            a.components,
+            esc(&alpha),
+            a.permutations,
+            a.seed
+        );
+        let q = self.quarantined();
+        let missing: Vec<&String> =
+            self.reps.iter().filter(|r| !self.all.contains_key(r.as_str())).collect();
+        if self.all.is_empty() {
+            let _ = write!(
+                out,
+                r#"<div class="banner"><b>No results:</b> no probe results were merged, so every figure below is empty.{}</div>"#,
+                if q.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {} units were quarantined (see the run summary).", q.len())
+                }
+            );
+        } else if !q.is_empty() || !missing.is_empty() {
+            let _ = write!(
+                out,
+                r#"<div class="banner"><b>Incomplete:</b> {} quarantined units; {} of {} representations without results. The figures mark what is missing; the run summary lists the errors.</div>"#,
+                q.len(),
+                missing.len(),
+                self.reps.len()
+            );
+        }
+        out.push_str("<nav>");
+        for (id, name) in FIGURE_IDS.iter().zip([
+            "Significance",
+            "RMSE",
+            "RMSE by group",
+            "P × α grid",
+            "Identification",
+            "Correlation structure",
+        ]) {
+            let _ = write!(out, r##"<a href="#{id}">{name}</a>"##);
+        }
+        out.push_str(r##"<a href="#run-summary">Run summary</a></nav>"##);
+    }
+
+    /// Notes on representations without results or with missing probe units, and on
+    /// near-constant ones (drawn pale).
+    fn notes(&self, has: &dyn Fn(&str) -> bool, pale: bool) -> String {
+        let mut s = String::new();
+        if self.reps.is_empty() {
+            return note("No results: no representation was planned or merged.");
+        }
+        let mut none = Vec::new();
+        let mut partial = Vec::new();
+        for rep in &self.reps {
+            let c = self.coverage.get(rep).copied().unwrap_or_default();
+            let why = if c.planned == 0 {
+                String::new()
+            } else if c.quarantined > 0 {
+                format!(" ({} of {} probe units quarantined)", c.quarantined, c.planned)
+            } else if c.committed < c.planned {
+                format!(" ({} of {} probe units not run)", c.planned - c.committed, c.planned)
+            } else {
+                String::new()
+            };
+            if !has(rep) {
+                none.push(format!("{}{}", code(rep), esc(&why)));
+            } else if c.committed < c.planned {
+                partial.push(format!("{}{}", code(rep), esc(&why)));
+            }
+        }
+        if !none.is_empty() {
+            s.push_str(&note(&format!("No results (drawn as n/a): {}.", none.join(", "))));
+        }
+        if !partial.is_empty() {
+            s.push_str(&note(&format!(
+                "Missing folds, so numbers cover only the folds that ran and no \
+                    attribute can be significant in all folds: {}.",
+                partial.join(", ")
+            )));
+        }
+        let flat: Vec<String> = self
+            .all
+            .values()
+            .filter(|r| r.spread < NEAR_CONSTANT_SPREAD)
+            .map(|r| code(&r.representation))
+            .collect();
+        if pale && !flat.is_empty() {
+            s.push_str(&info(&format!(
+                "Pale bars: near-constant representations (feature spread &lt; \
+                    {NEAR_CONSTANT_SPREAD:e}); their probes predict almost the mean, so a \
+                    significant p there is a tiny effect, not a usable code: {}.",
+                flat.join(", ")
+            )));
+        }
+        s
+    }
+
+    /// Two panels over the representations: text-encoder layers (taps × pooling) and U-Net taps.
+    fn rep_panels(
+        &self,
+        value: &dyn Fn(&SummaryRow) -> Bar,
+        y_label: &str,
+        y_max: Option<f64>,
+        reference: Option<(f64, String)>,
+    ) -> Vec<(String, String)> {
+        let panel = |keys: Vec<&String>, x_label: &str| -> String {
+            let mut taps = Vec::new();
+            let mut pools = Vec::new();
+            for k in &keys {
+                let (t, p) = split(k);
+                push_unique(&mut taps, t);
+                push_unique(&mut pools, p);
+            }
+            let values = taps
+                .iter()
+                .map(|t| {
+                    pools
+                        .iter()
+                        .map(|p| {
+                            let key = if p.is_empty() { t.clone() } else { format!("{t}/{p}") };
+                            self.all.get(key.as_str()).map(|r| value(r))
+                        })
+                        .collect()
+                })
+                .collect();
+            svg::bar_chart(&Bars {
+                categories: taps,
+                series: pools,
+                values,
+                x_label: x_label.into(),
+                y_label: y_label.into(),
+                y_max,
+                reference: reference.clone(),
+            })
+        };
+        let text: Vec<&String> = self.reps.iter().filter(|r| is_text(r)).collect();
+        let other: Vec<&String> = self.reps.iter().filter(|r| !is_text(r)).collect();
+        let text_panel = if text.is_empty() {
+            svg::placeholder("No text-encoder representations in this run")
+        } else {
+            panel(text, "text-encoder tap (text.0 = embeddings), bars by pooling")
+        };
+        let other_panel = if other.is_empty() {
+            svg::placeholder(NO_UNET)
+        } else {
+            panel(other, "U-Net tap × step")
+        };
+        vec![
+            ("Text encoder, by layer".to_string(), text_panel),
+            ("U-Net taps × denoising step".to_string(), other_panel),
+        ]
+    }
+
+    fn has_all(&self) -> impl Fn(&str) -> bool + '_ {
+        move |r: &str| self.all.contains_key(r)
+    }
+
+    fn rep_rows(&self, cols: usize, row: &dyn Fn(&SummaryRow) -> Vec<String>) -> Vec<Vec<String>> {
+        self.reps
+            .iter()
+            .map(|rep| match self.all.get(rep.as_str()) {
+                Some(r) => {
+                    let mut v = vec![code(rep)];
+                    v.extend(row(r));
+                    v
+                }
+                None => {
+                    let mut v = vec![format!("!{}", code(rep)), "no results".into()];
+                    v.resize(cols, String::new());
+                    v
+                }
+            })
+            .collect()
+    }
+
+    fn significance(&self) -> String {
+        let folds = self.input.spec.analysis.attribute_probe.folds;
+        let panels = self.rep_panels(
+            &|r| Bar {
+                value: r.pct_significant,
+                err: None,
+                faded: r.spread < NEAR_CONSTANT_SPREAD,
+            },
+            "% attributes significant",
+            Some(100.0),
+            None,
+        );
+        let rows = self.rep_rows(4, &|r| {
+            vec![
+                r.n_attributes.to_string(),
+                format!("{:.0}", r.pct_significant * r.n_attributes as f64 / 100.0),
+                num(r.pct_significant, 1),
+            ]
+        });
+        figure(
+            "fig-significance",
+            "Figure 1. Attributes significant in all folds",
+            &panels,
+            &format!(
+                "Percentage of attributes whose probe beats its permutation null (p \
+                    &lt; 0.05) in every one of the {folds} folds, per representation (the \
+                    paper's rule; paper Fig. 2). Left: text-encoder layers; right: U-Net \
+                    taps × step."
+            ),
+            &self.notes(&self.has_all(), true),
+            &table(
+                &[
+                    ("representation", false),
+                    ("attributes", true),
+                    ("significant in all folds", true),
+                    ("%", true),
+                ],
+                &rows,
+            ),
+        )
+    }
+
+    /// The text encoder's best representation by mean RMSE (all attributes).
+    fn best_text(&self) -> Option<&SummaryRow> {
+        self.all
+            .values()
+            .copied()
+            .filter(|r| is_text(&r.representation) && r.mean_rmse.is_finite())
+            .min_by(|a, b| {
+                a.mean_rmse.total_cmp(&b.mean_rmse).then(a.representation.cmp(&b.representation))
+            })
+    }
+
+    fn rmse(&self) -> String {
+        let best = self.best_text();
+        let reference = best.map(|b| {
+            (b.mean_rmse, format!("best text layer {} = {:.4}", b.representation, b.mean_rmse))
+        });
+        let panels = self.rep_panels(
+            &|r| Bar {
+                value: r.mean_rmse,
+                err: Some(r.se_rmse),
+                faded: r.spread < NEAR_CONSTANT_SPREAD,
+            },
+            "mean RMSE ± SE",
+            None,
+            reference,
+        );
+        let rows = self.rep_rows(6, &|r| {
+            vec![
+                num(r.mean_rmse, 4),
+                num(r.se_rmse, 4),
+                format!("{} %", num(100.0 * r.mean_reduction, 1)),
+                num(r.mean_r, 3),
+                format!("{:.2e}", r.spread),
+            ]
+        });
+        let best_txt = best
+            .map(|b| {
+                format!(
+                    "The dashed line is the text encoder's best representation, {} (mean \
+                        RMSE {:.4}).",
+                    code(&b.representation),
+                    b.mean_rmse
+                )
+            })
+            .unwrap_or_default();
+        figure(
+            "fig-rmse",
+            "Figure 2. Probe error per representation",
+            &panels,
+            &format!(
+                "Held-out RMSE of the probes averaged over attributes (each attribute's \
+                    RMSE is its mean over folds), with the standard error over attributes \
+                    (paper Fig. 3). Lower is better; reduction = 1 − RMSE / RMSE of \
+                    predicting the training mean.{best_txt}"
+            ),
+            &self.notes(&self.has_all(), true),
+            &table(
+                &[
+                    ("representation", false),
+                    ("mean RMSE", true),
+                    ("SE", true),
+                    ("reduction", true),
+                    ("mean r", true),
+                    ("spread", true),
+                ],
+                &rows,
+            ),
+        )
+    }
+
+    fn rmse_groups(&self) -> String {
+        let mut groups: Vec<String> = self.input.data.groups.iter().flatten().cloned().collect();
+        groups.sort();
+        groups.dedup();
+        let by: BTreeMap<(&str, &str), &SummaryRow> = self
+            .input
+            .summary
+            .iter()
+            .map(|s| ((s.representation.as_str(), s.group.as_str()), s))
+            .collect();
+        let caption = "Mean held-out RMSE ± SE over the attributes of each group, per \
+            representation (paper Fig. 4: spatial vs non-spatial). Groups come \
+            from [targets.groups]; groups use different rating scales, so compare \
+            representations within a group.";
+        if groups.is_empty() {
+            return figure(
+                "fig-rmse-groups",
+                "Figure 3. Probe error by attribute group",
+                &[(
+                    String::new(),
+                    svg::placeholder("No attribute groups: the spec sets no [targets.groups]"),
+                )],
+                caption,
+                "",
+                &table(&[("representation", false), ("group", false)], &[]),
+            );
+        }
+        let values = self
+            .reps
+            .iter()
+            .map(|rep| {
+                groups
+                    .iter()
+                    .map(|g| {
+                        by.get(&(rep.as_str(), g.as_str())).map(|r| Bar {
+                            value: r.mean_rmse,
+                            err: Some(r.se_rmse),
+                            faded: r.spread < NEAR_CONSTANT_SPREAD,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let chart = svg::bar_chart(&Bars {
+            categories: self.reps.clone(),
+            series: groups.clone(),
+            values,
+            x_label: "representation, bars by attribute group".into(),
+            y_label: "mean RMSE ± SE".into(),
+            y_max: None,
+            reference: None,
+        });
+        let mut rows = Vec::new();
+        for rep in &self.reps {
+            for g in &groups {
+                match by.get(&(rep.as_str(), g.as_str())) {
+                    Some(r) => rows.push(vec![
+                        code(rep),
+                        esc(g),
+                        r.n_attributes.to_string(),
+                        num(r.mean_rmse, 4),
+                        if r.n_attributes < 2 {
+                            "– (one attribute)".into()
+                        } else {
+                            num(r.se_rmse, 4)
+                        },
+                        num(r.pct_significant, 0),
+                    ]),
+                    None => rows.push(vec![
+                        format!("!{}", code(rep)),
+                        esc(g),
+                        "no results".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]),
+                }
+            }
+        }
+        figure(
+            "fig-rmse-groups",
+            "Figure 3. Probe error by attribute group",
+            &[(String::new(), chart)],
+            caption,
+            &self.notes(&self.has_all(), true),
+            &table(
+                &[
+                    ("representation", false),
+                    ("group", false),
+                    ("attributes", true),
+                    ("mean RMSE", true),
+                    ("SE", true),
+                    ("% significant", true),
+                ],
+                &rows,
+            ),
+        )
+    }
+
+    fn grid(&self) -> String {
+        let grid = self.input.grid;
+        let a = &self.input.spec.analysis.attribute_probe;
+        let title = "Figure 4. P × α grid";
+        let grid_units: Vec<&UnitFact> =
+            self.input.facts.units.iter().filter(|u| u.kind == "grid").collect();
+        let bad: Vec<String> = grid_units
+            .iter()
+            .filter(|u| u.state != "committed")
+            .map(|u| {
+                format!("{} ({})", esc(u.representation.as_deref().unwrap_or("?")), esc(&u.state))
+            })
+            .collect();
+        let notes = if bad.is_empty() {
+            String::new()
+        } else {
+            note(&format!("Grid units without results: {}.", bad.join(", ")))
+        };
+        let Some(best) = grid
+            .iter()
+            .filter(|g| g.mean_rmse.is_finite())
+            .min_by(|x, y| x.mean_rmse.total_cmp(&y.mean_rmse))
+        else {
+            let msg = if a.grid_components.is_empty() || a.grid_alphas.is_empty() {
+                "No P × α grid in this sweep (analysis.attribute_probe.grid_components \
+                    / grid_alphas unset)"
+            } else {
+                "The P × α grid was asked for but no grid unit has results"
+            };
+            return figure(
+                "fig-grid",
+                title,
+                &[(String::new(), svg::placeholder(msg))],
+                "Mean held-out RMSE over attributes on fold 0 for every PCA size P and \
+                    ridge penalty α (paper Fig. 5), shown when the spec asks for a grid.",
+                &notes,
+                &table(
+                    &[("representation", false), ("P", true), ("α", true), ("mean RMSE", true)],
+                    &[],
+                ),
+            );
+        };
+        let rep = &best.representation;
+        let mine: Vec<&GridRow> = grid.iter().filter(|g| &g.representation == rep).collect();
+        let mut ps: Vec<u32> = mine.iter().map(|g| g.components).collect();
+        ps.sort_unstable();
+        ps.dedup();
+        let mut alphas: Vec<f64> = mine.iter().map(|g| g.alpha).collect();
+        alphas.sort_by(f64::total_cmp);
+        alphas.dedup();
+        let at = |p: u32, al: f64| mine.iter().find(|g| g.components == p && g.alpha == al);
+        let values: Vec<Vec<Option<f64>>> = ps
+            .iter()
+            .map(|&p| alphas.iter().map(|&al| at(p, al).map(|g| g.mean_rmse)).collect())
+            .collect();
+        let finite = mine.iter().map(|g| g.mean_rmse).filter(|v| v.is_finite());
+        let lo = finite.clone().fold(f64::INFINITY, f64::min);
+        let hi = finite.fold(f64::NEG_INFINITY, f64::max);
+        let mark = ps
+            .iter()
+            .position(|&p| p == best.components)
+            .zip(alphas.iter().position(|&al| al == best.alpha));
+        let chart = svg::heatmap(&Heatmap {
+            rows: ps.iter().map(|p| p.to_string()).collect(),
+            cols: alphas.iter().map(|al| format!("{al}")).collect(),
+            values,
+            row_label: "PCA components P".into(),
+            col_label: "ridge α".into(),
+            scale: Scale::Sequential { lo, hi },
+            decimals: 4,
+            mark,
+        });
+        let mut reps: Vec<String> = Vec::new();
+        for g in grid {
+            push_unique(&mut reps, &g.representation);
+        }
+        let rows: Vec<Vec<String>> = reps
+            .iter()
+            .filter_map(|r| {
+                grid.iter()
+                    .filter(|g| &g.representation == r)
+                    .min_by(|x, y| x.mean_rmse.total_cmp(&y.mean_rmse))
+            })
+            .map(|g| {
+                vec![
+                    code(&g.representation),
+                    format!("{} ({} used)", g.components, g.n_components),
+                    format!("{}", g.alpha),
+                    num(g.mean_rmse, 4),
+                ]
+            })
+            .collect();
+        figure(
+            "fig-grid",
+            title,
+            &[(format!("{rep}, fold {}", best.fold), chart)],
+            &format!(
+                "Mean held-out RMSE over attributes on fold {} for every PCA size P \
+                    (rows) and ridge penalty α (columns) of {}, the representation with \
+                    the lowest grid RMSE (paper Fig. 5); the cell outlined in orange is \
+                    its best (P = {}, α = {}). Darker is lower. The table gives every \
+                    representation's best cell; the whole grid is in grid.parquet.",
+                best.fold,
+                code(rep),
+                best.components,
+                best.alpha
+            ),
+            &notes,
+            &table(
+                &[
+                    ("representation", false),
+                    ("best P", true),
+                    ("best α", true),
+                    ("mean RMSE", true),
+                ],
+                &rows,
+            ),
+        )
+    }
+
+    fn identification(&self) -> String {
+        let panels = self.rep_panels(
+            &|r| Bar { value: r.identification, err: None, faded: r.spread < NEAR_CONSTANT_SPREAD },
+            "identification accuracy",
+            Some(1.0),
+            Some((0.5, "chance 0.5".into())),
+        );
+        let rows =
+            self.rep_rows(3, &|r| vec![num(r.identification, 3), format!("{:+.3}", r.corr_delta)]);
+        figure(
+            "fig-identification",
+            "Figure 5. Entanglement: identification accuracy",
+            &panels,
+            "Over ordered attribute pairs, how often an attribute's out-of-fold \
+                predictions correlate more with its own human ratings than with the \
+                other attribute's (chance 0.5, dashed; lower = more entangled). The \
+                table adds the correlation-structure delta: mean |off-diagonal r| of \
+                the predictions minus that of the human ratings (positive = the model \
+                entangles what humans keep apart).",
+            &self.notes(&self.has_all(), true),
+            &table(
+                &[
+                    ("representation", false),
+                    ("identification accuracy", true),
+                    ("correlation-structure delta", true),
+                ],
+                &rows,
+            ),
+        )
+    }
+
+    fn correlation(&self) -> String {
+        let title = "Figure 6. Entanglement: human vs model correlation structure";
+        let best = self.all.values().copied().filter(|r| r.mean_rmse.is_finite()).min_by(|a, b| {
+            a.mean_rmse.total_cmp(&b.mean_rmse).then(a.representation.cmp(&b.representation))
+        });
+        let head = [
+            ("attribute a", false),
+            ("attribute b", false),
+            ("human r", true),
+            ("model r", true),
+            ("|model r| − |human r|", true),
+        ];
+        let caption_base = "Pearson correlations between attributes: of the human ratings (left), \
+            of the probes' out-of-fold predictions (middle), and the change in \
+            absolute correlation |model r| − |human r| (right; red = the model \
+            ties together attributes humans rate independently, blue = it \
+            separates them).";
+        let Some(best) = best else {
+            return figure(
+                "fig-correlation",
+                title,
+                &[(String::new(), svg::placeholder("No results: no representation to show"))],
+                caption_base,
+                &self.notes(&self.has_all(), false),
+                &table(&head, &[]),
+            );
+        };
+        let rep = &best.representation;
+        let set: Vec<&Cell> =
+            self.input.cells.iter().filter(|c| &c.representation == rep).collect();
+        if set.len() < 2 {
+            return figure(
+                "fig-correlation",
+                title,
+                &[(String::new(), svg::placeholder("Needs at least two attributes with results"))],
+                caption_base,
+                &self.notes(&self.has_all(), false),
+                &table(&head, &[]),
+            );
+        }
+        let names: Vec<String> = set.iter().map(|c| c.attribute.clone()).collect();
+        let j = names.len();
+        let mut human = vec![vec![None; j]; j];
+        let mut model = vec![vec![None; j]; j];
+        let mut diff = vec![vec![None; j]; j];
+        let idx = |n: &str| names.iter().position(|x| x == n);
+        let pairs = crate::merge::pair_table(&set, self.input.truth);
+        let fin = |v: f64| v.is_finite().then_some(v);
+        for (a, b, h, m) in &pairs {
+            if let (Some(x), Some(y)) = (idx(a), idx(b)) {
+                for (p, q) in [(x, y), (y, x)] {
+                    human[p][q] = fin(*h);
+                    model[p][q] = fin(*m);
+                    diff[p][q] = fin(m.abs() - h.abs());
+                }
+            }
+        }
+        for i in 0..j {
+            human[i][i] = Some(1.0);
+            model[i][i] = Some(1.0);
+        }
+        let dmax = diff.iter().flatten().flatten().map(|v: &f64| v.abs()).fold(0.0, f64::max);
+        let dlim = ((dmax * 10.0).ceil() / 10.0).max(0.1);
+        let hm = |values, scale| {
+            svg::heatmap(&Heatmap {
+                rows: names.clone(),
+                cols: names.clone(),
+                values,
+                row_label: "attribute".into(),
+                col_label: "attribute".into(),
+                scale,
+                decimals: 2,
+                mark: None,
+            })
+        };
+        let panels = vec![
+            ("Human ratings".to_string(), hm(human, Scale::Diverging { limit: 1.0 })),
+            (format!("Model predictions ({rep})"), hm(model, Scale::Diverging { limit: 1.0 })),
+            ("|model r| − |human r|".to_string(), hm(diff, Scale::Diverging { limit: dlim })),
+        ];
+        let rows: Vec<Vec<String>> = pairs
+            .iter()
+            .map(|(a, b, h, m)| {
+                vec![esc(a), esc(b), num(*h, 3), num(*m, 3), format!("{:+.3}", m.abs() - h.abs())]
+            })
+            .collect();
+        figure(
+            "fig-correlation",
+            title,
+            &panels,
+            &format!(
+                "{caption_base} Shown for {}, the representation with the lowest mean \
+                    RMSE, on the stimuli every attribute has a prediction for; every \
+                    representation's pairs are in entanglement.parquet.",
+                code(rep)
+            ),
+            &self.notes(&self.has_all(), false),
+            &table(&head, &rows),
+        )
+    }
+
+    fn run_summary(&self) -> String {
+        let (spec, data, facts) = (self.input.spec, self.input.data, self.input.facts);
+        let mut s =
+            String::from(r#"<section class="summary" id="run-summary"><h2>Run summary</h2>"#);
+        let mut kinds: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
+        for u in &facts.units {
+            let k = kinds.entry(u.kind.as_str()).or_default();
+            k[0] += 1;
+            match u.state.as_str() {
+                "committed" => k[1] += 1,
+                "quarantined" => k[2] += 1,
+                "leased" => k[3] += 1,
+                _ => k[4] += 1,
+            }
+        }
+        let attrs: Vec<String> = data
+            .attributes
+            .iter()
+            .zip(&data.groups)
+            .map(|(a, g)| match g {
+                Some(g) => format!("{} ({})", esc(a), esc(g)),
+                None => esc(a),
+            })
+            .collect();
+        let wall = match facts.wall_ms {
+            Some(ms) => format!(
+                "{} from the first coordinator start to the last commit{}",
+                duration(ms),
+                if facts.sessions > 1 {
+                    format!(" ({} coordinator sessions, downtime included)", facts.sessions)
+                } else {
+                    String::new()
+                }
+            ),
+            None => "– (nothing committed)".into(),
+        };
+        let info_rows = vec![
+            vec!["job".into(), esc(&spec.job.name)],
+            vec![
+                "model".into(),
+                format!(
+                    "{} ({:?}, device {:?})",
+                    code(&spec.model.path.display().to_string()),
+                    spec.model.kind,
+                    spec.model.device
+                ),
+            ],
+            vec![
+                "stimuli".into(),
+                format!("{} used, {} dropped for missing ratings", data.len(), data.dropped.len()),
+            ],
+            vec!["attributes".into(), attrs.join(", ")],
+            vec![
+                "representations".into(),
+                format!("{} planned, {} with results", self.reps.len(), self.all.len()),
+            ],
+            vec![
+                "attempts".into(),
+                format!("{} leased, {} failed or expired", facts.attempts, facts.failed.len()),
+            ],
+            vec!["wall time".into(), wall],
+        ];
+        s.push_str(&table(&[("", false), ("", false)], &info_rows));
+        let unit_rows: Vec<Vec<String>> = kinds
+            .iter()
+            .map(|(k, c)| {
+                let first = if c[2] > 0 { format!("!{}", esc(k)) } else { esc(k) };
+                vec![
+                    first,
+                    c[0].to_string(),
+                    c[1].to_string(),
+                    c[2].to_string(),
+                    c[3].to_string(),
+                    c[4].to_string(),
+                ]
+            })
+            .collect();
+        s.push_str("<h3>Units</h3>");
+        s.push_str(&table(
+            &[
+                ("kind", false),
+                ("planned", true),
+                ("committed", true),
+                ("quarantined", true),
+                ("leased", true),
+                ("pending", true),
+            ],
+            &unit_rows,
+        ));
+        let q = self.quarantined();
+        s.push_str("<h3>Quarantined units</h3>");
+        if q.is_empty() {
+            s.push_str("<p>None.</p>");
+        } else {
+            let rows: Vec<Vec<String>> = q
+                .iter()
+                .map(|u| {
+                    vec![
+                        format!("!{}", code(&u.id)),
+                        esc(&u.kind),
+                        esc(&u.what),
+                        u.attempts.to_string(),
+                        esc(&u.error),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                &[
+                    ("unit", false),
+                    ("kind", false),
+                    ("what", false),
+                    ("attempts", true),
+                    ("error", false),
+                ],
+                &rows,
+            ));
+        }
+        s.push_str("<h3>Failed attempts</h3>");
+        if facts.failed.is_empty() {
+            s.push_str("<p>None.</p>");
+        } else {
+            let what: BTreeMap<&str, &str> =
+                facts.units.iter().map(|u| (u.id.as_str(), u.what.as_str())).collect();
+            let rows: Vec<Vec<String>> = facts
+                .failed
+                .iter()
+                .map(|(unit, attempt, worker, outcome, error)| {
+                    vec![
+                        code(unit),
+                        esc(what.get(unit.as_str()).copied().unwrap_or("")),
+                        attempt.to_string(),
+                        esc(worker),
+                        esc(outcome),
+                        esc(error),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                &[
+                    ("unit", false),
+                    ("what", false),
+                    ("attempt", true),
+                    ("worker", false),
+                    ("outcome", false),
+                    ("error", false),
+                ],
+                &rows,
+            ));
+        }
+        let _ = writeln!(
+            s,
+            "<details><summary>Resolved spec \
+                (spec.toml)</summary><pre>{}</pre></details></section>",
+            esc(&spec.to_toml())
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The page on hand-made tables: full, empty, single-representation, with a quarantined unit
+//! and with a grid. Structure is checked with a small tag-balance parser.
+
+use common::spec::JobSpec;
+use common::stimuli::Dataset;
+use common::table::GridRow;
+
+use crate::html::{render, Facts, Input, UnitFact, FIGURE_IDS};
+use crate::merge::{summarise, Cell, Truth};
+
+fn spec() -> JobSpec {
+    toml::from_str(
+        r#"
+[job]
+name = "t<&>"
+[model]
+kind = "bert"
+path = "/m/minilm"
+[stimuli]
+file = "s.csv"
+[targets]
+file = "s.csv"
+columns = { a = "a" }
+"#,
+    )
+    .unwrap()
+}
+
+const N: usize = 8;
+const ATTRS: [&str; 3] = ["vis<ual>", "sound & fury", "taste"];
+
+fn data() -> Dataset {
+    let targets = (0..N)
+        .flat_map(|i| (0..3).map(move |j| ((i * (j + 2)) % 5) as f64 + 0.1 * j as f64))
+        .collect();
+    Dataset {
+        stimuli: (0..N).map(|i| format!("s{i}")).collect(),
+        texts: (0..N).map(|i| format!("s{i}")).collect(),
+        attributes: ATTRS.iter().map(|s| s.to_string()).collect(),
+        groups: vec![Some("perceptual".into()), Some("perceptual".into()), None],
+        targets,
+        dropped: vec![],
+    }
+}
+
+fn cells(data: &Dataset, reps: &[&str]) -> Vec<Cell> {
+    let mut out = Vec::new();
+    for (r, rep) in reps.iter().enumerate() {
+        for (j, attr) in data.attributes.iter().enumerate() {
+            let predicted = (0..N)
+                .map(|i| data.targets[i * 3 + j] * 0.5 + (i % 3) as f64 * 0.1 * r as f64)
+                .collect();
+            out.push(Cell {
+                representation: rep.to_string(),
+                attribute: attr.clone(),
+                group: data.groups[j].clone(),
+                rmse_fold: vec![0.5 + 0.1 * r as f64, 0.6 + 0.05 * j as f64],
+                baseline_fold: vec![1.0, 1.0],
+                p_fold: vec![0.01, if j == 1 { 0.2 } else { 0.01 }],
+                pearson_r: 0.5,
+                spread: if rep.ends_with("cls") { 1e-6 } else { 0.3 },
+                n_components: 4,
+                alpha_fold: vec![150.0, 150.0],
+                predicted,
+                q: 0.02,
+            });
+        }
+    }
+    out
+}
+
+fn probe_unit(id: &str, rep: &str, state: &str, error: &str) -> UnitFact {
+    UnitFact {
+        id: id.into(),
+        kind: "probe".into(),
+        state: state.into(),
+        attempts: 1,
+        error: error.into(),
+        what: format!("{rep}, folds 0–1"),
+        representation: Some(rep.into()),
+    }
+}
+
+fn page(reps: &[&str], facts: &Facts, grid: &[GridRow]) -> String {
+    let (spec, data) = (spec(), data());
+    let cells = cells(&data, reps);
+    let truth = Truth::of(&data);
+    let summary = summarise(&cells, 2, &truth);
+    render(&Input {
+        spec: &spec,
+        data: &data,
+        cells: &cells,
+        summary: &summary,
+        grid,
+        truth: &truth,
+        facts,
+    })
+}
+
+/// Every non-void element is closed in order; returns the number of elements opened.
+fn balanced(html: &str) -> usize {
+    const VOID: [&str; 4] = ["meta", "br", "hr", "img"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut opened = 0;
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        let end = rest[i..].find('>').expect("unclosed <") + i;
+        let tag = &rest[i + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            let top = stack.pop().unwrap_or_else(|| panic!("</{name}> closes nothing"));
+            assert_eq!(top, name, "</{name}> closes <{top}>");
+            continue;
+        }
+        let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        assert!(!name.is_empty(), "bad tag <{tag}>");
+        opened += 1;
+        if tag.ends_with('/') || VOID.contains(&name.as_str()) {
+            continue;
+        }
+        // <style> holds CSS; skip to its end.
+        if name == "style" {
+            let close = rest.find("</style>").expect("</style>");
+            rest = &rest[close + "</style>".len()..];
+            continue;
+        }
+        stack.push(name);
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    opened
+}
+
+/// The part of the page inside `<figure id="{id}">`.
+fn fig<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html.find(&format!(r#"<figure id="{id}">"#)).unwrap_or_else(|| panic!("no {id}"));
+    let len = html[start..].find("</figure>").unwrap();
+    &html[start..start + len]
+}
+
+const REPS: [&str; 4] = ["text.0/cls", "text.0/mean", "text.1/cls", "text.1/mean"];
+
+#[test]
+fn full_page_has_every_figure_with_svg_caption_and_table() {
+    let html = page(&REPS, &Facts::default(), &[]);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(balanced(&html) > 100);
+    for id in FIGURE_IDS {
+        let f = fig(&html, id);
+        assert!(f.contains("<svg") && f.contains("<figcaption>") && f.contains("<table>"), "{id}");
+    }
+    assert!(html.contains(r#"id="run-summary""#));
+    // Two taps × two poolings.
+    assert_eq!(fig(&html, "fig-significance").matches(r#"class="bar""#).count(), 4);
+    assert_eq!(fig(&html, "fig-rmse").matches(r#"class="err""#).count(), 4);
+    assert_eq!(fig(&html, "fig-rmse").matches(r#"class="ref""#).count(), 1);
+    // Four representations × one named group.
+    assert_eq!(fig(&html, "fig-rmse-groups").matches(r#"class="bar""#).count(), 4);
+    // Three attributes: three 3 × 3 matrices.
+    assert_eq!(fig(&html, "fig-correlation").matches(r#"class="cell""#).count(), 27);
+    assert!(fig(&html, "fig-significance").contains(NO_UNET_TEXT));
+    assert!(fig(&html, "fig-grid").contains("No P × α grid"));
+    // Near-constant CLS representations are drawn pale and named.
+    assert!(fig(&html, "fig-rmse").contains("Pale bars"));
+    // Names are escaped everywhere.
+    assert!(html.contains("vis&lt;ual&gt;") && html.contains("sound &amp; fury"));
+    assert!(!html.contains("vis<ual>") && !html.contains("sound & fury") && !html.contains("t<&>"));
+    // No network: nothing to fetch.
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    // Deterministic.
+    assert_eq!(html, page(&REPS, &Facts::default(), &[]));
+}
+
+const NO_UNET_TEXT: &str = "No U-Net taps in this run";
+
+#[test]
+fn empty_results_still_give_a_valid_page_that_says_so() {
+    let html = page(&[], &Facts::default(), &[]);
+    balanced(&html);
+    assert!(html.contains("No results"), "the page says there are no results");
+    for id in FIGURE_IDS {
+        let f = fig(&html, id);
+        assert!(f.contains("<svg") && f.contains("<table>"), "{id}");
+        assert_eq!(f.matches(r#"class="bar""#).count(), 0);
+    }
+    assert!(!html.contains("NaN") && !html.contains("inf\"") && !html.contains(">inf"));
+}
+
+#[test]
+fn single_representation() {
+    let html = page(&["text.3/mean"], &Facts::default(), &[]);
+    balanced(&html);
+    assert_eq!(fig(&html, "fig-significance").matches(r#"class="bar""#).count(), 1);
+    assert_eq!(fig(&html, "fig-identification").matches(r#"class="bar""#).count(), 1);
+    assert!(fig(&html, "fig-rmse").contains("best text layer text.3/mean"));
+    assert!(!html.contains("NaN"));
+}
+
+#[test]
+fn a_quarantined_unit_is_shown_not_hidden() {
+    let facts = Facts {
+        units: vec![
+            probe_unit("aaaaaaaaaaaaaaaa", "text.0/mean", "committed", ""),
+            probe_unit(
+                "bbbbbbbbbbbbbbbb",
+                "text.1/mean",
+                "quarantined",
+                "worker died: <oom> & more",
+            ),
+            probe_unit("cccccccccccccccc", "text.1/mean", "committed", ""),
+        ],
+        failed: vec![(
+            "bbbbbbbbbbbbbbbb".into(),
+            1,
+            "w1".into(),
+            "failed".into(),
+            "worker died: <oom> & more".into(),
+        )],
+        attempts: 4,
+        sessions: 2,
+        wall_ms: Some(83_400),
+    };
+    // text.1/mean has no results at all (its other unit's rows are absent from the cells).
+    let html = page(&["text.0/mean"], &facts, &[]);
+    balanced(&html);
+    let sig = fig(&html, "fig-significance");
+    assert_eq!(sig.matches(r#"class="bar""#).count(), 1);
+    assert_eq!(sig.matches(r#"<text class="missing""#).count(), 1, "text.1/mean drawn as n/a");
+    assert!(sig.contains("<code>text.1/mean</code> (1 of 2 probe units quarantined)"));
+    assert!(sig.contains(
+        r#"<tr class="missing"><td><code>text.1/mean</code></td><td class="n">no results"#
+    ));
+    assert!(html.contains("Incomplete:"));
+    assert!(html.contains("worker died: &lt;oom&gt; &amp; more"));
+    assert!(html.contains("1 min 23 s") && html.contains("2 coordinator sessions"));
+}
+
+#[test]
+fn grid_heatmap_has_a_cell_per_p_and_alpha() {
+    let mut grid = Vec::new();
+    for rep in ["text.0/mean", "text.1/mean"] {
+        for (pi, p) in [10u32, 50, 120].into_iter().enumerate() {
+            for (ai, alpha) in [1.0, 150.0].into_iter().enumerate() {
+                grid.push(GridRow {
+                    representation: rep.into(),
+                    fold: 0,
+                    components: p,
+                    n_components: p.min(7),
+                    alpha,
+                    mean_rmse: 0.9
+                        - 0.1 * pi as f64
+                        - 0.01 * ai as f64
+                        - if rep == "text.1/mean" { 0.05 } else { 0.0 },
+                });
+            }
+        }
+    }
+    let html = page(&REPS, &Facts::default(), &grid);
+    let g = fig(&html, "fig-grid");
+    assert_eq!(g.matches(r#"class="cell""#).count(), 6);
+    assert_eq!(g.matches(r#"class="mark""#).count(), 1);
+    assert!(g.contains("text.1/mean, fold 0") && g.contains("P = 120, α = 150"));
+    // One best row per representation.
+    assert_eq!(g.matches("<tr>").count(), 1 + 2);
+}
+
+#[test]
+fn the_browser_check_looks_for_every_figure() {
+    let script = include_str!("../../../scripts/check-report-html.sh");
+    for id in FIGURE_IDS.iter().chain(&["run-summary"]) {
+        assert!(script.contains(id), "scripts/check-report-html.sh does not check {id}");
+    }
+}
