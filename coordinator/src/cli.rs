@@ -78,6 +78,9 @@ enum Command {
     Report {
         /// The run directory.
         run_dir: PathBuf,
+        /// Print the summary table (per representation and group) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Join a running sweep as a worker (the token comes from `DIFFPROBE_TOKEN`).
     Worker {
@@ -229,13 +232,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { run_dir } => {
+        Command::Report { run_dir, json } => {
             let layout = RunLayout::new(&run_dir);
             let spec = common::spec::JobSpec::from_resolved_toml(&layout.spec())?;
             let data = common::stimuli::Dataset::open(&layout.root().join("dataset.json"))?;
             let db = crate::db::StateDb::open(&layout.state_db())?;
             crate::merge::write_report(&layout, &spec, &data, &db)?;
-            println!("{}", layout.report_dir().join("report.md").display());
+            if json {
+                let summary = crate::merge::summary_json(&layout, &spec, &data, &db)?;
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{}", layout.report_dir().join("report.md").display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { coordinator, run_dir, tag, patience_s } => {

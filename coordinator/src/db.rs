@@ -91,6 +91,13 @@ impl StateDb {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        // Added after the first schema: older run databases gain the column on open.
+        let has_device = conn.prepare("SELECT device FROM workers LIMIT 0").is_ok();
+        if !has_device {
+            conn.execute_batch(
+                "ALTER TABLE workers ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu'",
+            )?;
+        }
         Ok(StateDb { conn })
     }
 
@@ -205,12 +212,13 @@ impl StateDb {
         host: &str,
         pid: u32,
         tag: &str,
+        device: &str,
         now: Millis,
     ) -> rusqlite::Result<String> {
         let tx = self.conn.transaction()?;
         let n: i64 = tx.query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
         let id = format!("w{}", n + 1);
-        tx.execute("INSERT INTO workers(id, host, pid, tag, started, last_seen, state) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'alive')", params![id, host, pid, tag, now])?;
+        tx.execute("INSERT INTO workers(id, host, pid, tag, started, last_seen, state, device) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'alive', ?6)", params![id, host, pid, tag, now, device])?;
         event(&tx, now, "worker_joined", None, Some(&id), &format!("{host} pid {pid} {tag}"))?;
         tx.commit()?;
         Ok(id)
@@ -548,6 +556,18 @@ impl StateDb {
             "SELECT COUNT(*) FROM events WHERE kind = 'committed' AND ts >= ?1",
             [since],
             |r| r.get(0),
+        )
+    }
+
+    /// Worker-hours on CPU-only workers and on GPU workers: each worker from registration to
+    /// its last contact.
+    pub(crate) fn worker_hours(&self) -> rusqlite::Result<(f64, f64)> {
+        self.conn.query_row(
+            "SELECT COALESCE(SUM(CASE WHEN device = 'cuda' THEN 0 ELSE last_seen - started END), 0),
+                    COALESCE(SUM(CASE WHEN device = 'cuda' THEN last_seen - started ELSE 0 END), 0)
+             FROM workers",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as f64 / 3.6e6, r.get::<_, i64>(1)? as f64 / 3.6e6)),
         )
     }
 

@@ -306,6 +306,39 @@ fn write(path: &Path, b: &RecordBatch) -> anyhow::Result<()> {
         .with_context(|| path.display().to_string())
 }
 
+/// The summary table as JSON values (for `diffprobe report --json`).
+pub(crate) fn summary_json(
+    layout: &RunLayout,
+    spec: &JobSpec,
+    data: &Dataset,
+    db: &StateDb,
+) -> anyhow::Result<serde_json::Value> {
+    let cells = cells(layout, data, db)?;
+    let summary = summarise(&cells, spec.analysis.attribute_probe.folds, &Truth::of(data));
+    let rows: Vec<serde_json::Value> = summary
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "representation": s.representation,
+                "group": s.group,
+                "n_attributes": s.n_attributes,
+                "mean_rmse": s.mean_rmse,
+                "se_rmse": s.se_rmse,
+                "mean_relative_reduction": s.mean_reduction,
+                "mean_pearson_r": s.mean_r,
+                "pct_significant": s.pct_significant,
+                "identification_accuracy": s.identification,
+                "corr_structure_delta": s.corr_delta,
+                "spread": s.spread,
+                "near_constant": s.spread < NEAR_CONSTANT_SPREAD,
+            })
+        })
+        .collect();
+    Ok(
+        serde_json::json!({ "run": layout.root().display().to_string(), "report_dir": layout.report_dir().display().to_string(), "summary": rows }),
+    )
+}
+
 /// Merges the committed probe outputs and writes `report/`.
 pub(crate) fn write_report(
     layout: &RunLayout,

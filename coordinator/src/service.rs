@@ -83,7 +83,13 @@ impl Coordinator for Service {
         let id = self
             .shared
             .db()
-            .register_worker(&r.host, r.pid, &r.launcher_tag, now_ms())
+            .register_worker(
+                &r.host,
+                r.pid,
+                &r.launcher_tag,
+                if r.device == "cuda" { "cuda" } else { "cpu" },
+                now_ms(),
+            )
             .map_err(internal)?;
         Ok(Response::new(pb::RegisterReply {
             worker_id: id,

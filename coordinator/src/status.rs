@@ -21,6 +21,9 @@ pub(crate) struct Status {
     pub(crate) throughput_per_s: f64,
     /// Seconds until every unit is committed at that rate (None when nothing moves).
     pub(crate) eta_s: Option<f64>,
+    /// Worker-hours on CPU-only and on GPU workers.
+    pub(crate) cpu_worker_hours: f64,
+    pub(crate) gpu_hours: f64,
     pub(crate) launcher: Option<String>,
     pub(crate) target_workers: Option<String>,
     /// Ended Slurm tasks: id, state (TIMEOUT, CANCELLED, NODE_FAIL, …), reason.
@@ -72,6 +75,8 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
         complete,
         throughput_per_s,
         eta_s,
+        cpu_worker_hours: db.worker_hours()?.0,
+        gpu_hours: db.worker_hours()?.1,
         launcher: db.meta("launcher")?,
         target_workers: db.meta("target_workers")?,
         slurm_ended: db.slurm_tasks_ended()?,
@@ -104,6 +109,10 @@ pub(crate) fn print(s: &Status) {
         }
         None => {}
     }
+    println!(
+        "worker time: {:.3} GPU-hours, {:.3} CPU-worker-hours",
+        s.gpu_hours, s.cpu_worker_hours
+    );
     for w in &s.workers {
         println!(
             "  worker {:<4} {:<12} pid {:<7} {:<7} last heartbeat {:.1} s ago",

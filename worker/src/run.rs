@@ -53,12 +53,14 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .ok()
         .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
         .unwrap_or_default();
+    let device = if candle_core::utils::cuda_is_available() { "cuda" } else { "cpu" };
     let reg = with_retry(args.patience, || {
         let mut rpc = rpc.clone();
         let req = pb::RegisterRequest {
             host: host.clone(),
             pid: std::process::id(),
             launcher_tag: args.tag.clone(),
+            device: device.into(),
         };
         async move { rpc.register(req).await }
     })

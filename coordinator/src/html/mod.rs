@@ -65,6 +65,10 @@ pub(crate) struct Facts {
     pub(crate) sessions: i64,
     /// First coordinator start to last commit.
     pub(crate) wall_ms: Option<i64>,
+    /// Worker-hours on CPU-only workers.
+    pub(crate) cpu_hours: f64,
+    /// Worker-hours on GPU workers.
+    pub(crate) gpu_hours: f64,
 }
 
 impl Facts {
@@ -88,7 +92,10 @@ impl Facts {
             units.push(UnitFact { id, kind, state, attempts, error, what, representation });
         }
         let (sessions, wall_ms) = db.wall_time()?;
+        let (cpu_hours, gpu_hours) = db.worker_hours()?;
         Ok(Facts {
+            cpu_hours,
+            gpu_hours,
             units,
             failed: db.failed_attempts()?,
             attempts: db.attempt_count()?,
@@ -986,6 +993,13 @@ impl<'a> Page<'a> {
                 format!("{} leased, {} failed or expired", facts.attempts, facts.failed.len()),
             ],
             vec!["wall time".into(), wall],
+            vec![
+                "worker-hours".into(),
+                format!(
+                    "{:.3} GPU-hours, {:.3} CPU-worker-hours",
+                    facts.gpu_hours, facts.cpu_hours
+                ),
+            ],
         ];
         s.push_str(&table(&[("", false), ("", false)], &info_rows));
         let unit_rows: Vec<Vec<String>> = kinds

@@ -221,6 +221,8 @@ fn a_quarantined_unit_is_shown_not_hidden() {
         attempts: 4,
         sessions: 2,
         wall_ms: Some(83_400),
+        cpu_hours: 0.05,
+        gpu_hours: 1.25,
     };
     // text.1/mean has no results at all (its other unit's rows are absent from the cells).
     let html = page(&["text.0/mean"], &facts, &[]);
@@ -233,6 +235,10 @@ fn a_quarantined_unit_is_shown_not_hidden() {
         r#"<tr class="missing"><td><code>text.1/mean</code></td><td class="n">no results"#
     ));
     assert!(html.contains("Incomplete:"));
+    assert!(
+        html.contains("1.250 GPU-hours, 0.050 CPU-worker-hours"),
+        "the run summary counts GPU-hours"
+    );
     assert!(html.contains("worker died: &lt;oom&gt; &amp; more"));
     assert!(html.contains("1 min 23 s") && html.contains("2 coordinator sessions"));
 }
