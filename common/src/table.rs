@@ -314,17 +314,30 @@ pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Resu
     Ok(())
 }
 
-/// Reads every probe row of a file.
-pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
+/// Every record batch of a file whose columns must be `schema`'s (names and order).
+fn read_batches(path: &Path, schema: &Schema, what: &str) -> Result<Vec<RecordBatch>, DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
-    let mut rows = Vec::new();
+    let mut batches = Vec::new();
     for batch in reader {
         let b = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
-        if b.schema().fields().len() != probe_schema().fields().len() {
-            return Err(DataError::table(path, "not a probe-rows file (wrong columns)"));
+        let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+        if names(&b.schema()) != names(schema) {
+            return Err(DataError::table(
+                path,
+                format!("not {what} (columns {:?})", names(&b.schema())),
+            ));
         }
+        batches.push(b);
+    }
+    Ok(batches)
+}
+
+/// Reads every probe row of a file.
+pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
+    let mut rows = Vec::new();
+    for b in read_batches(path, &probe_schema(), "a probe-rows file")? {
         let s = |i: usize| b.column(i).as_string::<i32>().clone();
         let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
         let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
@@ -402,15 +415,8 @@ pub fn write_grid_rows(file: &mut File, path: &Path, rows: &[GridRow]) -> Result
 
 /// Reads grid rows.
 pub fn read_grid_rows(path: &Path) -> Result<Vec<GridRow>, DataError> {
-    let pq = |e| DataError::Parquet { path: path.into(), source: e };
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
     let mut rows = Vec::new();
-    for batch in reader {
-        let b = batch.map_err(|e| DataError::Arrow { path: path.into(), source: e })?;
-        if b.schema().fields().len() != grid_schema().fields().len() {
-            return Err(DataError::table(path, "not a grid file (wrong columns)"));
-        }
+    for b in read_batches(path, &grid_schema(), "a grid file")? {
         let rep = b.column(0).as_string::<i32>().clone();
         let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
         let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();

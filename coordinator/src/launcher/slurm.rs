@@ -170,17 +170,7 @@ impl SlurmLauncher {
                 self.backoff = Duration::from_secs(2);
                 text
             }
-            Err(e) => {
-                db.log_event(
-                    now_ms,
-                    "slurm_error",
-                    None,
-                    &format!("{e:#}; retrying in {} s", self.backoff.as_secs()),
-                )?;
-                self.next_poll = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
-                return Ok(());
-            }
+            Err(e) => return self.back_off(db, &e, now_ms),
         };
         self.next_poll = Instant::now() + Duration::from_secs(2);
         let seen: Vec<(String, String, String)> = listing
@@ -215,14 +205,7 @@ impl SlurmLauncher {
                         "the cluster refused the worker array; check [slurm] in the spec",
                     ));
                 }
-                db.log_event(
-                    now_ms,
-                    "slurm_error",
-                    None,
-                    &format!("{e:#}; retrying in {} s", self.backoff.as_secs()),
-                )?;
-                self.next_poll = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+                self.back_off(db, &e, now_ms)?;
             }
         } else if alive.len() > target {
             // Shrink: the newest tasks go first; scancel sends SIGTERM, the worker releases its unit.
@@ -249,6 +232,15 @@ impl SlurmLauncher {
             let tasks: Vec<String> = (0..size).map(|i| format!("{job}_{i}")).collect();
             db.slurm_tasks_submitted(&job, &tasks, now_ms)?;
         }
+        Ok(())
+    }
+
+    /// Records a failed Slurm command and waits exponentially longer before the next poll.
+    fn back_off(&mut self, db: &StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
+        let detail = format!("{e:#}; retrying in {} s", self.backoff.as_secs());
+        db.log_event(now_ms, "slurm_error", None, &detail)?;
+        self.next_poll = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
         Ok(())
     }
 
