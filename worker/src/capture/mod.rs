@@ -3,6 +3,7 @@
 //! copied to the host.
 
 mod bert;
+pub mod scheduler;
 
 use common::spec::{DeviceChoice, ModelKind, ModelSection};
 use common::table::FeatureBlock;
