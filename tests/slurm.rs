@@ -32,6 +32,18 @@ fn assert_same_report(dir: &std::path::Path, run: &str) {
     }
 }
 
+/// Starts `diffprobe run` with the Slurm launcher into `dir/slurm`, units slowed by `delay_ms`
+/// so the faults land mid-sweep.
+fn spawn_slurm_run(dir: &std::path::Path, spec: &str, workers: usize, delay_ms: u64) -> Proc {
+    Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec, "--launcher", "slurm", "--workers", &workers.to_string()])
+            .args(["--set", "job.output_dir=slurm"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", delay_ms.to_string())
+            .current_dir(dir),
+    )
+}
+
 fn ended(run_dir: &std::path::Path) -> Vec<(String, String)> {
     util::query(
         run_dir,
@@ -55,21 +67,7 @@ fn slurm_array_survives_scancel_and_a_killed_coordinator() {
     let plan =
         util::run(&["plan", spec_s, "--launcher", "slurm", "--set", "job.output_dir=slurm"], &dir);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("#SBATCH --signal=B:USR1@120"));
-    let mut coord = Proc::spawn(
-        Command::new(util::bin())
-            .args([
-                "run",
-                spec_s,
-                "--launcher",
-                "slurm",
-                "--workers",
-                "3",
-                "--set",
-                "job.output_dir=slurm",
-            ])
-            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "500")
-            .current_dir(&dir),
-    );
+    let mut coord = spawn_slurm_run(&dir, spec_s, 3, 500);
     // scancel a task whose worker holds a lease: its unit must be re-leased.
     let (tag, unit): (String, String) = util::wait_for(
         "a Slurm worker holding a lease",
@@ -148,21 +146,7 @@ fn slurm_node_down_preemption_signal_scaling_and_a_new_node() {
     let spec_s = spec.to_str().unwrap();
     local_reference(&dir, spec_s);
     let run_dir = dir.join("slurm/e2e");
-    let mut coord = Proc::spawn(
-        Command::new(util::bin())
-            .args([
-                "run",
-                spec_s,
-                "--launcher",
-                "slurm",
-                "--workers",
-                "3",
-                "--set",
-                "job.output_dir=slurm",
-            ])
-            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "1500")
-            .current_dir(&dir),
-    );
+    let mut coord = spawn_slurm_run(&dir, spec_s, 3, 1500);
     let leased_task = || {
         util::wait_for("a Slurm worker holding a lease", Duration::from_secs(120), || {
             util::query(&run_dir, "SELECT w.tag FROM units u JOIN workers w ON w.id = u.worker WHERE u.state = 'leased' AND w.tag LIKE 'slurm-%' ORDER BY u.seq LIMIT 1", |r| r.get::<_, String>(0))
@@ -255,21 +239,7 @@ fn slurm_timeout_and_a_failed_task_are_replaced_and_reported() {
     let spec_s = spec.to_str().unwrap();
     local_reference(&dir, spec_s);
     let run_dir = dir.join("slurm/e2e");
-    let mut coord = Proc::spawn(
-        Command::new(util::bin())
-            .args([
-                "run",
-                spec_s,
-                "--launcher",
-                "slurm",
-                "--workers",
-                "1",
-                "--set",
-                "job.output_dir=slurm",
-            ])
-            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "2500")
-            .current_dir(&dir),
-    );
+    let mut coord = spawn_slurm_run(&dir, spec_s, 1, 2500);
     // FAILED: the worker process of a task is killed outright.
     let pid: i32 = util::wait_for("a Slurm worker", Duration::from_secs(120), || {
         util::query(&run_dir, "SELECT pid FROM workers WHERE tag LIKE 'slurm-%' AND state = 'alive' ORDER BY started LIMIT 1", |r| r.get(0)).into_iter().next()

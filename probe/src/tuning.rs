@@ -317,6 +317,18 @@ mod tests {
         sse / n as f64
     }
 
+    /// Three attributes over the sum of the first 3 features: strong signal (small α wins),
+    /// weak signal, and pure noise (large α wins).
+    fn planted(x: &[f64], n: usize, d: usize, j: usize, noise: &[f64]) -> Vec<f64> {
+        (0..n * j)
+            .map(|k| {
+                let (i, c) = (k / j, k % j);
+                let s: f64 = x[i * d..i * d + 3].iter().sum();
+                [5.0 * s + 0.1 * noise[k], 0.3 * s + noise[k], noise[k]][c]
+            })
+            .collect()
+    }
+
     #[test]
     fn efficient_loo_equals_brute_force_in_both_branches() {
         let alphas = [0.5, 5.0, 150.0];
@@ -408,13 +420,7 @@ mod tests {
         let (n, d, j) = (90, 12, 3);
         let x = random(n * d, 11);
         let noise = random(n * j, 12);
-        let y: Vec<f64> = (0..n * j)
-            .map(|k| {
-                let (i, c) = (k / j, k % j);
-                let s: f64 = x[i * d..i * d + 3].iter().sum();
-                [5.0 * s + 0.1 * noise[k], 0.3 * s + noise[k], noise[k]][c]
-            })
-            .collect();
+        let y = planted(&x, n, d, j, &noise);
         let test: Vec<usize> = (0..n).filter(|i| i % 6 == 0).collect();
         let train = complement(n, &test);
         let grid = [1e-2, 1.0, 1e2, 1e4, 1e6];
@@ -468,13 +474,7 @@ mod tests {
         let x = random(n * d, 1);
         let noise = random(n * j, 2);
         // Attribute 0: strong signal (small α wins); 1: weak; 2: pure noise (large α wins).
-        let y: Vec<f64> = (0..n * j)
-            .map(|k| {
-                let (i, c) = (k / j, k % j);
-                let s: f64 = x[i * d..i * d + 3].iter().sum();
-                [5.0 * s + 0.1 * noise[k], 0.3 * s + noise[k], noise[k]][c]
-            })
-            .collect();
+        let y = planted(&x, n, d, j, &noise);
         let test: Vec<usize> = (0..n).filter(|i| i % 4 == 0).collect();
         let train = complement(n, &test);
         let grid = [1e-2, 1.0, 1e2, 1e4, 1e6];
