@@ -7,6 +7,12 @@ models with the same *architecture family and file layout* as a real checkpoint
 diffusers/transformers `save_pretrained(..., safe_serialization=True)`.  The loader
 under test reads them with exactly the code that reads a real 4 GB checkpoint.
 
+The weights are generated in float32 and stored as **float16** safetensors (small enough
+to commit); the fixture model *is* the f16-rounded weights, and every reference (the
+sanity check here, scripts/make_sd_golden.py) loads those files and upcasts to f32.
+The tokenizer folder holds vocab.json + merges.txt + tokenizer_config.json +
+special_tokens_map.json, as real SD repos ship it (no tokenizer.json).
+
 The CLIP tokenizer is rebuilt offline from the BPE vocabulary that the
 `open-clip-torch` wheel ships (open_clip/bpe_simple_vocab_16e6.txt.gz): the result
 has the same 49,408-entry vocab and 48,894 merges as openai/clip-vit-large-patch14.
@@ -31,6 +37,8 @@ VOCAB_SIZE = 49408
 # Same regex as CLIP / open_clip SimpleTokenizer (HF tokenizer.json uses it in a Split pre-tokenizer).
 CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
+TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+
 PROMPTS = [
     "a photo of a cat",
     "an astronaut riding a horse",
@@ -45,7 +53,7 @@ PROMPTS = [
 # ---------------------------------------------------------------------------------------
 # tiny model configs
 # ---------------------------------------------------------------------------------------
-TEXT_HIDDEN = 16  # keeps the 49408-token embedding at 3.2 MB (f32); also the U-Net cross_attention_dim
+TEXT_HIDDEN = 16  # keeps the 49408-token embedding at 1.6 MB (f16); also the U-Net cross_attention_dim
 
 SCHED_COMMON = dict(
     num_train_timesteps=1000,
@@ -176,7 +184,8 @@ def build_vocab_merges(bpe_gz, bytes_to_unicode):
     return {t: i for i, t in enumerate(vocab)}, merges
 
 
-def build_tokenizer_json(vocab, merges):
+def build_fast_tokenizer(vocab, merges):
+    """A `tokenizers` pipeline equal to CLIP's (used only to cross-check the fixture's files)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     bpe = models.BPE(
@@ -213,9 +222,9 @@ def build_tokenizer_json(vocab, merges):
     return tok
 
 
-def write_tokenizer_dir(d, tok, vocab, merges, pad_token):
+def write_tokenizer_dir(d, vocab, merges, pad_token):
+    """vocab.json + merges.txt + configs, the slow-tokenizer files real SD repos ship (no tokenizer.json)."""
     os.makedirs(d, exist_ok=True)
-    tok.save(os.path.join(d, "tokenizer.json"))
     with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump(vocab, f, ensure_ascii=False)
     with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
@@ -237,9 +246,10 @@ def write_tokenizer_dir(d, tok, vocab, merges, pad_token):
         json.dump(special, f, indent=2)
 
 
-def verify_tokenizer(tok_dir, oc_mod, bpe_gz, log):
-    """Compare ids: open_clip SimpleTokenizer vs tokenizers(tokenizer.json) vs transformers."""
-    from tokenizers import Tokenizer
+def verify_tokenizer(tok_dir, tok, oc_mod, bpe_gz, log):
+    """Compare ids: open_clip SimpleTokenizer vs transformers reading the fixture's files vs an
+    in-memory `tokenizers` pipeline built from the same vocab/merges (not written to the fixture;
+    it documents the fast-tokenizer construction that reproduces CLIP)."""
 
     oc = oc_mod.SimpleTokenizer(bpe_gz)
     ref = {p: [BOS_ID] + oc.encode(p) + [EOS_ID] for p in PROMPTS}
@@ -249,8 +259,7 @@ def verify_tokenizer(tok_dir, oc_mod, bpe_gz, log):
         assert row[: len(ref[p])] == ref[p] and all(x == 0 for x in row[len(ref[p]) :]), p
 
     results = {}
-    tj = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
-    results["tokenizers(tokenizer.json)"] = {p: tj.encode(p).ids for p in PROMPTS}
+    results["tokenizers (in-memory, from vocab+merges)"] = {p: tok.encode(p).ids for p in PROMPTS}
 
     from transformers import CLIPTokenizer
 
@@ -276,13 +285,15 @@ def verify_tokenizer(tok_dir, oc_mod, bpe_gz, log):
 
     from transformers import PreTrainedTokenizerFast
 
-    t_file = PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json"))
-    results["transformers PreTrainedTokenizerFast(tokenizer.json)"] = {p: t_file(p)["input_ids"] for p in PROMPTS}
+    t_obj = PreTrainedTokenizerFast(tokenizer_object=tok)
+    results["transformers PreTrainedTokenizerFast(in-memory tokenizers object)"] = {
+        p: t_obj(p)["input_ids"] for p in PROMPTS
+    }
 
     # Known, intended divergence: with pad_token "!" (SD 2.x / OpenCLIP convention), transformers
     # registers "!" (id 0) as a *special* added token, exactly as it does for the real SD 2.x /
     # SDXL tokenizer_2 folders, so "!!" becomes [0, 0] instead of open_clip's single "!!</w>".
-    # Our tokenizer.json follows open_clip (what the model was trained with).
+    # open_clip (what the model was trained with) keeps "!!" as one token.
     pad = json.load(open(os.path.join(tok_dir, "tokenizer_config.json")))["pad_token"]
     hf_dir_name = "transformers CLIPTokenizer.from_pretrained(dir)"
     ok = True
@@ -336,28 +347,41 @@ def build_pipeline(name, spec, tok_dir):
     )
 
 
-def add_text_model_prefix(path):
-    """transformers 5.x saves CLIPTextModel keys without the `text_model.` prefix
+WEIGHT_FILES = (
+    ("text_encoder", "model.safetensors"),
+    ("unet", "diffusion_pytorch_model.safetensors"),
+    ("vae", "diffusion_pytorch_model.safetensors"),
+)
+
+
+def rewrite_f16(out):
+    """Rewrite the three weight files as float16 (floating tensors only), same file names.
+
+    The models are generated in f32; the f16-rounded weights written here *are* the fixture.
+    Also: transformers 5.x saves CLIPTextModel keys without the `text_model.` prefix
     (`embeddings.token_embedding.weight`); real SD checkpoints (and candle's
-    `build_clip_transformer`) use `text_model.embeddings.token_embedding.weight`.
-    Rewrite the file in the real-checkpoint naming."""
+    `build_clip_transformer`) use `text_model.embeddings.token_embedding.weight`, so the text
+    encoder file is rewritten in the real-checkpoint naming."""
+    import torch
     from safetensors.torch import load_file, save_file
 
-    sd = load_file(path)
-    sd = {k if k.startswith("text_model.") else "text_model." + k: v.contiguous() for k, v in sd.items()}
-    save_file(sd, path, metadata={"format": "pt"})
+    for comp, fname in WEIGHT_FILES:
+        path = os.path.join(out, comp, fname)
+        sd = load_file(path)
+        if comp == "text_encoder":
+            sd = {k if k.startswith("text_model.") else "text_model." + k: v for k, v in sd.items()}
+        sd = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+        save_file(sd, path, metadata={"format": "pt"})
+        os.chmod(path, 0o644)  # safetensors creates 0600
 
 
 def check_weights_loaded(pipe, out, log):
-    """Every tensor in the files must be what the reloaded pipeline holds (no silent random init)."""
+    """Every tensor in the files (f16) must be what the reloaded f32 pipeline holds, upcast
+    exactly (no silent random init, no dtype surprise)."""
     import torch
     from safetensors.torch import load_file
 
-    for comp, fname in (
-        ("text_encoder", "model.safetensors"),
-        ("unet", "diffusion_pytorch_model.safetensors"),
-        ("vae", "diffusion_pytorch_model.safetensors"),
-    ):
+    for comp, fname in WEIGHT_FILES:
         file_sd = load_file(os.path.join(out, comp, fname))
         model_sd = getattr(pipe, comp).state_dict()
         strip = lambda k: k[len("text_model.") :] if k.startswith("text_model.") else k
@@ -365,8 +389,13 @@ def check_weights_loaded(pipe, out, log):
         m = {strip(k): v for k, v in model_sd.items() if not k.endswith("position_ids")}
         assert set(f) == set(m), (comp, sorted(set(f) ^ set(m))[:10])
         for k in f:
-            assert torch.equal(f[k], m[k]), (comp, k)
-        log(f"  {comp}: {len(f)} tensors, {sum(v.numel() for v in f.values()):,} params, all loaded back exactly")
+            assert f[k].dtype == torch.float16, (comp, k, f[k].dtype)
+            assert m[k].dtype == torch.float32, (comp, k, m[k].dtype)
+            assert torch.equal(f[k].to(torch.float32), m[k]), (comp, k)
+        log(
+            f"  {comp}: {len(f)} tensors (f16 in file), {sum(v.numel() for v in f.values()):,} params, "
+            "all loaded back exactly as f32"
+        )
 
 
 def sanity(out, spec, log):
@@ -374,7 +403,9 @@ def sanity(out, spec, log):
     from diffusers import StableDiffusionPipeline
 
     t0 = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        out, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     t_load = time.perf_counter() - t0
     check_weights_loaded(pipe, out, log)
     assert type(pipe.scheduler).__name__ == "DDIMScheduler", type(pipe.scheduler)
@@ -418,6 +449,51 @@ def sanity(out, spec, log):
     return dict(load_s=t_load, run_s=t_run, image_shape=list(img.shape), latent_shape=list(latents.shape))
 
 
+def make_test_images(out_dir, log):
+    """tests/fixtures/images/: three 16x16 RGB PNGs (cat, dog, car: simple shapes on gradients,
+    drawn with integer numpy arithmetic, so deterministic) and wrong_size.png (20 wide x 16 high)
+    for a bad-input test. Latent 8x8 with the tiny VAE (downsampling factor 2)."""
+    import numpy as np
+    from PIL import Image
+
+    d = os.path.join(out_dir, "images")
+    os.makedirs(d, exist_ok=True)
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.int64)
+
+    def canvas(top, bottom, h=16, w=16):
+        y = np.arange(h, dtype=np.int64)[:, None, None]
+        top, bottom = np.array(top, np.int64), np.array(bottom, np.int64)
+        img = (top * (h - 1 - y) + bottom * y) // (h - 1)
+        return np.broadcast_to(img, (h, w, 3)).copy()
+
+    # cat: orange disc (head) with two triangular ears, on a blue-grey vertical gradient
+    cat = canvas((90, 110, 150), (40, 50, 80))
+    head = (yy - 9) ** 2 + (xx - 8) ** 2 <= 20
+    ears = ((yy >= 2) & (yy <= 5) & (np.abs(xx - 5) <= (yy - 2))) | ((yy >= 2) & (yy <= 5) & (np.abs(xx - 11) <= (yy - 2)))
+    cat[head | ears] = (230, 140, 40)
+    cat[(yy == 8) & ((xx == 6) | (xx == 10))] = (20, 160, 40)  # eyes
+    # dog: brown body rectangle + head square + dark legs, on a green gradient
+    dog = canvas((120, 200, 120), (30, 100, 30))
+    dog[(yy >= 6) & (yy <= 10) & (xx >= 3) & (xx <= 11)] = (140, 90, 50)
+    dog[(yy >= 3) & (yy <= 7) & (xx >= 10) & (xx <= 14)] = (160, 105, 60)
+    dog[(yy >= 11) & (yy <= 13) & ((xx == 4) | (xx == 10))] = (60, 40, 20)
+    # car: red body, lighter cabin, two black wheels, on a grey horizontal-ish gradient
+    car = canvas((200, 200, 210), (90, 90, 90))
+    car[(yy >= 7) & (yy <= 10) & (xx >= 1) & (xx <= 14)] = (200, 30, 30)
+    car[(yy >= 4) & (yy <= 6) & (xx >= 4) & (xx <= 10)] = (230, 120, 120)
+    car[(yy - 11) ** 2 + (xx - 4) ** 2 <= 3] = (15, 15, 15)
+    car[(yy - 11) ** 2 + (xx - 11) ** 2 <= 3] = (15, 15, 15)
+    # wrong size: 20 wide x 16 high diagonal gradient
+    wy, wx = np.mgrid[0:16, 0:20].astype(np.int64)
+    wrong = np.stack([wx * 12, wy * 15, (wx + wy) * 7], axis=-1)
+
+    for name, arr in (("cat", cat), ("dog", dog), ("car", car), ("wrong_size", wrong)):
+        arr = np.ascontiguousarray(arr.clip(0, 255).astype(np.uint8))
+        path = os.path.join(d, name + ".png")
+        Image.fromarray(arr, "RGB").save(path, format="PNG", optimize=False, compress_level=9)
+        log(f"  wrote {os.path.relpath(path, out_dir)}: {arr.shape[1]}x{arr.shape[0]} RGB, {os.path.getsize(path)} bytes")
+
+
 def dir_listing(out):
     rows = []
     for root, _, files in os.walk(out):
@@ -455,7 +531,7 @@ def main():
         f"tokenizers {tokenizers.__version__}, open-clip-torch {oc_ver}"
     )
     vocab, merges = build_vocab_merges(bpe_gz, oc_mod.bytes_to_unicode)
-    tok = build_tokenizer_json(vocab, merges)
+    tok = build_fast_tokenizer(vocab, merges)
     log(f"vocab {len(vocab)} entries, {len(merges)} merges (from {bpe_gz})")
 
     all_ok = True
@@ -466,17 +542,19 @@ def main():
         if not args.check_only:
             shutil.rmtree(out, ignore_errors=True)
             tmp_tok = out + ".tok"
-            write_tokenizer_dir(tmp_tok, tok, vocab, merges, spec["pad_token"])
+            write_tokenizer_dir(tmp_tok, vocab, merges, spec["pad_token"])
             t0 = time.perf_counter()
             pipe = build_pipeline(name, spec, tmp_tok)
             pipe.save_pretrained(out, safe_serialization=True)
-            add_text_model_prefix(os.path.join(out, "text_encoder", "model.safetensors"))
+            rewrite_f16(out)
             # replace whatever transformers wrote with our canonical tokenizer files
             shutil.rmtree(os.path.join(out, "tokenizer"), ignore_errors=True)
-            write_tokenizer_dir(os.path.join(out, "tokenizer"), tok, vocab, merges, spec["pad_token"])
+            write_tokenizer_dir(os.path.join(out, "tokenizer"), vocab, merges, spec["pad_token"])
             shutil.rmtree(tmp_tok, ignore_errors=True)
             log(f"  built+saved in {time.perf_counter() - t0:.2f}s")
-        ok, _ = verify_tokenizer(os.path.join(out, "tokenizer"), oc_mod, bpe_gz, log)
+        tok_files = sorted(os.listdir(os.path.join(out, "tokenizer")))
+        assert tok_files == sorted(TOKENIZER_FILES), tok_files
+        ok, _ = verify_tokenizer(os.path.join(out, "tokenizer"), tok, oc_mod, bpe_gz, log)
         all_ok &= ok
         sanity(out, spec, log)
         total = 0
@@ -492,8 +570,22 @@ def main():
         with open(gold, "w", encoding="utf-8") as f:
             f.write('{\n "source": ' + json.dumps(src) + ',\n "ids": {\n' + ",\n".join(rows) + "\n }\n}\n")
         log(f"wrote {gold}")
+        make_test_images(os.path.abspath(args.out_dir), log)
+    else:
+        import filecmp
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            make_test_images(tmp, lambda _s: None)
+            names = sorted(os.listdir(os.path.join(tmp, "images")))
+            _, bad, err = filecmp.cmpfiles(os.path.join(tmp, "images"), os.path.join(args.out_dir, "images"), names, shallow=False)
+            if bad or err:
+                all_ok = False
+                log(f"test images differ from a fresh build: {bad + err}")
+            else:
+                log(f"test images {names}: identical to a fresh build")
     if not all_ok:
-        sys.exit("tokenizer verification FAILED")
+        sys.exit("verification FAILED")
     log("all OK")
 
 

@@ -2,7 +2,8 @@
 # The test command: ./scripts/test.sh
 #
 # 1. ./scripts/setup.sh --no-build  (system packages, .venv, data/demo; quick when done)
-# 2. the scikit-learn reference for the probe maths (scripts/ref_probe.py, in .venv)
+# 2. the scikit-learn reference for the probe maths (scripts/ref_probe.py, in .venv) and the
+#    numpy reference for the odd-one-out alignment analyses (scripts/ref_alignment.py)
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
 #    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
@@ -18,9 +19,11 @@ echo "test: setup"
 echo "test: scikit-learn reference (PCA + Ridge)"
 mkdir -p target
 .venv/bin/python scripts/ref_probe.py target/sklearn_ref.json
+.venv/bin/python scripts/ref_alignment.py target/alignment_ref.json
 
 echo "test: cargo test --release --workspace"
 export DIFFPROBE_SKLEARN_REF="$ROOT/target/sklearn_ref.json"
+export DIFFPROBE_ALIGNMENT_REF="$ROOT/target/alignment_ref.json"
 export DIFFPROBE_REQUIRE_REFS=1
 # --all-targets: unit and integration tests, no doc-tests (there are none; their empty
 # "0 passed" blocks would be the runner's last words).

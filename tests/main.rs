@@ -4,10 +4,12 @@
 //! - `bad_input`: specs, data and models that must be refused with a clear message (exit 2),
 //!   and workers without the token;
 //! - `parity`: captured activations against transformers' golden values;
+//! - `sd`: Stable Diffusion sweeps on the tiny fixtures (generation, real images, bad models);
 //! - `slurm`: the Slurm launcher on a real cluster (only with `DIFFPROBE_SLURM=1`).
 
 mod bad_input;
 mod crash;
 mod parity;
+mod sd;
 mod slurm;
 mod util;

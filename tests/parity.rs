@@ -2,7 +2,7 @@
 //! weights (`tests/golden/minilm_hidden.json`, written by `scripts/make_golden_minilm.py`).
 //! Words are batched together, so padding and masking are exercised too.
 
-use common::spec::{DeviceChoice, ModelKind, ModelSection, Pooling};
+use common::spec::{CaptureSection, DeviceChoice, ModelKind, ModelSection, Pooling, StorageDtype};
 use common::unit::Representation;
 
 use crate::util;
@@ -23,16 +23,19 @@ fn minilm_layers_match_transformers() {
         kind: ModelKind::Bert,
         path: util::demo_data().join("minilm"),
         device: DeviceChoice::Cpu,
+        dtype: StorageDtype::F32,
     };
-    let capturer = worker::capture::Capturer::load(&model, 128).unwrap();
+    let capture = CaptureSection::default();
+    let capturer = worker::capture::Capturer::load(&model, &capture).unwrap();
     let layers = golden["cls"].as_array().unwrap().len();
     let mut reps = Vec::new();
     for l in 0..layers {
         for pooling in [Pooling::Cls, Pooling::Mean] {
-            reps.push(Representation { tap: format!("text.{l}"), pooling });
+            reps.push(Representation::text(format!("text.{l}"), pooling));
         }
     }
-    let blocks = capturer.capture(&words, 0, words.len(), &reps).unwrap();
+    let stimuli = worker::capture::Stimuli { names: &words, texts: &words, first: 0 };
+    let blocks = capturer.capture(&stimuli, words.len(), &reps).unwrap();
     let mut worst = 0f64;
     for (rep, block) in reps.iter().zip(&blocks) {
         let l: usize = rep.tap[5..].parse().unwrap();

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
 
+mod diffusion;
+pub use diffusion::{
+    CaptureMode, Conditioning, GenerateSection, ImageSection, SamplerKind, StepSelection,
+};
+
 /// A whole job spec, with paths resolved against the spec file's directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -50,19 +55,29 @@ pub struct JobSection {
     /// Parent of run directories (default `runs`, relative to the current directory).
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
+    /// Marks a null control (e.g. a model with random weights): the report then checks that
+    /// its probes are significant at about the nominal rate.
+    #[serde(default)]
+    pub null_control: bool,
 }
 
 /// `[model]`: which model to capture from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Model family: `bert` (a BERT-family text encoder alone).
+    /// Model family: `bert` (a BERT-family text encoder alone) or `sd` (Stable Diffusion 1.x /
+    /// 2.x in the diffusers layout).
     pub kind: ModelKind,
-    /// Folder with `config.json`, `model.safetensors`, `tokenizer.json` (relative to the spec).
+    /// The model folder (relative to the spec): `config.json`, `model.safetensors` and
+    /// `tokenizer.json` for `bert`; `unet/`, `text_encoder/`, `tokenizer/`, `vae/` and
+    /// `scheduler/` for `sd`.
     pub path: PathBuf,
     /// `cpu`, `cuda`, or `auto` (CUDA when built with it and a GPU is present).
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Compute dtype on the device: `f32` (default) or `f16` (GPU inference).
+    #[serde(default)]
+    pub dtype: StorageDtype,
 }
 
 /// Model families diffprobe can capture from.
@@ -71,6 +86,8 @@ pub struct ModelSection {
 pub enum ModelKind {
     /// A BERT-family text encoder (BERT, MiniLM, …) in the Hugging Face layout.
     Bert,
+    /// Stable Diffusion 1.x / 2.x (U-Net, CLIP text encoder, VAE) in the diffusers layout.
+    Sd,
 }
 
 /// Where workers compute.
@@ -135,12 +152,29 @@ pub enum MissingPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureSection {
-    /// Taps by module name: `text.{l}` (0 = embeddings); globs allowed (`text.*`).
+    /// Taps by module name: `text.{l}` (0 = embeddings), `text.final`, and for `sd` the
+    /// diffusers U-Net module names (`mid_block`, `up_blocks.1.attentions.0`, `out`, …); globs
+    /// allowed (`text.*`, `up_blocks.*`).
     #[serde(default = "default_taps")]
     pub taps: Vec<String>,
-    /// Token poolings, each giving its own representation: `cls`, `mean`, `eos`.
-    #[serde(default = "default_pooling")]
+    /// Token poolings of text taps, each giving its own representation: `cls`, `mean`, `eos`.
+    /// Empty = the model's default (`cls`, `mean` for `bert`; `eos` for `sd`).
+    #[serde(default)]
     pub pooling: Vec<Pooling>,
+    /// Reductions of U-Net taps, each its own representation: `mean`, `max` (over H×W),
+    /// `flatten`, `none` (token-major, unreduced). Empty = `flatten` for `mid_block` and `out`,
+    /// `mean` for the others.
+    #[serde(default)]
+    pub unet_pooling: Vec<Pooling>,
+    /// `sd` only: `generate` (text-to-image) or `image` (real images).
+    #[serde(default)]
+    pub mode: CaptureMode,
+    /// `sd` generation settings.
+    #[serde(default)]
+    pub generate: GenerateSection,
+    /// `sd` real-image settings.
+    #[serde(default)]
+    pub image: ImageSection,
     /// Stimuli per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -165,6 +199,12 @@ pub enum Pooling {
     Mean,
     /// The last non-padding token (end-of-text).
     Eos,
+    /// A U-Net tap flattened as laid out (C × H × W).
+    Flatten,
+    /// The maximum over H × W (or tokens), per channel.
+    Max,
+    /// Unreduced, token-major (H·W × C), for dense probes.
+    None,
 }
 
 impl Pooling {
@@ -174,7 +214,20 @@ impl Pooling {
             Pooling::Cls => "cls",
             Pooling::Mean => "mean",
             Pooling::Eos => "eos",
+            Pooling::Flatten => "flatten",
+            Pooling::Max => "max",
+            Pooling::None => "none",
         }
+    }
+
+    /// Whether this pooling applies to token sequences of a text encoder.
+    pub fn is_text(self) -> bool {
+        matches!(self, Pooling::Cls | Pooling::Mean | Pooling::Eos)
+    }
+
+    /// Whether this pooling applies to U-Net taps.
+    pub fn is_unet(self) -> bool {
+        matches!(self, Pooling::Mean | Pooling::Max | Pooling::Flatten | Pooling::None)
     }
 }
 
@@ -309,9 +362,6 @@ fn default_template() -> String {
 fn default_taps() -> Vec<String> {
     vec!["text.*".into()]
 }
-fn default_pooling() -> Vec<Pooling> {
-    vec![Pooling::Cls, Pooling::Mean]
-}
 fn default_batch() -> usize {
     64
 }
@@ -358,11 +408,37 @@ fn default_signal() -> String {
     "B:USR1@120".into()
 }
 
+impl CaptureSection {
+    /// The text poolings in effect: `pooling`, or the model's default when it is empty.
+    pub fn text_poolings(&self, kind: ModelKind) -> Vec<Pooling> {
+        match (self.pooling.is_empty(), kind) {
+            (false, _) => self.pooling.clone(),
+            (true, ModelKind::Bert) => vec![Pooling::Cls, Pooling::Mean],
+            (true, ModelKind::Sd) => vec![Pooling::Eos],
+        }
+    }
+
+    /// The U-Net reductions in effect for `tap`: `unet_pooling`, or the tap's default.
+    pub fn unet_poolings(&self, tap: &str) -> Vec<Pooling> {
+        if !self.unet_pooling.is_empty() {
+            self.unet_pooling.clone()
+        } else if tap == "mid_block" || tap == "out" {
+            vec![Pooling::Flatten]
+        } else {
+            vec![Pooling::Mean]
+        }
+    }
+}
+
 impl Default for CaptureSection {
     fn default() -> Self {
         CaptureSection {
             taps: default_taps(),
-            pooling: default_pooling(),
+            pooling: Vec::new(),
+            unet_pooling: Vec::new(),
+            mode: CaptureMode::default(),
+            generate: GenerateSection::default(),
+            image: ImageSection::default(),
             batch_size: default_batch(),
             dtype: StorageDtype::default(),
             seed: 0,
@@ -488,6 +564,7 @@ impl JobSpec {
         join(&mut self.model.path);
         join(&mut self.stimuli.file);
         join(&mut self.targets.file);
+        join(&mut self.capture.image.folder);
     }
 
     fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -536,8 +613,30 @@ impl JobSpec {
         if c.taps.is_empty() {
             return err("capture.taps", "expected at least one tap".into());
         }
-        if c.pooling.is_empty() {
-            return err("capture.pooling", "expected at least one pooling".into());
+        if let Some(bad) = c.pooling.iter().find(|p| !p.is_text()) {
+            return err(
+                "capture.pooling",
+                format!("{:?} is not a text pooling; expected cls, mean or eos", bad.name()),
+            );
+        }
+        if let Some(bad) = c.unet_pooling.iter().find(|p| !p.is_unet()) {
+            return err(
+                "capture.unet_pooling",
+                format!(
+                    "{:?} is not a U-Net pooling; expected mean, max, flatten or none",
+                    bad.name()
+                ),
+            );
+        }
+        if self.model.kind == ModelKind::Sd {
+            match c.mode {
+                CaptureMode::Generate => c.generate.validate(file)?,
+                CaptureMode::Image => c.image.validate(file)?,
+            }
+        } else if c.mode == CaptureMode::Image || !c.unet_pooling.is_empty() {
+            let key =
+                if c.mode == CaptureMode::Image { "capture.mode" } else { "capture.unet_pooling" };
+            return err(key, "needs model.kind = \"sd\"".into());
         }
         positive(file, "capture.batch_size", c.batch_size)?;
         positive(file, "capture.max_tokens", c.max_tokens)?;

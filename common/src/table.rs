@@ -126,20 +126,34 @@ pub fn write_features(
     Ok(())
 }
 
-/// Reads one representation's block from a features file, touching only its row group.
-pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataError> {
+/// The (representation key, width) of each row group of a features file.
+pub fn feature_index(path: &Path) -> Result<Vec<(String, usize)>, DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    index_of(path, &builder)
+}
+
+fn index_of(
+    path: &Path,
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+) -> Result<Vec<(String, usize)>, DataError> {
     let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    let index: Vec<(String, usize)> = kv
-        .iter()
+    kv.iter()
         .find(|k| k.key == REPRESENTATIONS_KEY)
         .and_then(|k| k.value.as_deref())
         .and_then(|v| serde_json::from_str(v).ok())
         .ok_or_else(|| {
             DataError::table(path, format!("missing key-value metadata {REPRESENTATIONS_KEY}"))
-        })?;
+        })
+}
+
+/// Reads one representation's block from a features file, touching only its row group.
+pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataError> {
+    let pq = |e| DataError::Parquet { path: path.into(), source: e };
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let index = index_of(path, &builder)?;
     let (group, dim) = index
         .iter()
         .enumerate()

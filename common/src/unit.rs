@@ -6,21 +6,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::Pooling;
+use crate::spec::{Conditioning, Pooling};
 
 /// One representation of the stimuli.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Representation {
     /// Tap by module name, e.g. `text.3`.
     pub tap: String,
-    /// Token pooling.
+    /// Token pooling or spatial reduction.
     pub pooling: Pooling,
+    /// Generation mode: the 0-based sampler step k (U-Net taps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    /// Real-image mode: the noise level in % (U-Net taps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<u32>,
+    /// Real-image mode: the conditioning text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditioning: Option<Conditioning>,
 }
 
 impl Representation {
-    /// The key used in files and reports, e.g. `text.3/mean`.
+    /// A text-encoder (or step-independent) representation.
+    pub fn text(tap: impl Into<String>, pooling: Pooling) -> Representation {
+        Representation { tap: tap.into(), pooling, step: None, noise: None, conditioning: None }
+    }
+
+    /// The key used in files and reports, e.g. `text.3/mean`, `mid_block/flatten/k49`,
+    /// `up_blocks.1/mean/n20/empty`.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.tap, self.pooling.name())
+        let mut key = format!("{}/{}", self.tap, self.pooling.name());
+        if let Some(k) = self.step {
+            key.push_str(&format!("/k{k}"));
+        }
+        if let Some(n) = self.noise {
+            key.push_str(&format!("/n{n}"));
+        }
+        if let Some(c) = self.conditioning {
+            key.push('/');
+            key.push_str(c.name());
+        }
+        key
     }
 }
 

@@ -323,9 +323,10 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
     println!("stimuli: {} ({} dropped for missing ratings)", e.stimuli, e.dropped_stimuli);
     println!("attributes: {} ({})", e.attributes, plan.dataset.attributes.join(", "));
     println!("representations: {}", e.representations);
+    let width = plan.representations.iter().map(|(r, _)| r.key().len()).max().unwrap_or(0);
     for (rep, dim) in &plan.representations {
         println!(
-            "  {:<16} D = {dim}, {:.2} MiB",
+            "  {:<width$} D = {dim}, {:.2} MiB",
             rep.key(),
             mib((e.stimuli
                 * dim

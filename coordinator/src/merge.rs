@@ -334,9 +334,15 @@ pub(crate) fn summary_json(
             })
         })
         .collect();
-    Ok(
-        serde_json::json!({ "run": layout.root().display().to_string(), "report_dir": layout.report_dir().display().to_string(), "summary": rows }),
-    )
+    let (hits, tests) = crate::report::per_fold_rate(&cells);
+    Ok(serde_json::json!({
+        "run": layout.root().display().to_string(),
+        "report_dir": layout.report_dir().display().to_string(),
+        "null_control": spec.job.null_control,
+        "per_fold_tests": tests,
+        "per_fold_significant": hits,
+        "summary": rows,
+    }))
 }
 
 /// Merges the committed probe outputs and writes `report/`.

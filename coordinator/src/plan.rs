@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::error::SpecError;
 use common::ids::UnitId;
-use common::spec::{JobSpec, StorageDtype};
+use common::spec::{CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::Dataset;
 use common::unit::{CaptureUnit, ProbeUnit, Representation, UnitSpec};
 use serde::Serialize;
@@ -39,7 +39,7 @@ impl Plan {
     /// Builds the plan for a loaded spec. `spec_file` names the spec in error messages.
     pub(crate) fn build(spec: JobSpec, spec_file: &str) -> anyhow::Result<Plan> {
         let dataset = Dataset::load(&spec, spec_file)?;
-        let taps = worker::capture::available_taps(&spec.model).map_err(|e| {
+        let taps = worker::capture::available_taps(&spec.model, &spec.capture).map_err(|e| {
             SpecError::new(spec_file, "model.path", format!("cannot read the model: {e}"))
         })?;
         let mut representations = Vec::new();
@@ -53,13 +53,16 @@ impl Plan {
                 return Err(SpecError::new(spec_file, "capture.taps", msg).into());
             }
             for tap in matched {
-                for &pooling in &spec.capture.pooling {
-                    let rep = Representation { tap: tap.name.clone(), pooling };
+                for rep in tap_representations(&spec, tap) {
+                    let dim = tap.dim(rep.pooling);
                     if !representations.iter().any(|(r, _)| r == &rep) {
-                        representations.push((rep, tap.dim));
+                        representations.push((rep, dim));
                     }
                 }
             }
+        }
+        if spec.model.kind == ModelKind::Sd && spec.capture.mode == CaptureMode::Image {
+            check_images(&spec, &dataset, spec_file)?;
         }
         let units = units(&spec, &dataset, &representations, spec_file)?;
         Ok(Plan { spec, dataset, representations, units })
@@ -87,9 +90,67 @@ impl Plan {
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
             probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
                 as u64,
-            forward_passes: n,
+            forward_passes: n * self.passes_per_stimulus(),
             eigendecompositions: reps * p.folds,
             permutation_fits: (reps * j * p.folds) as u64 * p.permutations as u64,
+        }
+    }
+}
+
+/// The representations of one tap: its poolings × the capture contexts that apply to it.
+fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Representation> {
+    let c = &spec.capture;
+    if tap.is_text() {
+        let pools = c.text_poolings(spec.model.kind);
+        return pools.into_iter().map(|p| Representation::text(tap.name.clone(), p)).collect();
+    }
+    // Only U-Net taps of `sd` models reach here; the spec validated the step selection.
+    let mut contexts: Vec<(Option<usize>, Option<u32>, Option<Conditioning>)> = Vec::new();
+    match c.mode {
+        CaptureMode::Generate => {
+            let steps = c.generate.record_steps.resolve(c.generate.steps).unwrap_or_default();
+            contexts.extend(steps.into_iter().map(|k| (Some(k), None, None)));
+        }
+        CaptureMode::Image => {
+            for &n in &c.image.noise_levels {
+                contexts.extend(c.image.conditioning.iter().map(|&cd| (None, Some(n), Some(cd))));
+            }
+        }
+    }
+    let mut reps = Vec::new();
+    for (step, noise, conditioning) in contexts {
+        for pooling in c.unet_poolings(&tap.name) {
+            reps.push(Representation { tap: tap.name.clone(), pooling, step, noise, conditioning });
+        }
+    }
+    reps
+}
+
+/// Real-image mode: every stimulus has an image of the run's size (headers only).
+fn check_images(spec: &JobSpec, data: &Dataset, spec_file: &str) -> Result<(), SpecError> {
+    let size = worker::capture::image_size(&spec.model, &spec.capture)
+        .map_err(|e| SpecError::new(spec_file, "capture.image", e.to_string()))?;
+    for name in &data.stimuli {
+        worker::capture::check_image(&spec.capture.image.folder, name, size.0, size.1)
+            .map_err(|e| SpecError::new(spec_file, "capture.image.folder", e))?;
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Model forward passes per stimulus: one text pass, plus the U-Net passes of `sd` runs.
+    fn passes_per_stimulus(&self) -> usize {
+        let c = &self.spec.capture;
+        let unet = self.representations.iter().any(|(r, _)| r.step.is_some() || r.noise.is_some());
+        if !unet {
+            return 1;
+        }
+        match c.mode {
+            CaptureMode::Generate => {
+                let last = self.representations.iter().filter_map(|(r, _)| r.step).max();
+                1 + c.generate.replicates * (last.unwrap_or(0) + 1)
+            }
+            CaptureMode::Image => 1 + c.image.noise_levels.len() * c.image.conditioning.len(),
         }
     }
 }
@@ -103,18 +164,49 @@ struct ModelIdentity {
 
 fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, SpecError> {
     let dir = &spec.model.path;
+    let (configs, weights): (&[&str], &[&str]) = match spec.model.kind {
+        ModelKind::Bert => (&["config.json"], &["model.safetensors"]),
+        ModelKind::Sd => (
+            &[
+                "unet/config.json",
+                "text_encoder/config.json",
+                "vae/config.json",
+                "scheduler/scheduler_config.json",
+            ],
+            &["unet", "text_encoder", "vae"],
+        ),
+    };
     let missing = |name: &str, e: std::io::Error| {
         SpecError::new(spec_file, "model.path", format!("{}: {e}", dir.join(name).display()))
     };
-    let config = std::fs::read(dir.join("config.json")).map_err(|e| missing("config.json", e))?;
-    let weights_bytes = std::fs::metadata(dir.join("model.safetensors"))
-        .map_err(|e| missing("model.safetensors", e))?
-        .len();
+    let mut config = Vec::new();
+    for name in configs {
+        config.extend(std::fs::read(dir.join(name)).map_err(|e| missing(name, e))?);
+    }
+    let mut weights_bytes = 0;
+    for name in weights {
+        weights_bytes += weight_bytes(&dir.join(name)).map_err(|e| missing(name, e))?;
+    }
     Ok(ModelIdentity {
         kind: spec.model.kind,
         config: common::ids::fingerprint(&config),
         weights_bytes,
     })
+}
+
+/// Size of a weights file, or of the `.safetensors` files in a folder.
+fn weight_bytes(path: &Path) -> std::io::Result<u64> {
+    if path.is_file() {
+        return Ok(std::fs::metadata(path)?.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|e| e == "safetensors") {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 fn units(

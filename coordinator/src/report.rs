@@ -37,6 +37,7 @@ pub(crate) fn markdown(
         }
         md.push('\n');
     }
+    calibration_section(&mut md, spec, cells);
     let _ = writeln!(md, "## Representations (all attributes)\n");
     let _ = writeln!(
         md,
@@ -137,6 +138,46 @@ pub(crate) fn markdown(
 }
 
 /// The α of each fold, compactly: one value when every fold used the same.
+/// The per-fold rate of p < 0.05 over every (representation, attribute, fold). Under the null
+/// it is 5 %; a null-control run states whether it is.
+pub(crate) fn per_fold_rate(cells: &[Cell]) -> (usize, usize) {
+    let ps = cells.iter().flat_map(|c| c.p_fold.iter());
+    let total = ps.clone().count();
+    (ps.filter(|&&p| p < 0.05).count(), total)
+}
+
+fn calibration_section(md: &mut String, spec: &JobSpec, cells: &[Cell]) {
+    let (hits, total) = per_fold_rate(cells);
+    if total == 0 {
+        return;
+    }
+    let rate = 100.0 * hits as f64 / total as f64;
+    let folds = spec.analysis.attribute_probe.folds;
+    let significant = cells.iter().filter(|c| c.significant(folds)).count();
+    if spec.job.null_control {
+        // The binomial 99 % band for independent tests; folds and representations share data,
+        // so this is a rough guide, not a test.
+        let half = 2.576 * (0.05 * 0.95 / total as f64).sqrt() * 100.0;
+        let (lo, hi) = (5.0 - half, 5.0 + half);
+        let verdict = if (lo..=hi).contains(&rate) && significant * 20 <= cells.len() {
+            "consistent with no knowledge, as a null control should be"
+        } else {
+            "**not** at the nominal rate: check this model and the ratings"
+        };
+        let _ = writeln!(md, "## Null control\n");
+        let _ = writeln!(
+            md,
+            "This run is a **null control** (`job.null_control`): a model that should hold no knowledge of the ratings. Per-fold permutation p < 0.05 in {hits} of {total} tests = **{rate:.1} %** (nominal 5 %; 99 % band for independent tests {lo:.1}–{hi:.1} %); {significant} of {} (representation, attribute) pairs pass the all-folds rule. Verdict: {verdict}.\n",
+            cells.len()
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Per-fold permutation p < 0.05 in {hits} of {total} tests ({rate:.1} %; 5 % if no representation held any knowledge).\n"
+        );
+    }
+}
+
 fn alphas(per_fold: &[f64]) -> String {
     match per_fold.first() {
         Some(first) if per_fold.iter().all(|a| a == first) => format!("{first}"),

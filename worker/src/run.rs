@@ -239,13 +239,13 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
     match &unit {
         UnitSpec::Capture(c) => {
             let capturer = ctx.capturer()?;
-            let texts = &ctx.data.texts[c.start..c.end];
-            let blocks = capturer.capture(
-                texts,
-                c.start,
-                ctx.spec.capture.batch_size,
-                &c.representations,
-            )?;
+            let stimuli = crate::capture::Stimuli {
+                names: &ctx.data.stimuli[c.start..c.end],
+                texts: &ctx.data.texts[c.start..c.end],
+                first: c.start,
+            };
+            let blocks =
+                capturer.capture(&stimuli, ctx.spec.capture.batch_size, &c.representations)?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype)
             })?;
@@ -273,7 +273,7 @@ impl WorkerContext {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = Arc::new(Capturer::load(&self.spec.model, self.spec.capture.max_tokens)?);
+        let c = Arc::new(Capturer::load(&self.spec.model, &self.spec.capture)?);
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -53,6 +53,10 @@ const ALL_OPTIONS: &[&str] = &[
     "slurm.gres=gpu:1",
     "slurm.mem=16G",
     "slurm.array_parallelism=4",
+    "capture.generate.height=512",
+    "capture.generate.width=512",
+    "capture.image.height=512",
+    "capture.image.width=512",
 ];
 
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
@@ -169,8 +173,8 @@ fn bad_specs_give_exact_messages() {
         },
         Case {
             name: "unknown enum value",
-            append: "[capture]\npooling = [\"max\"]\n",
-            expected: "{file}: capture.pooling.0: unknown value \"max\", expected one of: cls, mean, eos",
+            append: "[capture]\npooling = [\"median\"]\n",
+            expected: "{file}: capture.pooling.0: unknown value \"median\", expected one of: cls, mean, eos, flatten, max, none",
             ..BASE
         },
         Case {

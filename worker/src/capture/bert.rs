@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertEncoder, BertModel, Config};
-use common::spec::Pooling;
 use common::table::FeatureBlock;
 use common::unit::Representation;
 use tokenizers::Tokenizer;
@@ -40,7 +39,7 @@ fn read_config(dir: &Path) -> Result<Config, UnitError> {
 pub(super) fn taps(dir: &Path) -> Result<Vec<TapInfo>, UnitError> {
     let config = read_config(dir)?;
     Ok((0..=config.num_hidden_layers)
-        .map(|l| TapInfo { name: format!("text.{l}"), dim: config.hidden_size })
+        .map(|l| TapInfo::text(format!("text.{l}"), config.hidden_size))
         .collect())
 }
 
@@ -126,9 +125,13 @@ impl BertCapture {
             let start = first + b * batch_size;
             let states = self.forward(chunk, start).map_err(|e| model_err(&self.path, e))?;
             for ((rep, &layer), block) in reps.iter().zip(&wanted).zip(blocks.iter_mut()) {
-                let pooled =
-                    pool(&states.hidden[layer], &states.mask, &states.lengths, rep.pooling)
-                        .map_err(|e| model_err(&self.path, e))?;
+                let pooled = super::tokens::pool(
+                    &states.hidden[layer],
+                    &states.mask,
+                    &states.lengths,
+                    rep.pooling,
+                )
+                .map_err(|e| model_err(&self.path, e))?;
                 let host: Vec<Vec<f32>> = pooled
                     .to_dtype(DType::F32)
                     .and_then(|t| t.to_vec2())
@@ -197,28 +200,4 @@ struct States {
 fn extended_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
     let m = mask.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
     (m.ones_like()? - &m)?.broadcast_mul(&Tensor::new(f32::MIN, mask.device())?.to_dtype(dtype)?)
-}
-
-/// Pools token states (B × T × C) to one vector per stimulus, on the device.
-fn pool(
-    h: &Tensor,
-    mask: &Tensor,
-    lengths: &Tensor,
-    pooling: Pooling,
-) -> candle_core::Result<Tensor> {
-    match pooling {
-        Pooling::Cls => h.i((.., 0, ..)),
-        Pooling::Mean => {
-            let m = mask.to_dtype(h.dtype())?.unsqueeze(D::Minus1)?;
-            let sum = h.broadcast_mul(&m)?.sum(1)?;
-            sum.broadcast_div(&m.sum(1)?)
-        }
-        Pooling::Eos => {
-            // Gather the last real token of each row: index (length − 1) along the token axis.
-            let last = (lengths.to_dtype(DType::U32)? - 1.0)?.to_dtype(DType::U32)?;
-            let (_, _, c) = h.dims3()?;
-            let idx = last.reshape(((), 1, 1))?.repeat((1, 1, c))?.contiguous()?;
-            h.contiguous()?.gather(&idx, 1)?.squeeze(1)
-        }
-    }
 }

@@ -4,55 +4,111 @@
 
 mod bert;
 pub mod scheduler;
+mod sd;
+mod tokens;
 
-use common::spec::{DeviceChoice, ModelKind, ModelSection};
+use common::spec::{CaptureSection, DeviceChoice, ModelKind, ModelSection, Pooling};
 use common::table::FeatureBlock;
 use common::unit::Representation;
 
 use crate::error::UnitError;
 
-/// A tap a model offers, with its feature width.
+/// A tap a model offers, with its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapInfo {
-    /// Diffusers / transformers module name, e.g. `text.3`.
+    /// Diffusers / transformers module name, e.g. `text.3`, `up_blocks.1`.
     pub name: String,
-    /// Width of one pooled vector.
-    pub dim: usize,
+    /// Channels (width of one token or position).
+    pub channels: usize,
+    /// Spatial positions or tokens of a U-Net tap at the run's image size; `None` for text taps.
+    pub positions: Option<usize>,
 }
 
-/// The taps of the model a spec names (reads only its config).
-pub fn available_taps(model: &ModelSection) -> Result<Vec<TapInfo>, UnitError> {
+impl TapInfo {
+    fn text(name: String, channels: usize) -> TapInfo {
+        TapInfo { name, channels, positions: None }
+    }
+
+    /// Whether this is a text-encoder tap (token poolings apply).
+    pub fn is_text(&self) -> bool {
+        self.positions.is_none()
+    }
+
+    /// Width of one stimulus's vector under `pooling`.
+    pub fn dim(&self, pooling: Pooling) -> usize {
+        match pooling {
+            Pooling::Flatten | Pooling::None => self.channels * self.positions.unwrap_or(1),
+            _ => self.channels,
+        }
+    }
+}
+
+/// The stimuli of one capture unit.
+pub struct Stimuli<'a> {
+    /// Stimulus names (image file stems in real-image mode; seeds derive from them).
+    pub names: &'a [String],
+    /// The text given to the model (template applied).
+    pub texts: &'a [String],
+    /// Index of the first stimulus in the dataset.
+    pub first: usize,
+}
+
+/// The taps of the model a spec names, at the spec's image size (reads configs only).
+pub fn available_taps(
+    model: &ModelSection,
+    capture: &CaptureSection,
+) -> Result<Vec<TapInfo>, UnitError> {
     match model.kind {
         ModelKind::Bert => bert::taps(&model.path),
+        ModelKind::Sd => sd::taps(&model.path, capture),
     }
+}
+
+pub use sd::check_image;
+
+/// The (height, width) in pixels of an `sd` run's images.
+pub fn image_size(
+    model: &ModelSection,
+    capture: &CaptureSection,
+) -> Result<(usize, usize), UnitError> {
+    sd::pixel_size(&model.path, capture)
 }
 
 /// A loaded model ready to capture.
 pub struct Capturer {
-    inner: bert::BertCapture,
+    inner: Inner,
+}
+
+enum Inner {
+    Bert(bert::BertCapture),
+    Sd(Box<sd::SdCapture>),
 }
 
 impl Capturer {
     /// Loads the model named by the spec (memory-mapped safetensors).
-    pub fn load(model: &ModelSection, max_tokens: usize) -> Result<Capturer, UnitError> {
+    pub fn load(model: &ModelSection, capture: &CaptureSection) -> Result<Capturer, UnitError> {
         let device = device(model.device)?;
-        match model.kind {
+        let inner = match model.kind {
             ModelKind::Bert => {
-                Ok(Capturer { inner: bert::BertCapture::load(&model.path, device, max_tokens)? })
+                Inner::Bert(bert::BertCapture::load(&model.path, device, capture.max_tokens)?)
             }
-        }
+            ModelKind::Sd => Inner::Sd(Box::new(sd::SdCapture::load(model, capture, device)?)),
+        };
+        Ok(Capturer { inner })
     }
 
-    /// Runs `texts` (stimuli `first..first + texts.len()`) in batches and returns one block per
-    /// representation, in the order given.
+    /// Runs the stimuli in batches and returns one block per representation, in the order
+    /// given.
     pub fn capture(
         &self,
-        texts: &[String],
-        first: usize,
+        stimuli: &Stimuli<'_>,
         batch_size: usize,
         reps: &[Representation],
     ) -> Result<Vec<FeatureBlock>, UnitError> {
-        self.inner.capture(texts, first, batch_size, reps)
+        match &self.inner {
+            Inner::Bert(b) => b.capture(stimuli.texts, stimuli.first, batch_size, reps),
+            Inner::Sd(s) => s.capture(stimuli, batch_size.max(1), reps),
+        }
     }
 }
 

@@ -1,0 +1,286 @@
+//! `[capture.generate]` and `[capture.image]`: how a Stable Diffusion model is driven while its
+//! taps are recorded — text-to-image generation with a sampler, or one U-Net pass over real
+//! images noised to a chosen level (science.md part A).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// How stimuli reach a diffusion model.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// Text-to-image: the stimulus text is the prompt; taps are recorded at sampler steps.
+    #[default]
+    Generate,
+    /// Real images: `{folder}/{stimulus}.png` is VAE-encoded, noised and passed through the
+    /// U-Net once per noise level.
+    Image,
+}
+
+/// Samplers for generation mode.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// DDIM, η = 0 (deterministic).
+    #[default]
+    Ddim,
+    /// Euler (`EulerDiscreteScheduler`).
+    Euler,
+    /// Linear multistep, order 4 (`LMSDiscreteScheduler`).
+    Lms,
+}
+
+/// The text a real image is conditioned on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Conditioning {
+    /// The empty prompt `""`.
+    Empty,
+    /// The stimulus text (`stimuli.template` applied).
+    Prompt,
+}
+
+impl Conditioning {
+    /// The name used in representation keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Conditioning::Empty => "empty",
+            Conditioning::Prompt => "prompt",
+        }
+    }
+}
+
+/// Sampler steps to record: a list (`[0, 10, 49]`) or a range string (`"0..50"`,
+/// `"0..50:10"` = every 10th). Empty = every step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StepSelection {
+    /// Explicit 0-based step indices; empty = every step.
+    List(Vec<usize>),
+    /// `start..end` or `start..end:stride`.
+    Range(String),
+}
+
+impl Default for StepSelection {
+    fn default() -> Self {
+        StepSelection::List(Vec::new())
+    }
+}
+
+impl StepSelection {
+    /// The selected steps of an `s`-step run, ascending and unique.
+    pub fn resolve(&self, s: usize) -> Result<Vec<usize>, String> {
+        let mut steps = match self {
+            StepSelection::List(v) if v.is_empty() => (0..s).collect(),
+            StepSelection::List(v) => v.clone(),
+            StepSelection::Range(text) => parse_range(text)?,
+        };
+        steps.sort_unstable();
+        steps.dedup();
+        if let Some(&bad) = steps.iter().find(|&&k| k >= s) {
+            return Err(format!("step {bad} is outside 0..{s} (capture.generate.steps = {s})"));
+        }
+        if steps.is_empty() {
+            return Err("selects no step".into());
+        }
+        Ok(steps)
+    }
+}
+
+fn parse_range(text: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("expected \"start..end\" or \"start..end:stride\", found {text:?}");
+    let (range, stride) = match text.split_once(':') {
+        Some((r, s)) => (r, s.trim().parse::<usize>().map_err(|_| bad())?),
+        None => (text, 1),
+    };
+    let (a, b) = range.split_once("..").ok_or_else(bad)?;
+    let a: usize = a.trim().parse().map_err(|_| bad())?;
+    let b: usize = b.trim().parse().map_err(|_| bad())?;
+    if stride == 0 || a >= b {
+        return Err(bad());
+    }
+    Ok((a..b).step_by(stride).collect())
+}
+
+/// `[capture.generate]`: text-to-image generation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSection {
+    /// `ddim` (default), `euler` or `lms`.
+    #[serde(default)]
+    pub scheduler: SamplerKind,
+    /// Sampler steps S.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Classifier-free guidance scale g.
+    #[serde(default = "default_guidance")]
+    pub guidance: f64,
+    /// Steps to record (0-based): a list or `"start..end[:stride]"`; empty = every step.
+    #[serde(default)]
+    pub record_steps: StepSelection,
+    /// Images per stimulus, each with its own seed; features are averaged over replicates.
+    #[serde(default = "default_replicates")]
+    pub replicates: usize,
+    /// Image height in pixels; default: the U-Net's `sample_size` × the VAE's downsampling.
+    #[serde(default)]
+    pub height: Option<usize>,
+    /// Image width in pixels; default as `height`.
+    #[serde(default)]
+    pub width: Option<usize>,
+}
+
+/// `[capture.image]`: real images, one U-Net pass per noise level.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSection {
+    /// Folder of `{stimulus}.png` (or `.jpg`) images, all of the model's image size.
+    #[serde(default = "default_image_folder")]
+    pub folder: PathBuf,
+    /// Noise levels n in % (1..=100), each mapped to timestep t = 10n − 9.
+    #[serde(default = "default_noise_levels")]
+    pub noise_levels: Vec<u32>,
+    /// Conditionings, each its own representation: `empty` (the empty prompt) and/or `prompt`
+    /// (the stimulus text, `stimuli.template` applied, e.g. `"a photo of a {stimulus}"`).
+    #[serde(default = "default_conditioning")]
+    pub conditioning: Vec<Conditioning>,
+    /// Image height in pixels every image must have; default: the model's image size.
+    #[serde(default)]
+    pub height: Option<usize>,
+    /// Image width in pixels; default as `height`.
+    #[serde(default)]
+    pub width: Option<usize>,
+}
+
+fn default_steps() -> usize {
+    50
+}
+fn default_guidance() -> f64 {
+    7.5
+}
+fn default_replicates() -> usize {
+    1
+}
+fn default_image_folder() -> PathBuf {
+    PathBuf::from("images")
+}
+fn default_noise_levels() -> Vec<u32> {
+    vec![20]
+}
+fn default_conditioning() -> Vec<Conditioning> {
+    vec![Conditioning::Empty]
+}
+
+impl Default for GenerateSection {
+    fn default() -> Self {
+        GenerateSection {
+            scheduler: SamplerKind::default(),
+            steps: default_steps(),
+            guidance: default_guidance(),
+            record_steps: StepSelection::default(),
+            replicates: default_replicates(),
+            height: None,
+            width: None,
+        }
+    }
+}
+
+impl Default for ImageSection {
+    fn default() -> Self {
+        ImageSection {
+            folder: default_image_folder(),
+            noise_levels: default_noise_levels(),
+            conditioning: default_conditioning(),
+            height: None,
+            width: None,
+        }
+    }
+}
+
+impl GenerateSection {
+    pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
+        let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
+        if self.steps == 0 {
+            return err("capture.generate.steps", "expected at least 1, found 0".into());
+        }
+        if !(self.guidance.is_finite() && self.guidance >= 0.0) {
+            return err(
+                "capture.generate.guidance",
+                format!("expected a number ≥ 0, found {}", self.guidance),
+            );
+        }
+        if let Err(msg) = self.record_steps.resolve(self.steps) {
+            return err("capture.generate.record_steps", msg);
+        }
+        if self.replicates == 0 {
+            return err("capture.generate.replicates", "expected at least 1, found 0".into());
+        }
+        check_size(file, "capture.generate", self.height, self.width)
+    }
+}
+
+impl ImageSection {
+    pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
+        let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
+        if !self.folder.is_dir() {
+            return err(
+                "capture.image.folder",
+                format!("{} is not a folder", self.folder.display()),
+            );
+        }
+        if self.noise_levels.is_empty() {
+            return err("capture.image.noise_levels", "expected at least one level".into());
+        }
+        if let Some(bad) = self.noise_levels.iter().find(|n| !(1..=100).contains(*n)) {
+            return err(
+                "capture.image.noise_levels",
+                format!("expected percentages in 1..=100, found {bad}"),
+            );
+        }
+        if self.conditioning.is_empty() {
+            return err("capture.image.conditioning", "expected at least one".into());
+        }
+        check_size(file, "capture.image", self.height, self.width)
+    }
+}
+
+fn check_size(
+    file: &str,
+    section: &str,
+    height: Option<usize>,
+    width: Option<usize>,
+) -> Result<(), SpecError> {
+    for (key, v) in [("height", height), ("width", width)] {
+        if let Some(v) = v.filter(|&v| v == 0 || v % 8 != 0) {
+            return Err(SpecError::new(
+                file,
+                &format!("{section}.{key}"),
+                format!("expected a positive multiple of 8, found {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_selection_resolves_lists_and_ranges() {
+        assert_eq!(StepSelection::default().resolve(3).unwrap(), vec![0, 1, 2]);
+        assert_eq!(StepSelection::List(vec![4, 0, 4]).resolve(5).unwrap(), vec![0, 4]);
+        assert_eq!(
+            StepSelection::Range("0..50:10".into()).resolve(50).unwrap(),
+            vec![0, 10, 20, 30, 40]
+        );
+        assert_eq!(StepSelection::Range("2..4".into()).resolve(50).unwrap(), vec![2, 3]);
+        let e = StepSelection::List(vec![50]).resolve(50).unwrap_err();
+        assert!(e.contains("step 50 is outside 0..50"), "{e}");
+        assert!(StepSelection::Range("5..2".into()).resolve(50).is_err());
+        assert!(StepSelection::Range("0..5:0".into()).resolve(50).is_err());
+        assert!(StepSelection::Range("zero..5".into()).resolve(50).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Real-image mode (papers 001, 003): VAE-encode each image (latent distribution mean × the
+//! VAE's scaling factor), noise it to t = 10n − 9 with seeded ε, and run the U-Net once per
+//! (noise level, conditioning). Guidance does not change a single pass's activations, so only
+//! the conditioning that is recorded is computed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use common::spec::Conditioning;
+
+use super::noise::{seed_for, SeededNormal};
+use super::{model_err, Recording, SdCapture};
+use crate::capture::scheduler::{add_noise, noise_level_to_timestep};
+use crate::capture::Stimuli;
+use crate::error::UnitError;
+
+const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// The image file of `stimulus` in `folder` (`.png`, `.jpg` or `.jpeg`).
+fn image_path(folder: &Path, stimulus: &str) -> Result<PathBuf, String> {
+    EXTENSIONS
+        .iter()
+        .map(|ext| folder.join(format!("{stimulus}.{ext}")))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no image for stimulus {stimulus:?}: {}/{stimulus}.png (or .jpg) is missing",
+                folder.display()
+            )
+        })
+}
+
+/// Checks that an image exists and has the run's size, reading only its header.
+pub fn check_image(
+    folder: &Path,
+    stimulus: &str,
+    height: usize,
+    width: usize,
+) -> Result<PathBuf, String> {
+    let path = image_path(folder, stimulus)?;
+    let (w, h) = ::image::image_dimensions(&path)
+        .map_err(|e| format!("{}: cannot read the image: {e}", path.display()))?;
+    if (h as usize, w as usize) != (height, width) {
+        return Err(format!(
+            "{}: image is {w}×{h} px, expected {width}×{height} (capture.image.width × height)",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Loads images as `b × 3 × H × W` values in [−1, 1].
+fn load_images(paths: &[PathBuf], height: usize, width: usize) -> Result<Vec<f32>, UnitError> {
+    let mut values = Vec::with_capacity(paths.len() * 3 * height * width);
+    for path in paths {
+        let rgb = ::image::open(path)
+            .map_err(|e| {
+                UnitError::Invalid(format!("{}: cannot read the image: {e}", path.display()))
+            })?
+            .to_rgb8();
+        for c in 0..3 {
+            values.extend(rgb.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+        }
+    }
+    Ok(values)
+}
+
+impl SdCapture {
+    /// Runs one batch of real images; returns (block, `b × D` values) per representation.
+    pub(super) fn image_batch(
+        &self,
+        part: &Stimuli<'_>,
+        rec: &Recording,
+    ) -> Result<Vec<(usize, Vec<f32>)>, UnitError> {
+        let b = part.names.len();
+        let (height, width) = (self.size.height, self.size.width);
+        let folder = &self.capture.image.folder;
+        let paths: Vec<PathBuf> = part
+            .names
+            .iter()
+            .map(|s| check_image(folder, s, height, width).map_err(UnitError::Invalid))
+            .collect::<Result<_, _>>()?;
+        let z0 = self.encode_images(&paths)?;
+        let per = z0.len() / b;
+        let eps: Vec<f32> = part
+            .names
+            .iter()
+            .flat_map(|s| SeededNormal::new(seed_for(self.capture.seed, s, 0)).take(per))
+            .collect();
+        let mut out = Vec::new();
+        let needs_prompt =
+            !rec.text.is_empty() || rec.images.keys().any(|(_, c)| *c == Conditioning::Prompt);
+        let prompt = if needs_prompt {
+            Some(self.encode_text(part.texts, part.first, 0, true, rec, &mut out)?)
+        } else {
+            None
+        };
+        let empty = if rec.images.keys().any(|(_, c)| *c == Conditioning::Empty) {
+            Some(self.encode_text(&[], part.first, b, false, rec, &mut out)?)
+        } else {
+            None
+        };
+        let mut sums = BTreeMap::new();
+        self.noised_passes(&z0, &eps, [empty.as_ref(), prompt.as_ref()], rec, b, &mut sums)?;
+        self.drain(sums, 1, &mut out)?;
+        Ok(out)
+    }
+
+    /// VAE latents of images: the distribution mean × the scaling factor, `b × C × h × w`.
+    pub(super) fn encode_images(&self, paths: &[PathBuf]) -> Result<Vec<f32>, UnitError> {
+        let (height, width) = (self.size.height, self.size.width);
+        let vae = self.vae.as_ref().expect("image mode loads the VAE");
+        let vae_err = |e: &dyn std::fmt::Display| model_err(&self.dir.join("vae"), e);
+        let pixels = load_images(paths, height, width)?;
+        let pixels = Tensor::from_vec(pixels, (paths.len(), 3, height, width), &self.device)
+            .and_then(|t| t.to_dtype(self.dtype))
+            .map_err(|e| vae_err(&e))?;
+        let z0 = vae.encode_mean(&pixels).map_err(|e| vae_err(&e))?;
+        (z0 * vae.scaling_factor())
+            .and_then(|z| z.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| vae_err(&e))
+    }
+
+    /// One U-Net pass per (noise level, conditioning) of `rec`; `contexts` holds the encoded
+    /// empty prompt and stimulus prompts (each present when some pass needs it).
+    pub(super) fn noised_passes(
+        &self,
+        z0: &[f32],
+        eps: &[f32],
+        contexts: [Option<&Tensor>; 2],
+        rec: &Recording,
+        b: usize,
+        sums: &mut BTreeMap<usize, Tensor>,
+    ) -> Result<(), UnitError> {
+        let alphas = self.scheduler.alphas_cumprod();
+        for (&(n, cond), taps) in &rec.images {
+            let t = noise_level_to_timestep(n).map_err(|e| UnitError::Invalid(e.0))?;
+            let noisy = add_noise(&alphas, z0, eps, t).map_err(|e| UnitError::Invalid(e.0))?;
+            let x = self.latent_tensor(noisy, b)?;
+            let context = match cond {
+                Conditioning::Empty => contexts[0],
+                Conditioning::Prompt => contexts[1],
+            }
+            .expect("the caller encoded every conditioning it records");
+            self.unet_pass(&x, t as f64, context, Some(taps), (0, b), sums)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! On-device reductions of U-Net taps. A [`ReducingSink`] is handed to the U-Net for one pass:
+//! it keeps the rows of the batch that are recorded (the cond half under guidance), reduces each
+//! wanted tap the ways the representations ask for, and holds the small results on the device
+//! until the pass is over. Nothing of the full-size activation is copied to the host.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor};
+use common::spec::Pooling;
+
+/// Which representations (by block index) one pass fills, per tap name.
+pub(crate) type PassTaps = HashMap<String, Vec<(usize, Pooling)>>;
+
+/// A [`sd::TapSink`] that reduces wanted taps as they are produced.
+pub(crate) struct ReducingSink<'a> {
+    taps: &'a PassTaps,
+    rows: (usize, usize),
+    reduced: Vec<(usize, Tensor)>,
+}
+
+impl<'a> ReducingSink<'a> {
+    /// Records batch rows `start..start + len` of every tap in `taps`.
+    pub(crate) fn new(taps: &'a PassTaps, start: usize, len: usize) -> ReducingSink<'a> {
+        ReducingSink { taps, rows: (start, len), reduced: Vec::new() }
+    }
+
+    /// The reduced values as (block index, `len × D` f32 tensor on the device).
+    pub(crate) fn finish(self) -> Vec<(usize, Tensor)> {
+        self.reduced
+    }
+}
+
+impl sd::TapSink for ReducingSink<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.taps.contains_key(name)
+    }
+
+    fn record(&mut self, name: &str, value: &Tensor) -> candle_core::Result<()> {
+        let Some(wanted) = self.taps.get(name) else { return Ok(()) };
+        let kept = value.narrow(0, self.rows.0, self.rows.1)?;
+        for &(block, pooling) in wanted {
+            self.reduced.push((block, reduce(&kept, pooling)?));
+        }
+        Ok(())
+    }
+}
+
+/// Reduces `B × C × H × W` (spatial) or `B × T × C` (tokens) to `B × D`, in f32.
+pub(crate) fn reduce(x: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    let b = x.dim(0)?;
+    // Reduce in f32: an f16 mean over 4,096 positions loses digits.
+    let x = x.to_dtype(DType::F32)?;
+    let spatial = x.rank() == 4;
+    match pooling {
+        Pooling::Mean if spatial => x.flatten_from(2)?.mean(2),
+        Pooling::Max if spatial => x.flatten_from(2)?.max(2),
+        Pooling::Mean => x.mean(1),
+        Pooling::Max => x.max(1),
+        Pooling::Flatten => x.reshape((b, ())),
+        Pooling::None if spatial => x.permute((0, 2, 3, 1))?.contiguous()?.reshape((b, ())),
+        Pooling::None => x.contiguous()?.reshape((b, ())),
+        Pooling::Cls | Pooling::Eos => {
+            candle_core::bail!("{} is a text pooling, not a U-Net reduction", pooling.name())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn reductions_match_their_definitions() {
+        // B = 1, C = 2, H = 1, W = 3.
+        let x = Tensor::new(&[[[[1f32, 2., 6.]], [[0., -4., 1.]]]], &Device::Cpu).unwrap();
+        let row = |p| reduce(&x, p).unwrap().to_vec2::<f32>().unwrap().remove(0);
+        assert_eq!(row(Pooling::Mean), vec![3., -1.]);
+        assert_eq!(row(Pooling::Max), vec![6., 1.]);
+        assert_eq!(row(Pooling::Flatten), vec![1., 2., 6., 0., -4., 1.]);
+        assert_eq!(row(Pooling::None), vec![1., 0., 2., -4., 6., 1.]);
+        // Tokens: B = 1, T = 2, C = 2.
+        let t = Tensor::new(&[[[1f32, 5.], [3., -1.]]], &Device::Cpu).unwrap();
+        let row = |p| reduce(&t, p).unwrap().to_vec2::<f32>().unwrap().remove(0);
+        assert_eq!(row(Pooling::Mean), vec![2., 2.]);
+        assert_eq!(row(Pooling::Max), vec![3., 5.]);
+        assert_eq!(row(Pooling::None), vec![1., 5., 3., -1.]);
+        assert!(reduce(&t, Pooling::Eos).is_err());
+    }
+}
