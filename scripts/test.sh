@@ -6,7 +6,8 @@
 #    numpy reference for the odd-one-out alignment analyses (scripts/ref_alignment.py)
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
 #    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
-# 4. the demo, as a user runs it, into target/demo-check, checked for every report file
+# 4. the demo, as a user runs it, into target/demo-check, checked for every report file, and
+#    its null control (a random-weight tiny SD), checked to be significant at the nominal rate
 # 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
 #    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
@@ -48,7 +49,23 @@ print(f"test: demo ok: best representation {best.representation}, mean RMSE {bes
 PY
 echo "test: demo took ${elapsed} s"
 
+echo "test: the null control (random-weight tiny SD, jobs/demo-sd-null.toml)"
+start=$(date +%s)
+./target/release/diffprobe run jobs/demo-sd-null.toml --set job.output_dir=target/demo-check
+./target/release/diffprobe report target/demo-check/demo-sd-null --json > target/demo-sd-null.json
+grep -q "Verdict: consistent with no knowledge" target/demo-check/demo-sd-null/report/report.md \
+    || { echo "test: the null control is not at the nominal rate" >&2; exit 1; }
+.venv/bin/python - <<'PY'
+import json
+r = json.load(open("target/demo-sd-null.json"))
+rate = r["per_fold_significant"] / r["per_fold_tests"]
+significant = [s for s in r["summary"] if s["group"] == "all" and s["pct_significant"] > 0]
+assert r["null_control"] and 0.02 <= rate <= 0.08 and not significant, (rate, significant)
+print(f"test: null control ok: per-fold p < 0.05 in {100 * rate:.1f} % of {r['per_fold_tests']} tests")
+PY
+echo "test: null control took $(( $(date +%s) - start )) s"
+
 echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo/report/report.html target/report-screenshot.png
 
-echo "tests: $((cargo_passed + 2)) passed, 0 failed"
+echo "tests: $((cargo_passed + 3)) passed, 0 failed"
