@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use common::spec::{
-    CaptureMode, CaptureSection, Conditioning, ModelKind, ModelSection, Pooling, SamplerKind,
-    StepSelection, StorageDtype,
+    CaptureMode, CaptureSection, Conditioning, GenerateSection, ImageSection, ModelKind,
+    ModelSection, Pooling, SamplerKind, StepSelection, StorageDtype,
 };
 use common::unit::Representation;
 use serde_json::Value;
@@ -124,14 +124,17 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
         .iter()
         .map(|c| c["step_index"].as_u64().unwrap() as usize)
         .collect();
-    let mut capture = CaptureSection::default();
-    capture.mode = CaptureMode::Generate;
-    capture.generate.scheduler = sampler;
-    capture.generate.steps = g.meta["num_inference_steps"].as_u64().unwrap() as usize;
-    capture.generate.guidance = g.meta["guidance_scale"].as_f64().unwrap();
-    capture.generate.record_steps = StepSelection::List(calls.clone());
-    capture.generate.height = Some(16);
-    capture.generate.width = Some(16);
+    let generate = GenerateSection {
+        scheduler: sampler,
+        steps: g.meta["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: g.meta["guidance_scale"].as_f64().unwrap(),
+        record_steps: StepSelection::List(calls.clone()),
+        height: Some(16),
+        width: Some(16),
+        ..GenerateSection::default()
+    };
+    let capture =
+        CaptureSection { mode: CaptureMode::Generate, generate, ..CaptureSection::default() };
     let sd = load(fixture, &capture);
     let mut worst = 0f32;
     // The noise generator is the one the golden script re-implements.
@@ -168,10 +171,8 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
 
 fn image_case(fixture: &str, case: &str, cond: Conditioning) -> f32 {
     let g = golden(fixture, case);
-    let mut capture = CaptureSection::default();
-    capture.mode = CaptureMode::Image;
-    capture.image.height = Some(16);
-    capture.image.width = Some(16);
+    let image = ImageSection { height: Some(16), width: Some(16), ..ImageSection::default() };
+    let capture = CaptureSection { mode: CaptureMode::Image, image, ..CaptureSection::default() };
     let sd = load(fixture, &capture);
     let mut worst = 0f32;
     let path = repo().join("tests/fixtures/images/cat.png");
