@@ -131,11 +131,19 @@ fn tiny_sd_real_image_mode_through_the_coordinator() {
         let from = fixture("images").join(format!("{}.png", sources[i % 3]));
         std::fs::copy(from, images.join(format!("item{i}.png"))).unwrap();
     }
+    // Object masks: the left half of each 16 × 16 image.
+    let masks = dir.join("masks");
+    std::fs::create_dir_all(&masks).unwrap();
+    let half = image::GrayImage::from_fn(16, 16, |x, _| image::Luma([if x < 8 { 255 } else { 0 }]));
+    for i in 0..12 {
+        half.save(masks.join(format!("item{i}.png"))).unwrap();
+    }
     let capture = r#"[capture]
 taps = ["text.final", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0", "mid_block"]
-unet_pooling = ["mean", "max"]
+unet_pooling = ["mean", "max", "mask_mean"]
 mode = "image"
 [capture.image]
+masks = "masks"
 noise_levels = [1, 50]
 conditioning = ["empty", "prompt"]
 height = 16
@@ -146,8 +154,9 @@ width = 16
     let out = util::run(&["run", s, "--workers", "2"], &dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let keys = features(&dir.join("runs/sd"));
-    // 1 text + 2 taps × 2 poolings × 2 levels × 2 conditionings.
-    assert_eq!(keys.len(), 17, "{keys:?}");
+    // 1 text + 2 taps × 3 poolings × 2 levels × 2 conditionings.
+    assert_eq!(keys.len(), 25, "{keys:?}");
+    assert!(keys.contains(&("mid_block/mask_mean/n1/empty".to_string(), 64)), "{keys:?}");
     assert!(keys.contains(&("mid_block/max/n50/prompt".to_string(), 64)), "{keys:?}");
     assert!(keys.contains(&("text.final/eos".to_string(), 16)), "{keys:?}");
 

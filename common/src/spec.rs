@@ -205,6 +205,9 @@ pub enum Pooling {
     Max,
     /// Unreduced, token-major (H·W × C), for dense probes.
     None,
+    /// Real-image mode: the mean over positions weighted by the stimulus's object mask,
+    /// area-downsampled to the tap's resolution.
+    MaskMean,
 }
 
 impl Pooling {
@@ -217,6 +220,7 @@ impl Pooling {
             Pooling::Flatten => "flatten",
             Pooling::Max => "max",
             Pooling::None => "none",
+            Pooling::MaskMean => "mask_mean",
         }
     }
 
@@ -227,7 +231,10 @@ impl Pooling {
 
     /// Whether this pooling applies to U-Net taps.
     pub fn is_unet(self) -> bool {
-        matches!(self, Pooling::Mean | Pooling::Max | Pooling::Flatten | Pooling::None)
+        matches!(
+            self,
+            Pooling::Mean | Pooling::Max | Pooling::Flatten | Pooling::None | Pooling::MaskMean
+        )
     }
 }
 
@@ -565,6 +572,9 @@ impl JobSpec {
         join(&mut self.stimuli.file);
         join(&mut self.targets.file);
         join(&mut self.capture.image.folder);
+        if let Some(masks) = &mut self.capture.image.masks {
+            join(masks);
+        }
     }
 
     fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -623,9 +633,17 @@ impl JobSpec {
             return err(
                 "capture.unet_pooling",
                 format!(
-                    "{:?} is not a U-Net pooling; expected mean, max, flatten or none",
+                    "{:?} is not a U-Net pooling; expected mean, max, flatten, none or mask_mean",
                     bad.name()
                 ),
+            );
+        }
+        let masked = c.unet_pooling.contains(&Pooling::MaskMean);
+        if masked && (c.mode != CaptureMode::Image || c.image.masks.is_none()) {
+            return err(
+                "capture.unet_pooling",
+                "mask_mean needs mode = \"image\" and capture.image.masks (a folder of masks)"
+                    .into(),
             );
         }
         if self.model.kind == ModelKind::Sd {

@@ -130,9 +130,17 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
 fn check_images(spec: &JobSpec, data: &Dataset, spec_file: &str) -> Result<(), SpecError> {
     let size = worker::capture::image_size(&spec.model, &spec.capture)
         .map_err(|e| SpecError::new(spec_file, "capture.image", e.to_string()))?;
-    for name in &data.stimuli {
-        worker::capture::check_image(&spec.capture.image.folder, name, size.0, size.1)
-            .map_err(|e| SpecError::new(spec_file, "capture.image.folder", e))?;
+    let image = &spec.capture.image;
+    let folders = [
+        ("capture.image.folder", Some(&image.folder)),
+        ("capture.image.masks", image.masks.as_ref()),
+    ];
+    for (key, folder) in folders {
+        let Some(folder) = folder else { continue };
+        for name in &data.stimuli {
+            worker::capture::check_image(folder, name, size.0, size.1)
+                .map_err(|e| SpecError::new(spec_file, key, e))?;
+        }
     }
     Ok(())
 }

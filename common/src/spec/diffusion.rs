@@ -146,6 +146,10 @@ pub struct ImageSection {
     /// (the stimulus text, `stimuli.template` applied, e.g. `"a photo of a {stimulus}"`).
     #[serde(default = "default_conditioning")]
     pub conditioning: Vec<Conditioning>,
+    /// Folder of `{stimulus}.png` object masks (grayscale, the images' size; white = object)
+    /// for the `mask_mean` reduction.
+    #[serde(default)]
+    pub masks: Option<PathBuf>,
     /// Image height in pixels every image must have; default: the model's image size.
     #[serde(default)]
     pub height: Option<usize>,
@@ -193,6 +197,7 @@ impl Default for ImageSection {
             folder: default_image_folder(),
             noise_levels: default_noise_levels(),
             conditioning: default_conditioning(),
+            masks: None,
             height: None,
             width: None,
         }
@@ -241,6 +246,9 @@ impl ImageSection {
         }
         if self.conditioning.is_empty() {
             return err("capture.image.conditioning", "expected at least one".into());
+        }
+        if let Some(masks) = self.masks.as_ref().filter(|m| !m.is_dir()) {
+            return err("capture.image.masks", format!("{} is not a folder", masks.display()));
         }
         check_size(file, "capture.image", self.height, self.width)
     }

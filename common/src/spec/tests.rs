@@ -55,6 +55,7 @@ const ALL_OPTIONS: &[&str] = &[
     "slurm.array_parallelism=4",
     "capture.generate.height=512",
     "capture.generate.width=512",
+    "capture.image.masks=\"masks\"",
     "capture.image.height=512",
     "capture.image.width=512",
 ];
@@ -174,7 +175,7 @@ fn bad_specs_give_exact_messages() {
         Case {
             name: "unknown enum value",
             append: "[capture]\npooling = [\"median\"]\n",
-            expected: "{file}: capture.pooling.0: unknown value \"median\", expected one of: cls, mean, eos, flatten, max, none",
+            expected: "{file}: capture.pooling.0: unknown value \"median\", expected one of: cls, mean, eos, flatten, max, none, mask_mean",
             ..BASE
         },
         Case {

@@ -127,7 +127,7 @@ impl SdCapture {
             let x = self.latent_tensor(input, b)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
-            let pred = self.unet_pass(&x, t, context, rec.steps.get(&k), cond, sums)?;
+            let pred = self.unet_pass(&x, t, context, rec.steps.get(&k), cond, None, sums)?;
             if k == last {
                 break;
             }

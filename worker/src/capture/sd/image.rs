@@ -50,6 +50,24 @@ pub fn check_image(
     Ok(path)
 }
 
+/// Loads object masks as `b × 1 × H × W` weights in [0, 1]; an empty mask is an error.
+fn load_masks(paths: &[PathBuf]) -> Result<Vec<f32>, UnitError> {
+    let mut values = Vec::new();
+    for path in paths {
+        let luma = ::image::open(path)
+            .map_err(|e| {
+                UnitError::Invalid(format!("{}: cannot read the mask: {e}", path.display()))
+            })?
+            .to_luma8();
+        let before = values.len();
+        values.extend(luma.pixels().map(|p| p.0[0] as f32 / 255.0));
+        if values[before..].iter().all(|&v| v == 0.0) {
+            return Err(UnitError::Invalid(format!("{}: the mask is empty", path.display())));
+        }
+    }
+    Ok(values)
+}
+
 /// Loads images as `b × 3 × H × W` values in [−1, 1].
 fn load_images(paths: &[PathBuf], height: usize, width: usize) -> Result<Vec<f32>, UnitError> {
     let mut values = Vec::with_capacity(paths.len() * 3 * height * width);
@@ -101,8 +119,22 @@ impl SdCapture {
         } else {
             None
         };
+        let masks = match &self.capture.image.masks {
+            Some(dir) if rec.masked => {
+                let paths: Vec<PathBuf> = part
+                    .names
+                    .iter()
+                    .map(|s| check_image(dir, s, height, width).map_err(UnitError::Invalid))
+                    .collect::<Result<_, _>>()?;
+                let values = load_masks(&paths)?;
+                let t = Tensor::from_vec(values, (b, 1, height, width), &self.device);
+                Some(t.map_err(|e| model_err(folder, e))?)
+            }
+            _ => None,
+        };
         let mut sums = BTreeMap::new();
-        self.noised_passes(&z0, &eps, [empty.as_ref(), prompt.as_ref()], rec, b, &mut sums)?;
+        let contexts = [empty.as_ref(), prompt.as_ref()];
+        self.noised_passes(&z0, &eps, contexts, masks.as_ref(), rec, b, &mut sums)?;
         self.drain(sums, 1, &mut out)?;
         Ok(out)
     }
@@ -129,6 +161,7 @@ impl SdCapture {
         z0: &[f32],
         eps: &[f32],
         contexts: [Option<&Tensor>; 2],
+        masks: Option<&Tensor>,
         rec: &Recording,
         b: usize,
         sums: &mut BTreeMap<usize, Tensor>,
@@ -143,7 +176,7 @@ impl SdCapture {
                 Conditioning::Prompt => contexts[1],
             }
             .expect("the caller encoded every conditioning it records");
-            self.unet_pass(&x, t as f64, context, Some(taps), (0, b), sums)?;
+            self.unet_pass(&x, t as f64, context, Some(taps), (0, b), masks, sums)?;
         }
         Ok(())
     }

@@ -144,6 +144,8 @@ struct Recording {
     /// Generation: step k → taps. Image: (noise %, conditioning) → taps.
     steps: BTreeMap<usize, PassTaps>,
     images: BTreeMap<(u32, Conditioning), PassTaps>,
+    /// Whether some representation is `mask_mean` (object masks must be loaded).
+    masked: bool,
 }
 
 impl SdCapture {
@@ -259,8 +261,12 @@ impl SdCapture {
 
     fn recording(&self, reps: &[Representation]) -> Result<Recording, UnitError> {
         let layers = self.text.config().num_hidden_layers;
-        let mut rec =
-            Recording { text: Vec::new(), steps: BTreeMap::new(), images: BTreeMap::new() };
+        let mut rec = Recording {
+            text: Vec::new(),
+            steps: BTreeMap::new(),
+            images: BTreeMap::new(),
+            masked: reps.iter().any(|r| r.pooling == Pooling::MaskMean),
+        };
         for (block, r) in reps.iter().enumerate() {
             if let Some(layer) = r.tap.strip_prefix("text.") {
                 let l =
@@ -350,11 +356,12 @@ impl SdCapture {
         context: &Tensor,
         taps: Option<&PassTaps>,
         rows: (usize, usize),
+        masks: Option<&Tensor>,
         sums: &mut BTreeMap<usize, Tensor>,
     ) -> Result<Tensor, UnitError> {
         let fail = |e: &dyn std::fmt::Display| model_err(&self.dir.join("unet"), e);
         let empty = PassTaps::new();
-        let mut sink = reduce::ReducingSink::new(taps.unwrap_or(&empty), rows.0, rows.1);
+        let mut sink = reduce::ReducingSink::new(taps.unwrap_or(&empty), rows.0, rows.1, masks);
         let out = self.unet.forward(sample, timestep, context, &mut sink).map_err(|e| fail(&e))?;
         for (block, value) in sink.finish() {
             let sum = match sums.remove(&block) {

@@ -15,13 +15,20 @@ pub(crate) type PassTaps = HashMap<String, Vec<(usize, Pooling)>>;
 pub(crate) struct ReducingSink<'a> {
     taps: &'a PassTaps,
     rows: (usize, usize),
+    masks: Option<&'a Tensor>,
     reduced: Vec<(usize, Tensor)>,
 }
 
 impl<'a> ReducingSink<'a> {
-    /// Records batch rows `start..start + len` of every tap in `taps`.
-    pub(crate) fn new(taps: &'a PassTaps, start: usize, len: usize) -> ReducingSink<'a> {
-        ReducingSink { taps, rows: (start, len), reduced: Vec::new() }
+    /// Records batch rows `start..start + len` of every tap in `taps`; `masks` (`len × 1 × H × W`
+    /// in pixels, f32) weight the `mask_mean` reduction.
+    pub(crate) fn new(
+        taps: &'a PassTaps,
+        start: usize,
+        len: usize,
+        masks: Option<&'a Tensor>,
+    ) -> ReducingSink<'a> {
+        ReducingSink { taps, rows: (start, len), masks, reduced: Vec::new() }
     }
 
     /// The reduced values as (block index, `len × D` f32 tensor on the device).
@@ -39,7 +46,11 @@ impl sd::TapSink for ReducingSink<'_> {
         let Some(wanted) = self.taps.get(name) else { return Ok(()) };
         let kept = value.narrow(0, self.rows.0, self.rows.1)?;
         for &(block, pooling) in wanted {
-            self.reduced.push((block, reduce(&kept, pooling)?));
+            let value = match (pooling, self.masks) {
+                (Pooling::MaskMean, Some(masks)) => mask_mean(&kept, masks)?,
+                _ => reduce(&kept, pooling)?,
+            };
+            self.reduced.push((block, value));
         }
         Ok(())
     }
@@ -59,10 +70,32 @@ pub(crate) fn reduce(x: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor
         Pooling::Flatten => x.reshape((b, ())),
         Pooling::None if spatial => x.permute((0, 2, 3, 1))?.contiguous()?.reshape((b, ())),
         Pooling::None => x.contiguous()?.reshape((b, ())),
+        Pooling::MaskMean => candle_core::bail!("mask_mean needs object masks"),
         Pooling::Cls | Pooling::Eos => {
             candle_core::bail!("{} is a text pooling, not a U-Net reduction", pooling.name())
         }
     }
+}
+
+/// The mean over positions weighted by `masks` (`B × 1 × H × W` in pixels, f32), area-averaged
+/// down to the tap's resolution; `x` is `B × C × h × w` or `B × h·w × C`.
+pub(crate) fn mask_mean(x: &Tensor, masks: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, _, mh, mw) = masks.dims4()?;
+    let x = x.to_dtype(DType::F32)?;
+    let (x, positions) = if x.rank() == 4 {
+        let positions = x.dim(2)? * x.dim(3)?;
+        (x.flatten_from(2)?, positions)
+    } else {
+        let positions = x.dim(1)?;
+        (x.transpose(1, 2)?.contiguous()?, positions)
+    };
+    // Taps keep the pixel grid's aspect ratio, so one factor k maps pixels to positions.
+    let k = ((mh * mw) as f64 / positions as f64).sqrt().round() as usize;
+    if k == 0 || mh % k != 0 || mw % k != 0 || (mh / k) * (mw / k) != positions {
+        candle_core::bail!("a {mh}×{mw} mask does not tile a tap of {positions} positions");
+    }
+    let m = masks.avg_pool2d((k, k))?.reshape((b, 1, positions))?;
+    x.broadcast_mul(&m)?.sum(2)?.broadcast_div(&m.sum(2)?)
 }
 
 #[cfg(test)]
@@ -86,5 +119,26 @@ mod tests {
         assert_eq!(row(Pooling::Max), vec![3., 5.]);
         assert_eq!(row(Pooling::None), vec![1., 5., 3., -1.]);
         assert!(reduce(&t, Pooling::Eos).is_err());
+    }
+
+    #[test]
+    fn mask_mean_weights_positions_by_the_downsampled_mask() {
+        // B = 1, C = 1, a 2×2 tap under a 4×4 mask: the top-left cell is 3/4 object, the
+        // bottom-right 1/4, the others empty.
+        let x = Tensor::new(&[[[[10f32, 20.], [30., 40.]]]], &Device::Cpu).unwrap();
+        let m = Tensor::new(
+            &[[[[1f32, 1., 0., 0.], [1., 0., 0., 0.], [0., 0., 0., 0.], [0., 0., 0., 1.]]]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let got = mask_mean(&x, &m).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, vec![(0.75 * 10. + 0.25 * 40.) / 1.0]);
+        // The same tap as tokens (B × 4 × C) gives the same answer.
+        let t = x.flatten_from(2).unwrap().transpose(1, 2).unwrap();
+        let got = mask_mean(&t, &m).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, vec![17.5]);
+        assert!(
+            mask_mean(&x, &Tensor::zeros((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap()).is_err()
+        );
     }
 }
