@@ -18,16 +18,18 @@
 #      and runs `OUT_BINARY --version` here.
 #
 # Environment:
-#   DIFFPROBE_CUDA_CACHE  cache dir (default ~/.cache/diffprobe-cuda; ~0.3 GB toolkit + ~1.5 GB target)
+#   DIFFPROBE_CUDA_CACHE  cache dir (default ~/.cache/diffprobe-cuda; ~0.3 GB toolkit + ~3 GB cargo target)
 #   CUDA_COMPUTE_CAP      GPU architecture for the kernels (default 90 = H100/H200, sm_90a;
 #                         80 gives PTX that runs on any GPU >= sm_80)
 #   CUDARC_CUDA_VERSION   driver API version cudarc binds (default 13000 = CUDA 13.0, driver >= 580)
+#   DIFFPROBE_CUDA_KEEP_DEBUG=1  keep the debug info in OUT_BINARY (default: strip --strip-debug,
+#                         ~260 MiB -> ~80 MiB; symbols stay, so backtraces still name functions)
 #   PYTHON                interpreter whose pip installs the wheels (default python3)
 # Network: PyPI (wheels) and crates.io (cargo); nothing else.
 set -euo pipefail
 
 case "${1:-}" in
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 [ $# -le 1 ] || { echo "build-cuda: usage: $0 [OUT_BINARY]" >&2; exit 2; }
 
@@ -41,7 +43,7 @@ say() { echo "build-cuda: $*"; }
 die() { echo "build-cuda: error: $*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo not on PATH"
-command -v readelf >/dev/null || die "readelf not found (Debian: binutils)"
+command -v readelf >/dev/null && command -v strip >/dev/null || die "readelf/strip not found (Debian: binutils)"
 mkdir -p "$CACHE"
 # One build at a time per cache dir.
 if command -v flock >/dev/null; then
@@ -132,7 +134,7 @@ fi
 # ------------------------------------------------------------ 4. build
 export CARGO_TARGET_DIR="$CACHE/target"
 RPATH='$ORIGIN:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:/usr/local/cuda-13/lib64:/usr/local/cuda-13.0/lib64'
-say "build: nice -n 19 cargo rustc --release -p coordinator --bin diffprobe --features cuda (target dir $CARGO_TARGET_DIR; 12-20 min from scratch on 2 cores)"
+say "build: nice -n 19 cargo rustc --release -p coordinator --bin diffprobe --features cuda (target dir $CARGO_TARGET_DIR; from scratch 12-20 min on 2 idle cores, an hour on a busy machine)"
 TB=$(date +%s)
 # `cargo rustc` passes the link flags to the final binary only, so dependencies' cached
 # builds do not depend on them. Not --locked: the [patch] rewrites candle-core's lock entry
@@ -149,6 +151,7 @@ fi
 # ------------------------------------------------------------ 5. install + checks
 mkdir -p "$(dirname "$OUTBIN")"
 install -m 755 "$CARGO_TARGET_DIR/release/diffprobe" "$OUTBIN.tmp"
+[ "${DIFFPROBE_CUDA_KEEP_DEBUG:-0}" = 1 ] || strip --strip-debug "$OUTBIN.tmp"
 mv "$OUTBIN.tmp" "$OUTBIN"
 NEEDED="$(readelf -d "$OUTBIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 RUNPATH="$(readelf -d "$OUTBIN" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')"

@@ -258,6 +258,10 @@ def run_gen(pipe, case, meta, tensors):
     assert latents_final.shape == noise.shape and latents_final.dtype == torch.float32
     tensors["noise"] = noise
     tensors["latents_final"] = latents_final
+    # What the pipeline's default output_type="pil" does next: decode, then (x / 2 + 0.5).clamp(0, 1).
+    with torch.no_grad():
+        decoded = pipe.vae.decode(latents_final / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    tensors["decoded"] = decoded.contiguous()
     meta.update(
         kind="generation",
         prompt=PROMPT,

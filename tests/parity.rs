@@ -34,7 +34,7 @@ fn minilm_layers_match_transformers() {
             reps.push(Representation::text(format!("text.{l}"), pooling));
         }
     }
-    let stimuli = worker::capture::Stimuli { names: &words, texts: &words, first: 0 };
+    let stimuli = worker::capture::Stimuli { names: &words, texts: &words, first: 0, images: None };
     let blocks = capturer.capture(&stimuli, words.len(), &reps).unwrap();
     let mut worst = 0f64;
     for (rep, block) in reps.iter().zip(&blocks) {

@@ -112,9 +112,16 @@ fn tiny_sd_generation_sweep_through_the_coordinator() {
     assert!(keys.contains(&("out/flatten/k0".to_string(), 256)), "{keys:?}");
     assert!(keys.contains(&("up_blocks.1/mean/k0".to_string(), 32)), "{keys:?}");
     assert!(!keys.iter().any(|(k, _)| k.contains("/k1") || k.contains("/k3")), "{keys:?}");
-    // Seeds come from (capture.seed, stimulus, replicate): a second run is bit-identical.
-    let again = util::run(&["run", s, "--workers", "1", "--set", "job.name=sd-again"], &dir);
+    // Seeds come from (capture.seed, stimulus, replicate): a second run is bit-identical, also
+    // when it runs every step to save the images.
+    let sets = ["--set", "job.name=sd-again", "--set", "capture.generate.save_images=true"];
+    let again = util::run(&[&["run", s, "--workers", "1"][..], &sets].concat(), &dir);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let images = dir.join("runs/sd-again/images");
+    for i in 0..18 {
+        let png = image::open(images.join(format!("item{i}.r0.png"))).unwrap();
+        assert_eq!((png.width(), png.height()), (16, 16));
+    }
     let report = |name: &str| {
         std::fs::read(dir.join("runs").join(name).join("report/rmse.parquet")).unwrap()
     };

@@ -41,6 +41,10 @@ impl RunLayout {
     pub fn coordinator_file(&self) -> PathBuf {
         self.root.join("coordinator.json")
     }
+    /// Generated images (`capture.generate.save_images`).
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
     /// Directory of capture outputs.
     pub fn features_dir(&self) -> PathBuf {
         self.root.join("features")

@@ -8,7 +8,8 @@
 //!   (`down_blocks.0.attentions.1`, `mid_block`, `up_blocks.2.upsamplers.0`, `out`), and
 //!   [`UNet::taps`] lists them with their shapes.
 //! - [`TextEncoder`] (`text_encoder/`): CLIP text tower returning all hidden states.
-//! - [`Vae`] (`vae/`): the image encoder, returning the latent mean.
+//! - [`Vae`] (`vae/`): the image encoder, returning the latent mean; [`VaeDecoder`] turns
+//!   generated latents back into images.
 //!
 //! All three are numerically equal to diffusers / transformers in f32 (relative error around
 //! 1e-6), which the golden tests check; in particular the transformer feed-forward uses exact
@@ -22,6 +23,7 @@ mod taps;
 mod text;
 mod unet;
 mod vae;
+mod vae_decoder;
 
 #[cfg(test)]
 mod tests;
@@ -31,3 +33,4 @@ pub use taps::{NoTaps, TapKind, TapRecorder, TapShape, TapSink};
 pub use text::{HiddenAct, TextConfig, TextEncoder, TextOutput};
 pub use unet::{PerBlock, UNet, UNetConfig, OUT_TAP};
 pub use vae::{Vae, VaeConfig};
+pub use vae_decoder::VaeDecoder;

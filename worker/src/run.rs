@@ -42,6 +42,7 @@ struct WorkerContext {
     spec: JobSpec,
     data: Dataset,
     capturer: Mutex<Option<Arc<Capturer>>>,
+    images_dir: PathBuf,
     unit_delay: Duration,
 }
 
@@ -53,7 +54,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .ok()
         .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let device = if candle_core::utils::cuda_is_available() { "cuda" } else { "cpu" };
+    let device = if crate::capture::cuda_present() { "cuda" } else { "cpu" };
     let reg = with_retry(args.patience, || {
         let mut rpc = rpc.clone();
         let req = pb::RegisterRequest {
@@ -76,6 +77,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         spec,
         data,
         capturer: Mutex::new(None),
+        images_dir: layout.images_dir(),
         unit_delay: args.unit_delay,
     });
     eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
@@ -243,6 +245,7 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
                 names: &ctx.data.stimuli[c.start..c.end],
                 texts: &ctx.data.texts[c.start..c.end],
                 first: c.start,
+                images: Some(&ctx.images_dir),
             };
             let blocks =
                 capturer.capture(&stimuli, ctx.spec.capture.batch_size, &c.representations)?;

@@ -130,6 +130,10 @@ pub struct GenerateSection {
     /// Image width in pixels; default as `height`.
     #[serde(default)]
     pub width: Option<usize>,
+    /// Decode each generated image with the VAE and save it as
+    /// `images/{stimulus}.r{replicate}.png` in the run directory (runs every step).
+    #[serde(default)]
+    pub save_images: bool,
 }
 
 /// `[capture.image]`: real images, one U-Net pass per noise level.
@@ -187,6 +191,7 @@ impl Default for GenerateSection {
             replicates: default_replicates(),
             height: None,
             width: None,
+            save_images: false,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Stimuli<'a> {
     pub texts: &'a [String],
     /// Index of the first stimulus in the dataset.
     pub first: usize,
+    /// Where generated images go when the spec asks for them (the run's `images/`).
+    pub images: Option<&'a std::path::Path>,
 }
 
 /// The taps of the model a spec names, at the spec's image size (reads configs only).
@@ -115,21 +117,37 @@ impl Capturer {
 }
 
 fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
-    let model_err = |e: candle_core::Error| UnitError::Model {
-        path: "(device)".into(),
-        message: e.to_string(),
-    };
     match choice {
         DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceChoice::Auto => candle_core::Device::cuda_if_available(0).map_err(model_err),
-        DeviceChoice::Cuda => {
-            if !candle_core::utils::cuda_is_available() {
-                return Err(UnitError::Invalid(
-                    "model.device = \"cuda\" but this worker was built without CUDA or has no GPU"
-                        .into(),
-                ));
-            }
-            candle_core::Device::new_cuda(0).map_err(model_err)
-        }
+        DeviceChoice::Auto => Ok(open_cuda().unwrap_or(candle_core::Device::Cpu)),
+        DeviceChoice::Cuda => open_cuda().map_err(|why| {
+            UnitError::Invalid(format!("model.device = \"cuda\" but no CUDA device: {why}"))
+        }),
+    }
+}
+
+/// Whether this worker can open CUDA device 0 (what it registers as its device).
+pub fn cuda_present() -> bool {
+    open_cuda().is_ok()
+}
+
+/// Opens CUDA device 0. cudarc loads the driver library lazily and panics when it is missing,
+/// so the attempt runs under `catch_unwind` with the panic message kept as the reason.
+fn open_cuda() -> Result<candle_core::Device, String> {
+    if !candle_core::utils::cuda_is_available() {
+        return Err("this worker was built without CUDA (see scripts/build-cuda.sh)".into());
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| candle_core::Device::new_cuda(0));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the CUDA driver library could not be loaded".into())),
     }
 }

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
 use candle_core::{DType, Tensor};
 use common::spec::SamplerKind;
 
@@ -80,13 +82,17 @@ impl SdCapture {
         let uncond = if guided { b } else { 0 };
         let mut out = Vec::new();
         let context = self.encode_text(part.texts, part.first, uncond, true, rec, &mut out)?;
-        if rec.steps.is_empty() {
+        let save = part.images.filter(|_| self.decoder.is_some());
+        if rec.steps.is_empty() && save.is_none() {
             return Ok(out);
         }
         let mut sums = BTreeMap::new();
         for replicate in 0..g.replicates {
             let noise = self.initial_noise(part.names, replicate);
-            self.denoise(noise, &context, rec, b, &mut sums)?;
+            let last = self.denoise(noise, &context, rec, b, save.is_some(), &mut sums)?;
+            if let (Some(dir), Some(latents)) = (save, last) {
+                self.save_images(dir, part.names, replicate, latents)?;
+            }
         }
         self.drain(sums, g.replicates, &mut out)?;
         Ok(out)
@@ -111,12 +117,19 @@ impl SdCapture {
         context: &Tensor,
         rec: &Recording,
         b: usize,
+        to_the_end: bool,
         sums: &mut BTreeMap<usize, Tensor>,
-    ) -> Result<(), UnitError> {
+    ) -> Result<Option<Vec<f32>>, UnitError> {
         let g = &self.capture.generate;
         let guided = g.guidance > 1.0;
         let cond = if guided { (b, b) } else { (0, b) };
-        let Some(&last) = rec.steps.keys().next_back() else { return Ok(()) };
+        // Later steps cannot change what was recorded, so stop after the last recorded one
+        // unless the final image is wanted.
+        let last = match (to_the_end, rec.steps.keys().next_back()) {
+            (true, _) => g.steps - 1,
+            (false, Some(&k)) => k,
+            (false, None) => return Ok(None),
+        };
         let sched_err = |e: SchedulerError| model_err(&self.dir.join("scheduler"), e.0);
         let unet_err = |e: candle_core::Error| model_err(&self.dir.join("unet"), e);
         let mut sampler = Sampler::new(g.scheduler, self, g.steps).map_err(sched_err)?;
@@ -128,7 +141,7 @@ impl SdCapture {
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
             let pred = self.unet_pass(&x, t, context, rec.steps.get(&k), cond, None, sums)?;
-            if k == last {
+            if k == last && !to_the_end {
                 break;
             }
             let pred = pred
@@ -144,6 +157,40 @@ impl SdCapture {
             };
             latents = sampler.step(&noise, k, &latents).map_err(sched_err)?.prev_sample;
         }
+        Ok(to_the_end.then_some(latents))
+    }
+
+    /// Decodes final latents and writes `dir/{stimulus}.r{replicate}.png` atomically.
+    fn save_images(
+        &self,
+        dir: &Path,
+        names: &[String],
+        replicate: usize,
+        latents: Vec<f32>,
+    ) -> Result<(), UnitError> {
+        let decoder = self.decoder.as_ref().expect("loaded when images are saved");
+        let latents = self.latent_tensor(latents, names.len())?;
+        let pixels =
+            decoder.decode_rgb8(&latents).map_err(|e| model_err(&self.dir.join("vae"), e))?;
+        let (h, w) = (self.size.height as u32, self.size.width as u32);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| common::error::DataError::Io { path: dir.into(), source: e })?;
+        for (name, rgb) in names.iter().zip(pixels) {
+            let image = ::image::RgbImage::from_raw(w, h, rgb).expect("H × W × 3 pixels");
+            let mut png = std::io::Cursor::new(Vec::new());
+            image
+                .write_to(&mut png, ::image::ImageFormat::Png)
+                .map_err(|e| UnitError::Invalid(format!("cannot encode a PNG: {e}")))?;
+            let file = dir.join(format!("{}.r{replicate}.png", file_stem(name)));
+            common::fs::write_bytes_atomic(&file, png.get_ref())?;
+        }
         Ok(())
     }
+}
+
+/// A file-name-safe form of a stimulus name.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect()
 }

@@ -34,6 +34,7 @@ pub(super) struct SdCapture {
     text: sd::TextEncoder,
     unet: sd::UNet,
     vae: Option<sd::Vae>,
+    decoder: Option<sd::VaeDecoder>,
     tokenizer: ClipTokenizer,
     scheduler: SchedulerConfig,
     capture: CaptureSection,
@@ -170,6 +171,12 @@ impl SdCapture {
             }
             CaptureMode::Generate => None,
         };
+        let decoder = match capture.mode {
+            CaptureMode::Generate if capture.generate.save_images => Some(
+                sd::VaeDecoder::load(&at("vae"), dtype, &device).map_err(|e| sd_err("vae", e))?,
+            ),
+            _ => None,
+        };
         let tokenizer = ClipTokenizer::load(&at("tokenizer"))?;
         let sched_file = at("scheduler/scheduler_config.json");
         let scheduler =
@@ -179,6 +186,7 @@ impl SdCapture {
             text,
             unet,
             vae,
+            decoder,
             tokenizer,
             scheduler,
             capture: capture.clone(),
@@ -222,6 +230,7 @@ impl SdCapture {
                 names: &stimuli.names[start..end],
                 texts: &stimuli.texts[start..end],
                 first: stimuli.first + start,
+                images: stimuli.images,
             };
             let rows = match self.capture.mode {
                 CaptureMode::Generate => self.generate_batch(&part, &recording)?,

@@ -154,7 +154,7 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
     let prompt = vec![g.meta["prompt"].as_str().unwrap().to_string()];
     let context = sd.encode_text(&prompt, 0, 1, false, &rec, &mut Vec::new()).unwrap();
     let mut sums = BTreeMap::new();
-    sd.denoise(noise, &context, &rec, 1, &mut sums).unwrap();
+    sd.denoise(noise, &context, &rec, 1, false, &mut sums).unwrap();
     let mut out = Vec::new();
     sd.drain(sums, 1, &mut out).unwrap();
     assert_eq!(out.len(), reps.len(), "every tap recorded");
@@ -213,6 +213,25 @@ fn image_case(fixture: &str, case: &str, cond: Conditioning) -> f32 {
         check(&r.key(), &values, &g.row(&format!("call0.{}", r.tap), cond_row), &mut worst);
     }
     worst
+}
+
+/// The VAE decoder on diffusers' final latents against diffusers' decoded image.
+fn decoder_case(fixture: &str) -> f32 {
+    let g = golden(fixture, "gen-ddim");
+    let dir = repo().join("tests/fixtures").join(fixture).join("vae");
+    let decoder = sd::VaeDecoder::load(&dir, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let got = decoder.decode(g.get("latents_final")).unwrap();
+    let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+    let mut worst = 0f32;
+    check("decoded", &got, &g.row("decoded", 0), &mut worst);
+    worst
+}
+
+#[test]
+fn vae_decoder_matches_diffusers() {
+    for fixture in ["tiny-sd-1", "tiny-sd-2"] {
+        eprintln!("{fixture} decode: worst relative error {:.2e}", decoder_case(fixture));
+    }
 }
 
 #[test]
