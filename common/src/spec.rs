@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
 
+mod alignment;
 mod diffusion;
+pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use diffusion::{
     CaptureMode, Conditioning, GenerateSection, ImageSection, SamplerKind, StepSelection,
 };
@@ -249,6 +251,9 @@ pub struct AnalysisSection {
     /// `[analysis.attribute_probe]` (science.md B1).
     #[serde(default)]
     pub attribute_probe: AttributeProbeSection,
+    /// `[analysis.alignment]` (science.md B2); absent = no alignment units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<AlignmentSection>,
 }
 
 /// `[analysis.attribute_probe]`: PCA + ridge probes with permutation tests.
@@ -565,6 +570,9 @@ impl JobSpec {
         join(&mut self.stimuli.file);
         join(&mut self.targets.file);
         join(&mut self.capture.image.folder);
+        if let Some(a) = &mut self.analysis.alignment {
+            a.resolve_paths(&join);
+        }
     }
 
     fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -683,6 +691,9 @@ impl JobSpec {
                 "analysis.attribute_probe.grid_components",
                 "expected both grid_components and grid_alphas, or neither".into(),
             );
+        }
+        if let Some(a) = &self.analysis.alignment {
+            a.validate(file)?;
         }
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;

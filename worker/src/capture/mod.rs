@@ -112,7 +112,7 @@ impl Capturer {
     }
 }
 
-fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
+pub(crate) fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
     let model_err = |e: candle_core::Error| UnitError::Model {
         path: "(device)".into(),
         message: e.to_string(),
