@@ -121,6 +121,14 @@ else
     say "demo data: building $DEMO (model files + ratings.csv) with scripts/make_demo_data.py"
     "$VENV/bin/python" scripts/make_demo_data.py "$DEMO" | sed 's/^/    /'
 fi
+# Synthetic odd-one-out triplets over the demo nouns, from their ratings (the demo's alignment
+# part; not human judgements, see docs/demo-data.md).
+if "$VENV/bin/python" scripts/make_demo_triplets.py --check "$DEMO" >/dev/null 2>&1; then
+    say "demo triplets: $DEMO/triplets.csv is up to date, skipping"
+else
+    say "demo triplets: sampling $DEMO/triplets.csv with scripts/make_demo_triplets.py"
+    "$VENV/bin/python" scripts/make_demo_triplets.py "$DEMO" | sed 's/^/    /'
+fi
 
 # ---------------------------------------------------------------- 6. build
 if [ "$BUILD" -eq 0 ]; then

@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! runs/<name>/
-//!   spec.toml  state.sqlite  token  coordinator.json
+//!   spec.toml  dataset.json  alignment.json  state.sqlite  token  coordinator.json
 //!   features/<unit>.a<attempt>.parquet   probes/<unit>.a<attempt>.parquet
-//!   report/{summary,significance,rmse}.parquet  report/report.md
+//!   alignment/<unit>.a<attempt>.parquet
+//!   report/{summary,significance,rmse,alignment}.parquet  report/report.md
 //!   logs/<worker>.log
 //! ```
 
@@ -53,6 +54,14 @@ impl RunLayout {
     pub fn probes_dir(&self) -> PathBuf {
         self.root.join("probes")
     }
+    /// Directory of alignment-unit outputs.
+    pub fn alignment_dir(&self) -> PathBuf {
+        self.root.join("alignment")
+    }
+    /// The resolved triplets and human embedding of `[analysis.alignment]`.
+    pub fn alignment_inputs(&self) -> PathBuf {
+        self.root.join("alignment.json")
+    }
     /// Directory of merged reports.
     pub fn report_dir(&self) -> PathBuf {
         self.root.join("report")
@@ -68,7 +77,13 @@ impl RunLayout {
     }
     /// Creates the directories a run needs.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in [self.features_dir(), self.probes_dir(), self.report_dir(), self.logs_dir()] {
+        for dir in [
+            self.features_dir(),
+            self.probes_dir(),
+            self.alignment_dir(),
+            self.report_dir(),
+            self.logs_dir(),
+        ] {
             std::fs::create_dir_all(dir)?;
         }
         Ok(())

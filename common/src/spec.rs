@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
 
+mod alignment;
 mod diffusion;
+pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use diffusion::{
     CaptureMode, Conditioning, GenerateSection, ImageSection, SamplerKind, StepSelection,
 };
@@ -256,6 +258,9 @@ pub struct AnalysisSection {
     /// `[analysis.attribute_probe]` (science.md B1).
     #[serde(default)]
     pub attribute_probe: AttributeProbeSection,
+    /// `[analysis.alignment]` (science.md B2); absent = no alignment units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<AlignmentSection>,
 }
 
 /// `[analysis.attribute_probe]`: PCA + ridge probes with permutation tests.
@@ -575,6 +580,9 @@ impl JobSpec {
         if let Some(masks) = &mut self.capture.image.masks {
             join(masks);
         }
+        if let Some(a) = &mut self.analysis.alignment {
+            a.resolve_paths(&join);
+        }
     }
 
     fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -701,6 +709,9 @@ impl JobSpec {
                 "analysis.attribute_probe.grid_components",
                 "expected both grid_components and grid_alphas, or neither".into(),
             );
+        }
+        if let Some(a) = &self.analysis.alignment {
+            a.validate(file)?;
         }
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;

@@ -42,29 +42,7 @@ impl Dataset {
     /// Reads the stimuli and targets tables named by the spec and applies the missing policy.
     pub fn load(spec: &JobSpec, spec_file: &str) -> Result<Dataset, DatasetError> {
         let stim = read_csv(&spec.stimuli.file)?;
-        let col = column_index(&stim, &spec.stimuli.column).ok_or_else(|| {
-            missing_column(spec_file, "stimuli.column", &spec.stimuli.column, &stim)
-        })?;
-        let mut stimuli = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (row, rec) in stim.rows.iter().enumerate() {
-            let name = rec[col].trim().to_string();
-            if name.is_empty() {
-                return Err(DataError::table(
-                    &stim.path,
-                    format!("row {}: empty stimulus in column {:?}", row + 2, spec.stimuli.column),
-                )
-                .into());
-            }
-            if !seen.insert(name.clone()) {
-                return Err(DataError::table(
-                    &stim.path,
-                    format!("row {}: stimulus {name:?} appears twice", row + 2),
-                )
-                .into());
-            }
-            stimuli.push(name);
-        }
+        let stimuli = stimulus_column(&stim, spec, spec_file)?;
         let tgt = if spec.targets.file == spec.stimuli.file {
             stim.clone()
         } else {
@@ -188,6 +166,141 @@ impl Dataset {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| DataError::table(path, e.to_string()))
     }
+}
+
+/// The stimulus names of `stimuli.file` in file order, before the missing-ratings policy
+/// drops any (what triplet indices count, unless the spec gives an index list).
+pub fn listed_stimuli(spec: &JobSpec, spec_file: &str) -> Result<Vec<String>, DatasetError> {
+    stimulus_column(&read_csv(&spec.stimuli.file)?, spec, spec_file)
+}
+
+/// The non-empty, unique names of the stimulus column.
+fn stimulus_column(
+    stim: &Csv,
+    spec: &JobSpec,
+    spec_file: &str,
+) -> Result<Vec<String>, DatasetError> {
+    let col = column_index(stim, &spec.stimuli.column)
+        .ok_or_else(|| missing_column(spec_file, "stimuli.column", &spec.stimuli.column, stim))?;
+    let mut stimuli = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (row, rec) in stim.rows.iter().enumerate() {
+        let name = rec[col].trim().to_string();
+        if name.is_empty() {
+            return Err(DataError::table(
+                &stim.path,
+                format!("row {}: empty stimulus in column {:?}", row + 2, spec.stimuli.column),
+            )
+            .into());
+        }
+        if !seen.insert(name.clone()) {
+            return Err(DataError::table(
+                &stim.path,
+                format!("row {}: stimulus {name:?} appears twice", row + 2),
+            )
+            .into());
+        }
+        stimuli.push(name);
+    }
+    Ok(stimuli)
+}
+
+/// The resolved inputs of the alignment analyses (`[analysis.alignment]`): the triplets as rows
+/// of the dataset and the human embedding in dataset order. The coordinator builds them once
+/// at plan time and writes them to the run directory (`alignment.json`), like `dataset.json`,
+/// so every worker scores the same triplets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AlignmentInputs {
+    /// Number of concepts (= dataset rows) the triplets index.
+    pub n_concepts: usize,
+    /// Triplets as dataset rows; field 2 is the human-chosen odd one out.
+    pub triplets: Vec<[u32; 3]>,
+    /// The human embedding, when the spec names one.
+    pub embedding: Option<Embedding>,
+}
+
+/// A human embedding (e.g. VICE), one row per dataset stimulus.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Embedding {
+    /// Dimension (column) names.
+    pub dimensions: Vec<String>,
+    /// N × K row-major, finite.
+    pub values: Vec<f64>,
+}
+
+impl AlignmentInputs {
+    /// A content fingerprint (part of alignment unit ids).
+    pub fn fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("serialises");
+        crate::ids::fingerprint(&bytes)
+    }
+
+    /// Writes `alignment.json` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), DataError> {
+        let bytes = serde_json::to_vec(self).expect("serialises");
+        crate::fs::write_bytes_atomic(path, &bytes)
+    }
+
+    /// Reads `alignment.json`.
+    pub fn open(path: &Path) -> Result<AlignmentInputs, DataError> {
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| DataError::table(path, e.to_string()))
+    }
+}
+
+/// Reads a human embedding: a CSV file with a header row, the concept names in column `key`
+/// and one numeric column per dimension (every other column). Returns the rows of `stimuli`, in
+/// their order; rows of other concepts are ignored.
+///
+/// # Errors
+/// [`DataError::Table`] naming the file and, where it applies, the row (1-based, header = 1)
+/// and column: a missing key column, no dimension column, an empty or repeated key, a value
+/// that is not a finite number (NaN, inf, empty, text), or a stimulus without a row.
+pub fn read_embedding(path: &Path, key: &str, stimuli: &[String]) -> Result<Embedding, DataError> {
+    let csv = read_csv(path)?;
+    let k = column_index(&csv, key).ok_or_else(|| {
+        DataError::table(path, format!("no column {key:?}; columns are {:?}", csv.header))
+    })?;
+    let dims: Vec<usize> = (0..csv.header.len()).filter(|&c| c != k).collect();
+    if dims.is_empty() {
+        return Err(DataError::table(path, format!("no dimension column beside {key:?}")));
+    }
+    let mut row_of: HashMap<&str, usize> = HashMap::with_capacity(csv.rows.len());
+    for (row, rec) in csv.rows.iter().enumerate() {
+        let name = rec[k].trim();
+        if name.is_empty() {
+            return Err(DataError::table(path, format!("row {}: empty {key:?}", row + 2)));
+        }
+        if let Some(first) = row_of.insert(name, row) {
+            return Err(DataError::table(
+                path,
+                format!("row {}: {key} {name:?} repeats row {}", row + 2, first + 2),
+            ));
+        }
+    }
+    let mut values = Vec::with_capacity(stimuli.len() * dims.len());
+    for (i, name) in stimuli.iter().enumerate() {
+        let row = *row_of.get(name.as_str()).ok_or_else(|| {
+            DataError::table(path, format!("no row with {key} = {name:?} (stimulus {i})"))
+        })?;
+        for &c in &dims {
+            let text = csv.rows[row][c].trim();
+            match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => values.push(v),
+                _ => {
+                    return Err(DataError::table(
+                        path,
+                        format!(
+                            "row {}: column {:?} is not a finite number ({text:?})",
+                            row + 2,
+                            csv.header[c]
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(Embedding { dimensions: dims.iter().map(|&c| csv.header[c].clone()).collect(), values })
 }
 
 #[derive(Clone)]

@@ -7,14 +7,16 @@
 //! * Probe rows (`probes/<unit>.a<n>.parquet`): one row per (representation, attribute, fold)
 //!   with the fold's RMSE, baseline, Pearson r, permutation p, the null RMSEs and the out-of-fold
 //!   predictions.
+//! * Alignment rows (`alignment/<unit>.a<n>.parquet`, merged into `report/alignment.parquet`):
+//!   one row per (representation, analysis, distance, fold), see [`AlignmentRow`].
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float16Array, Float32Array, Float64Array, ListArray, RecordBatch,
-    StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float16Array, Float32Array, Float64Array, ListArray,
+    RecordBatch, StringArray, UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{
@@ -449,6 +451,182 @@ pub fn read_grid_rows(path: &Path) -> Result<Vec<GridRow>, DataError> {
     Ok(rows)
 }
 
+/// One alignment result (`alignment/<unit>.a<n>.parquet` and the merged
+/// `report/alignment.parquet`, same columns). Which fields are set depends on `analysis`:
+///
+/// | `analysis` | `distance` | `fold` | set |
+/// |---|---|---|---|
+/// | `odd_one_out` | each spec distance | null | accuracy, correct, n_triplets, n_concepts, chance |
+/// | `linear_probe` | `dot` | a fold | accuracy, correct, n_triplets and n_concepts (test fold), chance, n_train, n_dropped, epochs, stopped_early, train_loss, test_loss |
+/// | `linear_probe` | `dot` | null (merged: mean over folds) | accuracy, correct and n_triplets (Σ over folds), n_concepts, chance |
+/// | `embedding_regression` | null | a fold | r2 (mean over dimensions), r2_dimensions, alpha_dimensions, n_concepts (test fold) |
+/// | `embedding_regression` | each spec distance | null | accuracy, correct, n_triplets of the out-of-fold predicted embedding; r2 (overall), r2_dimensions (mean over folds) |
+/// | `human_embedding` | each spec distance | null | accuracy, correct, n_triplets of the human embedding itself (merged only; representation empty) |
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlignmentRow {
+    /// Representation key (empty for `human_embedding`).
+    pub representation: String,
+    /// `odd_one_out`, `linear_probe`, `embedding_regression` or `human_embedding`.
+    pub analysis: String,
+    /// `cosine`, `euclidean` or `dot`; null for the per-fold R² of the embedding regression.
+    pub distance: Option<String>,
+    /// Fold; null for results over all concepts (or, merged, the mean over folds).
+    pub fold: Option<u32>,
+    /// Odd-one-out accuracy (ties count as wrong).
+    pub accuracy: Option<f64>,
+    /// Triplets answered as the human did.
+    pub correct: Option<u32>,
+    /// Triplets scored.
+    pub n_triplets: u32,
+    /// Concepts involved (all, or the test fold's).
+    pub n_concepts: u32,
+    /// Accuracy of guessing (1/3) where an accuracy is reported.
+    pub chance: Option<f64>,
+    /// R² of the embedding regression.
+    pub r2: Option<f64>,
+    /// R² per embedding dimension.
+    pub r2_dimensions: Vec<f64>,
+    /// Ridge α chosen per embedding dimension (per-fold rows).
+    pub alpha_dimensions: Vec<f64>,
+    /// Linear probe: training triplets.
+    pub n_train: Option<u32>,
+    /// Linear probe: triplets dropped because they mix training and test concepts.
+    pub n_dropped: Option<u32>,
+    /// Linear probe: epochs run.
+    pub epochs: Option<u32>,
+    /// Linear probe: whether early stopping ended training.
+    pub stopped_early: Option<bool>,
+    /// Linear probe: mean cross-entropy of the last epoch's training batches.
+    pub train_loss: Option<f64>,
+    /// Linear probe: mean cross-entropy on the test triplets.
+    pub test_loss: Option<f64>,
+}
+
+/// The `analysis` values of [`AlignmentRow`].
+pub mod analysis {
+    /// Odd-one-out accuracy of the representation itself.
+    pub const ODD_ONE_OUT: &str = "odd_one_out";
+    /// The linear-probe alignment.
+    pub const LINEAR_PROBE: &str = "linear_probe";
+    /// Ridge regression onto the human embedding.
+    pub const EMBEDDING_REGRESSION: &str = "embedding_regression";
+    /// Odd-one-out accuracy of the human embedding itself.
+    pub const HUMAN_EMBEDDING: &str = "human_embedding";
+}
+
+fn alignment_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("representation", DataType::Utf8, false),
+        Field::new("analysis", DataType::Utf8, false),
+        Field::new("distance", DataType::Utf8, true),
+        Field::new("fold", DataType::UInt32, true),
+        Field::new("accuracy", DataType::Float64, true),
+        Field::new("correct", DataType::UInt32, true),
+        Field::new("n_triplets", DataType::UInt32, false),
+        Field::new("n_concepts", DataType::UInt32, false),
+        Field::new("chance", DataType::Float64, true),
+        Field::new("r2", DataType::Float64, true),
+        Field::new("r2_dimensions", list_field(DataType::Float64), false),
+        Field::new("alpha_dimensions", list_field(DataType::Float64), false),
+        Field::new("n_train", DataType::UInt32, true),
+        Field::new("n_dropped", DataType::UInt32, true),
+        Field::new("epochs", DataType::UInt32, true),
+        Field::new("stopped_early", DataType::Boolean, true),
+        Field::new("train_loss", DataType::Float64, true),
+        Field::new("test_loss", DataType::Float64, true),
+    ]))
+}
+
+/// Writes alignment rows as one record batch (a unit's output, and the merged table).
+pub fn write_alignment_rows(
+    file: &mut File,
+    path: &Path,
+    rows: &[AlignmentRow],
+) -> Result<(), DataError> {
+    let arrow_err = |e| DataError::Arrow { path: path.into(), source: e };
+    let f64s = |f: fn(&AlignmentRow) -> Option<f64>| {
+        Arc::new(rows.iter().map(f).collect::<Float64Array>()) as ArrayRef
+    };
+    let u32s = |f: fn(&AlignmentRow) -> Option<u32>| {
+        Arc::new(rows.iter().map(f).collect::<UInt32Array>()) as ArrayRef
+    };
+    let lists = |f: fn(&AlignmentRow) -> &[f64]| -> Result<ArrayRef, DataError> {
+        Ok(Arc::new(
+            list_of(
+                rows.iter().map(|r| f(r).len()),
+                Float64Array::from_iter_values(rows.iter().flat_map(|r| f(r).iter().copied())),
+            )
+            .map_err(arrow_err)?,
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.representation.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.analysis.as_str()))),
+        Arc::new(rows.iter().map(|r| r.distance.as_deref()).collect::<StringArray>()),
+        u32s(|r| r.fold),
+        f64s(|r| r.accuracy),
+        u32s(|r| r.correct),
+        u32s(|r| Some(r.n_triplets)),
+        u32s(|r| Some(r.n_concepts)),
+        f64s(|r| r.chance),
+        f64s(|r| r.r2),
+        lists(|r| &r.r2_dimensions)?,
+        lists(|r| &r.alpha_dimensions)?,
+        u32s(|r| r.n_train),
+        u32s(|r| r.n_dropped),
+        u32s(|r| r.epochs),
+        Arc::new(rows.iter().map(|r| r.stopped_early).collect::<BooleanArray>()),
+        f64s(|r| r.train_loss),
+        f64s(|r| r.test_loss),
+    ];
+    let batch = RecordBatch::try_new(alignment_schema(), columns).map_err(arrow_err)?;
+    write_batch(file, path, &batch)
+}
+
+/// Reads alignment rows.
+pub fn read_alignment_rows(path: &Path) -> Result<Vec<AlignmentRow>, DataError> {
+    let mut rows = Vec::new();
+    for b in read_batches(path, &alignment_schema(), "an alignment file")? {
+        let s = |i: usize| b.column(i).as_string::<i32>().clone();
+        let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
+        let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
+        let opt_f = |a: &Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+        let opt_u = |a: &UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
+        let (rep, analysis, distance, fold) = (s(0), s(1), s(2), u(3));
+        let (accuracy, correct, n_triplets, n_concepts, chance, r2) =
+            (f(4), u(5), u(6), u(7), f(8), f(9));
+        let (r2_dims, alpha_dims) = (b.column(10).as_list::<i32>(), b.column(11).as_list::<i32>());
+        let (n_train, n_dropped, epochs) = (u(12), u(13), u(14));
+        let stopped = b.column(15).as_boolean().clone();
+        let (train_loss, test_loss) = (f(16), f(17));
+        let floats =
+            |l: &ListArray, i: usize| l.value(i).as_primitive::<Float64Type>().values().to_vec();
+        for i in 0..b.num_rows() {
+            rows.push(AlignmentRow {
+                representation: rep.value(i).to_string(),
+                analysis: analysis.value(i).to_string(),
+                distance: distance.is_valid(i).then(|| distance.value(i).to_string()),
+                fold: opt_u(&fold, i),
+                accuracy: opt_f(&accuracy, i),
+                correct: opt_u(&correct, i),
+                n_triplets: n_triplets.value(i),
+                n_concepts: n_concepts.value(i),
+                chance: opt_f(&chance, i),
+                r2: opt_f(&r2, i),
+                r2_dimensions: floats(r2_dims, i),
+                alpha_dimensions: floats(alpha_dims, i),
+                n_train: opt_u(&n_train, i),
+                n_dropped: opt_u(&n_dropped, i),
+                epochs: opt_u(&epochs, i),
+                stopped_early: stopped.is_valid(i).then(|| stopped.value(i)),
+                train_loss: opt_f(&train_loss, i),
+                test_loss: opt_f(&test_loss, i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Writes a plain report table (named columns of f64, u32 or strings) — the merged outputs.
 pub fn write_batch(file: &mut File, path: &Path, batch: &RecordBatch) -> Result<(), DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
@@ -517,5 +695,62 @@ mod tests {
         let rows = vec![row.clone(), ProbeRow { fold: 4, null_rmse: vec![], ..row }];
         crate::fs::write_atomic(&path, |f| write_probe_rows(f, &path, &rows)).unwrap();
         assert_eq!(read_probe_rows(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn alignment_rows_round_trip_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.parquet");
+        let rows = vec![
+            AlignmentRow {
+                representation: "text.1/mean".into(),
+                analysis: analysis::ODD_ONE_OUT.into(),
+                distance: Some("cosine".into()),
+                accuracy: Some(0.5),
+                correct: Some(3),
+                n_triplets: 6,
+                n_concepts: 10,
+                chance: Some(1.0 / 3.0),
+                ..AlignmentRow::default()
+            },
+            AlignmentRow {
+                representation: "text.1/mean".into(),
+                analysis: analysis::EMBEDDING_REGRESSION.into(),
+                fold: Some(2),
+                n_concepts: 2,
+                r2: Some(0.25),
+                r2_dimensions: vec![0.2, 0.3],
+                alpha_dimensions: vec![1.0, 100.0],
+                ..AlignmentRow::default()
+            },
+            AlignmentRow {
+                representation: "text.1/mean".into(),
+                analysis: analysis::LINEAR_PROBE.into(),
+                distance: Some("dot".into()),
+                fold: Some(0),
+                accuracy: Some(0.4),
+                n_train: Some(40),
+                n_dropped: Some(7),
+                epochs: Some(12),
+                stopped_early: Some(true),
+                train_loss: Some(1.05),
+                test_loss: Some(1.09),
+                ..AlignmentRow::default()
+            },
+        ];
+        crate::fs::write_atomic(&path, |f| write_alignment_rows(f, &path, &rows)).unwrap();
+        assert_eq!(read_alignment_rows(&path).unwrap(), rows);
+        let grid_file = dir.path().join("g.parquet");
+        let grid = [GridRow {
+            representation: "text.1/mean".into(),
+            fold: 0,
+            components: 2,
+            n_components: 2,
+            alpha: 1.0,
+            mean_rmse: 0.5,
+        }];
+        crate::fs::write_atomic(&grid_file, |f| write_grid_rows(f, &grid_file, &grid)).unwrap();
+        let e = read_alignment_rows(&grid_file).unwrap_err().to_string();
+        assert!(e.contains("not an alignment file"), "{e}");
     }
 }

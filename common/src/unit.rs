@@ -60,6 +60,8 @@ pub enum UnitSpec {
     Probe(ProbeUnit),
     /// The P × α grid of one representation on fold 0 (paper Fig. 5).
     Grid(ProbeUnit),
+    /// Odd-one-out alignment of one representation (`[analysis.alignment]`).
+    Alignment(AlignmentUnit),
 }
 
 /// A shard of stimuli to run through the model.
@@ -88,26 +90,64 @@ pub struct ProbeUnit {
     pub inputs: Vec<String>,
 }
 
+/// Alignment analyses of one representation: either every cheap analysis (odd-one-out accuracy
+/// per distance, the embedding regression) or one fold of the linear probe, which trains a
+/// D × D map and is the expensive part, so its folds are separate units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlignmentUnit {
+    /// The representation.
+    pub representation: Representation,
+    /// What the unit computes.
+    pub task: AlignmentTask,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+/// The part of the alignment analyses one unit computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlignmentTask {
+    /// Odd-one-out accuracy for every distance, and the embedding regression if asked for.
+    Evaluate,
+    /// One fold of the linear-probe alignment.
+    LinearProbe {
+        /// 0-based fold (of `analysis.alignment.probe_folds`).
+        fold: usize,
+    },
+}
+
 impl UnitSpec {
     /// The run-directory subfolder of this kind's outputs.
     pub fn output_dir(&self) -> &'static str {
         match self {
             UnitSpec::Capture(_) => "features",
             UnitSpec::Probe(_) | UnitSpec::Grid(_) => "probes",
+            UnitSpec::Alignment(_) => "alignment",
         }
     }
     /// Dependency stage: a unit runs only when every unit of a lower stage is committed.
     pub fn stage(&self) -> u32 {
         match self {
             UnitSpec::Capture(_) => 0,
-            UnitSpec::Probe(_) | UnitSpec::Grid(_) => 1,
+            UnitSpec::Probe(_) | UnitSpec::Grid(_) | UnitSpec::Alignment(_) => 1,
         }
     }
-    /// The probe-like unit's descriptor (probe and grid units read capture outputs).
-    pub fn reads_features(&mut self) -> Option<&mut ProbeUnit> {
+    /// The capture outputs a stage-1 unit reads, for the coordinator to fill in at lease time
+    /// (probe, grid and alignment units read capture outputs).
+    pub fn feature_inputs(&mut self) -> Option<&mut Vec<String>> {
         match self {
             UnitSpec::Capture(_) => None,
-            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(p),
+            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(&mut p.inputs),
+            UnitSpec::Alignment(a) => Some(&mut a.inputs),
+        }
+    }
+    /// The representation a stage-1 unit analyses.
+    pub fn representation(&self) -> Option<&Representation> {
+        match self {
+            UnitSpec::Capture(_) => None,
+            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(&p.representation),
+            UnitSpec::Alignment(a) => Some(&a.representation),
         }
     }
     /// Short kind name.
@@ -116,6 +156,7 @@ impl UnitSpec {
             UnitSpec::Capture(_) => "capture",
             UnitSpec::Probe(_) => "probe",
             UnitSpec::Grid(_) => "grid",
+            UnitSpec::Alignment(_) => "alignment",
         }
     }
 }

@@ -334,7 +334,14 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
                 as u64)
         );
     }
-    println!("units: {} capture + {} probe", e.capture_units, e.probe_units);
+    if e.alignment_units > 0 {
+        println!(
+            "units: {} capture + {} probe + {} alignment ({} triplets)",
+            e.capture_units, e.probe_units, e.alignment_units, e.triplets
+        );
+    } else {
+        println!("units: {} capture + {} probe", e.capture_units, e.probe_units);
+    }
     println!(
         "bytes to write: {:.1} MiB features + {:.1} MiB probe results",
         mib(e.feature_bytes),

@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** only this crate opens `state.sqlite`; `lease.rs` is pure and
 //! `db.rs` applies one of its transitions per transaction.
 
+mod alignment;
 mod cli;
 mod db;
 mod html;

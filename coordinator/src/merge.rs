@@ -15,6 +15,9 @@
 //!   correlation of the out-of-fold predictions.
 //! * `grid.parquet` — when the spec asks for it: mean held-out RMSE per (representation, P, α)
 //!   on fold 0 (paper Fig. 5).
+//! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
+//!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
+//!   mean over folds and the human embedding's own accuracy added (`crate::alignment::merge`).
 //!
 //! Everything is computed in a fixed order from the committed files, so equal inputs give
 //! byte-identical reports whichever workers, attempts or restarts produced them.
@@ -31,9 +34,10 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 use common::layout::RunLayout;
 use common::spec::JobSpec;
-use common::stimuli::Dataset;
+use common::stimuli::{AlignmentInputs, Dataset};
 use common::table::{read_probe_rows, ProbeRow};
 
+use crate::alignment::AlignmentResults;
 use crate::db::StateDb;
 
 /// A representation whose features barely vary across stimuli: its probes predict the mean,
@@ -430,7 +434,22 @@ pub(crate) fn write_report(
         let path = dir.join("grid.parquet");
         common::fs::write_atomic(&path, |f| common::table::write_grid_rows(f, &path, &grid))?;
     }
-    let md = crate::report::markdown(spec, data, &cells, &summary, &grid, &db.quarantined()?);
+    let alignment = alignment_results(layout, spec, db)?;
+    if let Some(a) = &alignment {
+        let path = dir.join("alignment.parquet");
+        common::fs::write_atomic(&path, |f| {
+            common::table::write_alignment_rows(f, &path, &a.rows)
+        })?;
+    }
+    let md = crate::report::markdown(
+        spec,
+        data,
+        &cells,
+        &summary,
+        &grid,
+        alignment.as_ref(),
+        &db.quarantined()?,
+    );
     common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
     let facts = crate::html::Facts::read(db)?;
     let html = crate::html::render(&crate::html::Input {
@@ -439,11 +458,29 @@ pub(crate) fn write_report(
         cells: &cells,
         summary: &summary,
         grid: &grid,
+        alignment: alignment.as_ref(),
         truth: &truth,
         facts: &facts,
     });
     common::fs::write_bytes_atomic(&dir.join("report.html"), html.as_bytes())?;
     Ok(())
+}
+
+/// The committed alignment outputs merged (`crate::alignment::merge`), or `None` when the
+/// spec asks for no alignment analyses.
+pub(crate) fn alignment_results(
+    layout: &RunLayout,
+    spec: &JobSpec,
+    db: &StateDb,
+) -> anyhow::Result<Option<AlignmentResults>> {
+    let Some(section) = &spec.analysis.alignment else { return Ok(None) };
+    let path = layout.alignment_inputs();
+    let inputs = AlignmentInputs::open(&path)?;
+    let mut rows = Vec::new();
+    for (_, rel) in db.committed_outputs("alignment")? {
+        rows.extend(common::table::read_alignment_rows(&layout.root().join(&rel))?);
+    }
+    Ok(Some(crate::alignment::merge(section, &inputs, rows)?))
 }
 
 /// `entanglement.parquet`: per representation and attribute pair, the human and the model

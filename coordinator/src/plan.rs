@@ -6,9 +6,11 @@ use std::path::Path;
 
 use common::error::SpecError;
 use common::ids::UnitId;
-use common::spec::{CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
-use common::stimuli::Dataset;
-use common::unit::{CaptureUnit, ProbeUnit, Representation, UnitSpec};
+use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
+use common::stimuli::{AlignmentInputs, Dataset};
+use common::unit::{
+    AlignmentTask, AlignmentUnit, CaptureUnit, ProbeUnit, Representation, UnitSpec,
+};
 use serde::Serialize;
 
 /// Everything a run needs, derived from the spec.
@@ -16,6 +18,8 @@ pub(crate) struct Plan {
     pub(crate) spec: JobSpec,
     pub(crate) dataset: Dataset,
     pub(crate) representations: Vec<(Representation, usize)>,
+    /// The resolved triplets and embedding of `[analysis.alignment]`, if the spec has it.
+    pub(crate) alignment: Option<AlignmentInputs>,
     pub(crate) units: Vec<(UnitId, UnitSpec)>,
 }
 
@@ -28,6 +32,8 @@ pub(crate) struct Estimate {
     pub(crate) representations: usize,
     pub(crate) capture_units: usize,
     pub(crate) probe_units: usize,
+    pub(crate) alignment_units: usize,
+    pub(crate) triplets: usize,
     pub(crate) feature_bytes: u64,
     pub(crate) probe_bytes: u64,
     pub(crate) forward_passes: usize,
@@ -64,8 +70,9 @@ impl Plan {
         if spec.model.kind == ModelKind::Sd && spec.capture.mode == CaptureMode::Image {
             check_images(&spec, &dataset, spec_file)?;
         }
-        let units = units(&spec, &dataset, &representations, spec_file)?;
-        Ok(Plan { spec, dataset, representations, units })
+        let alignment = crate::alignment::resolve(&spec, spec_file, &dataset)?;
+        let units = units(&spec, &dataset, &representations, alignment.as_ref(), spec_file)?;
+        Ok(Plan { spec, dataset, representations, alignment, units })
     }
 
     pub(crate) fn estimate(&self) -> Estimate {
@@ -86,6 +93,8 @@ impl Plan {
             representations: reps,
             capture_units: count("capture"),
             probe_units: count("probe") + count("grid"),
+            alignment_units: count("alignment"),
+            triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
             feature_bytes: (n * width * bytes_per + n * reps * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
             probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
@@ -221,6 +230,7 @@ fn units(
     spec: &JobSpec,
     data: &Dataset,
     reps: &[(Representation, usize)],
+    alignment: Option<&AlignmentInputs>,
     spec_file: &str,
 ) -> anyhow::Result<Vec<(UnitId, UnitSpec)>> {
     let model = model_identity(spec, spec_file)?;
@@ -255,8 +265,83 @@ fn units(
             let id = UnitId::of("grid", &(analysis, &fingerprint, &capture_ids, &unit));
             units.push((id, UnitSpec::Grid(unit)));
         }
+        if let (Some(section), Some(inputs)) = (&spec.analysis.alignment, alignment) {
+            let inputs_fingerprint = inputs.fingerprint();
+            for task in alignment_tasks(section) {
+                let unit = AlignmentUnit { representation: rep.clone(), task, inputs: Vec::new() };
+                let settings = AlignmentSettings::of(section, task);
+                let id = UnitId::of(
+                    "alignment",
+                    &(&settings, &fingerprint, &inputs_fingerprint, &capture_ids, &unit),
+                );
+                units.push((id, UnitSpec::Alignment(unit)));
+            }
+        }
     }
     Ok(units)
+}
+
+/// The alignment units of one representation: the cheap analyses in one unit, then one unit
+/// per fold of the linear probe (each trains a D × D map: the expensive part, and the part a
+/// GPU worker helps with), so the folds run in parallel and a failed fold retries alone.
+fn alignment_tasks(a: &AlignmentSection) -> Vec<AlignmentTask> {
+    let mut tasks = vec![AlignmentTask::Evaluate];
+    if a.linear_probe {
+        tasks.extend((0..a.probe_folds).map(|fold| AlignmentTask::LinearProbe { fold }));
+    }
+    tasks
+}
+
+/// The settings an alignment unit's output depends on (part of its id): changing the linear
+/// probe's λ re-runs only the probe units, changing the distances only the evaluate units.
+/// The triplets and the embedding enter the id through their content fingerprint, not paths.
+#[derive(Serialize)]
+enum AlignmentSettings<'a> {
+    Evaluate {
+        distances: &'a [common::spec::AlignmentDistance],
+        embedding_folds: usize,
+        embedding_alphas: &'a [f64],
+        seed: u64,
+    },
+    LinearProbe {
+        folds: usize,
+        seed: u64,
+        lambda: f64,
+        learning_rate: f64,
+        batch_size: usize,
+        max_epochs: usize,
+        patience: usize,
+        min_delta: f64,
+        max_grad_norm: f64,
+        early_stopping: common::spec::EarlyStoppingChoice,
+        validation_fraction: f64,
+    },
+}
+
+impl<'a> AlignmentSettings<'a> {
+    fn of(a: &'a AlignmentSection, task: AlignmentTask) -> Self {
+        match task {
+            AlignmentTask::Evaluate => AlignmentSettings::Evaluate {
+                distances: &a.distances,
+                embedding_folds: a.embedding_folds,
+                embedding_alphas: &a.embedding_alphas,
+                seed: a.seed,
+            },
+            AlignmentTask::LinearProbe { .. } => AlignmentSettings::LinearProbe {
+                folds: a.probe_folds,
+                seed: a.seed,
+                lambda: a.lambda,
+                learning_rate: a.learning_rate,
+                batch_size: a.batch_size,
+                max_epochs: a.max_epochs,
+                patience: a.patience,
+                min_delta: a.min_delta,
+                max_grad_norm: a.max_grad_norm,
+                early_stopping: a.early_stopping,
+                validation_fraction: a.validation_fraction,
+            },
+        }
+    }
 }
 
 /// Loads the spec given on the command line, with env and `--set` layers.

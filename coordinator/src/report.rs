@@ -3,11 +3,11 @@
 
 use std::fmt::Write;
 
-use common::spec::JobSpec;
+use common::spec::{EarlyStoppingChoice, JobSpec};
 use common::stimuli::Dataset;
+use common::table::{analysis, AlignmentRow, GridRow};
 
-use common::table::GridRow;
-
+use crate::alignment::AlignmentResults;
 use crate::merge::{Cell, SummaryRow, NEAR_CONSTANT_SPREAD};
 
 /// Renders the report.
@@ -17,6 +17,7 @@ pub(crate) fn markdown(
     cells: &[Cell],
     summary: &[SummaryRow],
     grid: &[GridRow],
+    alignment: Option<&AlignmentResults>,
     quarantined: &[(String, String)],
 ) -> String {
     let a = &spec.analysis.attribute_probe;
@@ -134,6 +135,7 @@ pub(crate) fn markdown(
     if !flagged.is_empty() {
         let _ = writeln!(md, "\n**Near-constant representations** (spread < {NEAR_CONSTANT_SPREAD:e}): {}. Their probes predict almost the mean; a significant p there reflects tiny differences, not a usable code.", flagged.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "));
     }
+    alignment_section(&mut md, spec, alignment);
     md
 }
 
@@ -248,5 +250,159 @@ fn grid_section(md: &mut String, grid: &[GridRow]) {
             })
             .collect();
         let _ = writeln!(md, "| {p} | {} |", cells.join(" | "));
+    }
+}
+
+/// Names a representation key's context (step, noise level, conditioning) apart from its tap
+/// and pooling: `mid_block/flatten/k10` → (`mid_block/flatten`, `k10`).
+fn split_context(key: &str) -> (&str, &str) {
+    match key.match_indices('/').nth(1) {
+        Some((i, _)) => (&key[..i], &key[i + 1..]),
+        None => (key, ""),
+    }
+}
+
+fn acc(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite()).map_or("–".to_string(), |x| format!("{x:.3}"))
+}
+
+/// `## Odd-one-out alignment`: accuracy per representation and distance, the linear probe and
+/// the embedding regression, the best representation named, and (for U-Net representations)
+/// the primary distance's accuracy as a tap × context table.
+fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&AlignmentResults>) {
+    let (Some(a), Some(res)) = (&spec.analysis.alignment, results) else { return };
+    let file_name = |p: &std::path::Path| {
+        p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    };
+    let _ = writeln!(md, "\n## Odd-one-out alignment\n");
+    let _ = writeln!(
+        md,
+        "Triplets: `{}`, {} triplets over {} concepts; the third entry of each is the odd one out the human chose.{}\n",
+        file_name(&a.triplets),
+        res.n_triplets,
+        res.n_concepts,
+        a.description.as_deref().map(|d| format!(" {d}")).unwrap_or_default()
+    );
+    let _ = writeln!(md, "Odd-one-out accuracy (OOOA): how often the element outside the closest pair of representations is the human's choice; ties count as wrong; chance = 1/3.");
+    let primary = a.distances[0].name();
+    if a.linear_probe {
+        let _ = writeln!(md, "Linear probe: E = XW + b trained on the triplets of {} − 1 of {} folds over concepts (mixed triplets dropped), scored on the held-out fold's triplets by the dot product; λ = {} on ‖W‖_F, Adam lr {}, batch {}, ≤ {} epochs (early stopping on the {}); the mean test OOOA over folds.", a.probe_folds, a.probe_folds, a.lambda, a.learning_rate, a.batch_size, a.max_epochs, match a.early_stopping { EarlyStoppingChoice::TestLoss => "test-fold loss, as the paper's code", EarlyStoppingChoice::ValidationLoss => "held-out training triplets" });
+    }
+    if !res.dimensions.is_empty() {
+        let ceiling: Vec<String> = a
+            .distances
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d.name(),
+                    acc(res.accuracy("", analysis::HUMAN_EMBEDDING, d.name()))
+                )
+            })
+            .collect();
+        let _ = writeln!(md, "Embedding regression: ridge from each representation to the human embedding `{}` ({} dimensions), {} folds over concepts, α per dimension by leave-one-out; R² on the test fold, averaged over dimensions and folds; *predicted* = OOOA ({primary}) of the out-of-fold predicted embedding. The human embedding itself scores {} (what a perfect prediction would reach).", a.embedding.as_deref().map(file_name).unwrap_or_default(), res.dimensions.len(), a.embedding_folds, ceiling.join(", "));
+    }
+    md.push('\n');
+    let reps = res.representations();
+    if reps.is_empty() {
+        let _ = writeln!(md, "No alignment results (see the quarantined units above).");
+        return;
+    }
+    let mut head: Vec<String> = a.distances.iter().map(|d| format!("OOOA {}", d.name())).collect();
+    if a.linear_probe {
+        head.push("linear probe".into());
+    }
+    if !res.dimensions.is_empty() {
+        head.push("embedding R²".into());
+        head.push(format!("predicted ({primary})"));
+    }
+    let _ = writeln!(md, "| representation | {} |", head.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(head.len()));
+    let mut silent = Vec::new();
+    for rep in &reps {
+        let mut cells: Vec<String> = a
+            .distances
+            .iter()
+            .map(|d| acc(res.accuracy(rep, analysis::ODD_ONE_OUT, d.name())))
+            .collect();
+        if a.linear_probe {
+            let folds: Vec<&AlignmentRow> = res
+                .rows
+                .iter()
+                .filter(|r| {
+                    &r.representation == rep
+                        && r.analysis == analysis::LINEAR_PROBE
+                        && r.fold.is_some()
+                })
+                .collect();
+            let mean = res.accuracy(rep, analysis::LINEAR_PROBE, "dot");
+            let missing = if folds.len() < a.probe_folds && !folds.is_empty() {
+                format!(" ({} of {} folds)", folds.len(), a.probe_folds)
+            } else {
+                String::new()
+            };
+            cells.push(format!("{}{missing}", acc(mean)));
+            if !folds.is_empty()
+                && folds.iter().all(|r| r.train_loss.is_some_and(|l| (l - 3f64.ln()).abs() < 1e-3))
+            {
+                silent.push(format!("`{rep}`"));
+            }
+        }
+        if !res.dimensions.is_empty() {
+            let r = res.overall(rep, analysis::EMBEDDING_REGRESSION, Some(primary));
+            cells.push(acc(r.and_then(|r| r.r2)));
+            cells.push(acc(r.and_then(|r| r.accuracy)));
+        }
+        let _ = writeln!(md, "| `{rep}` | {} |", cells.join(" | "));
+    }
+    md.push('\n');
+    if let Some((rep, best)) = res.best(analysis::ODD_ONE_OUT, primary) {
+        let _ = write!(
+            md,
+            "**Best representation** by {primary} OOOA: `{rep}`, {best:.3} (chance 0.333)."
+        );
+    }
+    if let Some((rep, best)) = res.best(analysis::LINEAR_PROBE, "dot") {
+        let _ = write!(md, " By the linear probe: `{rep}`, {best:.3}.");
+    }
+    if let Some((rep, best)) = res.best(analysis::EMBEDDING_REGRESSION, primary) {
+        let _ = write!(md, " By the predicted embedding: `{rep}`, {best:.3}.");
+    }
+    md.push('\n');
+    if !silent.is_empty() {
+        let _ = writeln!(md, "\n**The linear probe did not learn** for {}: its training loss stayed at ln 3 ≈ 1.099, so it predicts at chance. The penalty λ‖W‖_F has a gradient of norm λ however small W is and wins on narrow representations or weak signal; lower `analysis.alignment.lambda` (e.g. 1e-3).", silent.join(", "));
+    }
+    // Diffusion representations: the primary OOOA as tap × (step | noise level / conditioning).
+    let contexts: Vec<&str> = {
+        let mut c: Vec<&str> =
+            reps.iter().map(|r| split_context(r).1).filter(|c| !c.is_empty()).collect();
+        c.dedup();
+        let mut unique = Vec::new();
+        for x in c {
+            if !unique.contains(&x) {
+                unique.push(x);
+            }
+        }
+        unique
+    };
+    if contexts.is_empty() {
+        return;
+    }
+    let mut bases: Vec<&str> = Vec::new();
+    for r in &reps {
+        let (b, c) = split_context(r);
+        if !c.is_empty() && !bases.contains(&b) {
+            bases.push(b);
+        }
+    }
+    let _ = writeln!(md, "\nOOOA ({primary}) by tap (rows) and denoising step `k`, or noise level `n` / conditioning (columns):\n");
+    let _ = writeln!(md, "| tap | {} |", contexts.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(contexts.len()));
+    for b in bases {
+        let cells: Vec<String> = contexts
+            .iter()
+            .map(|c| acc(res.accuracy(&format!("{b}/{c}"), analysis::ODD_ONE_OUT, primary)))
+            .collect();
+        let _ = writeln!(md, "| `{b}` | {} |", cells.join(" | "));
     }
 }

@@ -73,6 +73,9 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
     layout.create_dirs().with_context(|| format!("cannot create {}", layout.root().display()))?;
     common::fs::write_bytes_atomic(&layout.spec(), resolved.as_bytes())?;
     plan.dataset.save(&layout.root().join("dataset.json"))?;
+    if let Some(inputs) = &plan.alignment {
+        inputs.save(&layout.alignment_inputs())?;
+    }
     let mut db = StateDb::open(&layout.state_db())
         .with_context(|| layout.state_db().display().to_string())?;
     db.insert_units(&plan.units, now_ms())?;

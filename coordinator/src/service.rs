@@ -122,8 +122,8 @@ impl Coordinator for Service {
         let granted = db.lease_next(&worker, now, shared.policy).map_err(internal)?;
         let outcome = match granted {
             Some(mut g) => {
-                if let Some(p) = g.spec.reads_features() {
-                    p.inputs = db
+                if let Some(inputs) = g.spec.feature_inputs() {
+                    *inputs = db
                         .committed_outputs("capture")
                         .map_err(internal)?
                         .into_iter()
@@ -249,7 +249,7 @@ fn checked_output_path(
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
     let expected = common::layout::RunLayout::unit_output(dir, unit, attempt);
-    if !plain || rel != expected || !(dir == "features" || dir == "probes") {
+    if !plain || rel != expected || !matches!(dir, "features" | "probes" | "alignment") {
         return Err(Status::invalid_argument(format!(
             "output path {rel:?} is not this attempt's output"
         )));

@@ -24,6 +24,9 @@ pub enum UnitError {
     /// The probe statistics rejected the data.
     #[error("probe: {0}")]
     Probe(#[from] probe::ProbeError),
+    /// The alignment analyses rejected the data or their device failed.
+    #[error("alignment: {0}")]
+    Alignment(#[from] alignment::AlignmentError),
 }
 
 impl UnitError {
@@ -34,7 +37,12 @@ impl UnitError {
             UnitError::Data(
                 DataError::Table { .. } | DataError::Parquet { .. } | DataError::Arrow { .. },
             ) => false,
-            UnitError::Model { .. } | UnitError::Invalid(_) | UnitError::Probe(_) => false,
+            // A device failure (out of memory, a lost GPU) may pass on another worker.
+            UnitError::Alignment(alignment::AlignmentError::Tensor(_)) => true,
+            UnitError::Model { .. }
+            | UnitError::Invalid(_)
+            | UnitError::Probe(_)
+            | UnitError::Alignment(_) => false,
         }
     }
 }

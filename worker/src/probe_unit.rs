@@ -107,8 +107,8 @@ pub(crate) fn run_grid(
 }
 
 /// Assembles the N × D matrix of one representation from the capture files; every stimulus
-/// must appear exactly once.
-fn gather(
+/// must appear exactly once. Alignment units read their matrix with it too.
+pub(crate) fn gather(
     run_dir: &Path,
     inputs: &[String],
     key: &str,

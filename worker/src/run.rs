@@ -11,7 +11,7 @@ use common::layout::RunLayout;
 use common::proto as pb;
 use common::proto::lease_reply::Outcome;
 use common::spec::JobSpec;
-use common::stimuli::Dataset;
+use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::UnitSpec;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,8 @@ struct WorkerContext {
     data: Dataset,
     capturer: Mutex<Option<Arc<Capturer>>>,
     images_dir: PathBuf,
+    /// `alignment.json`, read by the first alignment unit.
+    alignment: Mutex<Option<Arc<AlignmentInputs>>>,
     unit_delay: Duration,
 }
 
@@ -78,6 +80,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         data,
         capturer: Mutex::new(None),
         images_dir: layout.images_dir(),
+        alignment: Mutex::new(None),
         unit_delay: args.unit_delay,
     });
     eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
@@ -265,12 +268,29 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
                 common::table::write_grid_rows(f, &target, &rows)
             })?;
         }
+        UnitSpec::Alignment(u) => {
+            let inputs = ctx.alignment_inputs()?;
+            let rows = crate::alignment_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, &inputs, u)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_alignment_rows(f, &target, &rows)
+            })?;
+        }
     }
     let (sum, bytes) = common::fs::checksum_file(&target)?;
     Ok((rel, sum, bytes))
 }
 
 impl WorkerContext {
+    fn alignment_inputs(&self) -> Result<Arc<AlignmentInputs>, UnitError> {
+        let mut slot = self.alignment.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = slot.as_ref() {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(AlignmentInputs::open(&RunLayout::new(&self.run_dir).alignment_inputs())?);
+        *slot = Some(a.clone());
+        Ok(a)
+    }
+
     fn capturer(&self) -> Result<Arc<Capturer>, UnitError> {
         let mut slot = self.capturer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = slot.as_ref() {

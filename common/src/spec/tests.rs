@@ -58,6 +58,10 @@ const ALL_OPTIONS: &[&str] = &[
     "capture.image.masks=\"masks\"",
     "capture.image.height=512",
     "capture.image.width=512",
+    "analysis.alignment.triplets=\"ratings.csv\"",
+    "analysis.alignment.index_list=\"ratings.csv\"",
+    "analysis.alignment.embedding=\"ratings.csv\"",
+    "analysis.alignment.description=\"synthetic\"",
 ];
 
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
@@ -252,6 +256,115 @@ fn bad_specs_give_exact_messages() {
             ..BASE
         },
         Case {
+            name: "alignment: unknown key",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nlamda = 0.01\n",
+            expected: "{file}: analysis.alignment.lamda: unknown key, expected one of: triplets, triplet_entries, triplet_header, triplet_delimiter, index_list, description, distances, seed, linear_probe, probe_folds, lambda, learning_rate, batch_size, max_epochs, patience, min_delta, max_grad_norm, early_stopping, validation_fraction, embedding, embedding_key, embedding_folds, embedding_alphas",
+            ..BASE
+        },
+        Case {
+            name: "alignment: no triplets",
+            append: "[analysis.alignment]\nlinear_probe = true\n",
+            expected: "{file}: analysis.alignment.triplets: missing key",
+            ..BASE
+        },
+        Case {
+            name: "alignment: triplet file does not exist",
+            append: "[analysis.alignment]\ntriplets = \"nope.csv\"\n",
+            expected: "{file}: analysis.alignment.triplets: {dir}/nope.csv does not exist or is not a file",
+            ..BASE
+        },
+        Case {
+            name: "alignment: embedding does not exist",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nembedding = \"vice.csv\"\n",
+            expected: "{file}: analysis.alignment.embedding: {dir}/vice.csv does not exist or is not a file",
+            ..BASE
+        },
+        Case {
+            name: "alignment: unknown distance",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\ndistances = [\"manhattan\"]\n",
+            expected: "{file}: analysis.alignment.distances.0: unknown value \"manhattan\", expected one of: cosine, euclidean, dot",
+            ..BASE
+        },
+        Case {
+            name: "alignment: distance twice",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\ndistances = [\"cosine\", \"dot\", \"cosine\"]\n",
+            expected: "{file}: analysis.alignment.distances: \"cosine\" is listed twice",
+            ..BASE
+        },
+        Case {
+            name: "alignment: no distance",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\ndistances = []\n",
+            expected: "{file}: analysis.alignment.distances: expected at least one of cosine, euclidean, dot",
+            ..BASE
+        },
+        Case {
+            name: "alignment: unknown entries",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\ntriplet_entries = \"labels\"\n",
+            expected: "{file}: analysis.alignment.triplet_entries: unknown value \"labels\", expected one of: indices, names",
+            ..BASE
+        },
+        Case {
+            name: "alignment: two-character delimiter",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\ntriplet_delimiter = \";;\"\n",
+            expected: "{file}: analysis.alignment.triplet_delimiter: expected one ASCII character such as \",\", \"\\t\" or \" \", found \";;\"",
+            ..BASE
+        },
+        Case {
+            name: "alignment: one probe fold",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nprobe_folds = 1\n",
+            expected: "{file}: analysis.alignment.probe_folds: expected at least 2, found 1",
+            ..BASE
+        },
+        Case {
+            name: "alignment: negative lambda",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nlambda = -0.1\n",
+            expected: "{file}: analysis.alignment.lambda: expected a number ≥ 0, found -0.1",
+            ..BASE
+        },
+        Case {
+            name: "alignment: zero learning rate",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nlearning_rate = 0.0\n",
+            expected: "{file}: analysis.alignment.learning_rate: expected a positive number, found 0",
+            ..BASE
+        },
+        Case {
+            name: "alignment: zero batch",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nbatch_size = 0\n",
+            expected: "{file}: analysis.alignment.batch_size: expected at least 1, found 0",
+            ..BASE
+        },
+        Case {
+            name: "alignment: validation fraction of 1",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nvalidation_fraction = 1.0\n",
+            expected: "{file}: analysis.alignment.validation_fraction: expected a number strictly between 0 and 1, found 1",
+            ..BASE
+        },
+        Case {
+            name: "alignment: zero grad norm",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nmax_grad_norm = 0.0\n",
+            expected: "{file}: analysis.alignment.max_grad_norm: expected a positive number (inf disables clipping), found 0",
+            ..BASE
+        },
+        Case {
+            name: "alignment: zero alpha",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nembedding_alphas = [1.0, 0.0]\n",
+            expected: "{file}: analysis.alignment.embedding_alphas: expected positive numbers, found 0",
+            ..BASE
+        },
+        Case {
+            name: "alignment: one embedding fold",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\nembedding_folds = 1\n",
+            expected: "{file}: analysis.alignment.embedding_folds: expected at least 2, found 1",
+            ..BASE
+        },
+        Case {
+            name: "alignment: --set names its layer",
+            append: "[analysis.alignment]\ntriplets = \"ratings.csv\"\n",
+            sets: &["analysis.alignment.lambda=-1"],
+            expected: "--set: analysis.alignment.lambda: expected a number ≥ 0, found -1",
+            ..BASE
+        },
+        Case {
             name: "unknown section",
             append: "[analysys]\nx = 1\n",
             expected: "{file}: analysys: unknown key, expected one of: job, model, stimuli, targets, capture, analysis, sweep, slurm",
@@ -333,10 +446,35 @@ fn resolved_toml_round_trips() {
 }
 
 #[test]
+fn alignment_section_is_optional_with_the_papers_defaults() {
+    let f = fixture(MINIMAL);
+    let spec = load(&f, &[], &[]).unwrap();
+    assert_eq!(spec.analysis.alignment, None);
+    assert!(!spec.to_toml().contains("alignment"), "absent stays absent in spec.toml");
+    let f = fixture(&format!("{MINIMAL}\n[analysis.alignment]\ntriplets = \"ratings.csv\"\n"));
+    let a = load(&f, &[], &[]).unwrap().analysis.alignment.unwrap();
+    assert_eq!(a.triplets, f.dir.path().join("ratings.csv"), "resolved against the spec");
+    assert_eq!(a.distances, vec![AlignmentDistance::Cosine]);
+    assert_eq!(
+        (a.triplet_entries, a.triplet_header, a.delimiter_byte()),
+        (TripletEntries::Indices, false, b',')
+    );
+    assert!(!a.linear_probe);
+    assert_eq!((a.probe_folds, a.lambda, a.learning_rate, a.batch_size), (3, 0.1, 1e-4, 256));
+    assert_eq!((a.max_epochs, a.patience, a.min_delta, a.max_grad_norm), (100, 5, 1e-4, 1.0));
+    assert_eq!(a.early_stopping, EarlyStoppingChoice::TestLoss);
+    assert_eq!((a.embedding_folds, a.embedding_alphas.len()), (5, 8));
+    let spec = load(&f, &[], &["analysis.alignment.triplet_delimiter=\"\\t\""]).unwrap();
+    assert_eq!(spec.analysis.alignment.unwrap().delimiter_byte(), b'\t');
+}
+
+#[test]
 fn demo_spec_parses_as_toml() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs/demo.toml");
     let text = std::fs::read_to_string(path).unwrap();
     // Data may not be downloaded, so check the shape without path validation.
     let spec: JobSpec = toml::from_str(&text).unwrap();
     assert_eq!(spec.targets.columns.len(), 7);
+    let a = spec.analysis.alignment.expect("the demo has an alignment part");
+    assert_eq!(a.triplet_entries, TripletEntries::Names);
 }

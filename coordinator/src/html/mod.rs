@@ -3,8 +3,8 @@
 //!
 //! Figures follow the paper's: % attributes significant in all folds, mean RMSE ± SE with the
 //! text encoder's best layer as a reference line, the same per attribute group, the P × α grid,
-//! entanglement (identification accuracy; human vs model correlation matrices), then a run
-//! summary. Each figure is a `<figure id="fig-…">` with its SVG panels, a caption saying what is
+//! entanglement (identification accuracy; human vs model correlation matrices), odd-one-out
+//! alignment with human triplets (when the spec asks for it), then a run summary. Each figure is a `<figure id="fig-…">` with its SVG panels, a caption saying what is
 //! plotted and a table of the plotted numbers; a representation without results or a failed
 //! unit is stated in the figure ("n/a" bars, notes), never left out silently.
 //!
@@ -21,9 +21,10 @@ use std::fmt::Write;
 
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
-use common::table::GridRow;
-use common::unit::UnitSpec;
+use common::table::{analysis, GridRow};
+use common::unit::{AlignmentTask, UnitSpec};
 
+use crate::alignment::AlignmentResults;
 use crate::db::{FailedAttempt, StateDb};
 use crate::merge::{Cell, SummaryRow, Truth, NEAR_CONSTANT_SPREAD};
 use svg::{esc, num, Bar, Bars, Heatmap, Scale};
@@ -31,13 +32,14 @@ use svg::{esc, num, Bar, Bars, Heatmap, Scale};
 const TEMPLATE: &str = include_str!("template.html");
 
 /// The figure ids, in page order (the browser check looks for each).
-pub(crate) const FIGURE_IDS: [&str; 6] = [
+pub(crate) const FIGURE_IDS: [&str; 7] = [
     "fig-significance",
     "fig-rmse",
     "fig-rmse-groups",
     "fig-grid",
     "fig-identification",
     "fig-correlation",
+    "fig-alignment",
 ];
 
 /// One unit as the state database knows it.
@@ -87,6 +89,16 @@ impl Facts {
                     let key = p.representation.key();
                     (format!("{key}, P × α grid"), Some(key))
                 }
+                Ok(UnitSpec::Alignment(a)) => {
+                    let key = a.representation.key();
+                    let what = match a.task {
+                        AlignmentTask::Evaluate => format!("{key}, odd-one-out alignment"),
+                        AlignmentTask::LinearProbe { fold } => {
+                            format!("{key}, linear probe fold {fold}")
+                        }
+                    };
+                    (what, Some(key))
+                }
                 Err(e) => (format!("(unreadable descriptor: {e})"), None),
             };
             units.push(UnitFact { id, kind, state, attempts, error, what, representation });
@@ -119,6 +131,8 @@ pub(crate) struct Input<'a> {
     pub(crate) cells: &'a [Cell],
     pub(crate) summary: &'a [SummaryRow],
     pub(crate) grid: &'a [GridRow],
+    /// The merged alignment results, when the spec asks for them.
+    pub(crate) alignment: Option<&'a AlignmentResults>,
     pub(crate) truth: &'a Truth,
     pub(crate) facts: &'a Facts,
 }
@@ -134,6 +148,7 @@ pub(crate) fn render(input: &Input<'_>) -> String {
     body.push_str(&page.grid());
     body.push_str(&page.identification());
     body.push_str(&page.correlation());
+    body.push_str(&page.alignment());
     body.push_str(&page.run_summary());
     let title = format!("diffprobe report: {}", esc(&input.spec.job.name));
     let (head, tail) = TEMPLATE.split_once("{{body}}").expect("template has {{body}}");
@@ -332,6 +347,7 @@ impl<'a> Page<'a> {
             "P × α grid",
             "Identification",
             "Correlation structure",
+            "Alignment",
         ]) {
             let _ = write!(out, r##"<a href="#{id}">{name}</a>"##);
         }
@@ -928,6 +944,174 @@ impl<'a> Page<'a> {
                 code(rep)
             ),
             &self.notes(&self.has_all(), false),
+            &table(&head, &rows),
+        )
+    }
+
+    /// Figure 7: odd-one-out accuracy per representation (one bar per distance, the linear
+    /// probe and the predicted embedding), chance as the reference line.
+    fn alignment(&self) -> String {
+        let title = "Figure 7. Odd-one-out alignment with human triplets";
+        let id = "fig-alignment";
+        let (Some(a), Some(res)) = (&self.input.spec.analysis.alignment, self.input.alignment)
+        else {
+            return figure(
+                id,
+                title,
+                &[(
+                    String::new(),
+                    svg::placeholder(
+                        "No alignment analyses in this run ([analysis.alignment] is not set)",
+                    ),
+                )],
+                "Odd-one-out accuracy of each representation on human triplet judgements \
+                    (science.md B2), shown when the spec has an [analysis.alignment] section.",
+                "",
+                &table(&[("representation", false), ("accuracy", true)], &[]),
+            );
+        };
+        let primary = a.distances[0].name();
+        // (column title, analysis, distance) of each series.
+        let mut series: Vec<(String, &str, &str)> = a
+            .distances
+            .iter()
+            .map(|d| (d.name().to_string(), analysis::ODD_ONE_OUT, d.name()))
+            .collect();
+        if a.linear_probe {
+            series.push(("linear probe".into(), analysis::LINEAR_PROBE, "dot"));
+        }
+        if !res.dimensions.is_empty() {
+            series.push((
+                format!("predicted embedding ({primary})"),
+                analysis::EMBEDDING_REGRESSION,
+                primary,
+            ));
+        }
+        // Every representation with an alignment unit, planned or with results.
+        let mut reps: Vec<String> = Vec::new();
+        for u in self.input.facts.units.iter().filter(|u| u.kind == "alignment") {
+            if let Some(r) = &u.representation {
+                push_unique(&mut reps, r);
+            }
+        }
+        for r in res.representations() {
+            push_unique(&mut reps, r);
+        }
+        let value = |rep: &str, (_, an, d): &(String, &str, &str)| res.accuracy(rep, an, d);
+        let chart = if reps.is_empty() {
+            svg::placeholder("No results: no alignment unit was planned or merged")
+        } else {
+            svg::bar_chart(&Bars {
+                categories: reps.clone(),
+                series: series.iter().map(|s| s.0.clone()).collect(),
+                values: reps
+                    .iter()
+                    .map(|rep| {
+                        series
+                            .iter()
+                            .map(|s| {
+                                value(rep, s).filter(|v| v.is_finite()).map(|v| Bar {
+                                    value: v,
+                                    err: None,
+                                    faded: false,
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect(),
+                x_label: "representation, bars by distance / analysis".into(),
+                y_label: "odd-one-out accuracy".into(),
+                y_max: Some(1.0),
+                reference: Some((alignment::CHANCE, "chance 1/3".into())),
+            })
+        };
+        let mut head: Vec<(&str, bool)> = vec![("representation", false)];
+        head.extend(series.iter().map(|s| (s.0.as_str(), true)));
+        if !res.dimensions.is_empty() {
+            head.push(("embedding R²", true));
+        }
+        let rows: Vec<Vec<String>> = reps
+            .iter()
+            .map(|rep| {
+                let mut row = vec![code(rep)];
+                let mut any = false;
+                for s in &series {
+                    let v = value(rep, s);
+                    any |= v.is_some();
+                    row.push(v.map_or("–".into(), |v| num(v, 3)));
+                }
+                if !res.dimensions.is_empty() {
+                    let r2 = res
+                        .overall(rep, analysis::EMBEDDING_REGRESSION, Some(primary))
+                        .and_then(|r| r.r2);
+                    row.push(r2.map_or("–".into(), |v| num(v, 3)));
+                }
+                if !any {
+                    row[0] = format!("!{}", row[0]);
+                }
+                row
+            })
+            .collect();
+        let failed: Vec<String> = self
+            .input
+            .facts
+            .units
+            .iter()
+            .filter(|u| u.kind == "alignment" && u.state != "committed")
+            .map(|u| format!("{} ({})", esc(&u.what), esc(&u.state)))
+            .collect();
+        let mut notes = String::new();
+        if !failed.is_empty() {
+            notes.push_str(&note(&format!(
+                "Alignment units without results (drawn as n/a): {}.",
+                failed.join(", ")
+            )));
+        }
+        let best = res
+            .best(analysis::ODD_ONE_OUT, primary)
+            .map(|(rep, v)| {
+                format!(" The best representation by {primary} accuracy is {} ({v:.3}).", code(rep))
+            })
+            .unwrap_or_default();
+        let ceiling = if res.dimensions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The human embedding itself ({} dimensions) scores {} ({primary}), the most a \
+                    perfect prediction of it could reach.",
+                res.dimensions.len(),
+                res.accuracy("", analysis::HUMAN_EMBEDDING, primary)
+                    .map_or("–".into(), |v| num(v, 3))
+            )
+        };
+        let what = a.description.as_deref().map(|d| format!(" {}", esc(d))).unwrap_or_default();
+        figure(
+            id,
+            title,
+            &[(String::new(), chart)],
+            &format!(
+                "Odd-one-out accuracy on {} triplets over {} concepts (science.md B2, \
+                    paper 001): the fraction of triplets whose \
+                    closest pair of representations leaves out the element the human chose; \
+                    ties count as wrong; the dashed line is chance (1/3). One bar per distance{}{}.\
+                    {best}{ceiling}{what} Every number, per fold, is in alignment.parquet.",
+                res.n_triplets,
+                res.n_concepts,
+                if a.linear_probe {
+                    format!(
+                        ", the linear probe (mean test accuracy over {} folds over concepts)",
+                        a.probe_folds
+                    )
+                } else {
+                    String::new()
+                },
+                if res.dimensions.is_empty() {
+                    String::new()
+                } else {
+                    ", and the out-of-fold embedding predicted by ridge regression".to_string()
+                },
+            ),
+            &notes,
             &table(&head, &rows),
         )
     }

@@ -5,6 +5,9 @@ use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use common::table::GridRow;
 
+use common::table::{analysis, AlignmentRow};
+
+use crate::alignment::AlignmentResults;
 use crate::html::{render, Facts, Input, UnitFact, FIGURE_IDS};
 use crate::merge::{summarise, Cell, Truth};
 
@@ -82,7 +85,17 @@ fn probe_unit(id: &str, rep: &str, state: &str, error: &str) -> UnitFact {
 }
 
 fn page(reps: &[&str], facts: &Facts, grid: &[GridRow]) -> String {
-    let (spec, data) = (spec(), data());
+    page_with(spec(), reps, facts, grid, None)
+}
+
+fn page_with(
+    spec: JobSpec,
+    reps: &[&str],
+    facts: &Facts,
+    grid: &[GridRow],
+    alignment: Option<&AlignmentResults>,
+) -> String {
+    let data = data();
     let cells = cells(&data, reps);
     let truth = Truth::of(&data);
     let summary = summarise(&cells, 2, &truth);
@@ -92,6 +105,7 @@ fn page(reps: &[&str], facts: &Facts, grid: &[GridRow]) -> String {
         cells: &cells,
         summary: &summary,
         grid,
+        alignment,
         truth: &truth,
         facts,
     })
@@ -278,4 +292,73 @@ fn the_browser_check_looks_for_every_figure() {
     for id in FIGURE_IDS.iter().chain(&["run-summary"]) {
         assert!(script.contains(id), "scripts/check-report-html.sh does not check {id}");
     }
+}
+
+#[test]
+fn alignment_figure_has_a_bar_per_distance_and_analysis() {
+    let mut spec = spec();
+    spec.analysis.alignment = Some(
+        toml::from_str(
+            r#"
+triplets = "t.csv"
+distances = ["cosine", "dot"]
+linear_probe = true
+embedding = "e.csv"
+description = "Synthetic <test> triplets."
+"#,
+        )
+        .unwrap(),
+    );
+    let row = |rep: &str, an: &str, d: Option<&str>, fold: Option<u32>, acc: f64| AlignmentRow {
+        representation: rep.into(),
+        analysis: an.into(),
+        distance: d.map(String::from),
+        fold,
+        accuracy: Some(acc),
+        r2: (an == analysis::EMBEDDING_REGRESSION).then_some(0.25),
+        ..AlignmentRow::default()
+    };
+    let mut rows = Vec::new();
+    for (i, rep) in ["text.0/mean", "text.1/mean"].into_iter().enumerate() {
+        let x = 0.1 * i as f64;
+        rows.push(row(rep, analysis::ODD_ONE_OUT, Some("cosine"), None, 0.4 + x));
+        rows.push(row(rep, analysis::ODD_ONE_OUT, Some("dot"), None, 0.35 + x));
+        rows.push(row(rep, analysis::LINEAR_PROBE, Some("dot"), Some(0), 0.5));
+        rows.push(row(rep, analysis::LINEAR_PROBE, Some("dot"), None, 0.5 + x));
+        rows.push(row(rep, analysis::EMBEDDING_REGRESSION, Some("cosine"), None, 0.45));
+    }
+    rows.push(row("", analysis::HUMAN_EMBEDDING, Some("cosine"), None, 0.7));
+    let results = AlignmentResults {
+        rows,
+        n_triplets: 300,
+        n_concepts: 8,
+        dimensions: vec!["a".into(), "b".into()],
+    };
+    let facts = Facts {
+        units: vec![UnitFact {
+            id: "alignment-x".into(),
+            kind: "alignment".into(),
+            state: "quarantined".into(),
+            attempts: 3,
+            error: "boom".into(),
+            what: "text.2/mean, linear probe fold 1".into(),
+            representation: Some("text.2/mean".into()),
+        }],
+        ..Facts::default()
+    };
+    let html = page_with(spec, &REPS, &facts, &[], Some(&results));
+    balanced(&html);
+    let f = fig(&html, "fig-alignment");
+    // Three representations (text.2/mean without results) × four series: 2 × 4 bars, 4 n/a.
+    assert_eq!(f.matches(r#"class="bar""#).count(), 8, "{f}");
+    assert_eq!(f.matches(r#"<text class="missing""#).count(), 4);
+    assert_eq!(f.matches(r#"class="ref""#).count(), 1, "chance line");
+    assert!(f.contains("<code>text.1/mean</code> (0.500)"), "best named: {f}");
+    assert!(f.contains("scores 0.700 (cosine)"), "{f}");
+    assert!(f.contains("Synthetic &lt;test&gt; triplets."));
+    assert!(f.contains("text.2/mean, linear probe fold 1 (quarantined)"));
+    assert!(f.contains(r#"<tr class="missing"><td><code>text.2/mean</code>"#));
+    // Without the section: a placeholder that says why.
+    let plain = page(&REPS, &Facts::default(), &[]);
+    assert!(fig(&plain, "fig-alignment").contains("[analysis.alignment] is not set"));
 }

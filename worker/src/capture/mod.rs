@@ -116,7 +116,7 @@ impl Capturer {
     }
 }
 
-fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
+pub(crate) fn device(choice: DeviceChoice) -> Result<candle_core::Device, UnitError> {
     match choice {
         DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
         DeviceChoice::Auto => Ok(open_cuda().unwrap_or(candle_core::Device::Cpu)),
