@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 use common::spec::SamplerKind;
 
 use super::noise::{seed_for, SeededNormal};
-use super::{model_err, Recording, SdCapture};
+use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::scheduler::{Ddim, Euler, Lms, SchedulerError, StepOutput};
 use crate::capture::Stimuli;
 use crate::error::UnitError;
@@ -140,7 +140,8 @@ impl SdCapture {
             let x = self.latent_tensor(input, b)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
-            let pred = self.unet_pass(&x, t, context, rec.steps.get(&k), cond, None, sums)?;
+            let what = PassRecording { taps: rec.steps.get(&k), rows: cond, masks: None };
+            let pred = self.unet_pass(&x, t, context, what, sums)?;
             if k == last && !to_the_end {
                 break;
             }

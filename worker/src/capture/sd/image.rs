@@ -10,12 +10,19 @@ use candle_core::Tensor;
 use common::spec::Conditioning;
 
 use super::noise::{seed_for, SeededNormal};
-use super::{model_err, Recording, SdCapture};
+use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::scheduler::{add_noise, noise_level_to_timestep};
 use crate::capture::Stimuli;
 use crate::error::UnitError;
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Clean latents of a batch, their seeded noise, and the batch's object masks (if recorded).
+pub(super) struct Noised<'a> {
+    pub(super) z0: &'a [f32],
+    pub(super) eps: &'a [f32],
+    pub(super) masks: Option<&'a Tensor>,
+}
 
 /// The image file of `stimulus` in `folder` (`.png`, `.jpg` or `.jpeg`).
 fn image_path(folder: &Path, stimulus: &str) -> Result<PathBuf, String> {
@@ -134,7 +141,8 @@ impl SdCapture {
         };
         let mut sums = BTreeMap::new();
         let contexts = [empty.as_ref(), prompt.as_ref()];
-        self.noised_passes(&z0, &eps, contexts, masks.as_ref(), rec, b, &mut sums)?;
+        let noised = Noised { z0: &z0, eps: &eps, masks: masks.as_ref() };
+        self.noised_passes(&noised, contexts, rec, b, &mut sums)?;
         self.drain(sums, 1, &mut out)?;
         Ok(out)
     }
@@ -158,10 +166,8 @@ impl SdCapture {
     /// empty prompt and stimulus prompts (each present when some pass needs it).
     pub(super) fn noised_passes(
         &self,
-        z0: &[f32],
-        eps: &[f32],
+        noised: &Noised<'_>,
         contexts: [Option<&Tensor>; 2],
-        masks: Option<&Tensor>,
         rec: &Recording,
         b: usize,
         sums: &mut BTreeMap<usize, Tensor>,
@@ -169,14 +175,16 @@ impl SdCapture {
         let alphas = self.scheduler.alphas_cumprod();
         for (&(n, cond), taps) in &rec.images {
             let t = noise_level_to_timestep(n).map_err(|e| UnitError::Invalid(e.0))?;
-            let noisy = add_noise(&alphas, z0, eps, t).map_err(|e| UnitError::Invalid(e.0))?;
+            let noisy = add_noise(&alphas, noised.z0, noised.eps, t)
+                .map_err(|e| UnitError::Invalid(e.0))?;
             let x = self.latent_tensor(noisy, b)?;
             let context = match cond {
                 Conditioning::Empty => contexts[0],
                 Conditioning::Prompt => contexts[1],
             }
             .expect("the caller encoded every conditioning it records");
-            self.unet_pass(&x, t as f64, context, Some(taps), (0, b), masks, sums)?;
+            let what = PassRecording { taps: Some(taps), rows: (0, b), masks: noised.masks };
+            self.unet_pass(&x, t as f64, context, what, sums)?;
         }
         Ok(())
     }

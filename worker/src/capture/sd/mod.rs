@@ -138,6 +138,14 @@ pub(super) fn taps(dir: &Path, capture: &CaptureSection) -> Result<Vec<TapInfo>,
     Ok(taps)
 }
 
+/// What one U-Net pass records: its taps (if any), the batch rows kept, and the object masks
+/// of those rows for `mask_mean`.
+struct PassRecording<'a> {
+    taps: Option<&'a PassTaps>,
+    rows: (usize, usize),
+    masks: Option<&'a Tensor>,
+}
+
 /// What one batch must record: text representations, and the U-Net taps of each pass.
 struct Recording {
     /// (block, hidden-state index (L + 1 = final), pooling).
@@ -357,20 +365,20 @@ impl SdCapture {
         Ok(states.last_hidden_state)
     }
 
-    /// Runs one U-Net pass, recording `taps` of batch rows `rows`; returns the output.
+    /// Runs one U-Net pass, recording what `what` asks for; returns the output.
     fn unet_pass(
         &self,
         sample: &Tensor,
         timestep: f64,
         context: &Tensor,
-        taps: Option<&PassTaps>,
-        rows: (usize, usize),
-        masks: Option<&Tensor>,
+        what: PassRecording<'_>,
         sums: &mut BTreeMap<usize, Tensor>,
     ) -> Result<Tensor, UnitError> {
         let fail = |e: &dyn std::fmt::Display| model_err(&self.dir.join("unet"), e);
         let empty = PassTaps::new();
-        let mut sink = reduce::ReducingSink::new(taps.unwrap_or(&empty), rows.0, rows.1, masks);
+        let (start, len) = what.rows;
+        let taps = what.taps.unwrap_or(&empty);
+        let mut sink = reduce::ReducingSink::new(taps, start, len, what.masks);
         let out = self.unet.forward(sample, timestep, context, &mut sink).map_err(|e| fail(&e))?;
         for (block, value) in sink.finish() {
             let sum = match sums.remove(&block) {
