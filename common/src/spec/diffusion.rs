@@ -256,7 +256,7 @@ fn check_size(
         if let Some(v) = v.filter(|&v| v == 0 || v % 8 != 0) {
             return Err(SpecError::new(
                 file,
-                &format!("{section}.{key}"),
+                format!("{section}.{key}"),
                 format!("expected a positive multiple of 8, found {v}"),
             ));
         }

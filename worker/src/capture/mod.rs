@@ -80,7 +80,7 @@ pub struct Capturer {
 }
 
 enum Inner {
-    Bert(bert::BertCapture),
+    Bert(Box<bert::BertCapture>),
     Sd(Box<sd::SdCapture>),
 }
 
@@ -89,9 +89,11 @@ impl Capturer {
     pub fn load(model: &ModelSection, capture: &CaptureSection) -> Result<Capturer, UnitError> {
         let device = device(model.device)?;
         let inner = match model.kind {
-            ModelKind::Bert => {
-                Inner::Bert(bert::BertCapture::load(&model.path, device, capture.max_tokens)?)
-            }
+            ModelKind::Bert => Inner::Bert(Box::new(bert::BertCapture::load(
+                &model.path,
+                device,
+                capture.max_tokens,
+            )?)),
             ModelKind::Sd => Inner::Sd(Box::new(sd::SdCapture::load(model, capture, device)?)),
         };
         Ok(Capturer { inner })

@@ -84,7 +84,7 @@ fn image_size(dir: &Path, capture: &CaptureSection) -> Result<ImageSize, UnitErr
     let unet_file = dir.join("unet/config.json");
     let unet = read_json(&unet_file)?;
     let native = usize_field(&unet, &unet_file, "sample_size")? * factor;
-    let unet_factor = 1 << unet["block_out_channels"].as_array().map_or(1, Vec::len).max(1) - 1;
+    let unet_factor = 1 << (unet["block_out_channels"].as_array().map_or(1, Vec::len).max(1) - 1);
     let (section, h, w) = match capture.mode {
         CaptureMode::Generate => {
             ("capture.generate", capture.generate.height, capture.generate.width)

@@ -124,8 +124,7 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
         .iter()
         .map(|c| c["step_index"].as_u64().unwrap() as usize)
         .collect();
-    let mut capture = CaptureSection::default();
-    capture.mode = CaptureMode::Generate;
+    let mut capture = CaptureSection { mode: CaptureMode::Generate, ..Default::default() };
     capture.generate.scheduler = sampler;
     capture.generate.steps = g.meta["num_inference_steps"].as_u64().unwrap() as usize;
     capture.generate.guidance = g.meta["guidance_scale"].as_f64().unwrap();
@@ -168,8 +167,7 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
 
 fn image_case(fixture: &str, case: &str, cond: Conditioning) -> f32 {
     let g = golden(fixture, case);
-    let mut capture = CaptureSection::default();
-    capture.mode = CaptureMode::Image;
+    let mut capture = CaptureSection { mode: CaptureMode::Image, ..Default::default() };
     capture.image.height = Some(16);
     capture.image.width = Some(16);
     let sd = load(fixture, &capture);
