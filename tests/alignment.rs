@@ -168,6 +168,8 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
             let got = find(&merged, &rep, analysis::ODD_ONE_OUT, Some(name), None);
             assert_eq!(got.accuracy, Some(want.accuracy), "{rep} {name}");
             assert_eq!(got.correct, Some(want.correct as u32));
+            let ties = want.predictions.iter().filter(|p| p.is_none()).count() as u32;
+            assert_eq!(got.ties, Some(ties));
             assert_eq!((got.n_triplets, got.n_concepts), (900, n as u32));
             if name == "cosine" {
                 cosine.insert(rep.clone(), want.accuracy);
@@ -176,8 +178,7 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
         let mut fold_acc = Vec::new();
         for fold in 0..3 {
             let want = linear_probe_fold(&f, &triplets, fold, &probe_cfg, &Device::Cpu).unwrap();
-            let got =
-                find(&merged, &rep, analysis::LINEAR_PROBE, Some("dot"), Some(fold as u32));
+            let got = find(&merged, &rep, analysis::LINEAR_PROBE, Some("dot"), Some(fold as u32));
             assert_eq!(got.accuracy, Some(want.test_accuracy), "{rep} fold {fold}");
             assert_eq!(got.n_triplets, want.n_test as u32);
             assert_eq!(got.n_train, Some(want.n_train as u32));
@@ -216,7 +217,6 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
     let fig = &fig[..fig.find("</figure>").unwrap()];
     // 7 representations × (3 distances + linear probe + predicted embedding).
     assert_eq!(fig.matches(r#"class="bar""#).count(), 35);
-
 }
 
 fn plan_error(dir: &Path, spec: &Path, sets: &[&str]) -> String {
@@ -263,7 +263,10 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     );
     let p = t("dup.csv", "0,1,2\n5,5,7\n");
     let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
-    assert!(e.ends_with(&format!("{}, line 2, field 1: concept 5 repeats field 0", p.display())), "{e}");
+    assert!(
+        e.ends_with(&format!("{}, line 2, field 1: concept 5 repeats field 0", p.display())),
+        "{e}"
+    );
     let p = t("nan.csv", "0,NaN,2\n");
     let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(e.contains("line 1, field 1: \"NaN\" is not a concept index"), "{e}");
@@ -272,7 +275,10 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     assert!(e.contains("line 1: found 2 fields; expected 3"), "{e}");
 
     // Names: an unknown one, and one whose stimulus was dropped for a missing rating.
-    let names = format!("a,b,odd\n{},{},{}\n{},cheetah,{}\n", words[0], words[1], words[2], words[3], words[4]);
+    let names = format!(
+        "a,b,odd\n{},{},{}\n{},cheetah,{}\n",
+        words[0], words[1], words[2], words[3], words[4]
+    );
     let p = t("names.csv", &names);
     let by_name = [
         set_path("triplets", &p),
@@ -282,7 +288,10 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     let by_name: Vec<&str> = by_name.iter().map(String::as_str).collect();
     let e = plan_error(&dir, &spec, &by_name);
     assert!(
-        e.contains(&format!("{key}: {}, line 3, field 1: unknown concept name \"cheetah\"", p.display())),
+        e.contains(&format!(
+            "{key}: {}, line 3, field 1: unknown concept name \"cheetah\"",
+            p.display()
+        )),
         "{e}"
     );
     let csv = std::fs::read_to_string(dir.join("ratings.csv")).unwrap();
@@ -303,7 +312,10 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     // By index, the dropped stimulus keeps its place in stimuli.file: index 1 is still it.
     let p = t("dropped.csv", "0,1,2\n");
     let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
-    assert!(e.contains(&format!("line 1, field 1: concept \"{}\" has no stimulus", words[1])), "{e}");
+    assert!(
+        e.contains(&format!("line 1, field 1: concept \"{}\" has no stimulus", words[1])),
+        "{e}"
+    );
     std::fs::write(dir.join("ratings.csv"), csv).unwrap();
 
     // An index list: indices are its lines, matched to stimuli by name.
@@ -311,14 +323,19 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     let p = t("listed.csv", "1,2,3\n0,1,2\n");
     let e = plan_error(&dir, &spec, &[&set_path("triplets", &p), &set_path("index_list", &list)]);
     assert!(
-        e.contains("line 2, field 0: concept \"aardvark\" has no stimulus (no row in the features)"),
+        e.contains(
+            "line 2, field 0: concept \"aardvark\" has no stimulus (no row in the features)"
+        ),
         "{e}"
     );
 
     // The embedding: a NaN, and a stimulus without a row.
     let mut emb = String::from("word,d1,d2\n");
     for (i, w) in words.iter().enumerate() {
-        emb.push_str(&format!("{w},{i},{}\n", if i == 4 { "NaN".into() } else { format!("{}", i * 2) }));
+        emb.push_str(&format!(
+            "{w},{i},{}\n",
+            if i == 4 { "NaN".into() } else { format!("{}", i * 2) }
+        ));
     }
     let p = t("emb.csv", &emb);
     let e = plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
@@ -329,7 +346,11 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
             p.display()
         )
     );
-    let short: String = emb.lines().filter(|l| !l.starts_with(&format!("{},", words[9]))).map(|l| format!("{l}\n")).collect();
+    let short: String = emb
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{},", words[9])))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let p = t("emb.csv", &short.replace("NaN", "1"));
     let e = plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
     assert!(e.ends_with(&format!("no row with word = \"{}\" (stimulus 9)", words[9])), "{e}");

@@ -8,7 +8,9 @@ use common::error::SpecError;
 use common::ids::UnitId;
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
-use common::unit::{AlignmentTask, AlignmentUnit, CaptureUnit, ProbeUnit, Representation, UnitSpec};
+use common::unit::{
+    AlignmentTask, AlignmentUnit, CaptureUnit, ProbeUnit, Representation, UnitSpec,
+};
 use serde::Serialize;
 
 /// Everything a run needs, derived from the spec.
@@ -258,8 +260,7 @@ fn units(
         if let (Some(section), Some(inputs)) = (&spec.analysis.alignment, alignment) {
             let inputs_fingerprint = inputs.fingerprint();
             for task in alignment_tasks(section) {
-                let unit =
-                    AlignmentUnit { representation: rep.clone(), task, inputs: Vec::new() };
+                let unit = AlignmentUnit { representation: rep.clone(), task, inputs: Vec::new() };
                 let settings = AlignmentSettings::of(section, task);
                 let id = UnitId::of(
                     "alignment",

@@ -267,8 +267,7 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
         }
         UnitSpec::Alignment(u) => {
             let inputs = ctx.alignment_inputs()?;
-            let rows =
-                crate::alignment_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, &inputs, u)?;
+            let rows = crate::alignment_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, &inputs, u)?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_alignment_rows(f, &target, &rows)
             })?;

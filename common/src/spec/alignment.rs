@@ -214,7 +214,9 @@ impl AlignmentSection {
         if d.len() != 1 || !d.is_ascii() || d == "\"" || d == "#" || d == "\n" || d == "\r" {
             return err(
                 "triplet_delimiter",
-                format!("expected one ASCII character such as \",\", \"\\t\" or \" \", found {d:?}"),
+                format!(
+                    "expected one ASCII character such as \",\", \"\\t\" or \" \", found {d:?}"
+                ),
             );
         }
         if self.distances.is_empty() {
@@ -225,7 +227,8 @@ impl AlignmentSection {
                 return err("distances", format!("{:?} is listed twice", a.name()));
             }
         }
-        for (key, folds) in [("probe_folds", self.probe_folds), ("embedding_folds", self.embedding_folds)]
+        for (key, folds) in
+            [("probe_folds", self.probe_folds), ("embedding_folds", self.embedding_folds)]
         {
             if folds < 2 {
                 return err(key, format!("expected at least 2, found {folds}"));
@@ -264,7 +267,10 @@ impl AlignmentSection {
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return err(
                 "validation_fraction",
-                format!("expected a number strictly between 0 and 1, found {}", self.validation_fraction),
+                format!(
+                    "expected a number strictly between 0 and 1, found {}",
+                    self.validation_fraction
+                ),
             );
         }
         if self.embedding_key.trim().is_empty() {

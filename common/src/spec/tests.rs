@@ -454,7 +454,10 @@ fn alignment_section_is_optional_with_the_papers_defaults() {
     let a = load(&f, &[], &[]).unwrap().analysis.alignment.unwrap();
     assert_eq!(a.triplets, f.dir.path().join("ratings.csv"), "resolved against the spec");
     assert_eq!(a.distances, vec![AlignmentDistance::Cosine]);
-    assert_eq!((a.triplet_entries, a.triplet_header, a.delimiter_byte()), (TripletEntries::Indices, false, b','));
+    assert_eq!(
+        (a.triplet_entries, a.triplet_header, a.delimiter_byte()),
+        (TripletEntries::Indices, false, b',')
+    );
     assert!(!a.linear_probe);
     assert_eq!((a.probe_folds, a.lambda, a.learning_rate, a.batch_size), (3, 0.1, 1e-4, 256));
     assert_eq!((a.max_epochs, a.patience, a.min_delta, a.max_grad_norm), (100, 5, 1e-4, 1.0));
