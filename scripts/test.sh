@@ -6,8 +6,9 @@
 #    numpy reference for the odd-one-out alignment analyses (scripts/ref_alignment.py)
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
 #    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
-# 4. the demo, as a user runs it, into target/demo-check, checked for every report file, and
-#    its null control (a random-weight tiny SD), checked to be significant at the nominal rate
+# 4. the demo, as a user runs it, into target/demo-check, checked for every report file
+#    (and its alignment part on the synthetic triplets: above chance, below the rating space),
+#    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate
 # 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
 #    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
@@ -36,7 +37,7 @@ rm -rf target/demo-check
 start=$(date +%s)
 ./target/release/diffprobe run jobs/demo.toml --set job.output_dir=target/demo-check
 elapsed=$(( $(date +%s) - start ))
-for f in rmse.parquet significance.parquet summary.parquet report.md report.html; do
+for f in rmse.parquet significance.parquet summary.parquet alignment.parquet report.md report.html; do
     test -s "target/demo-check/demo/report/$f" || { echo "test: demo report lacks $f" >&2; exit 1; }
 done
 .venv/bin/python - <<'PY'
@@ -46,6 +47,15 @@ best = s[s.group == "all"].sort_values("mean_rmse").iloc[0]
 assert len(s[s.group == "all"]) == 14, s
 assert best.pct_significant == 100.0 and best.mean_relative_reduction > 0.1, best
 print(f"test: demo ok: best representation {best.representation}, mean RMSE {best.mean_rmse:.4f}")
+# The alignment part (synthetic triplets, docs/demo-data.md): every representation scored, the
+# best clearly above chance (1/3; SE 0.003 at 20,000 triplets), below the rating space itself.
+a = pd.read_parquet("target/demo-check/demo/report/alignment.parquet")
+o = a[(a.analysis == "odd_one_out") & (a.distance == "cosine")]
+top = o.sort_values("accuracy", ascending=False).iloc[0]
+ceiling = a[(a.analysis == "human_embedding") & (a.distance == "cosine")].accuracy.iloc[0]
+assert len(o) == 14 and (o.n_triplets == 20000).all(), o
+assert 1 / 3 + 0.02 < top.accuracy < ceiling, (top, ceiling)
+print(f"test: demo alignment ok: best {top.representation}, cosine OOOA {top.accuracy:.3f} (rating space {ceiling:.3f})")
 PY
 echo "test: demo took ${elapsed} s"
 

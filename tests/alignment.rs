@@ -168,6 +168,8 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
             let got = find(&merged, &rep, analysis::ODD_ONE_OUT, Some(name), None);
             assert_eq!(got.accuracy, Some(want.accuracy), "{rep} {name}");
             assert_eq!(got.correct, Some(want.correct as u32));
+            let ties = want.predictions.iter().filter(|p| p.is_none()).count() as u32;
+            assert_eq!(got.ties, Some(ties));
             assert_eq!((got.n_triplets, got.n_concepts), (900, n as u32));
             if name == "cosine" {
                 cosine.insert(rep.clone(), want.accuracy);

@@ -156,7 +156,20 @@ conditioning = ["empty", "prompt"]
 height = 16
 width = 16
 "#;
-    let spec = sd_spec(&dir, 12, &fixture("tiny-sd-2"), capture);
+    // Odd-one-out alignment over the 12 items: every representation, noise level and
+    // conditioning is scored, and the report tabulates tap × (noise level / conditioning).
+    let triplets: String = (0..40)
+        .map(|i| format!("{},{},{}\n", i % 12, (i * 5 + 1) % 12, (i * 7 + 3) % 12))
+        .filter(|l| {
+            let v: Vec<&str> = l.trim().split(',').collect();
+            v[0] != v[1] && v[0] != v[2] && v[1] != v[2]
+        })
+        .collect();
+    std::fs::write(dir.join("triplets.csv"), triplets).unwrap();
+    let capture = format!(
+        "{capture}\n[analysis.alignment]\ntriplets = \"triplets.csv\"\ndistances = [\"cosine\", \"euclidean\"]\n"
+    );
+    let spec = sd_spec(&dir, 12, &fixture("tiny-sd-2"), &capture);
     let s = spec.to_str().unwrap();
     let out = util::run(&["run", s, "--workers", "2"], &dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -166,6 +179,12 @@ width = 16
     assert!(keys.contains(&("mid_block/mask_mean/n1/empty".to_string(), 64)), "{keys:?}");
     assert!(keys.contains(&("mid_block/max/n50/prompt".to_string(), 64)), "{keys:?}");
     assert!(keys.contains(&("text.final/eos".to_string(), 16)), "{keys:?}");
+    let rows =
+        common::table::read_alignment_rows(&dir.join("runs/sd/report/alignment.parquet")).unwrap();
+    assert_eq!(rows.len(), 17 * 2, "one row per representation and distance");
+    let md = std::fs::read_to_string(dir.join("runs/sd/report/report.md")).unwrap();
+    assert!(md.contains("| tap | n1/empty | n1/prompt | n50/empty | n50/prompt |"), "{md}");
+    assert!(md.contains("| `mid_block/max` |"), "{md}");
 
     // A wrong-size image and a missing one are refused at plan time, naming the file.
     std::fs::copy(fixture("images/wrong_size.png"), images.join("item3.png")).unwrap();

@@ -456,12 +456,12 @@ pub fn read_grid_rows(path: &Path) -> Result<Vec<GridRow>, DataError> {
 ///
 /// | `analysis` | `distance` | `fold` | set |
 /// |---|---|---|---|
-/// | `odd_one_out` | each spec distance | null | accuracy, correct, n_triplets, n_concepts, chance |
+/// | `odd_one_out` | each spec distance | null | accuracy, correct, ties, n_triplets, n_concepts, chance |
 /// | `linear_probe` | `dot` | a fold | accuracy, correct, n_triplets and n_concepts (test fold), chance, n_train, n_dropped, epochs, stopped_early, train_loss, test_loss |
 /// | `linear_probe` | `dot` | null (merged: mean over folds) | accuracy, correct and n_triplets (Σ over folds), n_concepts, chance |
 /// | `embedding_regression` | null | a fold | r2 (mean over dimensions), r2_dimensions, alpha_dimensions, n_concepts (test fold) |
-/// | `embedding_regression` | each spec distance | null | accuracy, correct, n_triplets of the out-of-fold predicted embedding; r2 (overall), r2_dimensions (mean over folds) |
-/// | `human_embedding` | each spec distance | null | accuracy, correct, n_triplets of the human embedding itself (merged only; representation empty) |
+/// | `embedding_regression` | each spec distance | null | accuracy, correct, ties, n_triplets of the out-of-fold predicted embedding; r2 (overall), r2_dimensions (mean over folds) |
+/// | `human_embedding` | each spec distance | null | accuracy, correct, ties, n_triplets of the human embedding itself (merged only; representation empty) |
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlignmentRow {
     /// Representation key (empty for `human_embedding`).
@@ -476,6 +476,9 @@ pub struct AlignmentRow {
     pub accuracy: Option<f64>,
     /// Triplets answered as the human did.
     pub correct: Option<u32>,
+    /// Triplets without a unique closest pair (counted wrong), where the rows score triplets
+    /// by a distance (not the linear probe's).
+    pub ties: Option<u32>,
     /// Triplets scored.
     pub n_triplets: u32,
     /// Concepts involved (all, or the test fold's).
@@ -522,6 +525,7 @@ fn alignment_schema() -> Arc<Schema> {
         Field::new("fold", DataType::UInt32, true),
         Field::new("accuracy", DataType::Float64, true),
         Field::new("correct", DataType::UInt32, true),
+        Field::new("ties", DataType::UInt32, true),
         Field::new("n_triplets", DataType::UInt32, false),
         Field::new("n_concepts", DataType::UInt32, false),
         Field::new("chance", DataType::Float64, true),
@@ -566,6 +570,7 @@ pub fn write_alignment_rows(
         u32s(|r| r.fold),
         f64s(|r| r.accuracy),
         u32s(|r| r.correct),
+        u32s(|r| r.ties),
         u32s(|r| Some(r.n_triplets)),
         u32s(|r| Some(r.n_concepts)),
         f64s(|r| r.chance),
@@ -593,12 +598,12 @@ pub fn read_alignment_rows(path: &Path) -> Result<Vec<AlignmentRow>, DataError> 
         let opt_f = |a: &Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
         let opt_u = |a: &UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
         let (rep, analysis, distance, fold) = (s(0), s(1), s(2), u(3));
-        let (accuracy, correct, n_triplets, n_concepts, chance, r2) =
-            (f(4), u(5), u(6), u(7), f(8), f(9));
-        let (r2_dims, alpha_dims) = (b.column(10).as_list::<i32>(), b.column(11).as_list::<i32>());
-        let (n_train, n_dropped, epochs) = (u(12), u(13), u(14));
-        let stopped = b.column(15).as_boolean().clone();
-        let (train_loss, test_loss) = (f(16), f(17));
+        let (accuracy, correct, ties, n_triplets, n_concepts, chance, r2) =
+            (f(4), u(5), u(6), u(7), u(8), f(9), f(10));
+        let (r2_dims, alpha_dims) = (b.column(11).as_list::<i32>(), b.column(12).as_list::<i32>());
+        let (n_train, n_dropped, epochs) = (u(13), u(14), u(15));
+        let stopped = b.column(16).as_boolean().clone();
+        let (train_loss, test_loss) = (f(17), f(18));
         let floats =
             |l: &ListArray, i: usize| l.value(i).as_primitive::<Float64Type>().values().to_vec();
         for i in 0..b.num_rows() {
@@ -609,6 +614,7 @@ pub fn read_alignment_rows(path: &Path) -> Result<Vec<AlignmentRow>, DataError> 
                 fold: opt_u(&fold, i),
                 accuracy: opt_f(&accuracy, i),
                 correct: opt_u(&correct, i),
+                ties: opt_u(&ties, i),
                 n_triplets: n_triplets.value(i),
                 n_concepts: n_concepts.value(i),
                 chance: opt_f(&chance, i),
@@ -708,6 +714,7 @@ mod tests {
                 distance: Some("cosine".into()),
                 accuracy: Some(0.5),
                 correct: Some(3),
+                ties: Some(1),
                 n_triplets: 6,
                 n_concepts: 10,
                 chance: Some(1.0 / 3.0),

@@ -267,6 +267,7 @@ pub(crate) fn merge(
                 distance: Some(d.name().into()),
                 accuracy: Some(o.accuracy),
                 correct: Some(o.correct as u32),
+                ties: Some(o.predictions.iter().filter(|p| p.is_none()).count() as u32),
                 n_triplets: triplets.len() as u32,
                 n_concepts: n as u32,
                 chance: Some(alignment::CHANCE),

@@ -283,10 +283,10 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
         res.n_concepts,
         a.description.as_deref().map(|d| format!(" {d}")).unwrap_or_default()
     );
-    let _ = writeln!(md, "Odd-one-out accuracy (OOOA): how often the element outside the closest pair of representations is the human's choice; ties count as wrong; chance = 1/3.");
+    let _ = writeln!(md, "Odd-one-out accuracy (OOOA): how often the element outside the closest pair of representations is the human's choice; ties count as wrong; chance = 1/3.\n");
     let primary = a.distances[0].name();
     if a.linear_probe {
-        let _ = writeln!(md, "Linear probe: E = XW + b trained on the triplets of {} − 1 of {} folds over concepts (mixed triplets dropped), scored on the held-out fold's triplets by the dot product; λ = {} on ‖W‖_F, Adam lr {}, batch {}, ≤ {} epochs (early stopping on the {}); the mean test OOOA over folds.", a.probe_folds, a.probe_folds, a.lambda, a.learning_rate, a.batch_size, a.max_epochs, match a.early_stopping { EarlyStoppingChoice::TestLoss => "test-fold loss, as the paper's code", EarlyStoppingChoice::ValidationLoss => "held-out training triplets" });
+        let _ = writeln!(md, "Linear probe: in each of {} folds over concepts, E = XW + b is trained on the triplets whose three concepts are all outside the fold and scored by its dot-product OOOA on the triplets wholly inside it (mixed triplets dropped); λ = {} on ‖W‖_F, Adam lr {}, batch {}, ≤ {} epochs (early stopping on the {}); the column is the mean test OOOA over folds.\n", a.probe_folds, a.lambda, a.learning_rate, a.batch_size, a.max_epochs, match a.early_stopping { EarlyStoppingChoice::TestLoss => "test-fold loss, as the paper's code", EarlyStoppingChoice::ValidationLoss => "held-out training triplets" });
     }
     if !res.dimensions.is_empty() {
         let ceiling: Vec<String> = a
@@ -300,9 +300,8 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
                 )
             })
             .collect();
-        let _ = writeln!(md, "Embedding regression: ridge from each representation to the human embedding `{}` ({} dimensions), {} folds over concepts, α per dimension by leave-one-out; R² on the test fold, averaged over dimensions and folds; *predicted* = OOOA ({primary}) of the out-of-fold predicted embedding. The human embedding itself scores {} (what a perfect prediction would reach).", a.embedding.as_deref().map(file_name).unwrap_or_default(), res.dimensions.len(), a.embedding_folds, ceiling.join(", "));
+        let _ = writeln!(md, "Embedding regression: ridge from each representation to the human embedding `{}` ({} dimensions), {} folds over concepts, α per dimension by leave-one-out; R² on the test fold, averaged over dimensions and folds; *predicted* = OOOA ({primary}) of the out-of-fold predicted embedding. The human embedding itself scores {} (what a perfect prediction would reach).\n", a.embedding.as_deref().map(file_name).unwrap_or_default(), res.dimensions.len(), a.embedding_folds, ceiling.join(", "));
     }
-    md.push('\n');
     let reps = res.representations();
     if reps.is_empty() {
         let _ = writeln!(md, "No alignment results (see the quarantined units above).");
@@ -369,8 +368,19 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
         let _ = write!(md, " By the predicted embedding: `{rep}`, {best:.3}.");
     }
     md.push('\n');
+    let tied: Vec<String> = reps
+        .iter()
+        .filter_map(|rep| {
+            let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?;
+            let t = r.ties.filter(|&t| t > 0)?;
+            Some(format!("`{rep}` {t} of {}", r.n_triplets))
+        })
+        .collect();
+    if !tied.is_empty() {
+        let _ = writeln!(md, "\n**Ties** ({primary}; no unique closest pair, counted wrong): {}. A representation whose every triplet ties is constant across stimuli (e.g. the `[CLS]` embedding at `text.0`) and scores 0, below chance, by this rule.", tied.join(", "));
+    }
     if !silent.is_empty() {
-        let _ = writeln!(md, "\n**The linear probe did not learn** for {}: its training loss stayed at ln 3 ≈ 1.099, so it predicts at chance. The penalty λ‖W‖_F has a gradient of norm λ however small W is and wins on narrow representations or weak signal; lower `analysis.alignment.lambda` (e.g. 1e-3).", silent.join(", "));
+        let _ = writeln!(md, "\n**The linear probe did not learn** for {}: its training loss stayed at ln 3 ≈ 1.099 in every fold, so it answers at chance. Either the representation carries no usable signal (e.g. it is near-constant across stimuli), or the penalty λ‖W‖_F won: its gradient has norm λ however small W is, which beats a weak signal or a narrow representation; try a lower `analysis.alignment.lambda` (e.g. 1e-3).", silent.join(", "));
     }
     // Diffusion representations: the primary OOOA as tap × (step | noise level / conditioning).
     let contexts: Vec<&str> = {
@@ -395,7 +405,7 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
             bases.push(b);
         }
     }
-    let _ = writeln!(md, "\nOOOA ({primary}) by tap (rows) and denoising step `k`, or noise level `n` / conditioning (columns):\n");
+    let _ = writeln!(md, "\nOOOA ({primary}) by tap and pooling (rows) and denoising step `k`, or noise level `n` / conditioning (columns):\n");
     let _ = writeln!(md, "| tap | {} |", contexts.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(contexts.len()));
     for b in bases {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use alignment::{
     embedding_regression, linear_probe_fold, odd_one_out, Distance, EarlyStopping,
-    EmbeddingRegressionConfig, LinearProbeConfig, Matrix, Triplets, CHANCE,
+    EmbeddingRegressionConfig, LinearProbeConfig, Matrix, OddOneOut, Triplets, CHANCE,
 };
 use common::spec::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, JobSpec};
 use common::stimuli::{AlignmentInputs, Dataset};
@@ -127,18 +127,19 @@ fn evaluate(
     inputs: &AlignmentInputs,
     base: &AlignmentRow,
 ) -> Result<Vec<AlignmentRow>, UnitError> {
-    let scored = |what: &str, d: AlignmentDistance, correct: usize, accuracy: f64| AlignmentRow {
+    let scored = |what: &str, d: AlignmentDistance, r: &OddOneOut| AlignmentRow {
         analysis: what.into(),
         distance: Some(d.name().into()),
-        accuracy: Some(accuracy),
-        correct: Some(correct as u32),
+        accuracy: Some(r.accuracy),
+        correct: Some(r.correct as u32),
+        ties: Some(ties(r)),
         chance: Some(CHANCE),
         ..base.clone()
     };
     let mut rows = Vec::new();
     for &d in &a.distances {
         let r = odd_one_out(features, triplets, distance(d))?;
-        rows.push(scored(analysis::ODD_ONE_OUT, d, r.correct, r.accuracy));
+        rows.push(scored(analysis::ODD_ONE_OUT, d, &r));
     }
     let Some(emb) = &inputs.embedding else { return Ok(rows) };
     let n = triplets.n_concepts();
@@ -165,8 +166,13 @@ fn evaluate(
         rows.push(AlignmentRow {
             r2: Some(r.overall_r2),
             r2_dimensions: r.mean_r2.clone(),
-            ..scored(analysis::EMBEDDING_REGRESSION, d, o.correct, o.accuracy)
+            ..scored(analysis::EMBEDDING_REGRESSION, d, &o)
         });
     }
     Ok(rows)
+}
+
+/// Triplets without a unique closest pair (no prediction; counted wrong).
+pub(crate) fn ties(r: &OddOneOut) -> u32 {
+    r.predictions.iter().filter(|p| p.is_none()).count() as u32
 }

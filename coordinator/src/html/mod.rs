@@ -951,7 +951,7 @@ impl<'a> Page<'a> {
     /// Figure 7: odd-one-out accuracy per representation (one bar per distance, the linear
     /// probe and the predicted embedding), chance as the reference line.
     fn alignment(&self) -> String {
-        let title = "Figure 7. Odd-one-out alignment with human triplets";
+        let title = "Figure 7. Odd-one-out alignment with triplet judgements";
         let id = "fig-alignment";
         let (Some(a), Some(res)) = (&self.input.spec.analysis.alignment, self.input.alignment)
         else {
@@ -1065,6 +1065,22 @@ impl<'a> Page<'a> {
             notes.push_str(&note(&format!(
                 "Alignment units without results (drawn as n/a): {}.",
                 failed.join(", ")
+            )));
+        }
+        let tied: Vec<String> = reps
+            .iter()
+            .filter_map(|rep| {
+                let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?;
+                let t = r.ties.filter(|&t| t > 0)?;
+                Some(format!("{} ({t} of {})", code(rep), r.n_triplets))
+            })
+            .collect();
+        if !tied.is_empty() {
+            notes.push_str(&info(&format!(
+                "Triplets without a unique closest pair ({primary}) count as wrong: {}. A \
+                    representation that is constant across stimuli ties on every triplet and \
+                    scores 0, below chance.",
+                tied.join(", ")
             )));
         }
         let best = res
