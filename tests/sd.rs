@@ -181,7 +181,7 @@ width = 16
     assert!(keys.contains(&("text.final/eos".to_string(), 16)), "{keys:?}");
     let rows =
         common::table::read_alignment_rows(&dir.join("runs/sd/report/alignment.parquet")).unwrap();
-    assert_eq!(rows.len(), 17 * 2, "one row per representation and distance");
+    assert_eq!(rows.len(), 25 * 2, "one row per representation and distance");
     let md = std::fs::read_to_string(dir.join("runs/sd/report/report.md")).unwrap();
     assert!(md.contains("| tap | n1/empty | n1/prompt | n50/empty | n50/prompt |"), "{md}");
     assert!(md.contains("| `mid_block/max` |"), "{md}");
