@@ -77,5 +77,7 @@ echo "test: null control took $(( $(date +%s) - start )) s"
 
 echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo/report/report.html target/report-screenshot.png
+# The null control's report: the U-Net panels (tap × denoising step) of an SD run.
+./scripts/check-report-html.sh target/demo-check/demo-sd-null/report/report.html target/report-screenshot-sd.png
 
 echo "tests: $((cargo_passed + 3)) passed, 0 failed"
