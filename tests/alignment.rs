@@ -219,21 +219,6 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
     assert_eq!(fig.matches(r#"class="bar""#).count(), 35);
 }
 
-fn plan_error(dir: &Path, spec: &Path, sets: &[&str]) -> String {
-    let mut args = vec!["plan", spec.to_str().unwrap()];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let out = util::run(&args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
 fn set_path(key: &str, path: &Path) -> String {
     format!("analysis.alignment.{key}={:?}", path.display().to_string())
 }
@@ -253,7 +238,7 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     let key = "analysis.alignment.triplets";
 
     let p = t("range.csv", "0,1,2\n3,4,60\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert_eq!(
         e,
         format!(
@@ -262,16 +247,16 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
         )
     );
     let p = t("dup.csv", "0,1,2\n5,5,7\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(
         e.ends_with(&format!("{}, line 2, field 1: concept 5 repeats field 0", p.display())),
         "{e}"
     );
     let p = t("nan.csv", "0,NaN,2\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(e.contains("line 1, field 1: \"NaN\" is not a concept index"), "{e}");
     let p = t("two.csv", "0,1\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(e.contains("line 1: found 2 fields; expected 3"), "{e}");
 
     // Names: an unknown one, and one whose stimulus was dropped for a missing rating.
@@ -286,7 +271,7 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
         "analysis.alignment.triplet_header=true".into(),
     ];
     let by_name: Vec<&str> = by_name.iter().map(String::as_str).collect();
-    let e = plan_error(&dir, &spec, &by_name);
+    let e = util::plan_error(&dir, &spec, &by_name);
     assert!(
         e.contains(&format!(
             "{key}: {}, line 3, field 1: unknown concept name \"cheetah\"",
@@ -300,7 +285,7 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     lines[2] = format!("{},,{}", cols[0], cols[2..].join(","));
     std::fs::write(dir.join("ratings.csv"), lines.join("\n") + "\n").unwrap();
     let p = t("names.csv", &format!("a,b,odd\n{},{},{}\n", words[0], words[1], words[2]));
-    let e = plan_error(&dir, &spec, &by_name);
+    let e = util::plan_error(&dir, &spec, &by_name);
     assert!(
         e.contains(&format!(
             "{}, line 2, field 1: concept \"{}\" has no stimulus (no row in the features): the stimulus was dropped for missing ratings (row 3: column \"auditory\" has no numeric rating (\"\"))",
@@ -311,7 +296,7 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     );
     // By index, the dropped stimulus keeps its place in stimuli.file: index 1 is still it.
     let p = t("dropped.csv", "0,1,2\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(
         e.contains(&format!("line 1, field 1: concept \"{}\" has no stimulus", words[1])),
         "{e}"
@@ -321,7 +306,8 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
     // An index list: indices are its lines, matched to stimuli by name.
     let list = t("concepts.txt", &format!("aardvark\n{}\n{}\n{}\n", words[7], words[8], words[9]));
     let p = t("listed.csv", "1,2,3\n0,1,2\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p), &set_path("index_list", &list)]);
+    let e =
+        util::plan_error(&dir, &spec, &[&set_path("triplets", &p), &set_path("index_list", &list)]);
     assert!(
         e.contains(
             "line 2, field 0: concept \"aardvark\" has no stimulus (no row in the features)"
@@ -338,7 +324,7 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
         ));
     }
     let p = t("emb.csv", &emb);
-    let e = plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
     assert_eq!(
         e,
         format!(
@@ -352,12 +338,12 @@ fn bad_triplets_and_embeddings_exit_2_naming_file_line_and_field() {
         .map(|l| format!("{l}\n"))
         .collect();
     let p = t("emb.csv", &short.replace("NaN", "1"));
-    let e = plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("embedding", &p)]);
     assert!(e.ends_with(&format!("no row with word = \"{}\" (stimulus 9)", words[9])), "{e}");
 
     // Too few triplets for the linear probe's folds: refused before anything runs.
     let p = t("few.csv", "0,1,2\n3,4,5\n");
-    let e = plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
+    let e = util::plan_error(&dir, &spec, &[&set_path("triplets", &p)]);
     assert!(e.contains("analysis.alignment.probe_folds: fold 0 of 3 keeps"), "{e}");
     assert!(e.contains("every fold needs some of each"), "{e}");
 }

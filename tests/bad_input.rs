@@ -3,38 +3,24 @@
 
 use crate::util;
 
-fn plan_error(dir: &std::path::Path, spec: &std::path::Path, sets: &[&str]) -> String {
-    let mut args = vec!["plan", spec.to_str().unwrap()];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let out = util::run(&args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
 #[test]
 fn bad_specs_data_and_models_exit_2_with_the_culprit_named() {
     let dir = util::scratch("bad_input");
     let spec = util::small_spec(&dir, 40, "");
     let s = spec.display().to_string();
 
-    let e = plan_error(&dir, &spec, &["analysis.attribute_probe.alpah=1"]);
+    let e = util::plan_error(&dir, &spec, &["analysis.attribute_probe.alpah=1"]);
     assert!(e.contains("analysis.attribute_probe.alpah: unknown key"), "{e}");
 
-    let e = plan_error(&dir, &spec, &["capture.taps=[\"up_blocks.*\"]"]);
+    let e = util::plan_error(&dir, &spec, &["capture.taps=[\"up_blocks.*\"]"]);
     assert_eq!(e, format!("error: {s}: capture.taps: no tap matches \"up_blocks.*\"; valid taps are text.0, text.1, text.2, text.3, text.4, text.5, text.6"));
 
     // A model folder without its weights.
     let model = dir.join("no-weights");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::copy(util::demo_data().join("minilm/config.json"), model.join("config.json")).unwrap();
-    let e = plan_error(&dir, &spec, &[&format!("model.path={:?}", model.display().to_string())]);
+    let e =
+        util::plan_error(&dir, &spec, &[&format!("model.path={:?}", model.display().to_string())]);
     assert!(e.contains("model.path") && e.contains("no-weights/model.safetensors"), "{e}");
 
     // A NaN rating under the `error` policy names the file, row and column.
@@ -43,7 +29,7 @@ fn bad_specs_data_and_models_exit_2_with_the_culprit_named() {
     let cols: Vec<&str> = lines[3].split(',').collect();
     lines[3] = format!("{},NaN,{}", cols[0], cols[2..].join(","));
     std::fs::write(dir.join("ratings.csv"), lines.join("\n") + "\n").unwrap();
-    let e = plan_error(&dir, &spec, &["targets.missing=\"error\""]);
+    let e = util::plan_error(&dir, &spec, &["targets.missing=\"error\""]);
     assert!(
         e.contains("ratings.csv: row 4: column \"auditory\" has no numeric rating (\"NaN\")"),
         "{e}"

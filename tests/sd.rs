@@ -188,38 +188,28 @@ width = 16
 
     // A wrong-size image and a missing one are refused at plan time, naming the file.
     std::fs::copy(fixture("images/wrong_size.png"), images.join("item3.png")).unwrap();
-    let e = plan_error(&dir, &spec, &[]);
+    let e = util::plan_error(&dir, &spec, &[]);
     assert!(e.contains("item3.png: image is 20×16 px, expected 16×16"), "{e}");
     std::fs::remove_file(images.join("item3.png")).unwrap();
-    let e = plan_error(&dir, &spec, &[]);
+    let e = util::plan_error(&dir, &spec, &[]);
     assert!(
         e.contains("capture.image.folder") && e.contains("item3.png (or .jpg) is missing"),
         "{e}"
     );
 }
 
-fn plan_error(dir: &Path, spec: &Path, sets: &[&str]) -> String {
-    let mut args = vec!["plan", spec.to_str().unwrap()];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let out = util::run(&args, dir);
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
 #[test]
 fn bad_sd_models_and_taps_are_named() {
     let dir = util::scratch("sd_bad");
     let spec = sd_spec(&dir, 6, &fixture("tiny-sd-1"), GENERATE);
-    let e = plan_error(&dir, &spec, &["capture.taps=[\"mid_blok\"]"]);
+    let e = util::plan_error(&dir, &spec, &["capture.taps=[\"mid_blok\"]"]);
     assert!(e.contains("capture.taps: no tap matches \"mid_blok\"; valid taps are text.0,"), "{e}");
     for tap in [" mid_block,", " mid_block.resnets.0,", " up_blocks.1.attentions.1,", " out"] {
         assert!(e.contains(tap), "{tap} missing from {e}");
     }
-    let e = plan_error(&dir, &spec, &["capture.generate.record_steps=[4]"]);
+    let e = util::plan_error(&dir, &spec, &["capture.generate.record_steps=[4]"]);
     assert!(e.contains("capture.generate.record_steps: step 4 is outside 0..4"), "{e}");
-    let e = plan_error(&dir, &spec, &["capture.pooling=[\"max\"]"]);
+    let e = util::plan_error(&dir, &spec, &["capture.pooling=[\"max\"]"]);
     assert!(e.contains("capture.pooling: \"max\" is not a text pooling"), "{e}");
 
     // A model folder without unet/: the missing file is named.
@@ -228,7 +218,7 @@ fn bad_sd_models_and_taps_are_named() {
         copy_dir(&fixture("tiny-sd-1").join(sub), &model.join(sub));
     }
     let set = format!("model.path={:?}", model.display().to_string());
-    let e = plan_error(&dir, &spec, &[&set]);
+    let e = util::plan_error(&dir, &spec, &[&set]);
     assert!(e.contains("model.path") && e.contains("no-unet/unet/config.json"), "{e}");
 
     // Weights of the wrong shape (SD 2's U-Net under SD 1's config) are named, not a panic.
@@ -238,7 +228,7 @@ fn bad_sd_models_and_taps_are_named() {
         model.join("unet/diffusion_pytorch_model.safetensors"),
     )
     .unwrap();
-    let e = plan_error(&dir, &spec, &[&set]);
+    let e = util::plan_error(&dir, &spec, &[&set]);
     assert!(e.contains("model.path") && e.contains("diffusion_pytorch_model.safetensors"), "{e}");
 }
 

@@ -148,6 +148,22 @@ pub(crate) fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(bin()).args(args).current_dir(cwd).output().expect("run diffprobe")
 }
 
+/// Runs `plan SPEC --set …`, asserts exit 2 (bad input) and returns the trimmed stderr.
+pub(crate) fn plan_error(dir: &Path, spec: &Path, sets: &[&str]) -> String {
+    let mut args = vec!["plan", spec.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = run(&args, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
 /// Polls `f` until it returns Some, or panics after `limit`.
 pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

@@ -47,25 +47,8 @@ pub(crate) fn normal(rng: &mut impl RngCore) -> f64 {
     (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
-/// A uniform integer in `0..n` (`n > 0`), by Lemire's multiply-and-reject method.
-fn below(rng: &mut impl RngCore, n: u64) -> u64 {
-    let mut m = u128::from(rng.next_u64()) * u128::from(n);
-    if (m as u64) < n {
-        let threshold = n.wrapping_neg() % n;
-        while (m as u64) < threshold {
-            m = u128::from(rng.next_u64()) * u128::from(n);
-        }
-    }
-    (m >> 64) as u64
-}
-
-/// Shuffles `v` uniformly in place (Fisher–Yates, from the back).
-pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
-    for i in (1..v.len()).rev() {
-        let j = below(rng, i as u64 + 1) as usize;
-        v.swap(i, j);
-    }
-}
+/// Seeded Fisher–Yates shuffle: the probe crate's, so both crates shuffle alike.
+pub(crate) use probe::shuffle;
 
 #[cfg(test)]
 mod tests {

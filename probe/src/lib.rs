@@ -32,6 +32,7 @@ use faer::Mat;
 pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
+pub use crate::rng::shuffle;
 pub use crate::stats::{bh_qvalues, feature_spread, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
 

@@ -68,8 +68,9 @@ fn below(rng: &mut impl RngCore, n: u64) -> u64 {
     (m >> 64) as u64
 }
 
-/// Shuffles `v` uniformly in place (Fisher–Yates, from the back).
-pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
+/// Shuffles `v` uniformly in place (Fisher–Yates, from the back), the same on every platform
+/// and `rand` version.
+pub fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
     for i in (1..v.len()).rev() {
         let j = below(rng, i as u64 + 1) as usize;
         v.swap(i, j);

@@ -119,23 +119,35 @@ pub(super) fn taps(dir: &Path, capture: &CaptureSection) -> Result<Vec<TapInfo>,
     let text = read_json(&text_file)?;
     let layers = usize_field(&text, &text_file, "num_hidden_layers")?;
     let width = usize_field(&text, &text_file, "hidden_size")?;
-    let mut taps: Vec<TapInfo> =
-        (0..=layers).map(|l| TapInfo::text(format!("text.{l}"), width)).collect();
-    taps.push(TapInfo::text("text.final".into(), width));
     let size = image_size(dir, capture)?;
-    let (h, w) = size.latent();
     let unet_dir = dir.join("unet");
     // Only the layout is needed: f16 halves what the plan holds in memory.
     let unet =
         sd::UNet::load(&unet_dir, DType::F16, &Device::Cpu).map_err(|e| model_err(&unet_dir, e))?;
-    for tap in unet.taps() {
-        let ds = match tap.kind {
-            sd::TapKind::Spatial { downsample } | sd::TapKind::Tokens { downsample } => downsample,
-        };
-        let positions = (h / ds) * (w / ds);
-        taps.push(TapInfo { name: tap.name, channels: tap.channels, positions: Some(positions) });
+    Ok(tap_infos(layers, width, unet.taps(), size))
+}
+
+/// Text taps `text.0..=L`, `text.final`, then the U-Net's taps sized for the run's latents.
+fn tap_infos(
+    layers: usize,
+    width: usize,
+    unet: Vec<sd::TapShape>,
+    size: ImageSize,
+) -> Vec<TapInfo> {
+    let mut taps: Vec<TapInfo> =
+        (0..=layers).map(|l| TapInfo::text(format!("text.{l}"), width)).collect();
+    taps.push(TapInfo::text("text.final".into(), width));
+    let (h, w) = size.latent();
+    for tap in unet {
+        let (sd::TapKind::Spatial { downsample: ds } | sd::TapKind::Tokens { downsample: ds }) =
+            tap.kind;
+        taps.push(TapInfo {
+            name: tap.name,
+            channels: tap.channels,
+            positions: Some((h / ds) * (w / ds)),
+        });
     }
-    Ok(taps)
+    taps
 }
 
 /// What one U-Net pass records: its taps (if any), the batch rows kept, and the object masks
@@ -256,24 +268,7 @@ impl SdCapture {
 
     fn tap_table(&self) -> Vec<TapInfo> {
         let cfg = self.text.config();
-        let mut taps: Vec<TapInfo> = (0..=cfg.num_hidden_layers)
-            .map(|l| TapInfo::text(format!("text.{l}"), cfg.hidden_size))
-            .collect();
-        taps.push(TapInfo::text("text.final".into(), cfg.hidden_size));
-        let (h, w) = self.size.latent();
-        for tap in self.unet.taps() {
-            let ds = match tap.kind {
-                sd::TapKind::Spatial { downsample } | sd::TapKind::Tokens { downsample } => {
-                    downsample
-                }
-            };
-            taps.push(TapInfo {
-                name: tap.name,
-                channels: tap.channels,
-                positions: Some((h / ds) * (w / ds)),
-            });
-        }
-        taps
+        tap_infos(cfg.num_hidden_layers, cfg.hidden_size, self.unet.taps(), self.size)
     }
 
     fn recording(&self, reps: &[Representation]) -> Result<Recording, UnitError> {
