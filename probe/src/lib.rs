@@ -22,16 +22,19 @@
 mod entangle;
 mod error;
 mod folds;
+mod gram;
+mod null;
 mod ridge;
 mod rng;
 mod stats;
 mod tuning;
 
-use faer::Mat;
+use faer::{Mat, MatMut, MatRef};
 
 pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
+pub use crate::gram::StimulusGram;
 pub use crate::rng::shuffle;
 pub use crate::stats::{bh_qvalues, feature_spread, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
@@ -73,6 +76,36 @@ pub struct ProbeConfig {
     /// inner folds of the held-out MSE (himalaya's `KernelRidgeCV(cv=k)` rule). 1 or more than
     /// `n_train` is an error ([`ProbeError::InvalidFolds`]).
     pub alpha_inner_folds: usize,
+    /// Arithmetic of the large products: the Gram matrix and the permutation refits (see
+    /// [`Precision`]).
+    pub precision: Precision,
+}
+
+/// The arithmetic of the two large products of a probe: the Gram matrix of the features and the
+/// refits of the permuted targets. The eigendecomposition, the observed fit, the α choice and
+/// every statistic are `f64` in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// `f64` throughout (the default; agrees with scikit-learn to 1e-6).
+    #[default]
+    F64,
+    /// `f32` products (accumulated in `f32` by the matrix kernels, summed in `f64` between
+    /// blocks): about twice the throughput. Observed predictions move by the relative error
+    /// of an `f32` Gram matrix (about 1e-5 of the largest eigenvalue's share), null RMSEs by
+    /// about 1e-6 relative, so a p-value changes only when a permuted RMSE is that close to the
+    /// observed one.
+    F32,
+}
+
+/// One fold of a K-fold split: its index and its training and test stimuli.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldSplit {
+    /// Fold index (keys the per-fold permutations and labels the results).
+    pub fold: usize,
+    /// Training stimuli.
+    pub train: Vec<usize>,
+    /// Test stimuli.
+    pub test: Vec<usize>,
 }
 
 impl Default for ProbeConfig {
@@ -87,6 +120,7 @@ impl Default for ProbeConfig {
             alpha_grid: Vec::new(),
             reselect_alpha_in_permutations: false,
             alpha_inner_folds: 0,
+            precision: Precision::F64,
         }
     }
 }
@@ -182,14 +216,106 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     fold: usize,
     cfg: &ProbeConfig,
 ) -> Result<Vec<FoldResult>, ProbeError> {
-    check_alpha(cfg.alpha)?;
-    cfg.alpha_grid.iter().try_for_each(|&a| check_alpha(a))?;
+    check_config(cfg)?;
     check_target_shape(y, n, j)?;
     let (xtr, xte) = prepare(x, n, d, train, test, fold, cfg.zscore, true)?;
     check_targets(y, j, train.iter().chain(test))?;
-
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
-    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold)?;
+    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold, cfg.precision)?;
+    fit_fold(&decomposition, p_max, y, j, train, test, fold, cfg)
+}
+
+/// Probes every attribute of one representation in several folds, as [`probe_fold`] does for
+/// each, reading the kernel-form PCA of every fold from one [`StimulusGram`] when that is cheaper
+/// ([`shares_gram`]). Results are ordered by split, then attribute.
+///
+/// # Errors
+/// Those of [`probe_fold`] for any split.
+pub fn probe_folds<T: Copy + Into<f64>>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    y: &[f64],
+    j: usize,
+    splits: &[FoldSplit],
+    cfg: &ProbeConfig,
+) -> Result<Vec<FoldResult>, ProbeError> {
+    if shares_gram(d, splits, cfg) {
+        let mut rows: Vec<usize> =
+            splits.iter().flat_map(|s| s.train.iter().chain(&s.test)).copied().collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let gram = StimulusGram::compute(x, n, d, &rows, cfg.precision)?;
+        return probe_folds_with_gram(&gram, y, j, splits, cfg);
+    }
+    let mut out = Vec::new();
+    for s in splits {
+        out.extend(probe_fold(x, n, d, y, j, &s.train, &s.test, s.fold, cfg)?);
+    }
+    Ok(out)
+}
+
+/// Whether [`probe_folds`] reads these splits from one [`StimulusGram`]: with more than one
+/// split, no z-scoring (its statistics change with the fold) and the kernel form
+/// (`D > n_train`) in every split.
+pub fn shares_gram(d: usize, splits: &[FoldSplit], cfg: &ProbeConfig) -> bool {
+    !cfg.zscore && splits.len() > 1 && splits.iter().all(|s| d > s.train.len())
+}
+
+/// [`probe_folds`] on a Gram matrix computed beforehand (for example on a GPU): every split's
+/// PCA is the kernel form read from `gram`. The results equal [`probe_fold`]'s up to rounding.
+///
+/// # Errors
+/// Those of [`probe_fold`] that concern `y`, the splits and the configuration; a stimulus of a
+/// split missing from `gram` ([`ProbeError::NotInGram`]); `cfg.zscore` ([`ProbeError::GramZscore`]).
+pub fn probe_folds_with_gram(
+    gram: &StimulusGram,
+    y: &[f64],
+    j: usize,
+    splits: &[FoldSplit],
+    cfg: &ProbeConfig,
+) -> Result<Vec<FoldResult>, ProbeError> {
+    check_config(cfg)?;
+    if cfg.zscore {
+        return Err(ProbeError::GramZscore);
+    }
+    let (n, d) = (gram.n(), gram.d());
+    check_target_shape(y, n, j)?;
+    let mut out = Vec::new();
+    for s in splits {
+        check_split(n, &s.train, &s.test, s.fold, true)?;
+        check_targets(y, j, s.train.iter().chain(&s.test))?;
+        let (k_train, k_test) = gram.fold_blocks(&s.train, &s.test).ok_or_else(|| {
+            let index = s.train.iter().chain(&s.test).copied().find(|&i| !gram.contains(i));
+            ProbeError::NotInGram { index: index.unwrap_or(0) }
+        })?;
+        let p_max = cfg.n_components.min(s.train.len() - 1).min(d);
+        let dim = s.train.len().max(d);
+        let decomposition =
+            Decomposition::from_kernel(k_train.as_ref(), k_test.as_ref(), p_max, dim, s.fold)?;
+        out.extend(fit_fold(&decomposition, p_max, y, j, &s.train, &s.test, s.fold, cfg)?);
+    }
+    Ok(out)
+}
+
+/// Checks the penalties of a configuration.
+fn check_config(cfg: &ProbeConfig) -> Result<(), ProbeError> {
+    check_alpha(cfg.alpha)?;
+    cfg.alpha_grid.iter().try_for_each(|&a| check_alpha(a))
+}
+
+/// The fit, the α choice and the permutation test of one fold, from its decomposition.
+#[allow(clippy::too_many_arguments)]
+fn fit_fold(
+    decomposition: &Decomposition,
+    p_max: usize,
+    y: &[f64],
+    j: usize,
+    train: &[usize],
+    test: &[usize],
+    fold: usize,
+    cfg: &ProbeConfig,
+) -> Result<Vec<FoldResult>, ProbeError> {
     let p_used = decomposition.rank().min(p_max);
     let grid = &cfg.alpha_grid;
     // Inner validation folds as positions in `train` (K-fold α selection), or `None` for LOO.
@@ -199,118 +325,56 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     } else {
         None
     };
-    let projection =
-        if grid.is_empty() { Some(decomposition.projection(p_used, cfg.alpha)) } else { None };
+    let selection = AlphaSelection { decomposition, p: p_used, grid, inner: inner.as_deref() };
+    let targets = tuning::centred_targets(y, j, train);
+    let means: Vec<f64> = (0..j)
+        .map(|a| train.iter().map(|&i| y[i * j + a]).sum::<f64>() / train.len() as f64)
+        .collect();
+    let alphas =
+        if grid.is_empty() { vec![cfg.alpha; j] } else { selection.choose(targets.as_ref()) };
+    let observed = decomposition.predict_per_column(p_used, targets.as_ref(), &alphas);
 
-    // `pool` is what a permutation reorders and `slot_*` are the positions of the train / test
-    // stimuli in it; test targets are permuted only in the pool scheme.
-    let (pool, slot_train, slot_test, fold_key) = match cfg.permute {
-        Permute::TrainingPerFold => {
-            (train.to_vec(), (0..train.len()).collect(), Vec::new(), Some(fold))
-        }
-        Permute::Pool => {
-            let mut pool: Vec<usize> = train.iter().chain(test).copied().collect();
-            pool.sort_unstable();
-            let slot_of = |i: &usize| pool.binary_search(i).expect("stimulus is in the pool");
-            let slot_train: Vec<usize> = train.iter().map(slot_of).collect();
-            let slot_test: Vec<usize> = test.iter().map(slot_of).collect();
-            (pool, slot_train, slot_test, None)
+    let centred_train: Vec<Vec<f64>> =
+        (0..j).map(|a| train.iter().map(|&i| y[i * j + a] - means[a]).collect()).collect();
+    let design = null::NullDesign {
+        y,
+        j,
+        train,
+        test,
+        means: &means,
+        centred_train: &centred_train,
+        fold_key: match cfg.permute {
+            Permute::TrainingPerFold => Some(fold),
+            Permute::Pool => None,
+        },
+        seed: cfg.seed,
+        permutations: cfg.n_permutations,
+    };
+    let nulls = if !grid.is_empty() && cfg.reselect_alpha_in_permutations {
+        null::null_rmse::<f64>(&design, |chunk, out| selection.refit(chunk, out, j))
+    } else {
+        match cfg.precision {
+            Precision::F64 => null_through_maps::<f64>(&design, decomposition, p_used, &alphas),
+            Precision::F32 => null_through_maps::<f32>(&design, decomposition, p_used, &alphas),
         }
     };
 
-    // The α of the observed targets, chosen for all attributes at once (one pass over the
-    // decomposition serves every column); with reselection it is chosen per attribute below.
-    let observed_alphas: Option<Vec<f64>> =
-        if !grid.is_empty() && !cfg.reselect_alpha_in_permutations {
-            let targets = tuning::centred_targets(y, j, train);
-            let err = match &inner {
-                Some(folds) => decomposition.kfold_mse(p_used, targets.as_ref(), grid, folds),
-                None => decomposition.loo_mse(p_used, targets.as_ref(), grid),
-            };
-            Some((0..j).map(|c| grid[tuning::first_min(err.col(c).iter())]).collect())
-        } else {
-            None
-        };
-
     let b = cfg.n_permutations;
     let mut results = Vec::with_capacity(j);
-    let mut train_targets = Mat::<f64>::zeros(train.len(), b + 1);
-    let mut test_targets = Mat::<f64>::zeros(test.len(), b + 1);
-    for attribute in 0..j {
-        // Column 0 holds the observed targets, column k ≥ 1 the targets after the k-th
-        // permutation, each column centred on its own training mean.
-        let mut order = pool.clone();
-        let mut stream = rng::permutation_rng(cfg.seed, fold_key, attribute);
-        let mut observed_mean = 0.0;
-        for k in 0..=b {
-            if k > 0 {
-                // Reshuffling the previous order again gives a uniform, independent permutation.
-                rng::shuffle(&mut order, &mut stream);
-            }
-            let value = |slot: usize| y[order[slot] * j + attribute];
-            let col = train_targets.col_as_slice_mut(k);
-            for (c, &s) in col.iter_mut().zip(&slot_train) {
-                *c = value(s);
-            }
-            let mean = col.iter().sum::<f64>() / col.len() as f64;
-            col.iter_mut().for_each(|c| *c -= mean);
-            if k == 0 {
-                observed_mean = mean;
-            }
-            let col = test_targets.col_as_slice_mut(k);
-            if slot_test.is_empty() {
-                for (c, &i) in col.iter_mut().zip(test) {
-                    *c = y[i * j + attribute] - mean;
-                }
-            } else {
-                for (c, &s) in col.iter_mut().zip(&slot_test) {
-                    *c = value(s) - mean;
-                }
-            }
-        }
-        let (alpha, fitted) = match &projection {
-            Some(projection) => (cfg.alpha, projection.apply(train_targets.as_ref())),
-            None if observed_alphas.is_some() => {
-                let alpha = observed_alphas.as_ref().map_or(cfg.alpha, |a| a[attribute]);
-                (alpha, decomposition.projection(p_used, alpha).apply(train_targets.as_ref()))
-            }
-            None => {
-                let columns = if cfg.reselect_alpha_in_permutations { b + 1 } else { 1 };
-                let targets = train_targets.subcols(0, columns);
-                let loo = match &inner {
-                    Some(folds) => decomposition.kfold_mse(p_used, targets, grid, folds),
-                    None => decomposition.loo_mse(p_used, targets, grid),
-                };
-                let chosen: Vec<f64> =
-                    (0..columns).map(|c| grid[tuning::first_min(loo.col(c).iter())]).collect();
-                let fitted = if cfg.reselect_alpha_in_permutations {
-                    decomposition.predict_per_column(p_used, train_targets.as_ref(), &chosen)
-                } else {
-                    decomposition.projection(p_used, chosen[0]).apply(train_targets.as_ref())
-                };
-                (chosen[0], fitted)
-            }
-        };
-
-        let rmse_of = |k: usize| {
-            let pairs = fitted.col_as_slice(k).iter().zip(test_targets.col_as_slice(k));
-            let sse: f64 = pairs.map(|(p, t)| (p - t) * (p - t)).sum();
-            (sse / test.len() as f64).sqrt()
-        };
-        let rmse = rmse_of(0);
-        let null_rmse: Vec<f64> = (1..=b).map(rmse_of).collect();
-        let hits = null_rmse.iter().filter(|&&r| r <= rmse).count();
-        let observed = test_targets.col_as_slice(0);
-        let baseline_rmse =
-            (observed.iter().map(|t| t * t).sum::<f64>() / test.len() as f64).sqrt();
+    for (attribute, null_rmse) in nulls.into_iter().enumerate() {
         let y_test: Vec<f64> = test.iter().map(|&i| y[i * j + attribute]).collect();
-        let predictions: Vec<f64> =
-            fitted.col_as_slice(0).iter().map(|p| p + observed_mean).collect();
+        let mean = means[attribute];
+        let fitted = observed.col_as_slice(attribute);
+        let sse: f64 = fitted.iter().zip(&y_test).map(|(p, t)| (p - (t - mean)).powi(2)).sum();
+        let rmse = (sse / test.len() as f64).sqrt();
+        let baseline_sse: f64 = y_test.iter().map(|t| (t - mean).powi(2)).sum();
+        let hits = null_rmse.iter().filter(|&&r| r <= rmse).count();
+        let predictions: Vec<f64> = fitted.iter().map(|p| p + mean).collect();
         results.push(FoldResult {
             attribute,
             fold,
             rmse,
-            baseline_rmse,
+            baseline_rmse: (baseline_sse / test.len() as f64).sqrt(),
             pearson_r: pearson(&predictions, &y_test),
             // Without a component the probe is the mean predictor whatever the targets; in the
             // pool scheme its null RMSEs still vary with the permuted test targets, so the
@@ -320,10 +384,67 @@ pub fn probe_fold<T: Copy + Into<f64>>(
             test_indices: test.to_vec(),
             predictions,
             n_components: p_used,
-            alpha,
+            alpha: alphas[attribute],
         });
     }
     Ok(results)
+}
+
+/// The null RMSEs with each attribute's permuted columns refitted by its fixed ridge map (one
+/// product over every attribute's columns when they share α), products in `T`.
+fn null_through_maps<T: null::Element>(
+    design: &null::NullDesign<'_>,
+    decomposition: &Decomposition,
+    p: usize,
+    alphas: &[f64],
+) -> Vec<Vec<f64>> {
+    let shared = alphas.windows(2).all(|w| w[0] == w[1]);
+    let maps: Vec<null::RidgeMap<T>> = if shared {
+        vec![decomposition.ridge_map(p, alphas[0])]
+    } else {
+        alphas.iter().map(|&a| decomposition.ridge_map(p, a)).collect()
+    };
+    let j = alphas.len();
+    null::null_rmse::<T>(design, |chunk, mut out| {
+        if shared {
+            maps[0].apply(chunk, out);
+            return;
+        }
+        let c = chunk.ncols() / j;
+        for (a, map) in maps.iter().enumerate() {
+            map.apply(chunk.subcols(a * c, c), out.as_mut().subcols_mut(a * c, c));
+        }
+    })
+}
+
+/// The per-attribute α choice of one fold: exact leave-one-out, or inner K-fold.
+struct AlphaSelection<'a> {
+    decomposition: &'a Decomposition,
+    p: usize,
+    grid: &'a [f64],
+    inner: Option<&'a [Vec<usize>]>,
+}
+
+impl AlphaSelection<'_> {
+    /// The chosen α of every centred target column.
+    fn choose(&self, targets: MatRef<'_, f64>) -> Vec<f64> {
+        let err = match self.inner {
+            Some(folds) => self.decomposition.kfold_mse(self.p, targets, self.grid, folds),
+            None => self.decomposition.loo_mse(self.p, targets, self.grid),
+        };
+        (0..targets.ncols()).map(|c| self.grid[tuning::first_min(err.col(c).iter())]).collect()
+    }
+
+    /// Refits a chunk of permuted columns (`j` attributes' blocks) with α chosen again for each.
+    fn refit(&self, chunk: MatRef<'_, f64>, mut out: MatMut<'_, f64>, j: usize) {
+        let c = chunk.ncols() / j;
+        for a in 0..j {
+            let block = chunk.subcols(a * c, c);
+            let chosen = self.choose(block);
+            let fitted = self.decomposition.predict_per_column(self.p, block, &chosen);
+            out.as_mut().subcols_mut(a * c, c).copy_from(fitted.as_ref());
+        }
+    }
 }
 
 /// Checks that a ridge penalty is finite and non-negative.
@@ -360,7 +481,12 @@ pub(crate) fn check_targets<'a>(
     Ok(())
 }
 
-fn check_len(what: &'static str, got: usize, rows: usize, cols: usize) -> Result<(), ProbeError> {
+pub(crate) fn check_len(
+    what: &'static str,
+    got: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<(), ProbeError> {
     if rows.checked_mul(cols) == Some(got) {
         Ok(())
     } else {
@@ -368,21 +494,15 @@ fn check_len(what: &'static str, got: usize, rows: usize, cols: usize) -> Result
     }
 }
 
-/// Validates the split and the used rows of `x`, and returns the training and test rows
-/// centred (and optionally z-scored) with training statistics. An empty `test` is an error
-/// only when `need_test`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare<T: Copy + Into<f64>>(
-    x: &[T],
+/// Checks that a split's indices are in range and distinct, with at least 2 training stimuli
+/// and (when `need_test`) a test stimulus.
+fn check_split(
     n: usize,
-    d: usize,
     train: &[usize],
     test: &[usize],
     fold: usize,
-    zscore: bool,
     need_test: bool,
-) -> Result<(Mat<f64>, Mat<f64>), ProbeError> {
-    check_len("x", x.len(), n, d)?;
+) -> Result<(), ProbeError> {
     let mut used = vec![false; n];
     for (which, list) in [("train", train), ("test", test)] {
         for &index in list {
@@ -400,6 +520,25 @@ pub(crate) fn prepare<T: Copy + Into<f64>>(
     if need_test && test.is_empty() {
         return Err(ProbeError::EmptyTest { fold });
     }
+    Ok(())
+}
+
+/// Validates the split and the used rows of `x`, and returns the training and test rows
+/// centred (and optionally z-scored) with training statistics. An empty `test` is an error
+/// only when `need_test`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare<T: Copy + Into<f64>>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    train: &[usize],
+    test: &[usize],
+    fold: usize,
+    zscore: bool,
+    need_test: bool,
+) -> Result<(Mat<f64>, Mat<f64>), ProbeError> {
+    check_len("x", x.len(), n, d)?;
+    check_split(n, train, test, fold, need_test)?;
     for &row in train.iter().chain(test) {
         for (column, &v) in x[row * d..(row + 1) * d].iter().enumerate() {
             let value: f64 = v.into();
@@ -467,3 +606,5 @@ pub(crate) fn prepare<T: Copy + Into<f64>>(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_folds;

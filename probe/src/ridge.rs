@@ -26,6 +26,8 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 
 use crate::error::ProbeError;
+use crate::null::{Element, RidgeMap};
+use crate::Precision;
 
 /// The eigen-form PCA of one fold's centred features: scores of the retained components.
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ impl Decomposition {
         xte: MatRef<'_, f64>,
         p_max: usize,
         fold: usize,
+        precision: Precision,
     ) -> Result<Self, ProbeError> {
         let (n, d) = (xtr.nrows(), xtr.ncols());
         let n_test = xte.nrows();
@@ -55,7 +58,7 @@ impl Decomposition {
         }
         if d <= n {
             // Primal: XᵀX = V Λ Vᵀ, Z = X V.
-            let gram = lower_gram(xtr.transpose());
+            let gram = lower_gram(xtr.transpose(), precision);
             let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
             let keep = retained(&values, p_max, n.max(d));
             if keep.is_empty() {
@@ -69,30 +72,40 @@ impl Decomposition {
             let lambda = keep.iter().map(|&k| values[k]).collect();
             Ok(Self { z_train, z_test, lambda })
         } else {
-            // Kernel: XXᵀ = U Λ Uᵀ, Z_train = U S, Z_test = X_test Xᵀ U S⁻¹.
-            let gram = lower_gram(xtr);
-            let (values, vectors) = sym_eigen(gram.as_ref()).ok_or(ProbeError::Eigen { fold })?;
-            let keep = retained(&values, p_max, n.max(d));
-            if keep.is_empty() {
-                return Ok(Self::empty(n, n_test));
-            }
-            let lambda: Vec<f64> = keep.iter().map(|&k| values[k]).collect();
-            let s: Vec<f64> = lambda.iter().map(|l| l.sqrt()).collect();
-            let z_train = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] * s[p]);
-            let u_scaled = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] / s[p]);
+            let gram = lower_gram(xtr, precision);
             let mut k_test = Mat::<f64>::zeros(n_test, n);
             matmul(k_test.as_mut(), Accum::Replace, xte, xtr.transpose(), 1.0, Par::Seq);
-            let mut z_test = Mat::<f64>::zeros(n_test, keep.len());
-            matmul(
-                z_test.as_mut(),
-                Accum::Replace,
-                k_test.as_ref(),
-                u_scaled.as_ref(),
-                1.0,
-                Par::Seq,
-            );
-            Ok(Self { z_train, z_test, lambda })
+            Self::from_kernel(gram.as_ref(), k_test.as_ref(), p_max, n.max(d), fold)
         }
+    }
+
+    /// Kernel form from the centred training Gram matrix `gram` (`n_train × n_train`, lower half
+    /// read) and the centred test cross products `k_test` (`n_test × n_train`):
+    /// `XXᵀ = U Λ Uᵀ`, `Z_train = U S`, `Z_test = K_test U S⁻¹`. `dim` is `max(n_train, D)`,
+    /// the size that scales the rank tolerance.
+    pub(crate) fn from_kernel(
+        gram: MatRef<'_, f64>,
+        k_test: MatRef<'_, f64>,
+        p_max: usize,
+        dim: usize,
+        fold: usize,
+    ) -> Result<Self, ProbeError> {
+        let (n, n_test) = (gram.nrows(), k_test.nrows());
+        if n == 0 || p_max == 0 {
+            return Ok(Self::empty(n, n_test));
+        }
+        let (values, vectors) = sym_eigen(gram).ok_or(ProbeError::Eigen { fold })?;
+        let keep = retained(&values, p_max, dim);
+        if keep.is_empty() {
+            return Ok(Self::empty(n, n_test));
+        }
+        let lambda: Vec<f64> = keep.iter().map(|&k| values[k]).collect();
+        let s: Vec<f64> = lambda.iter().map(|l| l.sqrt()).collect();
+        let z_train = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] * s[p]);
+        let u_scaled = Mat::<f64>::from_fn(n, keep.len(), |i, p| vectors[(i, keep[p])] / s[p]);
+        let mut z_test = Mat::<f64>::zeros(n_test, keep.len());
+        matmul(z_test.as_mut(), Accum::Replace, k_test, u_scaled.as_ref(), 1.0, Par::Seq);
+        Ok(Self { z_train, z_test, lambda })
     }
 
     /// No usable component: every prediction is the training mean.
@@ -258,46 +271,15 @@ impl Decomposition {
         out
     }
 
-    /// The ridge map of the first `p` components (`p ≤ rank`) with penalty `alpha`.
-    pub(crate) fn projection(&self, p: usize, alpha: f64) -> Projection {
-        assert!(p <= self.rank(), "projection: {p} components requested, {} retained", self.rank());
+    /// The ridge map of the first `p` components (`p ≤ rank`) with penalty `alpha`, in `T`.
+    pub(crate) fn ridge_map<T: Element>(&self, p: usize, alpha: f64) -> RidgeMap<T> {
+        assert!(p <= self.rank(), "ridge_map: {p} components requested, {} retained", self.rank());
         let n_test = self.z_test.nrows();
         let n_train = self.z_train.nrows();
         let left =
             Mat::<f64>::from_fn(n_test, p, |i, k| self.z_test[(i, k)] / (self.lambda[k] + alpha));
         let right = Mat::<f64>::from_fn(p, n_train, |k, i| self.z_train[(i, k)]);
-        Projection { left, right }
-    }
-}
-
-/// The linear map from centred training targets to centred test predictions:
-/// `ŷ − ȳ = left · right · (y − ȳ)`.
-#[derive(Debug, Clone)]
-pub(crate) struct Projection {
-    /// `Z_test diag(1/(λ + α))`, `n_test × P`.
-    left: Mat<f64>,
-    /// `Z_trainᵀ`, `P × n_train`.
-    right: Mat<f64>,
-}
-
-impl Projection {
-    /// Number of components used.
-    pub(crate) fn n_components(&self) -> usize {
-        self.left.ncols()
-    }
-
-    /// Centred test predictions (`n_test × m`) for `m` centred training target columns
-    /// (`n_train × m`), as two matrix products.
-    pub(crate) fn apply(&self, targets: MatRef<'_, f64>) -> Mat<f64> {
-        let m = targets.ncols();
-        let mut out = Mat::<f64>::zeros(self.left.nrows(), m);
-        if self.n_components() == 0 {
-            return out;
-        }
-        let mut weights = Mat::<f64>::zeros(self.n_components(), m);
-        matmul(weights.as_mut(), Accum::Replace, self.right.as_ref(), targets, 1.0, Par::Seq);
-        matmul(out.as_mut(), Accum::Replace, self.left.as_ref(), weights.as_ref(), 1.0, Par::Seq);
-        out
+        RidgeMap::new(left.as_ref(), right.as_ref())
     }
 }
 
@@ -319,23 +301,32 @@ fn retained(values: &[f64], p_max: usize, dim: usize) -> Vec<usize> {
 }
 
 /// The lower half (diagonal included) of `a aᵀ`, the upper half left at zero: half the work
-/// of a full product, and all that [`sym_eigen`] reads.
-fn lower_gram(a: MatRef<'_, f64>) -> Mat<f64> {
+/// of a full product, and all that [`sym_eigen`] reads. With [`Precision::F32`] the product runs
+/// in `f32` (the eigendecomposition stays in `f64`).
+fn lower_gram(a: MatRef<'_, f64>, precision: Precision) -> Mat<f64> {
+    match precision {
+        Precision::F64 => lower_gram_in::<f64>(a),
+        Precision::F32 => lower_gram_in::<f32>(a),
+    }
+}
+
+fn lower_gram_in<E: Element>(a: MatRef<'_, f64>) -> Mat<f64> {
     use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
     let n = a.nrows();
-    let mut gram = Mat::<f64>::zeros(n, n);
+    let cast = Mat::<E>::from_fn(n, a.ncols(), |i, c| E::of(a[(i, c)]));
+    let mut gram = Mat::<E>::zeros(n, n);
     tri_matmul(
         gram.as_mut(),
         BlockStructure::TriangularLower,
         Accum::Replace,
-        a,
+        cast.as_ref(),
         BlockStructure::Rectangular,
-        a.transpose(),
+        cast.as_ref().transpose(),
         BlockStructure::Rectangular,
-        1.0,
+        E::of(1.0),
         Par::Seq,
     );
-    gram
+    Mat::<f64>::from_fn(n, n, |i, l| gram[(i, l)].into())
 }
 
 /// Solves `A x = b` in place for a symmetric positive definite `A` (lower half read, overwritten

@@ -42,15 +42,15 @@ pub(crate) fn kfold_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed_of(TAG_KFOLD, &[seed]))
 }
 
-/// The generator of the permutations of attribute `attribute`, per fold (`Some(fold)`) or shared
-/// by all folds (`None`).
+/// The generator of the permutations of the targets, per fold (`Some(fold)`) or shared by all
+/// folds (`None`); one permutation reorders every attribute.
 ///
-/// It never depends on the representation, so every representation is tested against the same
-/// permutations, whatever the grouping of folds into work units.
-pub(crate) fn permutation_rng(seed: u64, fold: Option<usize>, attribute: usize) -> ChaCha8Rng {
+/// It never depends on the representation or the attributes, so every representation is tested
+/// against the same permutations, whatever the grouping of folds into work units.
+pub(crate) fn permutation_rng(seed: u64, fold: Option<usize>) -> ChaCha8Rng {
     let seed = match fold {
-        Some(fold) => seed_of(TAG_PERMUTE, &[seed, fold as u64, attribute as u64]),
-        None => seed_of(TAG_PERMUTE_POOL, &[seed, attribute as u64]),
+        Some(fold) => seed_of(TAG_PERMUTE, &[seed, fold as u64]),
+        None => seed_of(TAG_PERMUTE_POOL, &[seed]),
     };
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -82,14 +82,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streams_differ_by_seed_fold_and_attribute() {
-        let a = permutation_rng(1, Some(0), 0).next_u64();
-        assert_ne!(a, permutation_rng(1, Some(1), 0).next_u64());
-        assert_ne!(a, permutation_rng(1, Some(0), 1).next_u64());
-        assert_ne!(a, permutation_rng(2, Some(0), 0).next_u64());
-        assert_ne!(a, permutation_rng(1, None, 0).next_u64());
-        assert_eq!(a, permutation_rng(1, Some(0), 0).next_u64());
-        assert_ne!(kfold_rng(1).next_u64(), permutation_rng(1, None, 0).next_u64());
+    fn streams_differ_by_seed_and_fold() {
+        let a = permutation_rng(1, Some(0)).next_u64();
+        assert_ne!(a, permutation_rng(1, Some(1)).next_u64());
+        assert_ne!(a, permutation_rng(2, Some(0)).next_u64());
+        assert_ne!(a, permutation_rng(1, None).next_u64());
+        assert_eq!(a, permutation_rng(1, Some(0)).next_u64());
+        assert_ne!(kfold_rng(1).next_u64(), permutation_rng(1, None).next_u64());
     }
 
     #[test]

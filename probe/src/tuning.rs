@@ -10,7 +10,9 @@
 use faer::Mat;
 
 use crate::ridge::Decomposition;
-use crate::{check_alpha, check_target_shape, check_targets, prepare, ProbeConfig, ProbeError};
+use crate::{
+    check_alpha, check_target_shape, check_targets, prepare, Precision, ProbeConfig, ProbeError,
+};
 
 /// The per-attribute α chosen by [`select_alpha`].
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +71,7 @@ pub fn select_alpha<T: Copy + Into<f64>>(
     let (xtr, xte) = prepare(x, n, d, train, &[], 0, cfg.zscore, false)?;
     check_targets(y, j, train.iter())?;
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
-    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0)?;
+    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
     let targets = centred_targets(y, j, train);
     let loo = decomposition.loo_mse(p, targets.as_ref(), alphas);
@@ -132,7 +134,7 @@ pub fn select_alpha_kfold<T: Copy + Into<f64>>(
     check_targets(y, j, train.iter())?;
     let positions = inner_positions(n, train, inner_folds)?;
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
-    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0)?;
+    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
     let targets = centred_targets(y, j, train);
     let mse = decomposition.kfold_mse(p, targets.as_ref(), alphas, &positions);
@@ -219,7 +221,7 @@ pub fn hyper_grid<T: Copy + Into<f64>>(
     check_targets(y, j, train.iter().chain(test))?;
     let cap = (train.len() - 1).min(d);
     let p_max = components.iter().copied().max().unwrap_or(0).min(cap);
-    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0)?;
+    let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64)?;
     let targets = centred_targets(y, j, train);
     let means: Vec<f64> = (0..j)
         .map(|c| train.iter().map(|&i| y[i * j + c]).sum::<f64>() / train.len() as f64)
@@ -340,7 +342,8 @@ mod tests {
             let train: Vec<usize> = (0..n).collect();
             let (xtr, xte) = prepare(&x, n, d, &train, &[], 0, false, false).unwrap();
             let p_max = p_req.min(n - 1).min(d);
-            let dec = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0).unwrap();
+            let dec =
+                Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);
             let targets = centred_targets(&y, 1, &train);
             let loo = dec.loo_mse(p, targets.as_ref(), &alphas);
@@ -402,7 +405,8 @@ mod tests {
             let train: Vec<usize> = (0..n).collect();
             let (xtr, xte) = prepare(&x, n, d, &train, &[], 0, false, false).unwrap();
             let p_max = p_req.min(n - 1).min(d);
-            let dec = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0).unwrap();
+            let dec =
+                Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);
             let targets = centred_targets(&y, 1, &train);
             let got = dec.kfold_mse(p, targets.as_ref(), &alphas, &folds);
