@@ -2,7 +2,7 @@
 """Benchmark of the attribute probe (science.md B1, issue case (a)); run by scripts/bench-probes.
 
 For each D it writes one seeded data set (X: N x D float32, Y: N x J float64) to a temporary
-folder, runs diffprobe's `bench` example on it (probe_fold over K folds, B permutations, P = 120,
+folder, runs diffprobe's `bench` example on it (probe_folds over K folds, B permutations, P = 120,
 alpha = 150, single-threaded: faer Par::Seq), then a scikit-learn pipeline doing the same work on
 the same data and the same folds (X widened to float64, as diffprobe does):
 
@@ -111,7 +111,6 @@ def run_himalaya_bench(args):
                 check=True, capture_output=True, text=True).stdout
             fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
             t_rust = float(fields["diffprobe_seconds"])
-            rust_fold_t = [float(v) for v in fields["diffprobe_fold_seconds"].split()]
             with open(xpath + ".folds") as f:
                 folds = [np.array([int(v) for v in line.split()]) for line in f if line.strip()]
             with open(xpath + ".inner") as f:
@@ -138,8 +137,7 @@ def run_himalaya_bench(args):
                     max_diff = float(np.abs(pred - pred0).max())
                     alpha_agree = int(np.isclose(model.best_alphas_, alpha0, rtol=1e-9).sum())
                 del model, pred
-                print(f"  D={d} fold {f}: diffprobe {rust_fold_t[f]:.2f} s, himalaya "
-                      f"{hima_fold_t[-1]:.2f} s", flush=True)
+                print(f"  D={d} fold {f}: himalaya {hima_fold_t[-1]:.2f} s", flush=True)
             t_hima = sum(hima_fold_t)
             part = f" ({timed} of {k} outer folds timed)" if timed < k else ""
             print(f"\nD={d}{part}: diffprobe {t_rust:.2f} s, himalaya KernelRidgeCV "
@@ -186,13 +184,18 @@ def main():
             xpath, ypath = os.path.join(tmp, f"x{d}.f32"), os.path.join(tmp, f"y{d}.f64")
             x32.astype("<f4").tofile(xpath)
             y.astype("<f8").tofile(ypath)
-            out = subprocess.run(
-                [args.bench_bin, xpath, ypath, str(args.n), str(d), str(args.j), str(args.k),
-                 str(args.b)],
-                check=True, capture_output=True, text=True).stdout
-            fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
-            t_rust = float(fields["diffprobe_seconds"])
-            rust_folds = [float(v) for v in fields["diffprobe_fold_sum_rmse"].split()]
+            def run_bench(precision):
+                env = dict(os.environ, BENCH_PRECISION=precision)
+                out = subprocess.run(
+                    [args.bench_bin, xpath, ypath, str(args.n), str(d), str(args.j),
+                     str(args.k), str(args.b)],
+                    check=True, capture_output=True, text=True, env=env).stdout
+                fields = dict(line.split(maxsplit=1) for line in out.strip().splitlines())
+                return (float(fields["diffprobe_seconds"]),
+                        [float(v) for v in fields["diffprobe_fold_sum_rmse"].split()],
+                        int(fields["diffprobe_significant_attribute_folds"]))
+            t_rust, rust_folds, sig64 = run_bench("f64")
+            t_rust32, rust_folds32, sig32 = run_bench("f32")
             with open(xpath + ".folds") as f:
                 folds = [np.array([int(v) for v in line.split()]) for line in f if line.strip()]
             sk_folds = args.sk_folds or (len(folds) if d <= 4096 else 1)
@@ -202,7 +205,10 @@ def main():
             t_naive, t_shared, sk_sum = run_sklearn(
                 x, y, folds, args.b, args.sk_perms, sk_folds, p, alpha, args.seed)
             part = " (on the folds timed)" if sk_folds < len(folds) else ""
-            print(f"\nD={d}: diffprobe probe_fold x {args.k} folds, B={args.b}: {t_rust:.2f} s")
+            print(f"\nD={d}: diffprobe probe_folds, {args.k} folds, B={args.b}: {t_rust:.2f} s "
+                  f"(f64); {t_rust32:.2f} s with precision f32 (observed RMSE sum differs by "
+                  f"{abs(sum(rust_folds) - sum(rust_folds32)):.1e}; significant (attribute, "
+                  f"fold) pairs {sig64} in f64, {sig32} in f32)")
             if d <= 4096:
                 grid = ",".join(str(a) for a in np.geomspace(1e-2, 1e5, 8))
                 out = subprocess.run(
@@ -218,7 +224,8 @@ def main():
                   f"{t_naive / t_rust:.1f}x")
             print(f"  scikit-learn shared (PCA once per fold + one multi-target Ridge over "
                   f"{args.b + 1} x J columns; timed on {sk_folds} fold(s), extrapolated to "
-                  f"{args.k}): {t_shared:.2f} s  -> ratio {t_shared / t_rust:.1f}x")
+                  f"{args.k}): {t_shared:.2f} s  -> ratio {t_shared / t_rust:.1f}x (f64), "
+                  f"{t_shared / t_rust32:.1f}x (f32)")
             rust_sum = sum(rust_folds[:sk_folds])
             print(f"  check: sum of observed RMSE over attributes and folds{part}: diffprobe "
                   f"{rust_sum:.10f}, scikit-learn {sk_sum:.10f}, |diff| {abs(rust_sum - sk_sum):.2e}")

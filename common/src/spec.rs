@@ -300,6 +300,20 @@ pub struct AttributeProbeSection {
     /// Z-score features on the training rows before PCA.
     #[serde(default)]
     pub zscore: bool,
+    /// Arithmetic of the Gram matrix and the permutation refits (`f64` default, `f32`).
+    #[serde(default)]
+    pub precision: ProbePrecision,
+}
+
+/// `analysis.attribute_probe.precision`: the arithmetic of the probe's two large products.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbePrecision {
+    /// `f64` throughout (agrees with scikit-learn to 1e-6).
+    #[default]
+    F64,
+    /// `f32` Gram matrix and permutation refits; everything else `f64`.
+    F32,
 }
 
 /// `[sweep]`: how work is cut into units and supervised.
@@ -471,6 +485,7 @@ impl Default for AttributeProbeSection {
             permutations: default_permutations(),
             seed: 0,
             zscore: false,
+            precision: ProbePrecision::F64,
         }
     }
 }

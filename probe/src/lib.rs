@@ -7,11 +7,12 @@
 //!
 //! **Invariants:** results are a pure function of the inputs and [`ProbeConfig`]: every linear
 //! algebra call is sequential (`faer::Par::Seq`), so they are bit-identical whatever the thread
-//! count; the permutations of attribute `j` depend only on the seed, `j`, the stimuli and (in
-//! the default per-fold scheme) the fold index, so every representation is tested against the
-//! same permutations and grouping folds into work units changes nothing. Computation is in `f64`
-//! throughout: `f32` input is accepted and widened, and there is no `f32` compute mode (the
-//! eigen form is cheap enough in `f64`, and the 1e-6 agreement with scikit-learn needs it).
+//! count; one permutation reorders the stimuli of every attribute, and the permutations depend
+//! only on the seed, the stimuli and (in the default per-fold scheme) the fold index, so every
+//! representation is tested against the same permutations and neither grouping folds into work
+//! units nor probing a subset of attributes changes them. Computation is in `f64` by default
+//! (`f32` input is widened; the 1e-6 agreement with scikit-learn needs it); [`Precision::F32`]
+//! runs the two large products, the Gram matrix and the permutation refits, in `f32`.
 //!
 //! **Input policy:** NaN or infinite values in a used row of `x` or `y` are an error, never
 //! imputed or skipped; constant features are centred away (and zeroed when z-scoring); P is
@@ -131,13 +132,13 @@ impl Default for ProbeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Permute {
     /// Permute the training targets only, test targets fixed, with a stream seeded by
-    /// `(seed, fold, attribute)` (science.md B1). The most powerful per-fold test, but the folds'
+    /// `(seed, fold)` (science.md B1). The most powerful per-fold test, but the folds'
     /// permutations are independent, so [`pooled_p_value`] over them is anti-conservative: about
     /// 10 % false positives at a nominal 5 % (and 3.5 % at 1 %) in our simulations.
     #[default]
     TrainingPerFold,
     /// Permute the targets of the whole pool `train ∪ test` (train and test targets move
-    /// together) with a stream seeded by `(seed, attribute)`, the same in every fold of a
+    /// together) with a stream seeded by `seed` alone, the same in every fold of a
     /// K-fold split: [`pooled_p_value`] is then an exact test, at some cost in per-fold power
     /// because the null also varies the test targets.
     Pool,

@@ -24,6 +24,9 @@ pub enum UnitError {
     /// The probe statistics rejected the data.
     #[error("probe: {0}")]
     Probe(#[from] probe::ProbeError),
+    /// The worker's device failed (out of memory, a lost GPU).
+    #[error("device: {0}")]
+    Device(#[from] candle_core::Error),
     /// The alignment analyses rejected the data or their device failed.
     #[error("alignment: {0}")]
     Alignment(#[from] alignment::AlignmentError),
@@ -38,7 +41,9 @@ impl UnitError {
                 DataError::Table { .. } | DataError::Parquet { .. } | DataError::Arrow { .. },
             ) => false,
             // A device failure (out of memory, a lost GPU) may pass on another worker.
-            UnitError::Alignment(alignment::AlignmentError::Tensor(_)) => true,
+            UnitError::Alignment(alignment::AlignmentError::Tensor(_)) | UnitError::Device(_) => {
+                true
+            }
             UnitError::Model { .. }
             | UnitError::Invalid(_)
             | UnitError::Probe(_)

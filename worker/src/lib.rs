@@ -9,6 +9,7 @@ mod alignment_unit;
 pub mod capture;
 mod client;
 mod error;
+mod probe_gram;
 mod probe_unit;
 pub mod run;
 

@@ -1,9 +1,10 @@
 //! A probe unit: gather one representation's rows from every capture file (reading only that
-//! representation's row group), then fit the attribute probes on a block of folds.
+//! representation's row group), then fit the attribute probes on a block of folds (in kernel
+//! form from one Gram matrix, computed on the worker's GPU when it has one).
 
 use std::path::Path;
 
-use common::spec::JobSpec;
+use common::spec::{JobSpec, ProbePrecision};
 use common::stimuli::Dataset;
 use common::table::{read_feature_block, GridRow, ProbeRow};
 use common::unit::ProbeUnit;
@@ -30,36 +31,67 @@ pub(crate) fn run(
         n_permutations: a.permutations,
         seed: a.seed,
         zscore: a.zscore,
+        precision: match a.precision {
+            ProbePrecision::F64 => probe::Precision::F64,
+            ProbePrecision::F32 => probe::Precision::F32,
+        },
         ..probe::ProbeConfig::default()
     };
     let folds = probe::kfold(n, a.folds, a.seed)?;
     let spread = probe::feature_spread(&x, n, d);
-    let mut rows = Vec::new();
-    for &f in &unit.folds {
-        let test = folds.get(f).ok_or_else(|| {
-            UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds))
-        })?;
-        let train = probe::complement(n, test);
-        for r in probe::probe_fold(&x, n, d, &data.targets, j, &train, test, f, &cfg)? {
-            rows.push(ProbeRow {
-                representation: key.clone(),
-                attribute: r.attribute as u32,
-                attribute_name: data.attributes[r.attribute].clone(),
-                fold: f as u32,
-                n_components: r.n_components as u32,
-                alpha: r.alpha,
-                rmse: r.rmse,
-                baseline_rmse: r.baseline_rmse,
-                pearson_r: r.pearson_r,
-                p_value: r.p_value,
-                spread,
-                null_rmse: r.null_rmse,
-                test_indices: r.test_indices.iter().map(|&i| i as u32).collect(),
-                predictions: r.predictions,
-            });
+    let splits = unit
+        .folds
+        .iter()
+        .map(|&f| {
+            let test = folds.get(f).ok_or_else(|| {
+                UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds))
+            })?;
+            Ok(probe::FoldSplit { fold: f, train: probe::complement(n, test), test: test.clone() })
+        })
+        .collect::<Result<Vec<_>, UnitError>>()?;
+    let results = match gpu_for_gram(spec, d, &splits, &cfg)? {
+        Some(device) => {
+            let rows: Vec<usize> = (0..n).collect();
+            let gram = crate::probe_gram::device_gram(&x, n, d, &rows, cfg.precision, &device)?;
+            probe::probe_folds_with_gram(&gram, &data.targets, j, &splits, &cfg)?
         }
+        None => probe::probe_folds(&x, n, d, &data.targets, j, &splits, &cfg)?,
+    };
+    let mut rows = Vec::with_capacity(results.len());
+    for r in results {
+        rows.push(ProbeRow {
+            representation: key.clone(),
+            attribute: r.attribute as u32,
+            attribute_name: data.attributes[r.attribute].clone(),
+            fold: r.fold as u32,
+            n_components: r.n_components as u32,
+            alpha: r.alpha,
+            rmse: r.rmse,
+            baseline_rmse: r.baseline_rmse,
+            pearson_r: r.pearson_r,
+            p_value: r.p_value,
+            spread,
+            null_rmse: r.null_rmse,
+            test_indices: r.test_indices.iter().map(|&i| i as u32).collect(),
+            predictions: r.predictions,
+        });
     }
     Ok(rows)
+}
+
+/// The GPU to compute the unit's shared Gram matrix on: `Some` only when the folds share one
+/// ([`probe::shares_gram`]) and the worker's device (`model.device`) is a GPU.
+fn gpu_for_gram(
+    spec: &JobSpec,
+    d: usize,
+    splits: &[probe::FoldSplit],
+    cfg: &probe::ProbeConfig,
+) -> Result<Option<candle_core::Device>, UnitError> {
+    if !probe::shares_gram(d, splits, cfg) {
+        return Ok(None);
+    }
+    let device = crate::capture::device(spec.model.device)?;
+    Ok(if device.is_cpu() { None } else { Some(device) })
 }
 
 /// Runs a grid unit: mean held-out RMSE over attributes for every (P, α) of the spec's grid on

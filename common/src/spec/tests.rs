@@ -137,7 +137,7 @@ fn bad_specs_give_exact_messages() {
         Case {
             name: "unknown key",
             append: "[analysis.attribute_probe]\nalpah = 100\n",
-            expected: "{file}: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, alphas, alpha_inner_folds, grid_components, grid_alphas, permutations, seed, zscore",
+            expected: "{file}: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, alphas, alpha_inner_folds, grid_components, grid_alphas, permutations, seed, zscore, precision",
             ..BASE
         },
         Case {
@@ -221,7 +221,7 @@ fn bad_specs_give_exact_messages() {
         Case {
             name: "--set unknown key",
             sets: &["analysis.attribute_probe.alpah=3"],
-            expected: "--set: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, alphas, alpha_inner_folds, grid_components, grid_alphas, permutations, seed, zscore",
+            expected: "--set: analysis.attribute_probe.alpah: unknown key, expected one of: folds, components, alpha, alphas, alpha_inner_folds, grid_components, grid_alphas, permutations, seed, zscore, precision",
             ..BASE
         },
         Case {
