@@ -164,17 +164,24 @@ fn lower_gram<E: Element, T: Copy + Into<f64>>(
     let mut block_gram = Mat::<E>::zeros(m, m);
     for c0 in (0..d).step_by(COLUMN_BLOCK) {
         let c1 = (c0 + COLUMN_BLOCK).min(d);
-        let block = Mat::<E>::from_fn(m, c1 - c0, |i, c| {
-            let v: f64 = x[rows[i] * d + c0 + c].into();
-            E::of(v - mean[c0 + c])
-        });
+        // Stimuli as columns: each is a contiguous slice of a row of `x` (row-major), read and
+        // written sequentially; the product takes the transpose.
+        let mut block = Mat::<E>::zeros(c1 - c0, m);
+        for (i, &r) in rows.iter().enumerate() {
+            let source = &x[r * d + c0..r * d + c1];
+            let centre = &mean[c0..c1];
+            let column = block.col_mut(i).try_as_col_major_mut().expect("contiguous column");
+            for ((t, &v), &mu) in column.as_slice_mut().iter_mut().zip(source).zip(centre) {
+                *t = E::of(v.into() - mu);
+            }
+        }
         tri_matmul(
             block_gram.as_mut(),
             BlockStructure::TriangularLower,
             Accum::Replace,
-            block.as_ref(),
-            BlockStructure::Rectangular,
             block.as_ref().transpose(),
+            BlockStructure::Rectangular,
+            block.as_ref(),
             BlockStructure::Rectangular,
             E::of(1.0),
             Par::Seq,

@@ -399,21 +399,28 @@ fn null_through_maps<T: null::Element>(
     p: usize,
     alphas: &[f64],
 ) -> Vec<Vec<f64>> {
-    let shared = alphas.windows(2).all(|w| w[0] == w[1]);
-    let maps: Vec<null::RidgeMap<T>> = if shared {
-        vec![decomposition.ridge_map(p, alphas[0])]
-    } else {
-        alphas.iter().map(|&a| decomposition.ridge_map(p, a)).collect()
-    };
+    if design.permutations == 0 {
+        return vec![Vec::new(); alphas.len()];
+    }
+    // One map per distinct α (a grid has few values; J can be in the hundreds).
+    let mut distinct: Vec<f64> = alphas.to_vec();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let maps: Vec<null::RidgeMap<T>> =
+        distinct.iter().map(|&a| decomposition.ridge_map(p, a)).collect();
+    let map_of: Vec<usize> = alphas
+        .iter()
+        .map(|a| distinct.binary_search_by(|d| d.total_cmp(a)).expect("α is in the list"))
+        .collect();
     let j = alphas.len();
     null::null_rmse::<T>(design, |chunk, mut out| {
-        if shared {
+        if maps.len() == 1 {
             maps[0].apply(chunk, out);
             return;
         }
         let c = chunk.ncols() / j;
-        for (a, map) in maps.iter().enumerate() {
-            map.apply(chunk.subcols(a * c, c), out.as_mut().subcols_mut(a * c, c));
+        for (a, &m) in map_of.iter().enumerate() {
+            maps[m].apply(chunk.subcols(a * c, c), out.as_mut().subcols_mut(a * c, c));
         }
     })
 }
