@@ -162,26 +162,28 @@ fn lower_gram<E: Element, T: Copy + Into<f64>>(
     let m = rows.len();
     let mut k = Mat::<f64>::zeros(m, m);
     let mut block_gram = Mat::<E>::zeros(m, m);
+    // Stimuli as columns: each is a contiguous slice of a row of `x` (row-major), read and
+    // written sequentially; the product takes the transpose. One buffer serves every block.
+    let mut buffer = Mat::<E>::zeros(COLUMN_BLOCK.min(d), m);
     for c0 in (0..d).step_by(COLUMN_BLOCK) {
         let c1 = (c0 + COLUMN_BLOCK).min(d);
-        // Stimuli as columns: each is a contiguous slice of a row of `x` (row-major), read and
-        // written sequentially; the product takes the transpose.
-        let mut block = Mat::<E>::zeros(c1 - c0, m);
         for (i, &r) in rows.iter().enumerate() {
             let source = &x[r * d + c0..r * d + c1];
             let centre = &mean[c0..c1];
-            let column = block.col_mut(i).try_as_col_major_mut().expect("contiguous column");
+            let column = buffer.as_mut().col_mut(i).subrows_mut(0, c1 - c0);
+            let column = column.try_as_col_major_mut().expect("contiguous column");
             for ((t, &v), &mu) in column.as_slice_mut().iter_mut().zip(source).zip(centre) {
                 *t = E::of(v.into() - mu);
             }
         }
+        let block = buffer.as_ref().subrows(0, c1 - c0);
         tri_matmul(
             block_gram.as_mut(),
             BlockStructure::TriangularLower,
             Accum::Replace,
-            block.as_ref().transpose(),
+            block.transpose(),
             BlockStructure::Rectangular,
-            block.as_ref(),
+            block,
             BlockStructure::Rectangular,
             E::of(1.0),
             Par::Seq,

@@ -199,7 +199,7 @@ impl Decomposition {
             // Q_GG = I − 1/n − U_G U_Gᵀ (lower half is what the Cholesky reads).
             let mut q = Mat::<f64>::from_fn(g, g, |a, b| f64::from(a == b) - 1.0 / n as f64);
             if p > 0 {
-                matmul(q.as_mut(), Accum::Add, ug.as_ref(), ug.transpose(), -1.0, Par::Seq);
+                lower_product(q.as_mut(), ug.as_ref(), ug.transpose(), -1.0);
             }
             let qy_g = Mat::<f64>::from_fn(g, m, |r, c| qy[(fold[r], c)]);
             let mut ugt = Mat::<f64>::zeros(g, p);
@@ -213,14 +213,7 @@ impl Decomposition {
                 let mut system = q.clone();
                 let mut resid = qy_g.clone();
                 if p > 0 {
-                    matmul(
-                        system.as_mut(),
-                        Accum::Add,
-                        ugt.as_ref(),
-                        ug.transpose(),
-                        1.0,
-                        Par::Seq,
-                    );
+                    lower_product(system.as_mut(), ugt.as_ref(), ug.transpose(), 1.0);
                     matmul(resid.as_mut(), Accum::Add, ugt.as_ref(), uty.as_ref(), 1.0, Par::Seq);
                 }
                 if !cholesky_solve(system.as_mut(), resid.as_mut()) {
@@ -327,6 +320,23 @@ fn lower_gram_in<E: Element>(a: MatRef<'_, f64>) -> Mat<f64> {
         Par::Seq,
     );
     Mat::<f64>::from_fn(n, n, |i, l| gram[(i, l)].into())
+}
+
+/// Adds `scale · a b` to the lower half (diagonal included) of `dst`, for a product known to be
+/// symmetric: half the work of a full product, and all that the Cholesky factorisation reads.
+fn lower_product(dst: faer::MatMut<'_, f64>, a: MatRef<'_, f64>, b: MatRef<'_, f64>, scale: f64) {
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    tri_matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        a,
+        BlockStructure::Rectangular,
+        b,
+        BlockStructure::Rectangular,
+        scale,
+        Par::Seq,
+    );
 }
 
 /// Solves `A x = b` in place for a symmetric positive definite `A` (lower half read, overwritten
