@@ -291,7 +291,8 @@ pub struct AttributeProbeSection {
     /// The α values of the hyper-parameter grid report.
     #[serde(default)]
     pub grid_alphas: Vec<f64>,
-    /// Permutations per (representation, attribute, fold) (B); 0 disables the test.
+    /// Permutations per (representation, fold) (B), each reordering every attribute; 0 disables
+    /// the test.
     #[serde(default = "default_permutations")]
     pub permutations: usize,
     /// Seed of the fold shuffle and the permutations.
