@@ -141,6 +141,12 @@ fn bad_specs_give_exact_messages() {
             ..BASE
         },
         Case {
+            name: "unknown precision",
+            append: "[analysis.attribute_probe]\nprecision = \"f16\"\n",
+            expected: "{file}: analysis.attribute_probe.precision: unknown value \"f16\", expected one of: f64, f32",
+            ..BASE
+        },
+        Case {
             name: "wrong type",
             append: "[analysis.attribute_probe]\nfolds = \"ten\"\n",
             expected: "{file}: analysis.attribute_probe.folds: expected usize, found string \"ten\"",
