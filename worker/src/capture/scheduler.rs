@@ -393,6 +393,26 @@ pub struct StepOutput {
     pub pred_original_sample: Vec<f32>,
 }
 
+/// The scalars of one DDIM update: `x₀ = (x − sb·ε̂)/sa` (ε) or `sa·x − sb·v` (v), clipped to
+/// `±clip`, then `x_prev = sp·x₀ + dir·ε + std·z`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DdimScalars {
+    /// √ᾱ_t.
+    pub sa: f32,
+    /// √(1 − ᾱ_t).
+    pub sb: f32,
+    /// √ᾱ_prev.
+    pub sp: f32,
+    /// The coefficient of ε, √(1 − ᾱ_prev − std²).
+    pub dir: f32,
+    /// η times the DDIM standard deviation.
+    pub std: f32,
+    /// What the model predicts.
+    pub prediction_type: PredictionType,
+    /// The x₀ clipping range, when the config clips.
+    pub clip: Option<f32>,
+}
+
 /// DDIM (`DDIMScheduler`) with a fixed number of inference steps.
 #[derive(Debug, Clone)]
 pub struct Ddim {
@@ -448,6 +468,32 @@ impl Ddim {
         self.step_eta(model_output, timestep, sample, 0.0, None)
     }
 
+    /// The scalars of the update at `timestep` with stochasticity η, for a step computed
+    /// elsewhere (on the device) in the same order of operations as [`Ddim::step_eta`].
+    pub fn step_scalars(&self, timestep: usize, eta: f32) -> Result<DdimScalars, SchedulerError> {
+        if timestep >= self.alphas_cumprod.len() {
+            return err(format!("timestep {timestep} outside 0..{}", self.alphas_cumprod.len()));
+        }
+        let prev =
+            timestep as i64 - (self.config.num_train_timesteps / self.num_inference_steps) as i64;
+        let a_t = self.alphas_cumprod[timestep];
+        let a_prev =
+            if prev >= 0 { self.alphas_cumprod[prev as usize] } else { self.final_alpha_cumprod };
+        let b_t = 1.0 - a_t;
+        let b_prev = 1.0 - a_prev;
+        let variance = (b_prev / b_t) * (1.0 - a_t / a_prev);
+        let std = eta * variance.sqrt();
+        Ok(DdimScalars {
+            sa: a_t.sqrt(),
+            sb: b_t.sqrt(),
+            sp: a_prev.sqrt(),
+            dir: (1.0 - a_prev - std * std).sqrt(),
+            std,
+            prediction_type: self.config.prediction_type,
+            clip: self.config.clip_sample.then_some(self.config.clip_sample_range as f32),
+        })
+    }
+
     /// One DDIM update with stochasticity η; η > 0 needs `variance_noise` (standard normal, same
     /// length as `sample`).
     pub fn step_eta(
@@ -459,17 +505,9 @@ impl Ddim {
         variance_noise: Option<&[f32]>,
     ) -> Result<StepOutput, SchedulerError> {
         same_len(model_output, sample, "model_output", "sample")?;
-        if timestep >= self.alphas_cumprod.len() {
-            return err(format!("timestep {timestep} outside 0..{}", self.alphas_cumprod.len()));
-        }
-        let prev =
-            timestep as i64 - (self.config.num_train_timesteps / self.num_inference_steps) as i64;
-        let a_t = self.alphas_cumprod[timestep];
-        let a_prev =
-            if prev >= 0 { self.alphas_cumprod[prev as usize] } else { self.final_alpha_cumprod };
-        let b_t = 1.0 - a_t;
-        let (sa, sb) = (a_t.sqrt(), b_t.sqrt());
-        let (mut x0, eps): (Vec<f32>, Vec<f32>) = match self.config.prediction_type {
+        let DdimScalars { sa, sb, sp, dir, std, prediction_type, clip } =
+            self.step_scalars(timestep, eta)?;
+        let (mut x0, eps): (Vec<f32>, Vec<f32>) = match prediction_type {
             PredictionType::Epsilon => (
                 sample.iter().zip(model_output).map(|(&x, &m)| (x - sb * m) / sa).collect(),
                 model_output.to_vec(),
@@ -479,15 +517,9 @@ impl Ddim {
                 sample.iter().zip(model_output).map(|(&x, &m)| sa * m + sb * x).collect(),
             ),
         };
-        if self.config.clip_sample {
-            let r = self.config.clip_sample_range as f32;
+        if let Some(r) = clip {
             x0.iter_mut().for_each(|v| *v = v.clamp(-r, r));
         }
-        let b_prev = 1.0 - a_prev;
-        let variance = (b_prev / b_t) * (1.0 - a_t / a_prev);
-        let std = eta * variance.sqrt();
-        let dir = (1.0 - a_prev - std * std).sqrt();
-        let sp = a_prev.sqrt();
         let mut out: Vec<f32> = x0.iter().zip(&eps).map(|(&x, &e)| sp * x + dir * e).collect();
         if eta > 0.0 {
             let Some(noise) = variance_noise else {

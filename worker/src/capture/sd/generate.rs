@@ -11,7 +11,9 @@ use common::spec::SamplerKind;
 
 use super::noise::{seed_for, SeededNormal};
 use super::{model_err, PassRecording, Recording, SdCapture};
-use crate::capture::scheduler::{Ddim, Euler, Lms, SchedulerError, StepOutput};
+use crate::capture::scheduler::{
+    Ddim, DdimScalars, Euler, Lms, PredictionType, SchedulerError, StepOutput,
+};
 use crate::capture::Stimuli;
 use crate::error::UnitError;
 
@@ -134,10 +136,19 @@ impl SdCapture {
         let unet_err = |e: candle_core::Error| model_err(&self.dir.join("unet"), e);
         let mut sampler = Sampler::new(g.scheduler, self, g.steps).map_err(sched_err)?;
         let sigma = sampler.init_noise_sigma();
-        let mut latents: Vec<f32> = noise.into_iter().map(|z| z * sigma).collect();
+        // The latents stay on the device in f32; DDIM steps there too, so a step moves nothing
+        // to the host. Euler and LMS step on the host (one round trip per step).
+        let scaled: Vec<f32> = noise.into_iter().map(|z| z * sigma).collect();
+        let mut latents = self.latent_f32(scaled, b)?;
         for k in 0..=last {
-            let input = sampler.scale_model_input(&latents, k).map_err(sched_err)?;
-            let x = self.latent_tensor(input, b)?;
+            let x = match &sampler {
+                Sampler::Ddim(_) => latents.to_dtype(self.dtype).map_err(unet_err)?,
+                _ => {
+                    let host = latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?;
+                    let input = sampler.scale_model_input(&host, k).map_err(sched_err)?;
+                    self.latent_tensor(input, b)?
+                }
+            };
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
             let what = PassRecording { taps: rec.steps.get(&k), rows: cond, masks: None };
@@ -145,20 +156,27 @@ impl SdCapture {
             if k == last && !to_the_end {
                 break;
             }
-            let pred = pred
-                .to_dtype(DType::F32)
-                .and_then(|p| p.flatten_all()?.to_vec1::<f32>())
-                .map_err(unet_err)?;
-            let noise = if guided {
-                let (u, c) = pred.split_at(b * self.latent_len());
-                let g = g.guidance as f32;
-                u.iter().zip(c).map(|(&u, &c)| u + g * (c - u)).collect()
-            } else {
-                pred
+            let pred = pred.to_dtype(DType::F32).map_err(unet_err)?;
+            let noise = if guided { guide(&pred, b, g.guidance).map_err(unet_err)? } else { pred };
+            latents = match &mut sampler {
+                Sampler::Ddim(s) => {
+                    let scalars = s.step_scalars(s.timesteps()[k], 0.0).map_err(sched_err)?;
+                    ddim_step(&scalars, &noise, &latents).map_err(unet_err)?
+                }
+                _ => {
+                    let to_host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+                    let (noise, host) =
+                        (to_host(&noise).map_err(unet_err)?, to_host(&latents).map_err(unet_err)?);
+                    let prev = sampler.step(&noise, k, &host).map_err(sched_err)?.prev_sample;
+                    self.latent_f32(prev, b)?
+                }
             };
-            latents = sampler.step(&noise, k, &latents).map_err(sched_err)?.prev_sample;
         }
-        Ok(to_the_end.then_some(latents))
+        let latents = match to_the_end {
+            true => Some(latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?),
+            false => None,
+        };
+        Ok(latents)
     }
 
     /// Decodes final latents and writes `dir/{stimulus}.r{replicate}.png` atomically.
@@ -189,9 +207,77 @@ impl SdCapture {
     }
 }
 
+/// Classifier-free guidance on the device: `u + g·(c − u)` over the `[uncond…, cond…]` halves of
+/// `pred` (f32), in the host formula's order of operations.
+fn guide(pred: &Tensor, b: usize, guidance: f64) -> candle_core::Result<Tensor> {
+    let (u, c) = (pred.narrow(0, 0, b)?, pred.narrow(0, b, b)?);
+    &u + (c - &u)?.affine(f64::from(guidance as f32), 0.0)?
+}
+
+/// The deterministic DDIM update on the device, in [`Ddim::step_eta`]'s order of operations
+/// (so it gives the host's values bit for bit on a CPU).
+fn ddim_step(s: &DdimScalars, pred: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let scale = |t: &Tensor, v: f32| t.affine(f64::from(v), 0.0);
+    let (x0, eps) = match s.prediction_type {
+        PredictionType::Epsilon => {
+            let sa = Tensor::new(s.sa, x.device())?;
+            ((x - scale(pred, s.sb)?)?.broadcast_div(&sa)?, pred.clone())
+        }
+        PredictionType::VPrediction => {
+            ((scale(x, s.sa)? - scale(pred, s.sb)?)?, (scale(pred, s.sa)? + scale(x, s.sb)?)?)
+        }
+    };
+    let x0 = match s.clip {
+        Some(r) => x0.clamp(-r, r)?,
+        None => x0,
+    };
+    scale(&x0, s.sp)? + scale(&eps, s.dir)?
+}
+
 /// A file-name-safe form of a stimulus name.
 fn file_stem(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::capture::scheduler::SchedulerConfig;
+
+    /// The device DDIM update and guidance give the host's values bit for bit (on candle's CPU
+    /// backend), for ε and v prediction, with and without x₀ clipping.
+    #[test]
+    fn device_ddim_step_and_guidance_equal_the_host_bit_for_bit() {
+        let n = 64;
+        let values = |seed: u32| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 137.0 - 3.5)
+                .collect()
+        };
+        let (x, m, u, c) = (values(1), values(2), values(3), values(4));
+        let dev = Device::Cpu;
+        let tensor = |v: &[f32]| Tensor::from_slice(v, n, &dev).unwrap();
+        for (prediction_type, clip_sample) in [
+            (PredictionType::Epsilon, false),
+            (PredictionType::Epsilon, true),
+            (PredictionType::VPrediction, false),
+        ] {
+            let config =
+                SchedulerConfig { prediction_type, clip_sample, ..SchedulerConfig::sd15() };
+            let ddim = Ddim::new(&config, 10).unwrap();
+            for &t in ddim.timesteps() {
+                let host = ddim.step(&m, t, &x).unwrap().prev_sample;
+                let scalars = ddim.step_scalars(t, 0.0).unwrap();
+                let device = ddim_step(&scalars, &tensor(&m), &tensor(&x)).unwrap();
+                assert_eq!(device.to_vec1::<f32>().unwrap(), host, "{prediction_type:?} t = {t}");
+            }
+        }
+        let host: Vec<f32> = u.iter().zip(&c).map(|(&u, &c)| u + 7.5_f32 * (c - u)).collect();
+        let both = Tensor::cat(&[tensor(&u), tensor(&c)], 0).unwrap();
+        assert_eq!(guide(&both, n, 7.5).unwrap().to_vec1::<f32>().unwrap(), host);
+    }
 }

@@ -408,10 +408,16 @@ impl SdCapture {
     }
 
     fn latent_tensor(&self, values: Vec<f32>, b: usize) -> Result<Tensor, UnitError> {
+        self.latent_f32(values, b)?
+            .to_dtype(self.dtype)
+            .map_err(|e| model_err(&self.dir.join("unet"), e))
+    }
+
+    /// `b` latents (`b × C × h × w`, f32) on the device.
+    fn latent_f32(&self, values: Vec<f32>, b: usize) -> Result<Tensor, UnitError> {
         let (h, w) = self.size.latent();
         let c = self.unet.config().in_channels;
         Tensor::from_vec(values, (b, c, h, w), &self.device)
-            .and_then(|t| t.to_dtype(self.dtype))
             .map_err(|e| model_err(&self.dir.join("unet"), e))
     }
 }
