@@ -1,6 +1,8 @@
 //! The worker loop: lease → run → write to a temp file → fsync → rename → complete, with
-//! heartbeats in a background task. SIGTERM, SIGINT and SIGUSR1 flip the worker to draining: it
-//! takes no new lease, releases the unit it holds, and exits 0.
+//! heartbeats in a background task. A capture unit's Parquet write runs in the background while
+//! the next unit computes (one write in flight; its lease keeps beating until it is committed).
+//! SIGTERM, SIGINT and SIGUSR1 flip the worker to draining: it takes no new lease, releases the
+//! unit it is computing, finishes the write in flight, and exits 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -88,6 +90,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let drain = CancellationToken::new();
     spawn_signal_watch(drain.clone())?;
     let heartbeat = Duration::from_millis(reg.heartbeat_ms.max(100));
+    // The last capture unit's Parquet write, running while the next unit computes.
+    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
     while !drain.is_cancelled() {
         let reply = with_retry(args.patience, || {
             let mut rpc = rpc.clone();
@@ -99,7 +103,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .into_inner();
         match reply.outcome {
             Some(Outcome::Assignment(a)) => {
-                run_leased(&mut rpc, &ctx, &worker_id, a, heartbeat, &drain, args.patience).await?
+                let lease = Lease { id: a.lease_id.clone(), worker: worker_id.clone() };
+                run_leased(&mut rpc, &ctx, lease, a, heartbeat, &drain, args.patience, &mut pending)
+                    .await?
             }
             Some(Outcome::WaitMs(ms)) => {
                 tokio::select! {
@@ -109,6 +115,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             }
             Some(Outcome::Done(_)) | None => break,
         }
+    }
+    if let Some(write) = pending.take() {
+        // Finish the last write before exiting: its unit is computed, and committing it is
+        // cheaper than computing it again.
+        let _ = write.await;
     }
     eprintln!("worker {worker_id}: exiting");
     Ok(())
@@ -129,21 +140,29 @@ fn spawn_signal_watch(drain: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One leased unit: its lease id and the worker holding it.
+#[derive(Clone)]
+struct Lease {
+    id: String,
+    worker: String,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_leased(
     rpc: &mut Client,
     ctx: &Arc<WorkerContext>,
-    worker_id: &str,
+    lease: Lease,
     a: pb::Assignment,
     heartbeat: Duration,
     drain: &CancellationToken,
     patience: Duration,
+    pending: &mut Option<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    let lease_id = a.lease_id.clone();
     let beats = CancellationToken::new();
     tokio::spawn(heartbeats(
         rpc.clone(),
-        worker_id.to_string(),
-        lease_id.clone(),
+        lease.worker.clone(),
+        lease.id.clone(),
         heartbeat,
         beats.clone(),
         drain.clone(),
@@ -156,15 +175,53 @@ async fn run_leased(
         r = work => r,
         () = drain.cancelled() => {
             beats.cancel();
-            let req = pb::ReleaseRequest { lease_id: lease_id.clone(), reason: "worker received a shutdown signal".into() };
+            let req = pb::ReleaseRequest { lease_id: lease.id.clone(), reason: "worker received a shutdown signal".into() };
             let _ = rpc.release(req).await;
-            eprintln!("worker {worker_id}: released {lease_id} on shutdown");
+            eprintln!("worker {}: released {} on shutdown", lease.worker, lease.id);
             // The blocking task is abandoned; the process exits and its temp file is never renamed.
             return Ok(());
         }
     };
-    beats.cancel();
-    match result.map_err(|e| UnitError::Invalid(format!("unit panicked: {e}"))).and_then(|r| r) {
+    let result = result.map_err(|e| UnitError::Invalid(format!("unit panicked: {e}")));
+    match result.and_then(|r| r) {
+        Ok(Executed::Written(out)) => {
+            beats.cancel();
+            report(rpc, &lease, Ok(out), patience).await
+        }
+        Ok(Executed::Capture(write)) => {
+            // One write in flight at a time: memory holds at most two units' features.
+            if let Some(previous) = pending.take() {
+                let _ = previous.await;
+            }
+            let (mut rpc, ctx) = (rpc.clone(), ctx.clone());
+            *pending = Some(tokio::spawn(async move {
+                let written = tokio::task::spawn_blocking(move || write.run(&ctx)).await;
+                let written = written
+                    .map_err(|e| UnitError::Invalid(format!("write panicked: {e}")))
+                    .and_then(|r| r);
+                beats.cancel();
+                if let Err(e) = report(&mut rpc, &lease, written, patience).await {
+                    eprintln!("worker {}: {e:#}", lease.worker);
+                }
+            }));
+            Ok(())
+        }
+        Err(e) => {
+            beats.cancel();
+            report(rpc, &lease, Err(e), patience).await
+        }
+    }
+}
+
+/// Tells the coordinator how a unit ended: its committed output, or its failure.
+async fn report(
+    rpc: &mut Client,
+    lease: &Lease,
+    result: Result<(String, String, u64), UnitError>,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let (worker_id, lease_id) = (&lease.worker, &lease.id);
+    match result {
         Ok((rel, checksum, bytes)) => {
             let reply = with_retry(patience, || {
                 let mut rpc = rpc.clone();
@@ -231,9 +288,37 @@ async fn heartbeats(
     }
 }
 
-/// Runs one unit synchronously and writes its output atomically; returns the output path
-/// relative to the run directory, its checksum and size.
-fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u64), UnitError> {
+/// How a unit's computation ended.
+enum Executed {
+    /// Its output is written: the path relative to the run directory, checksum and size.
+    Written((String, String, u64)),
+    /// A capture unit's features, still to be written (off the compute thread).
+    Capture(FeatureWrite),
+}
+
+/// A capture unit's features and where they go.
+struct FeatureWrite {
+    rel: String,
+    target: PathBuf,
+    blocks: Vec<common::table::FeatureBlock>,
+}
+
+impl FeatureWrite {
+    /// Writes the Parquet file atomically; returns its relative path, checksum and size.
+    fn run(self, ctx: &WorkerContext) -> Result<(String, String, u64), UnitError> {
+        let Self { rel, target, blocks } = self;
+        common::fs::write_atomic(&target, |f| {
+            common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype)
+        })?;
+        let (sum, bytes) = common::fs::checksum_file(&target)?;
+        Ok((rel, sum, bytes))
+    }
+}
+
+/// Runs one unit synchronously. Probe, grid and alignment outputs are written atomically here;
+/// a capture unit returns its features for [`FeatureWrite::run`], so the next unit can start
+/// computing while they are encoded and written.
+fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitError> {
     let unit: UnitSpec = serde_json::from_str(&a.unit_json)
         .map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
     let rel = RunLayout::unit_output(unit.output_dir(), &a.unit_id, a.attempt);
@@ -252,9 +337,7 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
             };
             let blocks =
                 capturer.capture(&stimuli, ctx.spec.capture.batch_size, &c.representations)?;
-            common::fs::write_atomic(&target, |f| {
-                common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype)
-            })?;
+            return Ok(Executed::Capture(FeatureWrite { rel, target, blocks }));
         }
         UnitSpec::Probe(p) => {
             let rows = crate::probe_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
@@ -277,7 +360,7 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<(String, String, u
         }
     }
     let (sum, bytes) = common::fs::checksum_file(&target)?;
-    Ok((rel, sum, bytes))
+    Ok(Executed::Written((rel, sum, bytes)))
 }
 
 impl WorkerContext {
