@@ -602,6 +602,11 @@ pub struct Euler {
 }
 
 impl Euler {
+    /// What the model predicts.
+    pub fn prediction_type(&self) -> PredictionType {
+        self.sched.prediction_type
+    }
+
     /// Builds the schedule for `steps` inference steps.
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Euler, SchedulerError> {
         Ok(Euler { sched: SigmaSchedule::new(config, steps)? })
@@ -652,6 +657,11 @@ pub struct Lms {
 }
 
 impl Lms {
+    /// What the model predicts.
+    pub fn prediction_type(&self) -> PredictionType {
+        self.sched.prediction_type
+    }
+
     /// Builds the schedule for `steps` inference steps (order 4, as diffusers' default).
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Lms, SchedulerError> {
         Ok(Lms {

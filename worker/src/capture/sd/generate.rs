@@ -7,68 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use common::spec::SamplerKind;
 
 use super::noise::{seed_for, SeededNormal};
+use super::sampler::Sampler;
 use super::{model_err, PassRecording, Recording, SdCapture};
-use crate::capture::scheduler::{
-    Ddim, DdimScalars, Euler, Lms, PredictionType, SchedulerError, StepOutput,
-};
+use crate::capture::scheduler::SchedulerError;
 use crate::capture::Stimuli;
 use crate::error::UnitError;
-
-/// One of the supported samplers, behind one interface.
-enum Sampler {
-    Ddim(Ddim),
-    Euler(Euler),
-    Lms(Lms),
-}
-
-impl Sampler {
-    fn new(kind: SamplerKind, sd: &SdCapture, steps: usize) -> Result<Sampler, SchedulerError> {
-        Ok(match kind {
-            SamplerKind::Ddim => Sampler::Ddim(Ddim::new(&sd.scheduler, steps)?),
-            SamplerKind::Euler => Sampler::Euler(Euler::new(&sd.scheduler, steps)?),
-            SamplerKind::Lms => Sampler::Lms(Lms::new(&sd.scheduler, steps)?),
-        })
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        match self {
-            Sampler::Ddim(s) => s.init_noise_sigma(),
-            Sampler::Euler(s) => s.init_noise_sigma(),
-            Sampler::Lms(s) => s.init_noise_sigma(),
-        }
-    }
-
-    /// The U-Net timestep of step `k` (fractional for the sigma samplers, as in diffusers).
-    fn timestep(&self, k: usize) -> f64 {
-        match self {
-            Sampler::Ddim(s) => s.timesteps()[k] as f64,
-            Sampler::Euler(s) => s.timesteps()[k] as f64,
-            Sampler::Lms(s) => s.timesteps()[k] as f64,
-        }
-    }
-
-    fn scale_model_input(&self, x: &[f32], k: usize) -> Result<Vec<f32>, SchedulerError> {
-        match self {
-            Sampler::Ddim(s) => Ok(s.scale_model_input(x)),
-            Sampler::Euler(s) => s.scale_model_input(x, k),
-            Sampler::Lms(s) => s.scale_model_input(x, k),
-        }
-    }
-
-    fn step(&mut self, out: &[f32], k: usize, x: &[f32]) -> Result<StepOutput, SchedulerError> {
-        match self {
-            Sampler::Ddim(s) => {
-                let t = s.timesteps()[k];
-                s.step(out, t, x)
-            }
-            Sampler::Euler(s) => s.step(out, k, x),
-            Sampler::Lms(s) => s.step(out, k, x),
-        }
-    }
-}
 
 impl SdCapture {
     /// Generates one batch; returns (block, `b × D` values) for every representation.
@@ -134,21 +79,17 @@ impl SdCapture {
         };
         let sched_err = |e: SchedulerError| model_err(&self.dir.join("scheduler"), e.0);
         let unet_err = |e: candle_core::Error| model_err(&self.dir.join("unet"), e);
-        let mut sampler = Sampler::new(g.scheduler, self, g.steps).map_err(sched_err)?;
+        let mut sampler = Sampler::new(g.scheduler, &self.scheduler, g.steps).map_err(sched_err)?;
         let sigma = sampler.init_noise_sigma();
-        // The latents stay on the device in f32; DDIM steps there too, so a step moves nothing
-        // to the host. Euler and LMS step on the host (one round trip per step).
+        // The latents stay on the device in f32 and every sampler steps there, so a step
+        // moves nothing to the host.
         let scaled: Vec<f32> = noise.into_iter().map(|z| z * sigma).collect();
         let mut latents = self.latent_f32(scaled, b)?;
         for k in 0..=last {
-            let x = match &sampler {
-                Sampler::Ddim(_) => latents.to_dtype(self.dtype).map_err(unet_err)?,
-                _ => {
-                    let host = latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?;
-                    let input = sampler.scale_model_input(&host, k).map_err(sched_err)?;
-                    self.latent_tensor(input, b)?
-                }
-            };
+            let x = sampler
+                .scale_input(&latents, k)
+                .and_then(|x| x.to_dtype(self.dtype))
+                .map_err(unet_err)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
             let what = PassRecording { taps: rec.steps.get(&k), rows: cond, masks: None };
@@ -158,19 +99,7 @@ impl SdCapture {
             }
             let pred = pred.to_dtype(DType::F32).map_err(unet_err)?;
             let noise = if guided { guide(&pred, b, g.guidance).map_err(unet_err)? } else { pred };
-            latents = match &mut sampler {
-                Sampler::Ddim(s) => {
-                    let scalars = s.step_scalars(s.timesteps()[k], 0.0).map_err(sched_err)?;
-                    ddim_step(&scalars, &noise, &latents).map_err(unet_err)?
-                }
-                _ => {
-                    let to_host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-                    let (noise, host) =
-                        (to_host(&noise).map_err(unet_err)?, to_host(&latents).map_err(unet_err)?);
-                    let prev = sampler.step(&noise, k, &host).map_err(sched_err)?.prev_sample;
-                    self.latent_f32(prev, b)?
-                }
-            };
+            latents = sampler.step(&noise, k, &latents).map_err(unet_err)?;
         }
         let latents = match to_the_end {
             true => Some(latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?),
@@ -214,26 +143,6 @@ fn guide(pred: &Tensor, b: usize, guidance: f64) -> candle_core::Result<Tensor> 
     &u + (c - &u)?.affine(f64::from(guidance as f32), 0.0)?
 }
 
-/// The deterministic DDIM update on the device, in [`Ddim::step_eta`]'s order of operations
-/// (so it gives the host's values bit for bit on a CPU).
-fn ddim_step(s: &DdimScalars, pred: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
-    let scale = |t: &Tensor, v: f32| t.affine(f64::from(v), 0.0);
-    let (x0, eps) = match s.prediction_type {
-        PredictionType::Epsilon => {
-            let sa = Tensor::new(s.sa, x.device())?;
-            ((x - scale(pred, s.sb)?)?.broadcast_div(&sa)?, pred.clone())
-        }
-        PredictionType::VPrediction => {
-            ((scale(x, s.sa)? - scale(pred, s.sb)?)?, (scale(pred, s.sa)? + scale(x, s.sb)?)?)
-        }
-    };
-    let x0 = match s.clip {
-        Some(r) => x0.clamp(-r, r)?,
-        None => x0,
-    };
-    scale(&x0, s.sp)? + scale(&eps, s.dir)?
-}
-
 /// A file-name-safe form of a stimulus name.
 fn file_stem(name: &str) -> String {
     name.chars()
@@ -246,36 +155,18 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::capture::scheduler::SchedulerConfig;
 
-    /// The device DDIM update and guidance give the host's values bit for bit (on candle's CPU
-    /// backend), for ε and v prediction, with and without x₀ clipping.
+    /// Guidance on the device equals the host formula bit for bit (candle's CPU backend).
     #[test]
-    fn device_ddim_step_and_guidance_equal_the_host_bit_for_bit() {
+    fn device_guidance_equals_the_host_bit_for_bit() {
         let n = 64;
         let values = |seed: u32| -> Vec<f32> {
             (0..n)
                 .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 137.0 - 3.5)
                 .collect()
         };
-        let (x, m, u, c) = (values(1), values(2), values(3), values(4));
-        let dev = Device::Cpu;
-        let tensor = |v: &[f32]| Tensor::from_slice(v, n, &dev).unwrap();
-        for (prediction_type, clip_sample) in [
-            (PredictionType::Epsilon, false),
-            (PredictionType::Epsilon, true),
-            (PredictionType::VPrediction, false),
-        ] {
-            let config =
-                SchedulerConfig { prediction_type, clip_sample, ..SchedulerConfig::sd15() };
-            let ddim = Ddim::new(&config, 10).unwrap();
-            for &t in ddim.timesteps() {
-                let host = ddim.step(&m, t, &x).unwrap().prev_sample;
-                let scalars = ddim.step_scalars(t, 0.0).unwrap();
-                let device = ddim_step(&scalars, &tensor(&m), &tensor(&x)).unwrap();
-                assert_eq!(device.to_vec1::<f32>().unwrap(), host, "{prediction_type:?} t = {t}");
-            }
-        }
+        let (u, c) = (values(3), values(4));
+        let tensor = |v: &[f32]| Tensor::from_slice(v, n, &Device::Cpu).unwrap();
         let host: Vec<f32> = u.iter().zip(&c).map(|(&u, &c)| u + 7.5_f32 * (c - u)).collect();
         let both = Tensor::cat(&[tensor(&u), tensor(&c)], 0).unwrap();
         assert_eq!(guide(&both, n, 7.5).unwrap().to_vec1::<f32>().unwrap(), host);

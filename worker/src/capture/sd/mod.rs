@@ -10,6 +10,7 @@ mod noise;
 #[cfg(test)]
 mod parity;
 mod reduce;
+mod sampler;
 mod tokenizer;
 
 use std::collections::BTreeMap;
