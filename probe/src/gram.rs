@@ -11,11 +11,11 @@
 //! free of cancellation. The product may be computed elsewhere (a GPU) and handed over with
 //! [`StimulusGram::from_parts`].
 
-use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
-use faer::{Accum, Mat, Par};
+use faer::{Accum, Mat};
 
 use crate::error::ProbeError;
 use crate::null::Element;
+use crate::ridge::lower_product;
 use crate::Precision;
 
 /// Feature columns centred and multiplied per block (bounds the `f64` copy to `N × 2048`).
@@ -177,17 +177,7 @@ fn lower_gram<E: Element, T: Copy + Into<f64>>(
             }
         }
         let block = buffer.as_ref().subrows(0, c1 - c0);
-        tri_matmul(
-            block_gram.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Replace,
-            block.transpose(),
-            BlockStructure::Rectangular,
-            block,
-            BlockStructure::Rectangular,
-            E::of(1.0),
-            Par::Seq,
-        );
+        lower_product(block_gram.as_mut(), Accum::Replace, block.transpose(), block, E::of(1.0));
         for l in 0..m {
             for i in l..m {
                 k[(i, l)] += block_gram[(i, l)].into();

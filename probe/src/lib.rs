@@ -327,23 +327,18 @@ fn fit_fold(
         None
     };
     let selection = AlphaSelection { decomposition, p: p_used, grid, inner: inner.as_deref() };
-    let targets = tuning::centred_targets(y, j, train);
-    let means: Vec<f64> = (0..j)
-        .map(|a| train.iter().map(|&i| y[i * j + a]).sum::<f64>() / train.len() as f64)
-        .collect();
+    let (targets, means) = tuning::centred_targets(y, j, train);
     let alphas =
         if grid.is_empty() { vec![cfg.alpha; j] } else { selection.choose(targets.as_ref()) };
     let observed = decomposition.predict_per_column(p_used, targets.as_ref(), &alphas);
 
-    let centred_train: Vec<Vec<f64>> =
-        (0..j).map(|a| train.iter().map(|&i| y[i * j + a] - means[a]).collect()).collect();
     let design = null::NullDesign {
         y,
         j,
         train,
         test,
         means: &means,
-        centred_train: &centred_train,
+        centred_train: &targets,
         fold_key: match cfg.permute {
             Permute::TrainingPerFold => Some(fold),
             Permute::Pool => None,

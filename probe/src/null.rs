@@ -49,8 +49,8 @@ pub(crate) struct NullDesign<'a> {
     pub(crate) test: &'a [usize],
     /// Training means of the observed targets, one per attribute.
     pub(crate) means: &'a [f64],
-    /// Per attribute, the observed training targets minus their mean, in `train` order.
-    pub(crate) centred_train: &'a [Vec<f64>],
+    /// The observed training targets minus their means, `n_train × j` in `train` order.
+    pub(crate) centred_train: &'a Mat<f64>,
     /// `Some(fold)`: permute the training targets only, stream keyed by the fold;
     /// `None`: permute the pool `train ∪ test`, stream shared by all folds.
     pub(crate) fold_key: Option<usize>,
@@ -165,7 +165,8 @@ impl Pool {
         if !self.permutes_test {
             // Training targets only: the permuted column has the observed training mean. Column
             // by column, so the writes are sequential and the reads hit one attribute's values.
-            for (a, centred) in design.centred_train.iter().enumerate() {
+            for a in 0..design.j {
+                let centred = design.centred_train.col_as_slice(a);
                 let col = targets.as_mut().col_mut(a * c + k).try_as_col_major_mut();
                 let col = col.expect("a column of an owned matrix is contiguous").as_slice_mut();
                 for (t, &slot) in col.iter_mut().zip(&self.slot_train) {

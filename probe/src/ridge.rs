@@ -199,7 +199,7 @@ impl Decomposition {
             // Q_GG = I − 1/n − U_G U_Gᵀ (lower half is what the Cholesky reads).
             let mut q = Mat::<f64>::from_fn(g, g, |a, b| f64::from(a == b) - 1.0 / n as f64);
             if p > 0 {
-                lower_product(q.as_mut(), ug.as_ref(), ug.transpose(), -1.0);
+                lower_product(q.as_mut(), Accum::Add, ug.as_ref(), ug.transpose(), -1.0);
             }
             let qy_g = Mat::<f64>::from_fn(g, m, |r, c| qy[(fold[r], c)]);
             let mut ugt = Mat::<f64>::zeros(g, p);
@@ -213,7 +213,7 @@ impl Decomposition {
                 let mut system = q.clone();
                 let mut resid = qy_g.clone();
                 if p > 0 {
-                    lower_product(system.as_mut(), ugt.as_ref(), ug.transpose(), 1.0);
+                    lower_product(system.as_mut(), Accum::Add, ugt.as_ref(), ug.transpose(), 1.0);
                     matmul(resid.as_mut(), Accum::Add, ugt.as_ref(), uty.as_ref(), 1.0, Par::Seq);
                 }
                 if !cholesky_solve(system.as_mut(), resid.as_mut()) {
@@ -304,32 +304,34 @@ fn lower_gram(a: MatRef<'_, f64>, precision: Precision) -> Mat<f64> {
 }
 
 fn lower_gram_in<E: Element>(a: MatRef<'_, f64>) -> Mat<f64> {
-    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
     let n = a.nrows();
     let cast = Mat::<E>::from_fn(n, a.ncols(), |i, c| E::of(a[(i, c)]));
     let mut gram = Mat::<E>::zeros(n, n);
-    tri_matmul(
+    lower_product(
         gram.as_mut(),
-        BlockStructure::TriangularLower,
         Accum::Replace,
         cast.as_ref(),
-        BlockStructure::Rectangular,
         cast.as_ref().transpose(),
-        BlockStructure::Rectangular,
         E::of(1.0),
-        Par::Seq,
     );
     Mat::<f64>::from_fn(n, n, |i, l| gram[(i, l)].into())
 }
 
-/// Adds `scale · a b` to the lower half (diagonal included) of `dst`, for a product known to be
-/// symmetric: half the work of a full product, and all that the Cholesky factorisation reads.
-fn lower_product(dst: faer::MatMut<'_, f64>, a: MatRef<'_, f64>, b: MatRef<'_, f64>, scale: f64) {
+/// Writes (`Accum::Replace`) or adds (`Accum::Add`) `scale · a b` into the lower half (diagonal
+/// included) of `dst`, for a product known to be symmetric: half the work of a full product,
+/// and all that the eigensolver and the Cholesky factorisation read.
+pub(crate) fn lower_product<E: Element>(
+    dst: faer::MatMut<'_, E>,
+    accum: Accum,
+    a: MatRef<'_, E>,
+    b: MatRef<'_, E>,
+    scale: E,
+) {
     use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
     tri_matmul(
         dst,
         BlockStructure::TriangularLower,
-        Accum::Add,
+        accum,
         a,
         BlockStructure::Rectangular,
         b,

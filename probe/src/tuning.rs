@@ -73,7 +73,7 @@ pub fn select_alpha<T: Copy + Into<f64>>(
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
-    let targets = centred_targets(y, j, train);
+    let (targets, _) = centred_targets(y, j, train);
     let loo = decomposition.loo_mse(p, targets.as_ref(), alphas);
     Ok(AlphaChoice {
         alphas: (0..j).map(|c| alphas[first_min(loo.col(c).iter())]).collect(),
@@ -136,7 +136,7 @@ pub fn select_alpha_kfold<T: Copy + Into<f64>>(
     let p_max = cfg.n_components.min(train.len() - 1).min(d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
-    let targets = centred_targets(y, j, train);
+    let (targets, _) = centred_targets(y, j, train);
     let mse = decomposition.kfold_mse(p, targets.as_ref(), alphas, &positions);
     Ok(AlphaChoice {
         alphas: (0..j).map(|c| alphas[first_min(mse.col(c).iter())]).collect(),
@@ -222,10 +222,7 @@ pub fn hyper_grid<T: Copy + Into<f64>>(
     let cap = (train.len() - 1).min(d);
     let p_max = components.iter().copied().max().unwrap_or(0).min(cap);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64)?;
-    let targets = centred_targets(y, j, train);
-    let means: Vec<f64> = (0..j)
-        .map(|c| train.iter().map(|&i| y[i * j + c]).sum::<f64>() / train.len() as f64)
-        .collect();
+    let (targets, means) = centred_targets(y, j, train);
     let mut cells = Vec::with_capacity(components.len() * alphas.len());
     for &requested in components {
         let p = requested.min(cap).min(decomposition.rank());
@@ -252,15 +249,18 @@ pub fn hyper_grid<T: Copy + Into<f64>>(
     Ok(cells)
 }
 
-/// The training targets, `n_train × j`, each column centred on its training mean.
-pub(crate) fn centred_targets(y: &[f64], j: usize, train: &[usize]) -> Mat<f64> {
+/// The training targets, `n_train × j`, each column centred on its training mean, and the `j`
+/// means.
+pub(crate) fn centred_targets(y: &[f64], j: usize, train: &[usize]) -> (Mat<f64>, Vec<f64>) {
     let mut out = Mat::<f64>::from_fn(train.len(), j, |i, c| y[train[i] * j + c]);
+    let mut means = Vec::with_capacity(j);
     for c in 0..j {
         let col = out.col_as_slice_mut(c);
         let mean = col.iter().sum::<f64>() / col.len() as f64;
         col.iter_mut().for_each(|v| *v -= mean);
+        means.push(mean);
     }
-    out
+    (out, means)
 }
 
 /// Index of the first smallest value (strictly smaller values replace it; NaN never wins).
@@ -345,7 +345,7 @@ mod tests {
             let dec =
                 Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);
-            let targets = centred_targets(&y, 1, &train);
+            let (targets, _) = centred_targets(&y, 1, &train);
             let loo = dec.loo_mse(p, targets.as_ref(), &alphas);
             let z = dec.z_train.subcols(0, p).to_owned();
             for (a, &alpha) in alphas.iter().enumerate() {
@@ -408,7 +408,7 @@ mod tests {
             let dec =
                 Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);
-            let targets = centred_targets(&y, 1, &train);
+            let (targets, _) = centred_targets(&y, 1, &train);
             let got = dec.kfold_mse(p, targets.as_ref(), &alphas, &folds);
             let z = dec.z_train.subcols(0, p).to_owned();
             for (a, &alpha) in alphas.iter().enumerate() {
