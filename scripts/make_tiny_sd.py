@@ -140,6 +140,38 @@ VARIANTS = {
         prediction_type="v_prediction",
         pad_token="!",  # SD 2.x tokenizer pads with "!" (id 0)
     ),
+    "tiny-sd-3": dict(
+        desc="SD 1.x-like, deeper: three U-Net levels (32/64/96), per-block heads, linear projection",
+        text=dict(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=TEXT_HIDDEN,
+            intermediate_size=4 * TEXT_HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=TEXT_HIDDEN,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+        ),
+        unet=dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            block_out_channels=(32, 64, 96),
+            layers_per_block=1,
+            norm_num_groups=32,
+            cross_attention_dim=TEXT_HIDDEN,
+            attention_head_dim=[2, 4, 3],  # per-block heads, one per level
+            use_linear_projection=True,
+            upcast_attention=False,
+        ),
+        prediction_type="epsilon",
+        pad_token=EOS,
+    ),
 }
 
 VAE_CFG = dict(

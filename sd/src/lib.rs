@@ -24,6 +24,7 @@ mod text;
 mod unet;
 mod vae;
 mod vae_decoder;
+mod vae_mid;
 
 #[cfg(test)]
 mod tests;

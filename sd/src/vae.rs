@@ -2,8 +2,9 @@
 //! mean (unscaled).
 //!
 //! candle's `AutoEncoderKL::encode` keeps the mean private (it only samples), so the encoder
-//! is assembled here from candle's public blocks (`DownEncoderBlock2D`, `UNetMidBlock2D`) in
-//! diffusers' `Encoder` wiring, followed by `quant_conv` and the first half of its channels.
+//! is assembled here from candle's public `DownEncoderBlock2D` and our `VaeMidBlock` (whose
+//! attention, unlike candle's, does not depend on an image's batch neighbours) in diffusers'
+//! `Encoder` wiring, followed by `quant_conv` and the first half of its channels.
 //! Decoder weights are never read.
 
 use std::path::Path;
@@ -11,13 +12,14 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn as nn;
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    DownEncoderBlock2D, DownEncoderBlock2DConfig, UNetMidBlock2D, UNetMidBlock2DConfig,
+    DownEncoderBlock2D, DownEncoderBlock2DConfig,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::config_check::{check_fields, Accepted};
 use crate::error::SdError;
 use crate::files::ComponentFiles;
+use crate::vae_mid::VaeMidBlock;
 
 /// The diffusers `AutoencoderKL` config fields the encoder reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +73,7 @@ pub struct Vae {
     dtype: DType,
     conv_in: nn::Conv2d,
     down_blocks: Vec<DownEncoderBlock2D>,
-    mid_block: UNetMidBlock2D,
+    mid_block: VaeMidBlock,
     conv_norm_out: nn::GroupNorm,
     conv_out: nn::Conv2d,
     quant_conv: Option<nn::Conv2d>,
@@ -132,7 +134,7 @@ impl Vae {
         for block in &self.down_blocks {
             xs = block.forward(&xs)?;
         }
-        let xs = self.mid_block.forward(&xs, None)?;
+        let xs = self.mid_block.forward(&xs)?;
         let xs = nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
         let moments = self.conv_out.forward(&xs)?;
         let moments = match &self.quant_conv {
@@ -168,14 +170,7 @@ impl Vae {
                 DownEncoderBlock2D::new(enc.pp("down_blocks").pp(i), cin, channels[i], block)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let mid = UNetMidBlock2DConfig {
-            num_layers: 1,
-            resnet_eps: 1e-6,
-            resnet_groups: Some(groups),
-            attn_num_head_channels: None,
-            output_scale_factor: 1.0,
-        };
-        let mid_block = UNetMidBlock2D::new(enc.pp("mid_block"), last, None, mid)?;
+        let mid_block = VaeMidBlock::new(enc.pp("mid_block"), last, groups)?;
         let conv_norm_out = nn::group_norm(groups, last, 1e-6, enc.pp("conv_norm_out"))?;
         let conv_out = nn::conv2d(last, latent2, 3, conv3, enc.pp("conv_out"))?;
         let quant_conv = if config.use_quant_conv {

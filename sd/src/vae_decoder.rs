@@ -1,20 +1,30 @@
 //! `VaeDecoder`: the decoder half of diffusers' `AutoencoderKL`, to turn generated latents into
-//! images. candle's `AutoEncoderKL::decode` is public and equal to diffusers' decoder (it reads
-//! both the old and the new attention weight names), so it is used as is; its encoder weights are
-//! loaded too but never run.
+//! images. It is assembled in diffusers' `Decoder` wiring from candle's public
+//! `UpDecoderBlock2D` and our `VaeMidBlock`: candle's own `AutoEncoderKL::decode` has the
+//! attention block whose output for an image depends on its batch neighbours (see
+//! `vae_mid.rs`). Encoder weights are never read.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::stable_diffusion::vae::{AutoEncoderKL, AutoEncoderKLConfig};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn as nn;
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
+    UpDecoderBlock2D, UpDecoderBlock2DConfig,
+};
 
 use crate::error::SdError;
 use crate::files::ComponentFiles;
 use crate::vae::VaeConfig;
+use crate::vae_mid::VaeMidBlock;
 
 /// The VAE decoder of a Stable Diffusion model.
 pub struct VaeDecoder {
-    inner: AutoEncoderKL,
+    post_quant_conv: Option<nn::Conv2d>,
+    conv_in: nn::Conv2d,
+    mid_block: VaeMidBlock,
+    up_blocks: Vec<UpDecoderBlock2D>,
+    conv_norm_out: nn::GroupNorm,
+    conv_out: nn::Conv2d,
     scaling_factor: f64,
     dtype: DType,
 }
@@ -25,24 +35,68 @@ impl VaeDecoder {
         let files = ComponentFiles::locate(vae_dir, "diffusion_pytorch_model")?;
         let (config, _): (VaeConfig, _) = files.read_config()?;
         let vb = files.var_builder(dtype, device)?;
-        let cfg = AutoEncoderKLConfig {
-            block_out_channels: config.block_out_channels.clone(),
-            layers_per_block: config.layers_per_block,
-            latent_channels: config.latent_channels,
-            norm_num_groups: config.norm_num_groups,
-            use_quant_conv: config.use_quant_conv,
-            use_post_quant_conv: config.use_quant_conv,
+        Self::build(vb, &config, dtype).map_err(|e| files.weights_error(e))
+    }
+
+    fn build(
+        vb: nn::VarBuilder,
+        config: &VaeConfig,
+        dtype: DType,
+    ) -> candle_core::Result<VaeDecoder> {
+        let channels = &config.block_out_channels;
+        let groups = config.norm_num_groups;
+        let latent = config.latent_channels;
+        let conv3 = nn::Conv2dConfig { padding: 1, ..Default::default() };
+        let post_quant_conv = if config.use_quant_conv {
+            Some(nn::conv2d(latent, latent, 1, Default::default(), vb.pp("post_quant_conv"))?)
+        } else {
+            None
         };
-        let inner = AutoEncoderKL::new(vb, config.in_channels, config.in_channels, cfg)
-            .map_err(|e| files.weights_error(e))?;
-        Ok(VaeDecoder { inner, scaling_factor: config.scaling_factor, dtype })
+        let dec = vb.pp("decoder");
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let conv_in = nn::conv2d(latent, reversed[0], 3, conv3, dec.pp("conv_in"))?;
+        let mid_block = VaeMidBlock::new(dec.pp("mid_block"), reversed[0], groups)?;
+        let up_blocks = (0..reversed.len())
+            .map(|i| {
+                let block = UpDecoderBlock2DConfig {
+                    num_layers: config.layers_per_block + 1,
+                    resnet_eps: 1e-6,
+                    resnet_groups: groups,
+                    output_scale_factor: 1.0,
+                    add_upsample: i + 1 < reversed.len(),
+                };
+                let cin = reversed[i.saturating_sub(1)];
+                UpDecoderBlock2D::new(dec.pp("up_blocks").pp(i), cin, reversed[i], block)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let conv_norm_out = nn::group_norm(groups, channels[0], 1e-6, dec.pp("conv_norm_out"))?;
+        let conv_out = nn::conv2d(channels[0], config.in_channels, 3, conv3, dec.pp("conv_out"))?;
+        Ok(VaeDecoder {
+            post_quant_conv,
+            conv_in,
+            mid_block,
+            up_blocks,
+            conv_norm_out,
+            conv_out,
+            scaling_factor: config.scaling_factor,
+            dtype,
+        })
     }
 
     /// Decodes latents as the U-Net sees them (scaled by `scaling_factor`) to images in about
     /// [-1, 1], B × 3 × H × W, in f32.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor, SdError> {
         let unscaled = (latents.to_dtype(self.dtype)? / self.scaling_factor)?;
-        Ok(self.inner.decode(&unscaled)?.to_dtype(DType::F32)?)
+        let xs = match &self.post_quant_conv {
+            Some(conv) => conv.forward(&unscaled)?,
+            None => unscaled,
+        };
+        let mut xs = self.mid_block.forward(&self.conv_in.forward(&xs)?)?;
+        for block in &self.up_blocks {
+            xs = block.forward(&xs)?;
+        }
+        let xs = nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        Ok(self.conv_out.forward(&xs)?.to_dtype(DType::F32)?)
     }
 
     /// Decodes latents to 8-bit RGB pixels, `H × W × 3` per image, as diffusers' image

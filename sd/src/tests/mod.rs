@@ -3,6 +3,7 @@
 //!
 //! Unit tests of single pieces sit next to their code.
 
+mod batched_matmul;
 mod candle_stock;
 mod errors;
 mod golden;

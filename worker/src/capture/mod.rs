@@ -2,6 +2,8 @@
 //! pooled feature block per representation. Pooling happens on the device, before anything is
 //! copied to the host.
 
+#[cfg(test)]
+mod batch_invariance;
 mod bert;
 pub mod scheduler;
 mod sd;

@@ -3,6 +3,8 @@
 //! noised pass per real image (image mode), and turns tap outputs into feature blocks through
 //! on-device reductions.
 
+#[cfg(test)]
+mod batch_parity;
 mod generate;
 mod image;
 pub use self::image::check_image;

@@ -19,13 +19,13 @@ use super::SdCapture;
 
 /// Relative to the largest reference magnitude, in f32 on the CPU: a pass on the same inputs as
 /// diffusers' (text encoder, VAE, real-image passes, a trajectory's first step) is within 2e-6.
-const TOLERANCE: f32 = 1e-5;
+pub(super) const TOLERANCE: f32 = 1e-5;
 /// Later steps of a trajectory: each step carries the previous U-Net outputs' f32 rounding
 /// (~1e-6) amplified by the guidance scale (7.5) into the next input; observed 1.1e-5 at step 2
 /// of SD 2.x (v-prediction).
-const TRAJECTORY_TOLERANCE: f32 = 2e-5;
+pub(super) const TRAJECTORY_TOLERANCE: f32 = 2e-5;
 
-fn repo() -> PathBuf {
+pub(super) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -69,13 +69,13 @@ impl Golden {
     }
 }
 
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+pub(super) fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
     got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / scale
 }
 
-fn load(fixture: &str, capture: &CaptureSection) -> SdCapture {
+pub(super) fn load(fixture: &str, capture: &CaptureSection) -> SdCapture {
     let model = ModelSection {
         kind: ModelKind::Sd,
         path: repo().join("tests/fixtures").join(fixture),
