@@ -180,9 +180,9 @@ fn write_images(dir: &Path) -> Vec<String> {
     (0..STIMULI)
         .map(|i| {
             let image = ::image::RgbImage::from_fn(16, 16, |x, y| {
-                let v =
-                    |c: u32| ((x * (3 + c) + y * (5 + i as u32) + c * 40 + i as u32 * 13) % 256);
-                ::image::Rgb([v(0) as u8, v(1) as u8, v(2) as u8])
+                let i = i as u32;
+                let v = |c: u32| ((x * (3 + c) + y * (5 + i) + c * 40 + i * 13) % 256) as u8;
+                ::image::Rgb([v(0), v(1), v(2)])
             });
             let name = format!("img{i}");
             image.save(dir.join(format!("{name}.png"))).unwrap();
