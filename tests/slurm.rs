@@ -272,3 +272,34 @@ fn slurm_timeout_and_a_failed_task_are_replaced_and_reported() {
     );
     assert_same_report(&dir, "slurm/e2e");
 }
+
+/// A launcher that cannot reach Slurm stops at once with Slurm's own message and exit 2
+/// (before: it retried `squeue` every 60 s for ever with 0 units done). Needs no cluster: with
+/// `SLURM_CONF` pointing nowhere, a real `scontrol` cannot find its controller; without Slurm
+/// installed, `scontrol` cannot run. Either way nothing is submitted.
+#[test]
+fn an_unreachable_slurm_is_an_error_at_once() {
+    let _guard = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = util::scratch("slurm-unreachable");
+    let spec = util::small_spec(&dir, 20, "");
+    let mut run = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--launcher", "slurm", "--workers", "2"])
+            .env("SLURM_CONF", dir.join("no-such-slurm.conf"))
+            .stderr(std::process::Stdio::piped())
+            .current_dir(&dir),
+    );
+    let status = run.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2), "exit 2 (bad input), not a wait");
+    let mut stderr = String::new();
+    let mut pipe = run.child.stderr.take().unwrap();
+    std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+    assert!(
+        stderr.contains("Slurm is unreachable") && stderr.contains("scontrol ping"),
+        "the error names Slurm and the command: {stderr}"
+    );
+    let tasks = util::query(&dir.join("runs/e2e"), "SELECT COUNT(*) FROM slurm_tasks", |r| {
+        r.get::<_, i64>(0)
+    });
+    assert_eq!(tasks, [0], "nothing submitted");
+}

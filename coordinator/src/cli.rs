@@ -158,6 +158,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 Some(common::error::DataError::Table { .. })
             )
             || c.is::<worker::UnitError>()
+            || c.is::<crate::launcher::slurm::SlurmUnreachable>()
     });
     if bad_input {
         2

@@ -26,6 +26,9 @@ pub(crate) struct Status {
     pub(crate) gpu_hours: f64,
     pub(crate) launcher: Option<String>,
     pub(crate) target_workers: Option<String>,
+    /// The launcher's last error while it lasts (a Slurm command failing), and for how long.
+    pub(crate) launcher_error: Option<String>,
+    pub(crate) launcher_error_for_s: Option<f64>,
     /// Ended Slurm tasks: id, state (TIMEOUT, CANCELLED, NODE_FAIL, …), reason.
     pub(crate) slurm_ended: Vec<(String, String, String)>,
 }
@@ -79,6 +82,11 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
         gpu_hours: db.worker_hours()?.1,
         launcher: db.meta("launcher")?,
         target_workers: db.meta("target_workers")?,
+        launcher_error: db.meta("launcher_error")?.filter(|e| !e.is_empty()),
+        launcher_error_for_s: db
+            .meta("launcher_error_since")?
+            .and_then(|since| since.parse::<i64>().ok())
+            .map(|since| (now - since) as f64 / 1000.0),
         slurm_ended: db.slurm_tasks_ended()?,
     })
 }
@@ -124,6 +132,10 @@ pub(crate) fn print(s: &Status) {
             "launcher: {l}, target {} workers",
             s.target_workers.as_deref().unwrap_or("default")
         );
+    }
+    if let Some(e) = &s.launcher_error {
+        let age = s.launcher_error_for_s.map(|a| format!(" for {a:.0} s")).unwrap_or_default();
+        println!("launcher error{age}: {e}");
     }
     for (task, state, reason) in &s.slurm_ended {
         println!("  slurm task {task}: {state} {reason}");

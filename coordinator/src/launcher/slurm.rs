@@ -11,6 +11,12 @@
 //! (`diffprobe worker --run-dir`), so neither appears in `ps`, `squeue` or the job script.
 //! `--signal=B:USR1@N` reaches the worker directly (the batch script `exec`s it): it releases
 //! its unit and exits 0, and the coordinator submits a replacement.
+//!
+//! A cluster that cannot be reached is an error at once, not a wait: `start` asks
+//! `scontrol ping`, and a first `squeue` or `sbatch` that fails before any task was ever
+//! submitted stops the run with Slurm's own message ([`SlurmUnreachable`], exit 2). Later
+//! failures are retried with backoff; the last one and since when it has lasted are kept in the
+//! run's `meta` table (`launcher_error`, `launcher_error_since`) for `diffprobe status`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,6 +50,37 @@ pub(crate) struct SlurmLauncher {
     parallelism: Option<u32>,
     next_poll: Instant,
     backoff: Duration,
+    /// Whether the last Slurm command failed (so a success clears the recorded error once).
+    failing: bool,
+}
+
+/// Slurm cannot be used from this host: the command that failed and what Slurm said. Nothing can
+/// be submitted until the cluster or its configuration (`SLURM_CONF`) is fixed.
+#[derive(Debug, thiserror::Error)]
+#[error("Slurm is unreachable from this host: `{command}` {message}")]
+pub(crate) struct SlurmUnreachable {
+    command: String,
+    message: String,
+}
+
+/// `scontrol ping` must say a controller is UP.
+fn check_reachable() -> Result<(), SlurmUnreachable> {
+    let unreachable =
+        |message: String| SlurmUnreachable { command: "scontrol ping".into(), message };
+    let out = Command::new("scontrol")
+        .arg("ping")
+        .output()
+        .map_err(|e| unreachable(format!("cannot run: {e} (is Slurm installed and on PATH?)")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && stdout.contains(" is UP") {
+        return Ok(());
+    }
+    let said = format!("{} {}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim());
+    Err(unreachable(format!(
+        "answered {}: {} (check SLURM_CONF and that slurmctld runs)",
+        out.status,
+        said.trim()
+    )))
 }
 
 /// The sbatch script of a run's workers.
@@ -126,6 +163,7 @@ fn max_array_size() -> usize {
 impl SlurmLauncher {
     /// Writes the job script; adopts tasks already recorded for this run.
     pub(crate) fn start(spec: &JobSpec, layout: &RunLayout) -> anyhow::Result<SlurmLauncher> {
+        check_reachable()?;
         let exe = std::env::current_exe()?;
         // Absolute paths: tasks start in the submission directory, maybe on another node.
         let layout = RunLayout::new(std::fs::canonicalize(layout.root())?);
@@ -141,6 +179,7 @@ impl SlurmLauncher {
             parallelism: spec.slurm.array_parallelism,
             next_poll: Instant::now(),
             backoff: Duration::from_secs(2),
+            failing: false,
         })
     }
 
@@ -167,8 +206,17 @@ impl SlurmLauncher {
             "%i|%T|%r",
         ])) {
             Ok(text) => {
-                self.backoff = Duration::from_secs(2);
+                self.recovered(db, now_ms)?;
                 text
+            }
+            // Nothing was ever submitted: waiting would only repeat this (issue: a launcher
+            // without SLURM_CONF retried squeue for ten minutes with 0 units done).
+            Err(e) if db.slurm_task_count()? == 0 => {
+                return Err(SlurmUnreachable {
+                    command: "squeue".into(),
+                    message: format!("{e:#}"),
+                }
+                .into())
             }
             Err(e) => return self.back_off(db, &e, now_ms),
         };
@@ -236,11 +284,27 @@ impl SlurmLauncher {
     }
 
     /// Records a failed Slurm command and waits exponentially longer before the next poll.
-    fn back_off(&mut self, db: &StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
+    fn back_off(&mut self, db: &mut StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
         let detail = format!("{e:#}; retrying in {} s", self.backoff.as_secs());
         db.log_event(now_ms, "slurm_error", None, &detail)?;
+        if !self.failing {
+            db.set_meta("launcher_error_since", &now_ms.to_string(), now_ms)?;
+            self.failing = true;
+        }
+        db.set_meta("launcher_error", &format!("{e:#}"), now_ms)?;
         self.next_poll = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+        Ok(())
+    }
+
+    /// A Slurm command worked: reset the backoff and clear a recorded error.
+    fn recovered(&mut self, db: &mut StateDb, now_ms: i64) -> anyhow::Result<()> {
+        self.backoff = Duration::from_secs(2);
+        if self.failing {
+            db.set_meta("launcher_error", "", now_ms)?;
+            db.set_meta("launcher_error_since", "", now_ms)?;
+            self.failing = false;
+        }
         Ok(())
     }
 
