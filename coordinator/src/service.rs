@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(f.complete(&req).await.unwrap(), (true, false), "a retry is committed again");
         assert_eq!(f.complete(&req).await.unwrap(), (true, false));
         assert!(f.run_dir.join(&req.output_path).exists(), "the committed file is still there");
-        assert_eq!(f.committed_output(), [req.output_path.clone()]);
+        assert_eq!(f.committed_output(), std::slice::from_ref(&req.output_path));
         assert_eq!(f.unit().0, "committed");
     }
 
@@ -461,7 +461,7 @@ mod tests {
         // duplicate (its file is gone now, so it fails verification, which changes nothing).
         assert_eq!(f.complete(&done).await.unwrap(), (true, false));
         assert_eq!(f.complete(&late).await.unwrap_err().code(), Code::DataLoss);
-        assert_eq!(f.committed_output(), [done.output_path.clone()]);
+        assert_eq!(f.committed_output(), std::slice::from_ref(&done.output_path));
         assert_eq!(f.unit().0, "committed");
     }
 
@@ -480,7 +480,7 @@ mod tests {
         let beat =
             pb::HeartbeatRequest { worker_id: w2.clone(), lease_ids: vec![a.lease_id.clone()] };
         let reply = f.svc.heartbeat(Request::new(beat)).await.unwrap().into_inner();
-        assert_eq!(reply.lost_lease_ids, [a.lease_id.clone()]);
+        assert_eq!(reply.lost_lease_ids, std::slice::from_ref(&a.lease_id));
         // ...and its fatal failure and its release change nothing.
         let fail = pb::FailRequest {
             lease_id: a.lease_id.clone(),
