@@ -102,6 +102,15 @@ fn lost_complete_replies_are_committed_once_and_a_hand_started_worker_exits_0_wh
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("ended.json")).unwrap())
             .unwrap();
     assert_eq!(ended["reason"], "complete");
+    // A worker started after the run ended (a late Slurm array task) exits 0 at once.
+    let late = Command::new(util::bin())
+        .args(["worker", "--run-dir", run_dir.to_str().unwrap(), "--patience-s", "300"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(late.status.success(), "a late worker exits 0: {stderr}");
+    assert!(stderr.contains("has ended (complete)"), "{stderr}");
     assert_report_as_clean(dir, &run_dir, "a run whose completion replies were lost");
 }
 
@@ -165,8 +174,9 @@ fn local_workers_of_a_killed_coordinator_stop_and_resume_finishes() {
     let pids: Vec<i32> = util::query(&run_dir, "SELECT pid FROM workers", |r| r.get(0));
     util::kill(coord.pid(), libc::SIGKILL);
     coord.wait(Duration::from_secs(10));
-    // Heartbeats are every 0.5 s in the test spec; allow a few periods and process exit.
-    util::wait_for("orphaned workers to exit", Duration::from_secs(5), || {
+    // Heartbeats are every 0.5 s in the test spec; they stop at the next one (about 1 s here),
+    // the deadline leaves room for a loaded machine running other tests beside this one.
+    util::wait_for("orphaned workers to exit", Duration::from_secs(10), || {
         pids.iter().all(|&pid| !alive(pid)).then_some(())
     });
     let out = util::run(&["resume", "orphans/e2e", "--workers", "2"], dir);

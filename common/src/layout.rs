@@ -49,6 +49,18 @@ impl RunLayout {
     pub fn ended(&self) -> PathBuf {
         self.root.join("ended.json")
     }
+    /// The reason recorded in `ended.json`, if the file is there and readable.
+    pub fn ended_reason(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.ended()).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["reason"].as_str().map(str::to_string)
+    }
+    /// Whether the run is over for its workers: its last coordinator stopped with every unit
+    /// committed or with units quarantined (nobody resumes it without an operator). An
+    /// interrupted run may be resumed, so it is not over. Returns the reason.
+    pub fn is_over(&self) -> Option<String> {
+        self.ended_reason().filter(|r| matches!(r.as_str(), "complete" | "quarantined"))
+    }
     /// Outputs of attempts that finished after another attempt of their unit was committed:
     /// moved here, never deleted, and never referenced by the state database.
     pub fn discarded_dir(&self) -> PathBuf {

@@ -256,6 +256,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { coordinator, run_dir, tag, patience_s } => {
+            // A Slurm task scheduled after its run finished has nothing to do: not an error.
+            if let Some(reason) = run_dir.as_ref().and_then(|d| RunLayout::new(d).is_over()) {
+                eprintln!(
+                    "worker: run {} has ended ({reason}); nothing to do",
+                    run_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let (coordinator, token) = worker_endpoint(coordinator, run_dir.as_deref())?;
             let unit_delay = std::env::var("DIFFPROBE_FAULT_UNIT_DELAY_MS")
                 .ok()

@@ -165,19 +165,9 @@ fn no_coordinator_coming(run_dir: &Path) -> Option<String> {
     })
 }
 
-/// Whether the run directory says the run has ended: complete, or stopped with quarantined
-/// units (nobody resumes it without an operator). An interrupted run may be resumed.
+/// Whether the run directory says the run is over (`RunLayout::is_over`).
 fn run_ended(run_dir: &Path) -> Option<String> {
-    let ended = std::fs::read_to_string(RunLayout::new(run_dir).ended())
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["reason"].as_str().map(str::to_string));
-    match ended.as_deref() {
-        Some(reason @ ("complete" | "quarantined")) => {
-            Some(format!("the run has ended ({reason})"))
-        }
-        Some(_) | None => None,
-    }
+    RunLayout::new(run_dir).is_over().map(|reason| format!("the run has ended ({reason})"))
 }
 
 /// Whether this worker was started by a local coordinator that is no longer its parent (it was
