@@ -105,11 +105,12 @@ pub(crate) fn lease_id(unit: &str, attempt: u32) -> String {
 }
 
 fn parse_lease(id: &str) -> Result<(String, u32), Status> {
-    let (unit, attempt) = id
-        .rsplit_once('#')
-        .ok_or_else(|| Status::invalid_argument(format!("bad lease id {id:?}")))?;
-    let attempt =
-        attempt.parse().map_err(|_| Status::invalid_argument(format!("bad lease id {id:?}")))?;
+    let (unit, attempt) = id.rsplit_once('#').ok_or_else(|| {
+        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
+    })?;
+    let attempt = attempt.parse().map_err(|_| {
+        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
+    })?;
     Ok((unit.to_string(), attempt))
 }
 
@@ -329,7 +330,8 @@ fn checked_output_path(
     let expected = common::layout::RunLayout::unit_output(dir, unit, attempt);
     if !plain || rel != expected || !matches!(dir, "features" | "probes" | "alignment") {
         return Err(Status::invalid_argument(format!(
-            "output path {rel:?} is not this attempt's output"
+            "output path {:?} is not this attempt's output",
+            bounded(rel, MAX_NAME)
         )));
     }
     Ok(run_dir.join(p))
