@@ -151,8 +151,12 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     let reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
     // Say so before the server goes: a worker that then finds no coordinator exits at once
     // instead of waiting its patience out (unless the run was interrupted: `resume` may follow).
+    // Best effort: on a full disk (the likely cause of a quarantined stop) the run must still
+    // drain its workers and exit with its own code; workers then wait out their patience.
     let ended = serde_json::json!({ "reason": reason.name(), "at_ms": now_ms() });
-    common::fs::write_bytes_atomic(&layout.ended(), ended.to_string().as_bytes())?;
+    if let Err(e) = common::fs::write_bytes_atomic(&layout.ended(), ended.to_string().as_bytes()) {
+        eprintln!("warning: cannot record how the run ended: {e}");
+    }
     // Stop: tell workers to drain, give them the grace period (the server stays up so their
     // releases land), then kill what is left.
     shared.draining.store(true, Ordering::SeqCst);
