@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! runs/<name>/
-//!   spec.toml  dataset.json  alignment.json  state.sqlite  token  coordinator.json
+//!   spec.toml  dataset.json  alignment.json  state.sqlite  token  coordinator.json  ended.json
 //!   features/<unit>.a<attempt>.parquet   probes/<unit>.a<attempt>.parquet
 //!   alignment/<unit>.a<attempt>.parquet
 //!   report/{summary,significance,rmse,alignment}.parquet  report/report.md
 //!   logs/<worker>.log
+//!   discarded/<unit>.a<attempt>.parquet   (outputs of attempts that lost to a committed one)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,29 @@ impl RunLayout {
     /// Address and pid of the live coordinator.
     pub fn coordinator_file(&self) -> PathBuf {
         self.root.join("coordinator.json")
+    }
+    /// How the last coordinator of this run ended (`{"reason": "complete"}`, `"quarantined"`
+    /// or `"interrupted"`); written when it stops, removed when a coordinator starts. A worker
+    /// that cannot reach its coordinator reads it to know whether to wait for a `resume`.
+    pub fn ended(&self) -> PathBuf {
+        self.root.join("ended.json")
+    }
+    /// The reason recorded in `ended.json`, if the file is there and readable.
+    pub fn ended_reason(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.ended()).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["reason"].as_str().map(str::to_string)
+    }
+    /// Whether the run is over for its workers: its last coordinator stopped with every unit
+    /// committed or with units quarantined (nobody resumes it without an operator). An
+    /// interrupted run may be resumed, so it is not over. Returns the reason.
+    pub fn is_over(&self) -> Option<String> {
+        self.ended_reason().filter(|r| matches!(r.as_str(), "complete" | "quarantined"))
+    }
+    /// Outputs of attempts that finished after another attempt of their unit was committed:
+    /// moved here, never deleted, and never referenced by the state database.
+    pub fn discarded_dir(&self) -> PathBuf {
+        self.root.join("discarded")
     }
     /// Generated images (`capture.generate.save_images`).
     pub fn images_dir(&self) -> PathBuf {

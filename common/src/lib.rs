@@ -23,3 +23,7 @@ pub mod proto {
 
 /// Name of the environment variable that carries the run's bearer token to workers.
 pub const TOKEN_ENV: &str = "DIFFPROBE_TOKEN";
+
+/// Name of the environment variable that carries the local coordinator's pid to the workers it
+/// starts: a worker whose parent is no longer that process is an orphan and stops.
+pub const COORDINATOR_PID_ENV: &str = "DIFFPROBE_COORDINATOR_PID";

@@ -115,6 +115,10 @@ struct DriveArgs {
     /// Seconds a worker gets to finish or release its unit on shutdown before SIGKILL.
     #[arg(long, default_value_t = 10)]
     grace_s: u64,
+    /// Put quarantined units back to pending before starting (after fixing what made them
+    /// fail, e.g. freeing disk space); their failure counts start again from zero.
+    #[arg(long)]
+    retry_quarantined: bool,
 }
 
 impl DriveArgs {
@@ -124,6 +128,7 @@ impl DriveArgs {
             launcher: self.launcher,
             bind: self.bind,
             grace: Duration::from_secs(self.grace_s),
+            retry_quarantined: self.retry_quarantined,
         }
     }
 }
@@ -139,7 +144,11 @@ pub fn main_with_args() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-    match rt.block_on(dispatch(cli.command)) {
+    let result = rt.block_on(dispatch(cli.command));
+    // Do not wait for abandoned blocking tasks (a draining worker's unit): its output is never
+    // renamed into place, and the process exits now rather than when the unit would finish.
+    rt.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -248,6 +257,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { coordinator, run_dir, tag, patience_s } => {
+            // A Slurm task scheduled after its run finished has nothing to do: not an error.
+            if let Some(reason) = run_dir.as_ref().and_then(|d| RunLayout::new(d).is_over()) {
+                eprintln!(
+                    "worker: run {} has ended ({reason}); nothing to do",
+                    run_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let (coordinator, token) = worker_endpoint(coordinator, run_dir.as_deref())?;
             let unit_delay = std::env::var("DIFFPROBE_FAULT_UNIT_DELAY_MS")
                 .ok()
@@ -259,6 +276,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 tag,
                 patience: Duration::from_secs(patience_s),
                 unit_delay,
+                lose_complete_reply: std::env::var("DIFFPROBE_FAULT_LOSE_COMPLETE_REPLY")
+                    .is_ok_and(|v| v == "1"),
+                disk_full_while: std::env::var_os("DIFFPROBE_FAULT_DISK_FULL_WHILE")
+                    .map(PathBuf::from),
             };
             worker::run::run(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -306,7 +327,7 @@ fn finish(layout: &RunLayout, reason: StopReason) -> anyhow::Result<ExitCode> {
         }
         StopReason::Quarantined => {
             eprintln!(
-                "sweep incomplete: some units are quarantined; see `diffprobe status {}`",
+                "sweep incomplete: some units are quarantined; see `diffprobe status {0}`, fix the cause, then `diffprobe resume --retry-quarantined {0}`",
                 layout.root().display()
             );
             Ok(ExitCode::from(3))

@@ -28,10 +28,16 @@ pub(crate) struct Granted {
 }
 
 /// How a completion was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CompletionOutcome {
+    /// This completion committed the unit.
     Committed,
-    Duplicate,
+    /// This same completion had already committed the unit (a retry after a lost reply).
+    Repeat,
+    /// Another attempt committed the unit first; `committed_output` is its file, which the
+    /// caller must leave alone.
+    Duplicate { committed_output: String },
+    /// Not a completion this unit can take (unknown unit or attempt, or a changed file).
     Stale,
 }
 
@@ -224,6 +230,12 @@ impl StateDb {
         Ok(id)
     }
 
+    /// Whether `worker` is a registered worker id (the service refuses calls from others).
+    pub(crate) fn is_registered(&self, worker: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row("SELECT EXISTS(SELECT 1 FROM workers WHERE id = ?1)", [worker], |r| r.get(0))
+    }
+
     /// Marks a worker seen now.
     pub(crate) fn touch_worker(&self, worker: &str, now: Millis) -> rusqlite::Result<()> {
         self.conn.execute(
@@ -296,9 +308,11 @@ impl StateDb {
                 lost.push((unit.clone(), *attempt));
                 continue;
             };
-            match state.heartbeat(*attempt, now, p) {
+            match state.heartbeat(worker, *attempt, now, p) {
                 Effect::Changed(next) => store(&tx, unit, &next)?,
-                Effect::Stale | Effect::Duplicate => lost.push((unit.clone(), *attempt)),
+                Effect::Stale | Effect::Duplicate | Effect::Repeat => {
+                    lost.push((unit.clone(), *attempt))
+                }
             }
         }
         tx.commit()?;
@@ -316,6 +330,12 @@ impl StateDb {
     ) -> rusqlite::Result<CompletionOutcome> {
         let tx = self.conn.transaction()?;
         let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(CompletionOutcome::Stale) };
+        let committed_output = match &state {
+            UnitState::Committed { output, .. } => output.clone(),
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Quarantined { .. } => String::new(),
+        };
         let outcome = match state.complete(attempt, output, checksum) {
             Effect::Changed(next) => {
                 store(&tx, unit, &next)?;
@@ -338,9 +358,20 @@ impl StateDb {
                     "duplicate",
                     Some(unit),
                     None,
-                    &format!("attempt {attempt} discarded"),
+                    &format!("attempt {attempt} not used, {committed_output} was committed first"),
                 )?;
-                CompletionOutcome::Duplicate
+                CompletionOutcome::Duplicate { committed_output }
+            }
+            Effect::Repeat => {
+                event(
+                    &tx,
+                    now,
+                    "complete_repeated",
+                    Some(unit),
+                    None,
+                    &format!("attempt {attempt} {output} again (a retried completion)"),
+                )?;
+                CompletionOutcome::Repeat
             }
             Effect::Stale => CompletionOutcome::Stale,
         };
@@ -348,9 +379,11 @@ impl StateDb {
         Ok(outcome)
     }
 
-    /// Records a failed attempt.
+    /// Records a failed attempt, reported by `worker` (it must hold the lease).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn fail(
         &mut self,
+        worker: &str,
         unit: &str,
         attempt: u32,
         error: &str,
@@ -360,7 +393,7 @@ impl StateDb {
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         if let Some((state, _)) = load_opt(&tx, unit)? {
-            if let Effect::Changed(next) = state.fail(attempt, error, retryable, now, p) {
+            if let Effect::Changed(next) = state.fail(worker, attempt, error, retryable, now, p) {
                 let kind = if matches!(next, UnitState::Quarantined { .. }) {
                     "quarantined"
                 } else {
@@ -374,9 +407,10 @@ impl StateDb {
         tx.commit()
     }
 
-    /// Gives a unit back (graceful worker shutdown).
+    /// Gives a unit back (graceful shutdown of `worker`, which must hold the lease).
     pub(crate) fn release(
         &mut self,
+        worker: &str,
         unit: &str,
         attempt: u32,
         reason: &str,
@@ -384,7 +418,7 @@ impl StateDb {
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         if let Some((state, _)) = load_opt(&tx, unit)? {
-            if let Effect::Changed(next) = state.release(attempt, now) {
+            if let Effect::Changed(next) = state.release(worker, attempt, now) {
                 store(&tx, unit, &next)?;
                 end_attempt(&tx, unit, attempt, now, "released", Some(reason))?;
                 event(&tx, now, "released", Some(unit), None, reason)?;
@@ -432,6 +466,28 @@ impl StateDb {
         }
         tx.commit()?;
         Ok(due.len())
+    }
+
+    /// Puts every quarantined unit back to pending (`resume --retry-quarantined`), in one
+    /// transaction; returns how many.
+    pub(crate) fn requeue_quarantined(&mut self, now: Millis) -> rusqlite::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let quarantined: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM units WHERE state = 'quarantined'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut requeued = 0;
+        for unit in &quarantined {
+            let (state, _) = load(&tx, unit)?;
+            if let Effect::Changed(next) = state.requeue(now) {
+                store(&tx, unit, &next)?;
+                event(&tx, now, "requeued", Some(unit), None, "retry asked by the operator")?;
+                requeued += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(requeued)
     }
 
     /// Whether any unit is running or can still run. Pending units behind a quarantined unit of

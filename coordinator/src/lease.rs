@@ -8,6 +8,14 @@
 //! ```
 //! A lease is named by (unit, attempt); a transition that names an older attempt is stale and
 //! changes nothing, which makes late completions and heartbeats after a re-lease harmless.
+//! Heartbeats, failures and releases must also come from the worker holding the lease, so one
+//! worker cannot renew or fail another's unit.
+//!
+//! Completion is idempotent: the same attempt completing again with the same output and checksum
+//! (a worker retrying after a lost reply) is [`Effect::Repeat`], answered "committed", and a
+//! different attempt completing a committed unit is [`Effect::Duplicate`]; neither changes the
+//! state, and the caller never removes the committed output for either.
+//! `requeue` is the operator's way back from quarantine (`resume --retry-quarantined`).
 
 /// Milliseconds since the Unix epoch (injected, never read here).
 pub(crate) type Millis = i64;
@@ -40,8 +48,11 @@ pub(crate) enum Effect {
     Changed(UnitState),
     /// Nothing to do: e.g. a completion from an attempt that no longer holds the lease.
     Stale,
-    /// The unit was already committed by another attempt: discard this output.
+    /// The unit was already committed by another attempt: this output is surplus.
     Duplicate,
+    /// This very completion (same attempt, output and checksum) was already committed: a
+    /// retried `Complete` after a lost reply. Answer "committed" again; nothing changes.
+    Repeat,
 }
 
 impl UnitState {
@@ -79,10 +90,12 @@ impl UnitState {
         }
     }
 
-    /// Extends the lease of `attempt`.
-    pub(crate) fn heartbeat(&self, attempt: u32, now: Millis, p: RetryPolicy) -> Effect {
+    /// Extends the lease of `attempt`, if `by` is the worker holding it.
+    pub(crate) fn heartbeat(&self, by: &str, attempt: u32, now: Millis, p: RetryPolicy) -> Effect {
         match self {
-            UnitState::Leased { attempts, failures, worker, .. } if *attempts == attempt => {
+            UnitState::Leased { attempts, failures, worker, .. }
+                if *attempts == attempt && worker == by =>
+            {
                 Effect::Changed(UnitState::Leased {
                     attempts: *attempts,
                     failures: *failures,
@@ -99,9 +112,19 @@ impl UnitState {
 
     /// Commits the verified output of `attempt`. Any attempt may commit while the unit is not
     /// yet committed (an expired lease's work is still good work); the first commit wins.
+    /// The same completion again is a [`Effect::Repeat`]; the same attempt with another output
+    /// or checksum is stale (the committed file is what the database says, not this claim).
     pub(crate) fn complete(&self, attempt: u32, output: &str, checksum: &str) -> Effect {
         match self {
-            UnitState::Committed { .. } => Effect::Duplicate,
+            UnitState::Committed { attempt: done, output: o, checksum: c, .. } => {
+                if *done != attempt {
+                    Effect::Duplicate
+                } else if o == output && c == checksum {
+                    Effect::Repeat
+                } else {
+                    Effect::Stale
+                }
+            }
             UnitState::Pending { attempts, failures, .. }
             | UnitState::Leased { attempts, failures, .. }
             | UnitState::Quarantined { attempts, failures, .. } => {
@@ -119,9 +142,11 @@ impl UnitState {
         }
     }
 
-    /// Records a failure of `attempt`: retry after backoff, or quarantine.
+    /// Records a failure of `attempt` reported by `by`, the worker holding it: retry after
+    /// backoff, or quarantine.
     pub(crate) fn fail(
         &self,
+        by: &str,
         attempt: u32,
         error: &str,
         retryable: bool,
@@ -129,7 +154,9 @@ impl UnitState {
         p: RetryPolicy,
     ) -> Effect {
         match self {
-            UnitState::Leased { attempts, failures, .. } if *attempts == attempt => {
+            UnitState::Leased { attempts, failures, worker, .. }
+                if *attempts == attempt && worker == by =>
+            {
                 Effect::Changed(after_failure(*attempts, failures + 1, error, retryable, now, p))
             }
             UnitState::Pending { .. }
@@ -139,10 +166,13 @@ impl UnitState {
         }
     }
 
-    /// Gives the unit back without counting a failure (graceful shutdown of a worker).
-    pub(crate) fn release(&self, attempt: u32, now: Millis) -> Effect {
+    /// Gives the unit back without counting a failure (graceful shutdown of `by`, the worker
+    /// holding it).
+    pub(crate) fn release(&self, by: &str, attempt: u32, now: Millis) -> Effect {
         match self {
-            UnitState::Leased { attempts, failures, .. } if *attempts == attempt => {
+            UnitState::Leased { attempts, failures, worker, .. }
+                if *attempts == attempt && worker == by =>
+            {
                 Effect::Changed(UnitState::Pending {
                     attempts: *attempts,
                     failures: *failures,
@@ -170,6 +200,22 @@ impl UnitState {
             | UnitState::Quarantined { .. } => Effect::Stale,
         }
     }
+
+    /// Puts a quarantined unit back to pending with its failure count reset, once the operator
+    /// has fixed the cause (`resume --retry-quarantined`). Attempt numbers keep counting, so the
+    /// next attempt writes a new file.
+    pub(crate) fn requeue(&self, now: Millis) -> Effect {
+        match self {
+            UnitState::Quarantined { attempts, .. } => Effect::Changed(UnitState::Pending {
+                attempts: *attempts,
+                failures: 0,
+                not_before: now,
+            }),
+            UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } => {
+                Effect::Stale
+            }
+        }
+    }
 }
 
 fn after_failure(
@@ -194,14 +240,18 @@ mod tests {
 
     const P: RetryPolicy = RetryPolicy { max_failures: 2, backoff_ms: 100, ttl_ms: 1000 };
 
+    /// Events; the worker named in `Beat`, `Fail` and `Release` is the one sending them.
     #[derive(Debug)]
     enum Ev {
         Lease(&'static str, Millis),
-        Beat(u32, Millis),
+        Beat(&'static str, u32, Millis),
         Done(u32),
-        Fail(u32, bool, Millis),
-        Release(u32, Millis),
+        /// A completion with an explicit checksum (`Done` claims "sum").
+        DoneWith(u32, &'static str),
+        Fail(&'static str, u32, bool, Millis),
+        Release(&'static str, u32, Millis),
         Expire(Millis),
+        Requeue(Millis),
     }
 
     /// Applies events in order and returns the final state and the effect kinds seen.
@@ -211,11 +261,13 @@ mod tests {
         for e in events {
             let eff = match e {
                 Ev::Lease(w, t) => s.lease(w, *t, P),
-                Ev::Beat(a, t) => s.heartbeat(*a, *t, P),
+                Ev::Beat(w, a, t) => s.heartbeat(w, *a, *t, P),
                 Ev::Done(a) => s.complete(*a, &format!("out{a}"), "sum"),
-                Ev::Fail(a, r, t) => s.fail(*a, "boom", *r, *t, P),
-                Ev::Release(a, t) => s.release(*a, *t),
+                Ev::DoneWith(a, sum) => s.complete(*a, &format!("out{a}"), sum),
+                Ev::Fail(w, a, r, t) => s.fail(w, *a, "boom", *r, *t, P),
+                Ev::Release(w, a, t) => s.release(w, *a, *t),
                 Ev::Expire(t) => s.expire(*t, P),
+                Ev::Requeue(t) => s.requeue(*t),
             };
             seen.push(match eff {
                 Effect::Changed(next) => {
@@ -224,6 +276,7 @@ mod tests {
                 }
                 Effect::Stale => 's',
                 Effect::Duplicate => 'd',
+                Effect::Repeat => 'r',
             });
         }
         assert_eq!(s, expected, "events {events:?}");
@@ -233,7 +286,7 @@ mod tests {
     #[test]
     fn happy_path_commits() {
         check(
-            &[Ev::Lease("w1", 0), Ev::Beat(1, 500), Ev::Done(1)],
+            &[Ev::Lease("w1", 0), Ev::Beat("w1", 1, 500), Ev::Done(1)],
             UnitState::Committed {
                 attempts: 1,
                 failures: 0,
@@ -276,7 +329,7 @@ mod tests {
                 Ev::Lease("w2", 1200),
                 Ev::Done(1),
                 Ev::Done(2),
-                Ev::Beat(2, 1300),
+                Ev::Beat("w2", 2, 1300),
             ],
             UnitState::Committed {
                 attempts: 2,
@@ -294,10 +347,10 @@ mod tests {
         check(
             &[
                 Ev::Lease("w1", 0),
-                Ev::Fail(1, true, 10),
+                Ev::Fail("w1", 1, true, 10),
                 Ev::Lease("w1", 50),
                 Ev::Lease("w1", 110),
-                Ev::Fail(2, true, 120),
+                Ev::Fail("w1", 2, true, 120),
             ],
             UnitState::Quarantined { attempts: 2, failures: 2, error: "boom".into() },
             "ccscc",
@@ -309,9 +362,9 @@ mod tests {
         check(
             &[
                 Ev::Lease("w1", 0),
-                Ev::Fail(1, false, 5),
-                Ev::Beat(1, 6),
-                Ev::Release(1, 7),
+                Ev::Fail("w1", 1, false, 5),
+                Ev::Beat("w1", 1, 6),
+                Ev::Release("w1", 1, 7),
                 Ev::Expire(99999),
             ],
             UnitState::Quarantined { attempts: 1, failures: 1, error: "boom".into() },
@@ -324,9 +377,9 @@ mod tests {
         check(
             &[
                 Ev::Lease("w1", 0),
-                Ev::Beat(1, 900),
+                Ev::Beat("w1", 1, 900),
                 Ev::Expire(1500),
-                Ev::Release(1, 1600),
+                Ev::Release("w1", 1, 1600),
                 Ev::Lease("w2", 1600),
             ],
             UnitState::Leased { attempts: 2, failures: 0, worker: "w2".into(), deadline: 2600 },
@@ -341,6 +394,84 @@ mod tests {
             &[Ev::Lease("w1", 0), Ev::Expire(5000), Ev::Lease("w3", 5200)],
             UnitState::Leased { attempts: 2, failures: 1, worker: "w3".into(), deadline: 6200 },
             "ccc",
+        );
+    }
+
+    fn committed(attempts: u32, failures: u32, attempt: u32) -> UnitState {
+        UnitState::Committed {
+            attempts,
+            failures,
+            attempt,
+            output: format!("out{attempt}"),
+            checksum: "sum".into(),
+        }
+    }
+
+    #[test]
+    fn a_retried_completion_is_answered_committed_and_changes_nothing() {
+        // A worker whose `Complete` reply was lost sends it again: same attempt, file, checksum.
+        check(
+            &[Ev::Lease("w1", 0), Ev::Done(1), Ev::Done(1), Ev::Done(1)],
+            committed(1, 0, 1),
+            "ccrr",
+        );
+        // The same attempt claiming another checksum is not the committed file: stale, not a
+        // repeat, and not a duplicate either (whose file the caller would move aside).
+        check(
+            &[Ev::Lease("w1", 0), Ev::Done(1), Ev::DoneWith(1, "other")],
+            committed(1, 0, 1),
+            "ccs",
+        );
+    }
+
+    #[test]
+    fn a_late_other_attempt_is_a_duplicate_and_a_repeat_after_it_still_commits() {
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Expire(1001),
+                Ev::Lease("w2", 1200),
+                Ev::Done(2),
+                Ev::Done(1),
+                Ev::Done(2),
+            ],
+            committed(2, 1, 2),
+            "ccccdr",
+        );
+    }
+
+    #[test]
+    fn only_the_holder_may_renew_fail_or_release_a_lease() {
+        // w2 names w1's lease: every one of its messages is stale, and w1's lease still expires
+        // on its own deadline (w2's beat did not extend it).
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Beat("w2", 1, 900),
+                Ev::Fail("w2", 1, false, 950),
+                Ev::Release("w2", 1, 960),
+                Ev::Expire(1001),
+            ],
+            UnitState::Pending { attempts: 1, failures: 1, not_before: 1101 },
+            "csssc",
+        );
+    }
+
+    #[test]
+    fn requeue_takes_only_quarantined_units_back_with_failures_reset() {
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Fail("w1", 1, false, 5),
+                Ev::Requeue(10),
+                Ev::Requeue(11),
+                Ev::Lease("w2", 20),
+                Ev::Requeue(21),
+                Ev::Done(2),
+                Ev::Requeue(30),
+            ],
+            committed(2, 0, 2),
+            "cccscscs",
         );
     }
 }

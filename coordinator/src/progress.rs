@@ -135,7 +135,8 @@ pub(crate) fn event_line(
         "slurm_error" => format!("slurm: {detail}"),
         "slurm_scaled_down" | "slurm_cancelled" => format!("slurm: {detail}"),
         "meta" => format!("set {detail}"),
-        "duplicate" => format!("unit {unit}: late duplicate discarded ({detail})"),
+        "duplicate" => format!("unit {unit}: late duplicate moved to discarded/ ({detail})"),
+        "requeued" => format!("unit {unit} back to pending: {detail}"),
         _ => return None,
     })
 }

@@ -39,6 +39,8 @@ pub(crate) struct RunOptions {
     pub(crate) bind: Option<SocketAddr>,
     /// Seconds a draining worker gets to finish or release its unit before SIGKILL.
     pub(crate) grace: Duration,
+    /// Put quarantined units back to pending before starting (`--retry-quarantined`).
+    pub(crate) retry_quarantined: bool,
 }
 
 /// Why the run loop stopped.
@@ -50,6 +52,17 @@ pub(crate) enum StopReason {
     Quarantined,
     /// A signal (Ctrl-C, SIGTERM) asked to stop; `resume` continues.
     Interrupted,
+}
+
+impl StopReason {
+    /// The name written to `ended.json`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StopReason::Complete => "complete",
+            StopReason::Quarantined => "quarantined",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// The default worker count: what fits on this host.
@@ -93,8 +106,18 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         backoff_ms: (spec.sweep.retry_backoff_s * 1000.0) as i64,
         ttl_ms: (spec.sweep.lease_ttl_s * 1000.0) as i64,
     };
-    let db = StateDb::open(&layout.state_db())
+    let mut db = StateDb::open(&layout.state_db())
         .with_context(|| layout.state_db().display().to_string())?;
+    // This coordinator reopens the run: workers must not read an old "ended" as this run's.
+    match std::fs::remove_file(layout.ended()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| layout.ended().display().to_string()),
+    }
+    if opts.retry_quarantined {
+        let n = db.requeue_quarantined(now_ms())?;
+        eprintln!("retry: {n} quarantined units put back to pending");
+    }
     let shared = Arc::new(Shared {
         db: Mutex::new(db),
         policy,
@@ -126,6 +149,14 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         Launcher::start(kind, target_workers(&shared.db(), opts), &spec, layout, &address, &token)?;
     eprintln!("coordinator {address}: {} launcher, run {}", kind.name(), layout.root().display());
     let reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+    // Say so before the server goes: a worker that then finds no coordinator exits at once
+    // instead of waiting its patience out (unless the run was interrupted: `resume` may follow).
+    // Best effort: on a full disk (the likely cause of a quarantined stop) the run must still
+    // drain its workers and exit with its own code; workers then wait out their patience.
+    let ended = serde_json::json!({ "reason": reason.name(), "at_ms": now_ms() });
+    if let Err(e) = common::fs::write_bytes_atomic(&layout.ended(), ended.to_string().as_bytes()) {
+        eprintln!("warning: cannot record how the run ended: {e}");
+    }
     // Stop: tell workers to drain, give them the grace period (the server stays up so their
     // releases land), then kill what is left.
     shared.draining.store(true, Ordering::SeqCst);

@@ -1,5 +1,15 @@
 //! The gRPC service workers talk to. Handlers translate requests into `db.rs` transitions; the
 //! bearer-token check is one interceptor, and errors become `tonic::Status` only here.
+//!
+//! This is the trust boundary: a caller holding the token is still only trusted with what it
+//! holds. `Lease` and `Heartbeat` need a registered worker id; heartbeats, failures and releases
+//! change a lease only when sent by its holder (`lease.rs`); free texts (host names, launcher
+//! tags, error texts, release reasons) are cut to [`MAX_NAME`] / [`MAX_TEXT`] bytes, with control
+//! characters replaced, before they are stored or printed; an output must be a regular file at
+//! this attempt's own path, not a symlink.
+//!
+//! A completion never removes a committed file: the same completion again (a retry after a lost
+//! reply) is answered committed, and another attempt's surplus output is moved to `discarded/`.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,17 +69,48 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+/// Longest host name or launcher tag stored, in bytes.
+pub(crate) const MAX_NAME: usize = 256;
+/// Longest error text or release reason stored, in bytes.
+pub(crate) const MAX_TEXT: usize = 4096;
+
+/// `text` cut to at most `max` bytes at a character boundary (saying how much was cut), with
+/// control characters other than newline and tab replaced, so a worker cannot flood the
+/// database and the log or write terminal escapes into them.
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let clean: String = text[..end]
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c })
+        .collect();
+    if end == text.len() {
+        return clean;
+    }
+    format!("{clean}… ({} more bytes cut)", text.len() - end)
+}
+
+fn unknown_worker(worker: &str) -> Status {
+    Status::permission_denied(format!(
+        "unknown worker id {:?}: register first",
+        bounded(worker, 64)
+    ))
+}
+
 /// Lease ids are `unit#attempt`: an attempt is named, never reused.
 pub(crate) fn lease_id(unit: &str, attempt: u32) -> String {
     format!("{unit}#{attempt}")
 }
 
 fn parse_lease(id: &str) -> Result<(String, u32), Status> {
-    let (unit, attempt) = id
-        .rsplit_once('#')
-        .ok_or_else(|| Status::invalid_argument(format!("bad lease id {id:?}")))?;
-    let attempt =
-        attempt.parse().map_err(|_| Status::invalid_argument(format!("bad lease id {id:?}")))?;
+    let (unit, attempt) = id.rsplit_once('#').ok_or_else(|| {
+        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
+    })?;
+    let attempt = attempt.parse().map_err(|_| {
+        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
+    })?;
     Ok((unit.to_string(), attempt))
 }
 
@@ -84,9 +125,9 @@ impl Coordinator for Service {
             .shared
             .db()
             .register_worker(
-                &r.host,
+                &bounded(&r.host, MAX_NAME),
                 r.pid,
-                &r.launcher_tag,
+                &bounded(&r.launcher_tag, MAX_NAME),
                 if r.device == "cuda" { "cuda" } else { "cpu" },
                 now_ms(),
             )
@@ -104,6 +145,9 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::LeaseReply>, Status> {
         let worker = req.into_inner().worker_id;
         let shared = &self.shared;
+        if !shared.db().is_registered(&worker).map_err(internal)? {
+            return Err(unknown_worker(&worker));
+        }
         if shared.draining.load(Ordering::SeqCst) {
             shared
                 .db()
@@ -156,11 +200,13 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let r = req.into_inner();
         let leases = r.lease_ids.iter().map(|l| parse_lease(l)).collect::<Result<Vec<_>, _>>()?;
-        let lost = self
-            .shared
-            .db()
-            .heartbeat(&r.worker_id, &leases, now_ms(), self.shared.policy)
-            .map_err(internal)?;
+        let lost = {
+            let mut db = self.shared.db();
+            if !db.is_registered(&r.worker_id).map_err(internal)? {
+                return Err(unknown_worker(&r.worker_id));
+            }
+            db.heartbeat(&r.worker_id, &leases, now_ms(), self.shared.policy).map_err(internal)?
+        };
         Ok(Response::new(pb::HeartbeatReply {
             lost_lease_ids: lost.iter().map(|(u, a)| lease_id(u, *a)).collect(),
             drain: self.shared.draining.load(Ordering::SeqCst),
@@ -175,10 +221,21 @@ impl Coordinator for Service {
         let (unit, attempt) = parse_lease(&r.lease_id)?;
         let shared = self.shared.clone();
         let path = checked_output_path(&shared.run_dir, &r.output_path, &unit, attempt)?;
-        // Verify before committing: the file must exist and hash to what the worker claims.
+        // Verify before committing: the file must be a regular file (not a symlink) and hash to
+        // what the worker claims.
         let verified = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || common::fs::checksum_file(&path)
+            move || {
+                let meta = std::fs::symlink_metadata(&path)
+                    .map_err(|e| common::error::DataError::Io { path: path.clone(), source: e })?;
+                if !meta.file_type().is_file() {
+                    return Err(common::error::DataError::Table {
+                        path: path.clone(),
+                        message: "not a regular file (a symlink or a directory)".into(),
+                    });
+                }
+                common::fs::checksum_file(&path)
+            }
         })
         .await
         .map_err(internal)?;
@@ -187,17 +244,18 @@ impl Coordinator for Service {
             Ok((sum, bytes)) if sum == r.checksum && bytes == r.bytes => {}
             Ok((sum, bytes)) => {
                 let msg = format!("output {} failed verification: checksum {sum} ({bytes} bytes), worker claimed {} ({} bytes)", r.output_path, r.checksum, r.bytes);
+                let msg = bounded(&msg, MAX_TEXT);
                 shared
                     .db()
-                    .fail(&unit, attempt, &msg, true, now, shared.policy)
+                    .fail(&r.worker_id, &unit, attempt, &msg, true, now, shared.policy)
                     .map_err(internal)?;
                 return Err(Status::data_loss(msg));
             }
             Err(e) => {
-                let msg = format!("output cannot be verified: {e}");
+                let msg = bounded(&format!("output cannot be verified: {e}"), MAX_TEXT);
                 shared
                     .db()
-                    .fail(&unit, attempt, &msg, true, now, shared.policy)
+                    .fail(&r.worker_id, &unit, attempt, &msg, true, now, shared.policy)
                     .map_err(internal)?;
                 return Err(Status::data_loss(msg));
             }
@@ -206,22 +264,29 @@ impl Coordinator for Service {
             .db()
             .complete(&unit, attempt, &r.output_path, &r.checksum, now)
             .map_err(internal)?;
-        if outcome != CompletionOutcome::Committed {
-            // First committed output wins; this one is not referenced anywhere.
-            let _ = std::fs::remove_file(&path);
-        }
-        Ok(Response::new(pb::CompleteReply {
-            committed: outcome == CompletionOutcome::Committed,
-            duplicate: outcome == CompletionOutcome::Duplicate,
-        }))
+        let (committed, duplicate) = match &outcome {
+            CompletionOutcome::Committed | CompletionOutcome::Repeat => (true, false),
+            CompletionOutcome::Duplicate { committed_output } => {
+                // Another attempt's file is the committed one; this one is surplus. Move it
+                // aside (never delete: it is someone's finished work), and never touch the
+                // committed path even if a bug made them equal.
+                if *committed_output != r.output_path {
+                    set_aside(&shared.run_dir, &path);
+                }
+                (false, true)
+            }
+            CompletionOutcome::Stale => (false, false),
+        };
+        Ok(Response::new(pb::CompleteReply { committed, duplicate }))
     }
 
     async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::FailReply>, Status> {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
+        let error = bounded(&r.error, MAX_TEXT);
         self.shared
             .db()
-            .fail(&unit, attempt, &r.error, r.retryable, now_ms(), self.shared.policy)
+            .fail(&r.worker_id, &unit, attempt, &error, r.retryable, now_ms(), self.shared.policy)
             .map_err(internal)?;
         Ok(Response::new(pb::FailReply {}))
     }
@@ -232,8 +297,22 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::ReleaseReply>, Status> {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
-        self.shared.db().release(&unit, attempt, &r.reason, now_ms()).map_err(internal)?;
+        let reason = bounded(&r.reason, MAX_TEXT);
+        self.shared
+            .db()
+            .release(&r.worker_id, &unit, attempt, &reason, now_ms())
+            .map_err(internal)?;
         Ok(Response::new(pb::ReleaseReply {}))
+    }
+}
+
+/// Moves a surplus output to `discarded/` under the run directory; failing that, leaves it.
+fn set_aside(run_dir: &Path, path: &Path) {
+    let dir = common::layout::RunLayout::new(run_dir).discarded_dir();
+    if let Some(name) = path.file_name() {
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::rename(path, dir.join(name));
+        }
     }
 }
 
@@ -251,8 +330,225 @@ fn checked_output_path(
     let expected = common::layout::RunLayout::unit_output(dir, unit, attempt);
     if !plain || rel != expected || !matches!(dir, "features" | "probes" | "alignment") {
         return Err(Status::invalid_argument(format!(
-            "output path {rel:?} is not this attempt's output"
+            "output path {:?} is not this attempt's output",
+            bounded(rel, MAX_NAME)
         )));
     }
     Ok(run_dir.join(p))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handlers called directly, on a real state database in a temporary run directory.
+
+    use common::ids::UnitId;
+    use common::unit::{CaptureUnit, UnitSpec};
+    use tonic::Code;
+
+    use super::*;
+
+    /// Leases last 1 ms, so a test can expire one by waiting a little; nothing here expires
+    /// leases unless a test calls `expire`.
+    const POLICY: RetryPolicy = RetryPolicy { max_failures: 3, backoff_ms: 0, ttl_ms: 1 };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        run_dir: PathBuf,
+        svc: Service,
+    }
+
+    /// A run directory with one capture unit `u`.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        common::layout::RunLayout::new(&run_dir).create_dirs().unwrap();
+        let mut db = StateDb::open(&run_dir.join("state.sqlite")).unwrap();
+        let unit =
+            UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
+        db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
+        let shared = Arc::new(Shared {
+            db: Mutex::new(db),
+            policy: POLICY,
+            run_dir: run_dir.clone(),
+            heartbeat_ms: 500,
+            draining: Default::default(),
+        });
+        Fixture { _dir: dir, run_dir, svc: Service { shared } }
+    }
+
+    impl Fixture {
+        async fn register(&self, host: &str) -> String {
+            let req = pb::RegisterRequest {
+                host: host.into(),
+                pid: 1,
+                launcher_tag: "t".into(),
+                device: "cpu".into(),
+            };
+            self.svc.register(Request::new(req)).await.unwrap().into_inner().worker_id
+        }
+
+        async fn lease(&self, worker: &str) -> Result<Option<pb::Assignment>, Status> {
+            let req = pb::LeaseRequest { worker_id: worker.into() };
+            let reply = self.svc.lease(Request::new(req)).await?.into_inner();
+            Ok(match reply.outcome {
+                Some(Outcome::Assignment(a)) => Some(a),
+                Some(Outcome::WaitMs(_) | Outcome::Done(_)) | None => None,
+            })
+        }
+
+        /// Writes `bytes` as attempt `attempt`'s output and returns the completion request.
+        fn write_output(&self, worker: &str, attempt: u32, bytes: &[u8]) -> pb::CompleteRequest {
+            let rel = common::layout::RunLayout::unit_output("features", "u", attempt);
+            std::fs::write(self.run_dir.join(&rel), bytes).unwrap();
+            pb::CompleteRequest {
+                lease_id: lease_id("u", attempt),
+                output_path: rel,
+                checksum: blake3::hash(bytes).to_hex().to_string(),
+                bytes: bytes.len() as u64,
+                worker_id: worker.into(),
+            }
+        }
+
+        async fn complete(&self, req: &pb::CompleteRequest) -> Result<(bool, bool), Status> {
+            let r = self.svc.complete(Request::new(req.clone())).await?.into_inner();
+            Ok((r.committed, r.duplicate))
+        }
+
+        /// (state, error) of unit `u`.
+        fn unit(&self) -> (String, String) {
+            let rows = self.svc.shared.db().unit_rows().unwrap();
+            (rows[0].2.clone(), rows[0].4.clone())
+        }
+
+        fn committed_output(&self) -> Vec<String> {
+            let db = self.svc.shared.db();
+            db.committed_outputs("capture").unwrap().into_iter().map(|(_, o)| o).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_complete_is_answered_committed_and_keeps_the_committed_file() {
+        let f = fixture();
+        let w1 = f.register("h").await;
+        let a = f.lease(&w1).await.unwrap().expect("a lease");
+        let req = f.write_output(&w1, a.attempt, b"features");
+        // The reply to the first call is lost; the worker sends the very same request again.
+        assert_eq!(f.complete(&req).await.unwrap(), (true, false));
+        assert_eq!(f.complete(&req).await.unwrap(), (true, false), "a retry is committed again");
+        assert_eq!(f.complete(&req).await.unwrap(), (true, false));
+        assert!(f.run_dir.join(&req.output_path).exists(), "the committed file is still there");
+        assert_eq!(f.committed_output(), std::slice::from_ref(&req.output_path));
+        assert_eq!(f.unit().0, "committed");
+    }
+
+    #[tokio::test]
+    async fn a_late_attempt_is_set_aside_and_the_committed_file_is_never_touched() {
+        let f = fixture();
+        let (w1, w2) = (f.register("h1").await, f.register("h2").await);
+        let first = f.lease(&w1).await.unwrap().expect("a lease");
+        // w1 goes silent; its lease expires and w2 takes the unit.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(f.svc.shared.db().expire(now_ms(), POLICY).unwrap(), 1);
+        let second = f.lease(&w2).await.unwrap().expect("a second lease");
+        assert_eq!((first.attempt, second.attempt), (1, 2));
+        let done = f.write_output(&w2, 2, b"second");
+        assert_eq!(f.complete(&done).await.unwrap(), (true, false));
+        // w1 finishes late: a duplicate; its file moves to discarded/, w2's stays.
+        let late = f.write_output(&w1, 1, b"first");
+        assert_eq!(f.complete(&late).await.unwrap(), (false, true));
+        assert!(f.run_dir.join(&done.output_path).exists());
+        assert!(!f.run_dir.join(&late.output_path).exists());
+        assert!(f.run_dir.join("discarded/u.a1.parquet").exists(), "set aside, not deleted");
+        // w2 retrying its completion after that is still committed, and w1 retrying is still a
+        // duplicate (its file is gone now, so it fails verification, which changes nothing).
+        assert_eq!(f.complete(&done).await.unwrap(), (true, false));
+        assert_eq!(f.complete(&late).await.unwrap_err().code(), Code::DataLoss);
+        assert_eq!(f.committed_output(), std::slice::from_ref(&done.output_path));
+        assert_eq!(f.unit().0, "committed");
+    }
+
+    #[tokio::test]
+    async fn unregistered_workers_are_refused_and_a_worker_cannot_touch_another_ones_lease() {
+        let f = fixture();
+        let err = f.lease("w99").await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        let beat = pb::HeartbeatRequest { worker_id: "w99".into(), lease_ids: vec!["u#1".into()] };
+        let err = f.svc.heartbeat(Request::new(beat)).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+
+        let (w1, w2) = (f.register("h1").await, f.register("h2").await);
+        let a = f.lease(&w1).await.unwrap().expect("a lease");
+        // w2 names w1's lease: its heartbeat is told the lease is not its own...
+        let beat =
+            pb::HeartbeatRequest { worker_id: w2.clone(), lease_ids: vec![a.lease_id.clone()] };
+        let reply = f.svc.heartbeat(Request::new(beat)).await.unwrap().into_inner();
+        assert_eq!(reply.lost_lease_ids, std::slice::from_ref(&a.lease_id));
+        // ...and its fatal failure and its release change nothing.
+        let fail = pb::FailRequest {
+            lease_id: a.lease_id.clone(),
+            error: "forged".into(),
+            retryable: false,
+            worker_id: w2.clone(),
+        };
+        f.svc.fail(Request::new(fail)).await.unwrap();
+        let release = pb::ReleaseRequest {
+            lease_id: a.lease_id.clone(),
+            reason: "forged".into(),
+            worker_id: w2.clone(),
+        };
+        f.svc.release(Request::new(release)).await.unwrap();
+        assert_eq!(f.unit(), ("leased".to_string(), String::new()));
+        // The holder's own heartbeat still holds it.
+        let beat = pb::HeartbeatRequest { worker_id: w1.clone(), lease_ids: vec![a.lease_id] };
+        let reply = f.svc.heartbeat(Request::new(beat)).await.unwrap().into_inner();
+        assert!(reply.lost_lease_ids.is_empty());
+    }
+
+    #[tokio::test]
+    async fn huge_host_names_and_error_texts_are_cut_before_they_are_stored() {
+        let f = fixture();
+        let w1 = f.register(&format!("\x1b[31m{}", "h".repeat(4_000_000))).await;
+        let hosts: Vec<String> =
+            f.svc.shared.db().workers().unwrap().into_iter().map(|w| w.1).collect();
+        assert!(hosts[0].len() < MAX_NAME + 64, "host stored with {} bytes", hosts[0].len());
+        assert!(!hosts[0].contains('\x1b'), "control characters replaced");
+        let a = f.lease(&w1).await.unwrap().expect("a lease");
+        let fail = pb::FailRequest {
+            lease_id: a.lease_id,
+            error: "é".repeat(2_000_000),
+            retryable: false,
+            worker_id: w1,
+        };
+        f.svc.fail(Request::new(fail)).await.unwrap();
+        let (state, error) = f.unit();
+        assert_eq!(state, "quarantined");
+        assert!(error.len() < MAX_TEXT + 64, "error stored with {} bytes", error.len());
+        assert!(
+            error.ends_with("more bytes cut)"),
+            "says it was cut: {}",
+            &error[error.len() - 40..]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_output_that_is_a_symlink_is_refused() {
+        let f = fixture();
+        let w1 = f.register("h").await;
+        let a = f.lease(&w1).await.unwrap().expect("a lease");
+        let outside = f.run_dir.parent().unwrap().join("outside.parquet");
+        std::fs::write(&outside, b"not ours").unwrap();
+        let rel = common::layout::RunLayout::unit_output("features", "u", a.attempt);
+        std::os::unix::fs::symlink(&outside, f.run_dir.join(&rel)).unwrap();
+        let req = pb::CompleteRequest {
+            lease_id: a.lease_id,
+            output_path: rel,
+            checksum: blake3::hash(b"not ours").to_hex().to_string(),
+            bytes: 8,
+            worker_id: w1,
+        };
+        let err = f.complete(&req).await.unwrap_err();
+        assert_eq!(err.code(), Code::DataLoss);
+        assert!(err.message().contains("not a regular file"), "{}", err.message());
+        assert!(f.committed_output().is_empty());
+    }
 }

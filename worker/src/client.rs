@@ -38,7 +38,7 @@ pub(crate) fn connect(address: &str, token: &str) -> anyhow::Result<Client> {
 
 /// Whether an RPC error means "coordinator not reachable right now" (retry) rather than a
 /// refusal (give up).
-fn is_transient(status: &Status) -> bool {
+pub(crate) fn is_transient(status: &Status) -> bool {
     matches!(
         status.code(),
         tonic::Code::Unavailable
@@ -49,7 +49,21 @@ fn is_transient(status: &Status) -> bool {
 }
 
 /// Calls `f` until it succeeds, the error is not transient, or `patience` runs out.
-pub(crate) async fn with_retry<T, F, Fut>(patience: Duration, mut f: F) -> Result<T, Status>
+pub(crate) async fn with_retry<T, F, Fut>(patience: Duration, f: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    with_retry_until(patience, || false, f).await
+}
+
+/// [`with_retry`], but gives up early, with the last error, once `stop()` says there is no
+/// point waiting (the run has ended, or the coordinator that started this worker is gone).
+pub(crate) async fn with_retry_until<T, F, Fut>(
+    patience: Duration,
+    stop: impl Fn() -> bool,
+    mut f: F,
+) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -59,7 +73,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(s) if is_transient(&s) && start.elapsed() < patience => {
+            Err(s) if is_transient(&s) && start.elapsed() < patience && !stop() => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }

@@ -3,6 +3,12 @@
 //! the next unit computes (one write in flight; its lease keeps beating until it is committed).
 //! SIGTERM, SIGINT and SIGUSR1 flip the worker to draining: it takes no new lease, releases the
 //! unit it is computing, finishes the write in flight, and exits 0.
+//!
+//! A worker stops waiting for an unreachable coordinator, and exits 0, as soon as there is no
+//! point (`no_coordinator_coming`): the run directory's `ended.json` says the run is complete or
+//! quarantined, or the local coordinator that started it (`DIFFPROBE_COORDINATOR_PID`) is no
+//! longer its parent. An orphan also drains at its next heartbeat; only a unit it has already
+//! written is still offered to a coordinator (a `resume`) for the worker's patience.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,7 +25,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capturer;
-use crate::client::{self, with_retry, Client};
+use crate::client::{self, with_retry, with_retry_until, Client};
 use crate::error::UnitError;
 
 /// How a worker is started.
@@ -36,6 +42,14 @@ pub struct WorkerArgs {
     /// Test-only fault injection: sleep this long inside every unit (makes "kill mid-unit"
     /// deterministic in the crash tests). Set by `DIFFPROBE_FAULT_UNIT_DELAY_MS`.
     pub unit_delay: Duration,
+    /// Test-only fault injection: the first reply to every `Complete` is lost, so the worker
+    /// sends the same completion again, as it does when a reply is really lost. Set by
+    /// `DIFFPROBE_FAULT_LOSE_COMPLETE_REPLY=1`.
+    pub lose_complete_reply: bool,
+    /// Test-only fault injection: while this file exists, capture units write their features
+    /// to `/dev/full`, so the Parquet writer fails with ENOSPC exactly as on a full disk. Set by
+    /// `DIFFPROBE_FAULT_DISK_FULL_WHILE`.
+    pub disk_full_while: Option<PathBuf>,
 }
 
 /// What the worker knows about the sweep, loaded once.
@@ -48,6 +62,8 @@ struct WorkerContext {
     /// `alignment.json`, read by the first alignment unit.
     alignment: Mutex<Option<Arc<AlignmentInputs>>>,
     unit_delay: Duration,
+    lose_complete_reply: bool,
+    disk_full_while: Option<PathBuf>,
 }
 
 /// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
@@ -84,6 +100,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         images_dir: layout.images_dir(),
         alignment: Mutex::new(None),
         unit_delay: args.unit_delay,
+        lose_complete_reply: args.lose_complete_reply,
+        disk_full_while: args.disk_full_while.clone(),
     });
     eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
 
@@ -93,14 +111,28 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     // The last capture unit's Parquet write, running while the next unit computes.
     let mut pending: Option<tokio::task::JoinHandle<()>> = None;
     while !drain.is_cancelled() {
-        let reply = with_retry(args.patience, || {
+        let stop = || no_coordinator_coming(&ctx.run_dir).is_some();
+        let reply = with_retry_until(args.patience, stop, || {
             let mut rpc = rpc.clone();
             let req = pb::LeaseRequest { worker_id: worker_id.clone() };
             async move { rpc.lease(req).await }
         })
-        .await
-        .context("coordinator unreachable")?
-        .into_inner();
+        .await;
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                if let Some(why) = no_coordinator_coming(&ctx.run_dir) {
+                    eprintln!("worker {worker_id}: the coordinator is gone and {why}; exiting");
+                    break;
+                }
+                let what = if client::is_transient(&status) {
+                    "coordinator unreachable"
+                } else {
+                    "the coordinator refused the lease"
+                };
+                return Err(anyhow::Error::new(status).context(what));
+            }
+        };
         match reply.outcome {
             Some(Outcome::Assignment(a)) => {
                 let lease = Lease { id: a.lease_id.clone(), worker: worker_id.clone() };
@@ -123,6 +155,31 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }
     eprintln!("worker {worker_id}: exiting");
     Ok(())
+}
+
+/// Why waiting for the coordinator is pointless, if it is: the run has ended, or this worker
+/// was started by a local coordinator that is no longer its parent.
+fn no_coordinator_coming(run_dir: &Path) -> Option<String> {
+    run_ended(run_dir).or_else(|| {
+        orphaned().then(|| "the coordinator that started this worker has exited".into())
+    })
+}
+
+/// Whether the run directory says the run is over (`RunLayout::is_over`).
+fn run_ended(run_dir: &Path) -> Option<String> {
+    RunLayout::new(run_dir).is_over().map(|reason| format!("the run has ended ({reason})"))
+}
+
+/// Whether this worker was started by a local coordinator that is no longer its parent (it was
+/// killed, and the worker re-parented).
+fn orphaned() -> bool {
+    let Some(pid) =
+        std::env::var(common::COORDINATOR_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() != pid }
 }
 
 fn spawn_signal_watch(drain: CancellationToken) -> anyhow::Result<()> {
@@ -175,7 +232,7 @@ async fn run_leased(
         r = work => r,
         () = drain.cancelled() => {
             beats.cancel();
-            let req = pb::ReleaseRequest { lease_id: lease.id.clone(), reason: "worker received a shutdown signal".into() };
+            let req = pb::ReleaseRequest { lease_id: lease.id.clone(), reason: "worker received a shutdown signal".into(), worker_id: lease.worker.clone() };
             let _ = rpc.release(req).await;
             eprintln!("worker {}: released {} on shutdown", lease.worker, lease.id);
             // The blocking task is abandoned; the process exits and its temp file is never renamed.
@@ -186,7 +243,7 @@ async fn run_leased(
     match result.and_then(|r| r) {
         Ok(Executed::Written(out)) => {
             beats.cancel();
-            report(rpc, &lease, Ok(out), patience).await
+            report(rpc, ctx, &lease, Ok(out), patience).await
         }
         Ok(Executed::Capture(write)) => {
             // One write in flight at a time: memory holds at most two units' features.
@@ -195,12 +252,16 @@ async fn run_leased(
             }
             let (mut rpc, ctx) = (rpc.clone(), ctx.clone());
             *pending = Some(tokio::spawn(async move {
-                let written = tokio::task::spawn_blocking(move || write.run(&ctx)).await;
+                let written = tokio::task::spawn_blocking({
+                    let ctx = ctx.clone();
+                    move || write.run(&ctx)
+                })
+                .await;
                 let written = written
                     .map_err(|e| UnitError::Invalid(format!("write panicked: {e}")))
                     .and_then(|r| r);
                 beats.cancel();
-                if let Err(e) = report(&mut rpc, &lease, written, patience).await {
+                if let Err(e) = report(&mut rpc, &ctx, &lease, written, patience).await {
                     eprintln!("worker {}: {e:#}", lease.worker);
                 }
             }));
@@ -208,35 +269,52 @@ async fn run_leased(
         }
         Err(e) => {
             beats.cancel();
-            report(rpc, &lease, Err(e), patience).await
+            report(rpc, ctx, &lease, Err(e), patience).await
         }
     }
 }
 
-/// Tells the coordinator how a unit ended: its committed output, or its failure.
+/// Tells the coordinator how a unit ended: its committed output, or its failure. A completion
+/// whose reply is lost is sent again, unchanged; the coordinator answers it committed again.
 async fn report(
     rpc: &mut Client,
+    ctx: &WorkerContext,
     lease: &Lease,
     result: Result<(String, String, u64), UnitError>,
     patience: Duration,
 ) -> anyhow::Result<()> {
     let (worker_id, lease_id) = (&lease.worker, &lease.id);
+    // Even an orphan keeps offering a finished unit for its patience: a `resume` rebinds the
+    // same address, and a finished unit is cheaper to commit than to compute again.
+    let stop = || run_ended(&ctx.run_dir).is_some();
     match result {
         Ok((rel, checksum, bytes)) => {
-            let reply = with_retry(patience, || {
+            let mut lose_reply = ctx.lose_complete_reply;
+            let reply = with_retry_until(patience, stop, || {
                 let mut rpc = rpc.clone();
                 let req = pb::CompleteRequest {
                     lease_id: lease_id.clone(),
                     output_path: rel.clone(),
                     checksum: checksum.clone(),
                     bytes,
+                    worker_id: worker_id.clone(),
                 };
-                async move { rpc.complete(req).await }
+                let lose = std::mem::take(&mut lose_reply);
+                async move {
+                    let reply = rpc.complete(req).await;
+                    if lose && reply.is_ok() {
+                        return Err(tonic::Status::unavailable("fault injection: reply lost"));
+                    }
+                    reply
+                }
             })
             .await;
             match reply {
                 Ok(r) if r.get_ref().duplicate => eprintln!(
-                    "worker {worker_id}: {lease_id} was already committed; output discarded"
+                    "worker {worker_id}: {lease_id}: another attempt was committed first; this output is not used"
+                ),
+                Ok(r) if !r.get_ref().committed => eprintln!(
+                    "worker {worker_id}: {lease_id}: completion not taken (the unit no longer accepts this attempt)"
                 ),
                 Ok(_) => {}
                 Err(s) => eprintln!(
@@ -251,8 +329,9 @@ async fn report(
                 lease_id: lease_id.clone(),
                 error: e.to_string(),
                 retryable: e.is_retryable(),
+                worker_id: worker_id.clone(),
             };
-            with_retry(patience, || {
+            with_retry_until(patience, stop, || {
                 let mut rpc = rpc.clone();
                 let req = req.clone();
                 async move { rpc.fail(req).await }
@@ -276,6 +355,13 @@ async fn heartbeats(
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
+        }
+        if orphaned() {
+            eprintln!(
+                "worker {worker}: the coordinator that started this worker has exited; draining"
+            );
+            drain.cancel();
+            return;
         }
         let req =
             pb::HeartbeatRequest { worker_id: worker.clone(), lease_ids: vec![lease.clone()] };
@@ -307,6 +393,16 @@ impl FeatureWrite {
     /// Writes the Parquet file atomically; returns its relative path, checksum and size.
     fn run(self, ctx: &WorkerContext) -> Result<(String, String, u64), UnitError> {
         let Self { rel, target, blocks } = self;
+        if ctx.disk_full_while.as_deref().is_some_and(Path::exists) {
+            // The real writer on a really full device, so the error is shaped as a full disk's.
+            let dev = Path::new("/dev/full");
+            let mut full = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dev)
+                .map_err(|e| common::error::DataError::Io { path: dev.to_path_buf(), source: e })?;
+            common::table::write_features(&mut full, &target, &blocks, ctx.spec.capture.dtype)?;
+            return Err(UnitError::Invalid("fault injection: /dev/full took the write".into()));
+        }
         common::fs::write_atomic(&target, |f| {
             common::table::write_features(f, &target, &blocks, ctx.spec.capture.dtype)
         })?;

@@ -74,6 +74,7 @@ impl LocalLauncher {
         Command::new(&self.exe)
             .args(["worker", "--coordinator", &self.address, "--tag", tag])
             .env(common::TOKEN_ENV, &self.token)
+            .env(common::COORDINATOR_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

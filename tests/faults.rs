@@ -1,0 +1,197 @@
+//! Fault tests: lost `Complete` replies, a full disk, a run that ends under a hand-started
+//! worker. Each ends in a report byte-identical to one undisturbed run of the same spec, made
+//! once and shared by the tests here (`clean_reference`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Proc};
+
+const STIMULI: usize = 100;
+
+/// The test directory and spec shared by the tests in this module, with an undisturbed run's
+/// report under `clean/e2e/report`.
+fn clean_reference() -> &'static (PathBuf, PathBuf) {
+    static CLEAN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    CLEAN.get_or_init(|| {
+        let dir = util::scratch("faults");
+        let spec = util::small_spec(&dir, STIMULI, "");
+        let out = util::run(
+            &["run", spec.to_str().unwrap(), "--workers", "2", "--set", "job.output_dir=clean"],
+            &dir,
+        );
+        assert!(out.status.success(), "clean run failed: {}", String::from_utf8_lossy(&out.stderr));
+        (dir, spec)
+    })
+}
+
+/// Asserts every report file of `run_dir` equals the undisturbed run's.
+fn assert_report_as_clean(clean_dir: &Path, run_dir: &Path, what: &str) {
+    for name in util::REPORT_FILES {
+        let a = std::fs::read(clean_dir.join("clean/e2e/report").join(name)).unwrap();
+        let b = std::fs::read(run_dir.join("report").join(name))
+            .unwrap_or_else(|e| panic!("{what}: report/{name}: {e}"));
+        assert!(a == b, "report/{name} differs between the clean run and {what}");
+    }
+}
+
+/// Every unit committed, and every committed output present with its recorded checksum.
+fn assert_all_committed_and_present(run_dir: &Path) {
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        util::query(run_dir, "SELECT id, state, output, checksum FROM units", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        });
+    assert!(!rows.is_empty());
+    for (id, state, output, checksum) in rows {
+        assert_eq!(state, "committed", "unit {id}");
+        let path = run_dir.join(output.unwrap());
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("unit {id}: committed output {}: {e}", path.display()));
+        assert_eq!(blake3::hash(&bytes).to_hex().to_string(), checksum.unwrap(), "unit {id}");
+    }
+}
+
+fn count(run_dir: &Path, sql: &str) -> i64 {
+    util::query(run_dir, sql, |r| r.get(0)).first().copied().unwrap_or(-1)
+}
+
+#[test]
+fn lost_complete_replies_are_committed_once_and_a_hand_started_worker_exits_0_when_the_run_ends() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("lost-replies/e2e");
+    // Every worker loses the first reply to each of its completions and sends it again, as it
+    // does when a reply is lost to Unavailable / DeadlineExceeded.
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "1"])
+            .args(["--set", "job.output_dir=lost-replies"])
+            .env("DIFFPROBE_FAULT_LOSE_COMPLETE_REPLY", "1")
+            .current_dir(dir),
+    );
+    // A worker joined by hand, patient enough that waiting out its patience fails the test.
+    util::wait_for("coordinator.json", Duration::from_secs(60), || {
+        run_dir.join("coordinator.json").exists().then_some(())
+    });
+    let mut by_hand = Proc::spawn(
+        Command::new(util::bin())
+            .args(["worker", "--run-dir", run_dir.to_str().unwrap(), "--tag", "by-hand"])
+            .args(["--patience-s", "300"])
+            .env("DIFFPROBE_FAULT_LOSE_COMPLETE_REPLY", "1")
+            .current_dir(dir),
+    );
+    let status = coord.wait(Duration::from_secs(240));
+    assert!(status.success(), "the run with lost replies failed: {status}");
+    let ended = Instant::now();
+    let worker = by_hand.wait(Duration::from_secs(15));
+    assert!(
+        worker.success(),
+        "a worker whose run has ended exits 0 ({worker}, {:?} after the coordinator)",
+        ended.elapsed()
+    );
+
+    assert_all_committed_and_present(&run_dir);
+    let total = count(&run_dir, "SELECT COUNT(*) FROM units");
+    // The fault fired for every unit, and each retry was answered "committed" (not duplicate).
+    let repeated = count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'complete_repeated'");
+    assert_eq!(repeated, total, "one repeated completion per unit");
+    assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'duplicate'"), 0);
+    assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'committed'"), total);
+    let ended: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("ended.json")).unwrap())
+            .unwrap();
+    assert_eq!(ended["reason"], "complete");
+    // A worker started after the run ended (a late Slurm array task) exits 0 at once.
+    let late = Command::new(util::bin())
+        .args(["worker", "--run-dir", run_dir.to_str().unwrap(), "--patience-s", "300"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(late.status.success(), "a late worker exits 0: {stderr}");
+    assert!(stderr.contains("has ended (complete)"), "{stderr}");
+    assert_report_as_clean(dir, &run_dir, "a run whose completion replies were lost");
+}
+
+#[test]
+fn a_full_disk_is_retried_then_resume_retry_quarantined_finishes_the_run() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("disk-full/e2e");
+    // While this file exists, capture writes go to /dev/full: ENOSPC from inside the Parquet
+    // writer, as on a full disk.
+    let full = dir.join("disk-is-full");
+    std::fs::write(&full, b"").unwrap();
+    let out = Command::new(util::bin())
+        .args(["run", spec.to_str().unwrap(), "--workers", "2"])
+        .args(["--set", "job.output_dir=disk-full", "--set", "sweep.max_attempts=2"])
+        .env("DIFFPROBE_FAULT_DISK_FULL_WHILE", &full)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a sweep with quarantined units exits 3: {stderr}");
+    assert!(stderr.contains("--retry-quarantined"), "says how to retry: {stderr}");
+    // Transient: every capture unit was tried `max_attempts` times, not quarantined at once.
+    let tries: Vec<(String, i64, String)> = util::query(
+        &run_dir,
+        "SELECT id, attempts, COALESCE(error, '') FROM units WHERE kind = 'capture'",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    );
+    assert!(!tries.is_empty());
+    for (id, attempts, error) in &tries {
+        assert_eq!(*attempts, 2, "capture unit {id} retried after ENOSPC: {error}");
+        assert!(error.contains("No space left on device"), "unit {id}: {error}");
+        assert!(error.contains(".parquet"), "the error names the file: {error}");
+    }
+    let retried = count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'failed'");
+    assert_eq!(retried, tries.len() as i64, "each first failure was a retry, not a quarantine");
+
+    // Space freed: the operator asks for the quarantined units again.
+    std::fs::remove_file(&full).unwrap();
+    let out = util::run(&["resume", "disk-full/e2e", "--retry-quarantined", "--workers", "2"], dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "resume --retry-quarantined failed: {stderr}");
+    assert!(stderr.contains(&format!("{} quarantined units put back", tries.len())), "{stderr}");
+    assert_all_committed_and_present(&run_dir);
+    assert_report_as_clean(dir, &run_dir, "a full disk then resume --retry-quarantined");
+}
+
+#[test]
+fn local_workers_of_a_killed_coordinator_stop_and_resume_finishes() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("orphans/e2e");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "2"])
+            .args(["--set", "job.output_dir=orphans"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "1500")
+            .current_dir(dir),
+    );
+    util::wait_for("two leased units", Duration::from_secs(60), || {
+        (count(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'leased'") == 2).then_some(())
+    });
+    let pids: Vec<i32> = util::query(&run_dir, "SELECT pid FROM workers", |r| r.get(0));
+    util::kill(coord.pid(), libc::SIGKILL);
+    coord.wait(Duration::from_secs(10));
+    // Heartbeats are every 0.5 s in the test spec; they stop at the next one (about 1 s here),
+    // the deadline leaves room for a loaded machine running other tests beside this one.
+    util::wait_for("orphaned workers to exit", Duration::from_secs(10), || {
+        pids.iter().all(|&pid| !alive(pid)).then_some(())
+    });
+    let out = util::run(&["resume", "orphans/e2e", "--workers", "2"], dir);
+    assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_all_committed_and_present(&run_dir);
+    assert_report_as_clean(dir, &run_dir, "a killed coordinator, orphans stopped, resume");
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper counts as exited).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        }
+        Err(_) => false,
+    }
+}
