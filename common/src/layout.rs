@@ -8,6 +8,7 @@
 //!   report/{summary,significance,rmse,alignment}.parquet  report/report.md
 //!   logs/<worker>.log
 //!   discarded/<unit>.a<attempt>.parquet   (outputs of attempts that lost to a committed one)
+//!   corrupt/<unit>.a<attempt>.parquet     (committed outputs that later failed verification)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,12 @@ impl RunLayout {
     /// moved here, never deleted, and never referenced by the state database.
     pub fn discarded_dir(&self) -> PathBuf {
         self.root.join("discarded")
+    }
+    /// Committed outputs that no longer match the checksum recorded when they were committed:
+    /// moved here (never deleted) when a worker, `resume` or `report` finds the mismatch, and
+    /// their units are run again.
+    pub fn corrupt_dir(&self) -> PathBuf {
+        self.root.join("corrupt")
     }
     /// Generated images (`capture.generate.save_images`).
     pub fn images_dir(&self) -> PathBuf {

@@ -259,7 +259,7 @@ impl AlignmentInputs {
 pub fn read_embedding(path: &Path, key: &str, stimuli: &[String]) -> Result<Embedding, DataError> {
     let csv = read_csv(path)?;
     let k = column_index(&csv, key).ok_or_else(|| {
-        DataError::table(path, format!("no column {key:?}; columns are {:?}", csv.header))
+        DataError::table(path, format!("no column {key:?}; {}", describe_header(&csv)))
     })?;
     let dims: Vec<usize> = (0..csv.header.len()).filter(|&c| c != k).collect();
     if dims.is_empty() {
@@ -333,6 +333,56 @@ fn missing_column(spec_file: &str, key: &str, column: &str, csv: &Csv) -> SpecEr
     SpecError::new(
         spec_file,
         key,
-        format!("{} has no column {column:?}; columns are {:?}", csv.path.display(), csv.header),
+        format!("{} has no column {column:?}; {}", csv.path.display(), describe_header(csv)),
     )
+}
+
+/// The header's columns, for an error message, when the file looks like a comma-separated
+/// table; otherwise only that it does not. A file that is not a table (`/etc/shadow` named by
+/// mistake or on purpose) must not have its first line copied into an error, a log or a
+/// terminal, so its content is never echoed.
+fn describe_header(csv: &Csv) -> String {
+    const MAX_COLUMNS: usize = 32;
+    const MAX_NAME: usize = 64;
+    let tabular = csv.header.len() >= 2
+        && csv.header.iter().all(|h| {
+            h.len() <= MAX_NAME && !h.chars().any(|c| c.is_control() || matches!(c, ':' | '$'))
+        });
+    if !tabular {
+        return format!(
+            "it does not look like a comma-separated table with a header row ({} field(s) in its first line; content not shown)",
+            csv.header.len()
+        );
+    }
+    let shown: Vec<&String> = csv.header.iter().take(MAX_COLUMNS).collect();
+    let more = csv.header.len().saturating_sub(MAX_COLUMNS);
+    if more > 0 {
+        format!("columns are {shown:?} and {more} more")
+    } else {
+        format!("columns are {shown:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv_of(text: &str) -> Csv {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, text).unwrap();
+        read_csv(&path).unwrap()
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_table_never_has_its_content_in_the_error() {
+        let shadow = csv_of("root:$6$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n");
+        let e = missing_column("spec.toml", "targets.key", "word", &shadow).to_string();
+        assert!(!e.contains("SECRET") && !e.contains("root"), "{e}");
+        assert!(e.contains("does not look like a comma-separated table"), "{e}");
+        // A real table still lists its columns, to help with a misspelt name.
+        let table = csv_of("word,auditory,visual\nabdomen,1.0,2.0\n");
+        let e = missing_column("spec.toml", "targets.key", "wrod", &table).to_string();
+        assert!(e.contains(r#"columns are ["word", "auditory", "visual"]"#), "{e}");
+    }
 }

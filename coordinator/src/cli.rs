@@ -246,13 +246,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let layout = RunLayout::new(&run_dir);
             let spec = common::spec::JobSpec::from_resolved_toml(&layout.spec())?;
             let data = common::stimuli::Dataset::open(&layout.root().join("dataset.json"))?;
-            let db = crate::db::StateDb::open(&layout.state_db())?;
+            let mut db = crate::db::StateDb::open(&layout.state_db())?;
+            // Merge only files that still match their checksums; a changed one is set aside
+            // and its unit re-queued for `resume`.
+            let changed = crate::verify::committed(layout.root(), &mut db, "`diffprobe report`")?;
+            crate::run::say_redone(&changed);
             crate::merge::write_report(&layout, &spec, &data, &db)?;
             if json {
                 let summary = crate::merge::summary_json(&layout, &spec, &data, &db)?;
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 println!("{}", layout.report_dir().join("report.md").display());
+            }
+            let (done, total) = crate::merge::committed_of_total(&db)?;
+            if done < total {
+                eprintln!(
+                    "report incomplete: {done} of {total} units committed; finish the run with `diffprobe resume {0}`, then `diffprobe report {0}`",
+                    layout.root().display()
+                );
+                return Ok(ExitCode::from(3));
             }
             Ok(ExitCode::SUCCESS)
         }

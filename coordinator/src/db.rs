@@ -236,6 +236,13 @@ impl StateDb {
             .query_row("SELECT EXISTS(SELECT 1 FROM workers WHERE id = ?1)", [worker], |r| r.get(0))
     }
 
+    /// The launcher tag a worker registered with (`local-3`; empty for one started by hand).
+    pub(crate) fn worker_tag(&self, worker: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT tag FROM workers WHERE id = ?1", [worker], |r| r.get(0))
+            .optional()
+    }
+
     /// Marks a worker seen now.
     pub(crate) fn touch_worker(&self, worker: &str, now: Millis) -> rusqlite::Result<()> {
         self.conn.execute(
@@ -488,6 +495,68 @@ impl StateDb {
         }
         tx.commit()?;
         Ok(requeued)
+    }
+
+    /// Takes a committed unit back to pending because its output (committed with `checksum`)
+    /// failed verification, with a `corrupt` event saying what happened; returns whether it
+    /// changed (false when the unit was already re-queued or re-committed with another file).
+    pub(crate) fn invalidate(
+        &mut self,
+        unit: &str,
+        checksum: &str,
+        detail: &str,
+        now: Millis,
+    ) -> rusqlite::Result<bool> {
+        let tx = self.conn.transaction()?;
+        let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(false) };
+        let Effect::Changed(next) = state.invalidate(checksum, now) else { return Ok(false) };
+        store(&tx, unit, &next)?;
+        event(&tx, now, "corrupt", Some(unit), None, detail)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Every committed unit's id, output path and checksum, in plan order (for verification).
+    pub(crate) fn committed_digests(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, output, checksum FROM units WHERE state = 'committed' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    /// Output path and checksum of every committed unit of `kind`, in plan order (the digests a
+    /// lease carries for its inputs).
+    pub(crate) fn committed_checksums(&self, kind: &str) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT output, checksum FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// The committed unit whose output is `output`, with its checksum.
+    pub(crate) fn committed_output_owner(
+        &self,
+        output: &str,
+    ) -> rusqlite::Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT id, checksum FROM units WHERE state = 'committed' AND output = ?1",
+                [output],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+    }
+
+    /// Units re-queued because a committed output failed verification, oldest first: unit and
+    /// what happened (the `corrupt` events).
+    pub(crate) fn corrupt_events(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT COALESCE(unit, ''), COALESCE(detail, '') FROM events WHERE kind = 'corrupt' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Whether any unit is running or can still run. Pending units behind a quarantined unit of

@@ -16,6 +16,9 @@
 //! different attempt completing a committed unit is [`Effect::Duplicate`]; neither changes the
 //! state, and the caller never removes the committed output for either.
 //! `requeue` is the operator's way back from quarantine (`resume --retry-quarantined`).
+//! `invalidate` takes a committed unit back to pending when its file no longer matches the
+//! checksum recorded at commit (bit rot, a truncated copy): the only way out of `Committed`, and
+//! only for the very output that failed verification.
 
 /// Milliseconds since the Unix epoch (injected, never read here).
 pub(crate) type Millis = i64;
@@ -218,6 +221,29 @@ impl UnitState {
     }
 }
 
+impl UnitState {
+    /// Takes a committed unit back to pending because its output `checksum` failed
+    /// verification: the file changed after it was committed. Only the committed output with
+    /// that checksum is invalidated (a unit re-committed since with another file is stale); the
+    /// failure count is unchanged (the attempt did nothing wrong), and attempt numbers keep
+    /// counting, so the re-run writes a new file.
+    pub(crate) fn invalidate(&self, checksum: &str, now: Millis) -> Effect {
+        match self {
+            UnitState::Committed { attempts, failures, checksum: c, .. } if c == checksum => {
+                Effect::Changed(UnitState::Pending {
+                    attempts: *attempts,
+                    failures: *failures,
+                    not_before: now,
+                })
+            }
+            UnitState::Pending { .. }
+            | UnitState::Leased { .. }
+            | UnitState::Committed { .. }
+            | UnitState::Quarantined { .. } => Effect::Stale,
+        }
+    }
+}
+
 fn after_failure(
     attempts: u32,
     failures: u32,
@@ -252,6 +278,8 @@ mod tests {
         Release(&'static str, u32, Millis),
         Expire(Millis),
         Requeue(Millis),
+        /// The committed output with this checksum failed verification.
+        Invalidate(&'static str, Millis),
     }
 
     /// Applies events in order and returns the final state and the effect kinds seen.
@@ -268,6 +296,7 @@ mod tests {
                 Ev::Release(w, a, t) => s.release(w, *a, *t),
                 Ev::Expire(t) => s.expire(*t, P),
                 Ev::Requeue(t) => s.requeue(*t),
+                Ev::Invalidate(sum, t) => s.invalidate(sum, *t),
             };
             seen.push(match eff {
                 Effect::Changed(next) => {
@@ -472,6 +501,28 @@ mod tests {
             ],
             committed(2, 0, 2),
             "cccscscs",
+        );
+    }
+
+    #[test]
+    fn a_committed_output_that_fails_verification_goes_back_to_pending_once() {
+        // Committed by attempt 1 with checksum "sum"; its file rots. Invalidating another
+        // checksum (a stale report) changes nothing; the right one re-queues it without counting
+        // a failure; a second invalidation of the same file is stale (it is pending already);
+        // the re-run is attempt 2 and commits again.
+        check(
+            &[
+                Ev::Lease("w1", 0),
+                Ev::Done(1),
+                Ev::Invalidate("other", 5),
+                Ev::Invalidate("sum", 6),
+                Ev::Invalidate("sum", 7),
+                Ev::Lease("w2", 8),
+                Ev::Invalidate("sum", 9),
+                Ev::Done(2),
+            ],
+            committed(2, 0, 2),
+            "ccscscsc",
         );
     }
 }

@@ -17,5 +17,6 @@ mod report;
 mod run;
 mod service;
 mod status;
+mod verify;
 
 pub use cli::main_with_args;

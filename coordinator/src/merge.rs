@@ -449,6 +449,7 @@ pub(crate) fn write_report(
         &grid,
         alignment.as_ref(),
         &db.quarantined()?,
+        committed_of_total(db)?,
     );
     common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
     let facts = crate::html::Facts::read(db)?;
@@ -464,6 +465,12 @@ pub(crate) fn write_report(
     });
     common::fs::write_bytes_atomic(&dir.join("report.html"), html.as_bytes())?;
     Ok(())
+}
+
+/// Units committed and units planned: the report says it is incomplete when they differ.
+pub(crate) fn committed_of_total(db: &StateDb) -> anyhow::Result<(u64, u64)> {
+    let counts = db.counts()?;
+    Ok((counts.values().map(|c| c.committed).sum(), counts.values().map(|c| c.total()).sum()))
 }
 
 /// The committed alignment outputs merged (`crate::alignment::merge`), or `None` when the

@@ -137,6 +137,8 @@ pub(crate) fn event_line(
         "meta" => format!("set {detail}"),
         "duplicate" => format!("unit {unit}: late duplicate moved to discarded/ ({detail})"),
         "requeued" => format!("unit {unit} back to pending: {detail}"),
+        "corrupt" => format!("unit {unit} redone: {detail}"),
+        "worker_killed" => format!("local worker {worker} killed: {detail}"),
         _ => return None,
     })
 }

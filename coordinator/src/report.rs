@@ -19,6 +19,7 @@ pub(crate) fn markdown(
     grid: &[GridRow],
     alignment: Option<&AlignmentResults>,
     quarantined: &[(String, String)],
+    committed: (u64, u64),
 ) -> String {
     let a = &spec.analysis.attribute_probe;
     let mut md = String::new();
@@ -31,6 +32,13 @@ pub(crate) fn markdown(
         spec.model.kind, data.len(), data.dropped.len(), data.attributes.len(), a.folds, a.components, a.alpha, a.permutations, a.seed
     );
     let _ = writeln!(md, "An attribute is *significant* for a representation when its permutation p < 0.05 in every fold (the paper's rule). q = Benjamini–Hochberg over the representation's attributes on the largest fold p. Reduction = 1 − RMSE / RMSE of predicting the training mean: significance without an effect size misleads.\n");
+    let (done, total) = committed;
+    if done < total {
+        let _ = writeln!(
+            md,
+            "> **Incomplete: {done} of {total} units committed.** The tables below cover only the committed units; the run is still going, was interrupted, or has units to redo or quarantined. Finish it with `diffprobe resume`, then `diffprobe report` again.\n"
+        );
+    }
     if !quarantined.is_empty() {
         let _ = writeln!(md, "**Incomplete: {} units were quarantined.**\n", quarantined.len());
         for (unit, err) in quarantined {

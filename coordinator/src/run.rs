@@ -118,6 +118,9 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         let n = db.requeue_quarantined(now_ms())?;
         eprintln!("retry: {n} quarantined units put back to pending");
     }
+    // Committed files are checked before anything builds on them (`verify.rs`).
+    let changed = crate::verify::committed(layout.root(), &mut db, "the coordinator at start")?;
+    say_redone(&changed);
     let shared = Arc::new(Shared {
         db: Mutex::new(db),
         policy,
@@ -148,7 +151,27 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     let mut launcher =
         Launcher::start(kind, target_workers(&shared.db(), opts), &spec, layout, &address, &token)?;
     eprintln!("coordinator {address}: {} launcher, run {}", kind.name(), layout.root().display());
-    let reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+    let mut reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+    // Check every committed file once more before merging; a changed one is redone first.
+    while reason == StopReason::Complete {
+        let digests = shared.db().committed_digests()?;
+        let root = shared.run_dir.clone();
+        let changed =
+            tokio::task::spawn_blocking(move || crate::verify::find_changed(&root, &digests))
+                .await?;
+        if changed.is_empty() {
+            break;
+        }
+        let since = shared.db().last_event_seq()?;
+        crate::verify::requeue(
+            &shared.run_dir,
+            &mut shared.db(),
+            &changed,
+            "the coordinator before merging",
+            now_ms(),
+        )?;
+        reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+    }
     // Say so before the server goes: a worker that then finds no coordinator exits at once
     // instead of waiting its patience out (unless the run was interrupted: `resume` may follow).
     // Best effort: on a full disk (the likely cause of a quarantined stop) the run must still
@@ -213,7 +236,8 @@ async fn supervise(
         let (counts, events, open) = {
             let mut db = shared.db();
             db.expire(now, shared.policy)?;
-            mark_lost_workers(&mut db, now, lost_after)?;
+            let lost = mark_lost_workers(&mut db, now, lost_after)?;
+            launcher.kill_lost(&mut db, &lost, now)?;
             (db.counts()?, db.events_since(last_event)?, db.has_open_work()?)
         };
         for e in &events {
@@ -244,6 +268,16 @@ async fn supervise(
     }
 }
 
+/// Says which committed outputs failed verification and are redone.
+pub(crate) fn say_redone(changed: &[crate::verify::Changed]) {
+    for c in changed {
+        eprintln!(
+            "verify: {} (unit {}) failed verification ({}); moved to corrupt/, the unit runs again",
+            c.output, c.unit, c.verdict
+        );
+    }
+}
+
 /// The launcher of this run: the one asked for, else the one it ran with, else local.
 fn resolve_launcher(db: &mut StateDb, opts: &RunOptions) -> anyhow::Result<LauncherKind> {
     let recorded = db.meta("launcher")?.and_then(|k| LauncherKind::parse(&k));
@@ -270,9 +304,15 @@ fn target_workers(db: &StateDb, opts: &RunOptions) -> usize {
         .unwrap_or_else(default_workers)
 }
 
-/// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own).
-fn mark_lost_workers(db: &mut StateDb, now: i64, lost_after: i64) -> anyhow::Result<()> {
-    for (id, _, _, state, last_seen) in db.workers()? {
+/// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own);
+/// returns them (id, pid, launcher tag) so that the launcher can kill a hung local one.
+fn mark_lost_workers(
+    db: &mut StateDb,
+    now: i64,
+    lost_after: i64,
+) -> anyhow::Result<Vec<(String, u32, String)>> {
+    let mut lost = Vec::new();
+    for (id, _, pid, state, last_seen) in db.workers()? {
         if state == "alive" && now - last_seen > lost_after {
             db.worker_gone(
                 &id,
@@ -280,9 +320,11 @@ fn mark_lost_workers(db: &mut StateDb, now: i64, lost_after: i64) -> anyhow::Res
                 &format!("no contact for {} s", (now - last_seen) / 1000),
                 now,
             )?;
+            let tag = db.worker_tag(&id)?.unwrap_or_default();
+            lost.push((id, pid, tag));
         }
     }
-    Ok(())
+    Ok(lost)
 }
 
 fn bind(

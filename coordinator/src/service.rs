@@ -166,6 +166,7 @@ impl Coordinator for Service {
         let granted = db.lease_next(&worker, now, shared.policy).map_err(internal)?;
         let outcome = match granted {
             Some(mut g) => {
+                let mut input_digests = Vec::new();
                 if let Some(inputs) = g.spec.feature_inputs() {
                     *inputs = db
                         .committed_outputs("capture")
@@ -173,6 +174,7 @@ impl Coordinator for Service {
                         .into_iter()
                         .map(|(_, path)| path)
                         .collect();
+                    input_digests = crate::verify::input_digests(&db).map_err(internal)?;
                 }
                 Outcome::Assignment(pb::Assignment {
                     lease_id: lease_id(&g.unit, g.attempt),
@@ -180,6 +182,7 @@ impl Coordinator for Service {
                     attempt: g.attempt,
                     unit_json: serde_json::to_string(&g.spec).map_err(internal)?,
                     ttl_ms: shared.policy.ttl_ms as u64,
+                    input_digests,
                 })
             }
             None => {
@@ -284,6 +287,21 @@ impl Coordinator for Service {
         let r = req.into_inner();
         let (unit, attempt) = parse_lease(&r.lease_id)?;
         let error = bounded(&r.error, MAX_TEXT);
+        if !r.corrupt_input.is_empty() {
+            // Trust, but verify: only a file that really changed re-queues its producer.
+            let shared = self.shared.clone();
+            let (input, worker) = (r.corrupt_input.clone(), r.worker_id.clone());
+            let (unit, error) = (unit.clone(), error.clone());
+            let waits = tokio::task::spawn_blocking(move || {
+                crate::verify::corrupt_input_reported(&shared, &worker, &unit, attempt, &input, &error)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+            if waits {
+                return Ok(Response::new(pb::FailReply {}));
+            }
+        }
         self.shared
             .db()
             .fail(&r.worker_id, &unit, attempt, &error, r.retryable, now_ms(), self.shared.policy)

@@ -37,6 +37,17 @@ pub enum UnitError {
     /// The alignment analyses rejected the data or their device failed.
     #[error("alignment: {0}")]
     Alignment(#[from] alignment::AlignmentError),
+    /// An input file does not match the checksum it was committed with (flipped bits, a
+    /// truncated copy, a deleted file): its producer must run again, not this unit.
+    #[error("input {path} failed verification: {problem} (committed with blake3 {expected})")]
+    CorruptInput {
+        /// The input, relative to the run directory.
+        path: String,
+        /// The checksum recorded at commit.
+        expected: String,
+        /// What the file is now ([`common::fs::Verification`] in words).
+        problem: String,
+    },
 }
 
 impl UnitError {
@@ -51,10 +62,29 @@ impl UnitError {
             UnitError::Alignment(alignment::AlignmentError::Tensor(_)) | UnitError::Device(_) => {
                 true
             }
+            // Retryable once the producer has re-run; the coordinator re-queues the producer
+            // and does not count this attempt as a failure (`FailRequest.corrupt_input`).
+            UnitError::CorruptInput { .. } => true,
             UnitError::Model { .. }
             | UnitError::Invalid(_)
             | UnitError::Probe(_)
             | UnitError::Alignment(_) => false,
+        }
+    }
+}
+
+impl UnitError {
+    /// The input that failed verification, when that is why the unit failed: sent to the
+    /// coordinator so that it re-runs the input's producer instead of failing this unit.
+    pub fn corrupt_input(&self) -> Option<&str> {
+        match self {
+            UnitError::CorruptInput { path, .. } => Some(path),
+            UnitError::Data(_)
+            | UnitError::Model { .. }
+            | UnitError::Invalid(_)
+            | UnitError::Probe(_)
+            | UnitError::Device(_)
+            | UnitError::Alignment(_) => None,
         }
     }
 }
@@ -138,5 +168,25 @@ mod tests {
         assert!(!parquet(ParquetError::from(denied)).is_retryable());
         let table = DataError::Table { path: PathBuf::from("x"), message: "bad column".into() };
         assert!(!UnitError::Data(table).is_retryable());
+    }
+
+    #[test]
+    fn a_corrupt_input_is_its_own_kind_retryable_and_names_the_file() {
+        let e = UnitError::CorruptInput {
+            path: "features/capture-1.a1.parquet".into(),
+            expected: "ab".into(),
+            problem: "checksum is now cd (10 bytes)".into(),
+        };
+        assert!(e.is_retryable(), "the unit runs again once its producer has");
+        assert_eq!(e.corrupt_input(), Some("features/capture-1.a1.parquet"));
+        assert!(e.to_string().contains("features/capture-1.a1.parquet failed verification"));
+        // Other failures, even reading that same file, name no corrupt input: a malformed file
+        // that matches its checksum is the producer's bug, not bit rot.
+        let table = DataError::Table {
+            path: PathBuf::from("features/capture-1.a1.parquet"),
+            message: "bad footer".into(),
+        };
+        assert_eq!(UnitError::Data(table).corrupt_input(), None);
+        assert_eq!(UnitError::Invalid("x".into()).corrupt_input(), None);
     }
 }

@@ -10,6 +10,7 @@
 //! longer its parent. An orphan also drains at its next heartbeat; only a unit it has already
 //! written is still offered to a coordinator (a `resume`) for the worker's patience.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +65,9 @@ struct WorkerContext {
     unit_delay: Duration,
     lose_complete_reply: bool,
     disk_full_while: Option<PathBuf>,
+    /// Inputs this worker has verified, with the checksum and the (length, mtime) they had
+    /// then: a committed file is immutable, so it is hashed once per worker unless it changes.
+    verified: Mutex<HashMap<String, (String, u64, Option<std::time::SystemTime>)>>,
 }
 
 /// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
@@ -102,6 +106,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         unit_delay: args.unit_delay,
         lose_complete_reply: args.lose_complete_reply,
         disk_full_while: args.disk_full_while.clone(),
+        verified: Mutex::new(HashMap::new()),
     });
     eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
 
@@ -330,6 +335,7 @@ async fn report(
                 error: e.to_string(),
                 retryable: e.is_retryable(),
                 worker_id: worker_id.clone(),
+                corrupt_input: e.corrupt_input().unwrap_or_default().to_string(),
             };
             with_retry_until(patience, stop, || {
                 let mut rpc = rpc.clone();
@@ -422,6 +428,10 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitErro
     if !ctx.unit_delay.is_zero() {
         std::thread::sleep(ctx.unit_delay);
     }
+    let mut unit = unit;
+    if let Some(inputs) = unit.feature_inputs() {
+        ctx.verify_inputs(inputs, &a.input_digests)?;
+    }
     match &unit {
         UnitSpec::Capture(c) => {
             let capturer = ctx.capturer()?;
@@ -460,6 +470,39 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitErro
 }
 
 impl WorkerContext {
+    /// Checks every input that has a digest in the lease against it before anything reads it
+    /// (`probe_unit::gather`); the first that differs or cannot be read is
+    /// [`UnitError::CorruptInput`]. A file already verified by this worker is hashed again only
+    /// if its length or modification time changed.
+    fn verify_inputs(&self, inputs: &[String], digests: &[pb::InputDigest]) -> Result<(), UnitError> {
+        let expected: HashMap<&str, &str> =
+            digests.iter().map(|d| (d.path.as_str(), d.blake3.as_str())).collect();
+        for rel in inputs {
+            let Some(&sum) = expected.get(rel.as_str()) else { continue };
+            let path = self.run_dir.join(rel);
+            let stamp = std::fs::metadata(&path).ok().map(|m| (m.len(), m.modified().ok()));
+            let known = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(rel).cloned();
+            if let (Some((s, len, mtime)), Some(now)) = (known, stamp) {
+                if s == sum && (len, mtime) == now {
+                    continue;
+                }
+            }
+            let verdict = common::fs::verify_file(&path, sum);
+            if !verdict.matches() {
+                return Err(UnitError::CorruptInput {
+                    path: rel.clone(),
+                    expected: sum.to_string(),
+                    problem: verdict.to_string(),
+                });
+            }
+            if let Some((len, mtime)) = stamp {
+                let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                cache.insert(rel.clone(), (sum.to_string(), len, mtime));
+            }
+        }
+        Ok(())
+    }
+
     fn alignment_inputs(&self) -> Result<Arc<AlignmentInputs>, UnitError> {
         let mut slot = self.alignment.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = slot.as_ref() {

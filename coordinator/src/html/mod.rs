@@ -71,6 +71,8 @@ pub(crate) struct Facts {
     pub(crate) cpu_hours: f64,
     /// Worker-hours on GPU workers.
     pub(crate) gpu_hours: f64,
+    /// Units redone because a committed output failed verification: unit, what happened.
+    pub(crate) redone: Vec<(String, String)>,
 }
 
 impl Facts {
@@ -113,6 +115,7 @@ impl Facts {
             attempts: db.attempt_count()?,
             sessions,
             wall_ms,
+            redone: db.corrupt_events()?,
         })
     }
 }
@@ -317,6 +320,15 @@ impl<'a> Page<'a> {
             a.permutations,
             a.seed
         );
+        let units = &self.input.facts.units;
+        let done = units.iter().filter(|u| u.state == "committed").count();
+        if done < units.len() {
+            let _ = write!(
+                out,
+                r#"<div class="banner"><b>Incomplete: {done} of {} units committed.</b> The figures cover only the committed units; the run is still going, was interrupted, or has units to redo or quarantined. Finish it with <code>diffprobe resume</code>, then <code>diffprobe report</code> again.</div>"#,
+                units.len()
+            );
+        }
         let q = self.quarantined();
         let missing: Vec<&String> =
             self.reps.iter().filter(|r| !self.all.contains_key(r.as_str())).collect();
@@ -1228,6 +1240,14 @@ impl<'a> Page<'a> {
             ],
             &unit_rows,
         ));
+        s.push_str("<h3>Redone after failed verification</h3>");
+        if facts.redone.is_empty() {
+            s.push_str("<p>None: every committed output matched its checksum when read.</p>");
+        } else {
+            let rows: Vec<Vec<String>> =
+                facts.redone.iter().map(|(u, d)| vec![code(u), esc(d)]).collect();
+            s.push_str(&table(&[("unit", false), ("what happened", false)], &rows));
+        }
         let q = self.quarantined();
         s.push_str("<h3>Quarantined units</h3>");
         if q.is_empty() {

@@ -237,6 +237,10 @@ fn a_quarantined_unit_is_shown_not_hidden() {
         wall_ms: Some(83_400),
         cpu_hours: 0.05,
         gpu_hours: 1.25,
+        redone: vec![(
+            "aaaaaaaaaaaaaaaa".into(),
+            "probes/aaaaaaaaaaaaaaaa.a1.parquet failed verification (checksum is now <x>)".into(),
+        )],
     };
     // text.1/mean has no results at all (its other unit's rows are absent from the cells).
     let html = page(&["text.0/mean"], &facts, &[]);
@@ -249,6 +253,9 @@ fn a_quarantined_unit_is_shown_not_hidden() {
         r#"<tr class="missing"><td><code>text.1/mean</code></td><td class="n">no results"#
     ));
     assert!(html.contains("Incomplete:"));
+    assert!(html.contains("<b>Incomplete: 2 of 3 units committed.</b>"), "the banner counts units");
+    assert!(html.contains("Redone after failed verification"));
+    assert!(html.contains("failed verification (checksum is now &lt;x&gt;)"), "redone units listed");
     assert!(
         html.contains("1.250 GPU-hours, 0.050 CPU-worker-hours"),
         "the run summary counts GPU-hours"

@@ -126,6 +126,26 @@ impl LocalLauncher {
         exits
     }
 
+    /// SIGKILLs the process group of the live worker started as `tag` with this `pid` (a hung
+    /// or SIGSTOPped worker the coordinator has marked lost); the next `poll` reaps it as
+    /// crashed and restarts it with backoff. Returns whether such a worker was found. The child
+    /// is not yet reaped, so its pid cannot have been reused by another process.
+    pub(crate) fn kill_hung(&self, pid: u32, tag: &str) -> bool {
+        let ours = self
+            .slots
+            .iter()
+            .any(|s| s.tag == tag && s.child.as_ref().is_some_and(|c| c.id() == pid));
+        if !ours {
+            return false;
+        }
+        // SAFETY: kill(2) with a negative pid signals the group this launcher created for the
+        // child, which is still unreaped.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGKILL);
+        }
+        true
+    }
+
     /// Grows to `target` workers while work remains, or shrinks by asking the newest to drain
     /// (SIGTERM: they release their units and are not restarted).
     pub(crate) fn scale(&mut self, target: usize, open: bool) {

@@ -87,6 +87,32 @@ impl Launcher {
         }
     }
 
+    /// Kills the local worker processes among `lost` (workers the coordinator has marked lost:
+    /// no contact for a lease TTL, so hung or stopped), so that `poll` reaps and restarts them
+    /// instead of the run waiting on a process that will never answer. Only a process this
+    /// launcher started, with the same pid and tag, is killed; Slurm tasks are left to Slurm.
+    pub(crate) fn kill_lost(
+        &mut self,
+        db: &mut StateDb,
+        lost: &[(String, u32, String)],
+        now: i64,
+    ) -> anyhow::Result<()> {
+        match self {
+            Launcher::Local(l) => {
+                for (id, pid, tag) in lost {
+                    if l.kill_hung(*pid, tag) {
+                        let detail = format!(
+                            "{id} (pid {pid}) sent nothing for a lease TTL (hung or stopped): SIGKILL to its process group; it is restarted while work remains"
+                        );
+                        db.log_event(now, "worker_killed", Some(tag), &detail)?;
+                    }
+                }
+                Ok(())
+            }
+            Launcher::Slurm(_) => Ok(()),
+        }
+    }
+
     /// Whether some worker runs or will be started (local); Slurm always may start more.
     pub(crate) fn will_run(&self) -> bool {
         match self {

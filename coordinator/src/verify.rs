@@ -1,0 +1,211 @@
+//! Committed outputs are checked again whenever they are read: a file that no longer hashes to
+//! the blake3 recorded when it was committed (flipped bits, a truncated copy, a deleted file) is
+//! moved to `corrupt/` (never deleted) and its unit goes back to pending (`UnitState::invalidate`)
+//! with a `corrupt` event, so the run redoes it and the report says so.
+//!
+//! Three readers check: a worker checks its inputs against the digests its lease carries and
+//! reports a mismatch with `FailRequest.corrupt_input` ([`corrupt_input_reported`]: the
+//! coordinator hashes the file itself, re-queues the producer and lets the consumer wait without
+//! counting a failure); `run` / `resume` check every committed output when they start and again
+//! before they merge; `report` checks before it merges ([`find_changed`], [`requeue`]).
+//! Dependants need no special handling: a unit of a later stage is leased only when every unit
+//! of the earlier stages is committed (`StateDb::lease_next`), so they wait for the re-run.
+
+use std::path::{Component, Path, PathBuf};
+
+use common::fs::{move_aside, verify_file, Verification};
+use common::layout::RunLayout;
+use common::proto as pb;
+
+use crate::db::StateDb;
+use crate::lease::Millis;
+use crate::service::{bounded, now_ms, Shared, MAX_TEXT};
+
+/// A committed output that failed verification.
+#[derive(Debug, Clone)]
+pub(crate) struct Changed {
+    pub(crate) unit: String,
+    /// Relative to the run directory.
+    pub(crate) output: String,
+    /// The checksum recorded at commit.
+    pub(crate) checksum: String,
+    pub(crate) verdict: Verification,
+}
+
+/// The digests a lease carries for its inputs: every committed capture output's checksum.
+pub(crate) fn input_digests(db: &StateDb) -> rusqlite::Result<Vec<pb::InputDigest>> {
+    Ok(db
+        .committed_checksums("capture")?
+        .into_iter()
+        .map(|(path, blake3)| pb::InputDigest { path, blake3 })
+        .collect())
+}
+
+/// Hashes every committed output listed in `digests` (unit, output, checksum) and returns those
+/// that no longer match. Reads files only; the database is not needed meanwhile.
+pub(crate) fn find_changed(root: &Path, digests: &[(String, String, String)]) -> Vec<Changed> {
+    digests
+        .iter()
+        .filter_map(|(unit, output, checksum)| {
+            let verdict = verify_file(&root.join(output), checksum);
+            (!verdict.matches()).then(|| Changed {
+                unit: unit.clone(),
+                output: output.clone(),
+                checksum: checksum.clone(),
+                verdict,
+            })
+        })
+        .collect()
+}
+
+/// Moves each changed file to `corrupt/` and re-queues its unit; `found_by` says who noticed
+/// (for the event). Returns the units actually re-queued.
+pub(crate) fn requeue(
+    root: &Path,
+    db: &mut StateDb,
+    changed: &[Changed],
+    found_by: &str,
+    now: Millis,
+) -> anyhow::Result<Vec<String>> {
+    let mut redone = Vec::new();
+    for c in changed {
+        let detail = set_aside(root, c, found_by);
+        if db.invalidate(&c.unit, &c.checksum, &detail, now)? {
+            redone.push(c.unit.clone());
+        }
+    }
+    Ok(redone)
+}
+
+/// Checks every committed output and re-queues the units whose files changed (for callers that
+/// hold the database alone: the start of `run` / `resume`, and `report`).
+pub(crate) fn committed(
+    root: &Path,
+    db: &mut StateDb,
+    found_by: &str,
+) -> anyhow::Result<Vec<Changed>> {
+    let changed = find_changed(root, &db.committed_digests()?);
+    requeue(root, db, &changed, found_by, now_ms())?;
+    Ok(changed)
+}
+
+/// A worker says `input` of its unit (`unit`, `attempt`) failed verification. The coordinator
+/// hashes the file itself: if it changed, the file is set aside, its producer is re-queued and
+/// the consumer's lease is released (it waits for the producer; no failure counted). If the
+/// input is no longer a committed output (another consumer reported it first, or the producer
+/// re-ran since this lease was granted), the consumer is released too: its next lease names the
+/// new file. Returns `false` when the file is intact: the caller records an ordinary failure.
+pub(crate) fn corrupt_input_reported(
+    shared: &Shared,
+    worker: &str,
+    unit: &str,
+    attempt: u32,
+    input: &str,
+    error: &str,
+) -> anyhow::Result<bool> {
+    if !is_output_path(input) {
+        return Ok(false);
+    }
+    let owner = shared.db().committed_output_owner(input)?;
+    let reason = |what: &str| bounded(&format!("{what}; waits for it: {error}"), MAX_TEXT);
+    let Some((producer, checksum)) = owner else {
+        let why = reason(&format!("input {input} is being redone"));
+        shared.db().release(worker, unit, attempt, &why, now_ms())?;
+        return Ok(true);
+    };
+    let verdict = verify_file(&shared.run_dir.join(input), &checksum);
+    if verdict.matches() {
+        return Ok(false);
+    }
+    let changed = Changed { unit: producer.clone(), output: input.to_string(), checksum, verdict };
+    let mut db = shared.db();
+    requeue(&shared.run_dir, &mut db, &[changed], &format!("unit {unit}"), now_ms())?;
+    let why = reason(&format!("input {input} failed verification; its unit {producer} re-runs"));
+    db.release(worker, unit, attempt, &why, now_ms())?;
+    Ok(true)
+}
+
+/// Moves the changed file aside (if it is still there) and says what happened, for the event.
+fn set_aside(root: &Path, c: &Changed, found_by: &str) -> String {
+    let path = root.join(&c.output);
+    let dir = RunLayout::new(root).corrupt_dir();
+    let moved = match &c.verdict {
+        Verification::Unreadable(_) => None,
+        Verification::Matches | Verification::Differs { .. } => move_aside(&path, &dir).ok(),
+    };
+    let whereto = match moved.as_deref().and_then(|m| m.strip_prefix(root).ok()) {
+        Some(rel) => format!("moved to {}", rel.display()),
+        None => "nothing to move".to_string(),
+    };
+    bounded(
+        &format!(
+            "{} failed verification ({}; committed with blake3 {}), found by {found_by}; {whereto}; the unit runs again",
+            c.output, c.verdict, c.checksum
+        ),
+        MAX_TEXT,
+    )
+}
+
+/// Whether `rel` is a plain relative path into one of the unit output folders.
+fn is_output_path(rel: &str) -> bool {
+    let p = PathBuf::from(rel);
+    let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
+    let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
+    plain && matches!(dir, "features" | "probes" | "alignment")
+}
+
+#[cfg(test)]
+mod tests {
+    use common::ids::UnitId;
+    use common::unit::{CaptureUnit, UnitSpec};
+
+    use super::*;
+    use crate::lease::RetryPolicy;
+
+    const P: RetryPolicy = RetryPolicy { max_failures: 3, backoff_ms: 0, ttl_ms: 60_000 };
+
+    #[test]
+    fn a_changed_committed_file_is_set_aside_and_its_unit_requeued_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        RunLayout::new(root).create_dirs().unwrap();
+        let mut db = StateDb::open(&root.join("state.sqlite")).unwrap();
+        let unit =
+            UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
+        db.insert_units(&[(UnitId("u".into()), unit.clone()), (UnitId("v".into()), unit)], 0)
+            .unwrap();
+        for (u, bytes) in [("u", b"good u"), ("v", b"good v")] {
+            db.lease_next("w1", 1, P).unwrap().unwrap();
+            let rel = RunLayout::unit_output("features", u, 1);
+            std::fs::write(root.join(&rel), bytes).unwrap();
+            let sum = blake3::hash(bytes).to_hex().to_string();
+            db.complete(u, 1, &rel, &sum, 2).unwrap();
+        }
+        assert!(committed(root, &mut db, "test").unwrap().is_empty(), "intact files pass");
+        // v's file rots.
+        std::fs::write(root.join("features/v.a1.parquet"), b"bad  v").unwrap();
+        let changed = committed(root, &mut db, "test").unwrap();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].unit, "v");
+        assert!(matches!(changed[0].verdict, Verification::Differs { bytes: 6, .. }));
+        assert!(!root.join("features/v.a1.parquet").exists());
+        assert_eq!(std::fs::read(root.join("corrupt/v.a1.parquet")).unwrap(), b"bad  v");
+        let states: Vec<(String, String)> =
+            db.unit_rows().unwrap().into_iter().map(|r| (r.0, r.2)).collect();
+        assert_eq!(states, [("u".into(), "committed".into()), ("v".into(), "pending".into())]);
+        let events = db.corrupt_events().unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(events[0].1.contains("moved to corrupt/v.a1.parquet"), "{}", events[0].1);
+        // Nothing committed is left to fail: a second check finds nothing.
+        assert!(committed(root, &mut db, "test").unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_output_folders_can_be_named_as_corrupt_inputs() {
+        assert!(is_output_path("features/capture-1.a1.parquet"));
+        assert!(!is_output_path("../outside.parquet"));
+        assert!(!is_output_path("/etc/passwd"));
+        assert!(!is_output_path("features/../state.sqlite"));
+        assert!(!is_output_path("state.sqlite"));
+    }
+}
