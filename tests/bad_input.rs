@@ -46,6 +46,31 @@ fn bad_specs_data_and_models_exit_2_with_the_culprit_named() {
 }
 
 #[test]
+fn a_targets_file_that_is_not_a_table_is_named_but_its_content_never_shown() {
+    let dir = util::scratch("bad_input_secret");
+    let spec = util::small_spec(&dir, 40, "");
+    let secret = dir.join("shadow");
+    std::fs::write(&secret, "root:$6$SECRETHASH:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n")
+        .unwrap();
+    let mut files = vec![(secret.clone(), "SECRETHASH".to_string())];
+    // The real one too, where this user can read it (as root): its first line must not leak.
+    if let Some(first) = std::fs::read_to_string("/etc/shadow")
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .filter(|l| !l.is_empty())
+    {
+        files.push(("/etc/shadow".into(), first));
+    }
+    for (file, content) in files {
+        let set = format!("targets.file={:?}", file.display().to_string());
+        let e = util::plan_error(&dir, &spec, &[&set]);
+        assert!(e.contains(&file.display().to_string()), "names the file: {e}");
+        assert!(e.contains("not look like a comma-separated table"), "says what is wrong: {e}");
+        assert!(!e.contains(&content), "the file's content is never echoed: {e}");
+    }
+}
+
+#[test]
 fn a_unit_that_cannot_succeed_is_quarantined_with_its_error() {
     let dir = util::scratch("quarantine");
     let spec = util::small_spec(&dir, 40, "");

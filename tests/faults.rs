@@ -1,6 +1,7 @@
 //! Fault tests: lost `Complete` replies, a full disk, a run that ends under a hand-started
-//! worker. Each ends in a report byte-identical to one undisturbed run of the same spec, made
-//! once and shared by the tests here (`clean_reference`).
+//! worker, committed files that change after their commit (found by a worker reading them, by
+//! `report` and by `resume`), a SIGSTOPped worker. Each ends in a report byte-identical to one
+//! undisturbed run of the same spec, made once and shared by the tests here (`clean_reference`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,10 +180,181 @@ fn local_workers_of_a_killed_coordinator_stop_and_resume_finishes() {
     util::wait_for("orphaned workers to exit", Duration::from_secs(10), || {
         pids.iter().all(|&pid| !alive(pid)).then_some(())
     });
+    // `report` on the interrupted run says, at the top of both pages, that it is incomplete.
+    let out = util::run(&["report", "orphans/e2e"], dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "an incomplete report exits 3: {stderr}");
+    let total = count(&run_dir, "SELECT COUNT(*) FROM units");
+    let done = count(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'committed'");
+    assert!(done < total);
+    let banner = format!("Incomplete: {done} of {total} units committed.");
+    assert!(stderr.contains(&format!("{done} of {total} units committed")), "{stderr}");
+    let md = std::fs::read_to_string(run_dir.join("report/report.md")).unwrap();
+    assert!(md.contains(&format!("> **{banner}**")), "report.md has the banner: {md}");
+    let html = std::fs::read_to_string(run_dir.join("report/report.html")).unwrap();
+    assert!(html.contains(&format!("<b>{banner}</b>")), "report.html has the banner");
     let out = util::run(&["resume", "orphans/e2e", "--workers", "2"], dir);
     assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_all_committed_and_present(&run_dir);
     assert_report_as_clean(dir, &run_dir, "a killed coordinator, orphans stopped, resume");
+}
+
+/// Flips 16 bytes of `path` at `at` (negative: from the end), keeping its length.
+fn flip16(path: &Path, at: i64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let start = if at < 0 { (bytes.len() as i64 + at) as usize } else { at as usize };
+    for b in &mut bytes[start..start + 16] {
+        *b ^= 0xa5;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `corrupt` events: unit and detail.
+fn corrupt_events(run_dir: &Path) -> Vec<(String, String)> {
+    util::query(run_dir, "SELECT unit, detail FROM events WHERE kind = 'corrupt'", |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+}
+
+#[test]
+fn a_feature_file_flipped_under_a_live_run_is_caught_by_its_reader_and_its_producer_redone() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("flip-live/e2e");
+    // Every unit sleeps 1 s before it reads anything, so the bytes flip between the capture
+    // unit's commit and the first probe unit's read.
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "2"])
+            .args(["--set", "job.output_dir=flip-live"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "1000")
+            .current_dir(dir),
+    );
+    let captures = STIMULI as i64 / 50;
+    let victim: String = util::wait_for("every capture unit committed", Duration::from_secs(120), || {
+        let done: Vec<String> = util::query(
+            &run_dir,
+            "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed' ORDER BY seq",
+            |r| r.get(0),
+        );
+        (done.len() as i64 == captures).then(|| done[0].clone())
+    });
+    let path = run_dir.join(&victim);
+    let len = std::fs::metadata(&path).unwrap().len() as i64;
+    flip16(&path, len / 2);
+    let status = coord.wait(Duration::from_secs(240));
+    assert!(status.success(), "the run with a flipped feature file failed: {status}");
+    // A probe unit found it (not the coordinator's own check before merging), the file went to
+    // corrupt/, the capture unit ran again, and no consumer was failed or quarantined for it.
+    let events = corrupt_events(&run_dir);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].1.contains(&format!("{victim} failed verification")), "{events:?}");
+    assert!(events[0].1.contains("found by unit probe-"), "a reader found it: {events:?}");
+    let name = Path::new(&victim).file_name().unwrap();
+    assert!(run_dir.join("corrupt").join(name).exists(), "set aside, never deleted");
+    assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'quarantined'"), 0);
+    assert_eq!(
+        count(&run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'failed'"),
+        0,
+        "the consumers waited for their input; none failed"
+    );
+    assert_all_committed_and_present(&run_dir);
+    assert_report_as_clean(dir, &run_dir, "a feature file flipped under a live run");
+}
+
+#[test]
+fn flipped_probe_and_footer_bytes_are_found_by_report_and_redone_by_resume() {
+    let (dir, _) = clean_reference();
+    // A copy of the undisturbed run: its committed files then rot.
+    let run_dir = dir.join("flip-done/e2e");
+    std::fs::create_dir_all(run_dir.parent().unwrap()).unwrap();
+    let cp = Command::new("cp").arg("-a").arg(dir.join("clean/e2e")).arg(&run_dir).status();
+    assert!(cp.unwrap().success());
+    let first = |kind: &str| -> String {
+        util::query(
+            &run_dir,
+            &format!("SELECT output FROM units WHERE kind = '{kind}' ORDER BY seq LIMIT 1"),
+            |r| r.get(0),
+        )
+        .remove(0)
+    };
+    let (feature, probe) = (first("capture"), first("probe"));
+    // 16 bytes inside the capture file's Parquet footer (the file ends with the footer, its
+    // 4-byte length and "PAR1"), and 16 in the middle of a probe file.
+    flip16(&run_dir.join(&feature), -40);
+    let probe_len = std::fs::metadata(run_dir.join(&probe)).unwrap().len() as i64;
+    flip16(&run_dir.join(&probe), probe_len / 2);
+
+    let out = util::run(&["report", "flip-done/e2e"], dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "report finds the changed files: {stderr}");
+    for rel in [&feature, &probe] {
+        assert!(stderr.contains(&format!("verify: {rel} (unit ")), "{rel} named: {stderr}");
+        let name = Path::new(rel).file_name().unwrap();
+        assert!(run_dir.join("corrupt").join(name).exists(), "{rel} set aside");
+    }
+    assert!(stderr.contains("diffprobe resume"), "says how to finish: {stderr}");
+    let md = std::fs::read_to_string(run_dir.join("report/report.md")).unwrap();
+    assert!(md.contains("Incomplete:"), "report.md says it is incomplete");
+    let html = std::fs::read_to_string(run_dir.join("report/report.html")).unwrap();
+    assert!(html.contains("Redone after failed verification"));
+    assert!(html.contains(&format!("{feature} failed verification")), "the report says what");
+
+    // Neither unit is quarantined: resume redoes both and the report is as before.
+    let out = util::run(&["resume", "flip-done/e2e", "--workers", "2"], dir);
+    assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(corrupt_events(&run_dir).len(), 2);
+    assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'quarantined'"), 0);
+    assert_all_committed_and_present(&run_dir);
+    assert_report_as_clean(dir, &run_dir, "flipped probe and footer bytes, report, resume");
+}
+
+#[test]
+fn a_stopped_worker_is_killed_and_replaced_and_the_run_does_not_wait_for_it() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("stopped/e2e");
+    let ttl = Duration::from_secs(3); // sweep.lease_ttl_s of the test spec
+    // A grace period far longer than the run: a run waiting for the stopped worker shows.
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "2", "--grace-s", "60"])
+            .args(["--set", "job.output_dir=stopped"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "300")
+            .current_dir(dir),
+    );
+    let (pid, tag): (i32, String) =
+        util::wait_for("a probe unit leased", Duration::from_secs(120), || {
+            util::query(
+                &run_dir,
+                "SELECT w.pid, w.tag FROM units u JOIN workers w ON w.id = u.worker
+                 WHERE u.state = 'leased' AND u.kind = 'probe' LIMIT 1",
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .pop()
+        });
+    util::kill(pid, libc::SIGSTOP);
+    let stopped = Instant::now();
+    util::wait_for("the stopped worker to be killed", 2 * ttl, || (!alive(pid)).then_some(()));
+    let status = coord.wait(Duration::from_secs(240));
+    let exited = std::time::SystemTime::now();
+    assert!(status.success(), "the run with a stopped worker failed: {status}");
+    let last_commit: i64 =
+        count(&run_dir, "SELECT MAX(ts) FROM events WHERE kind = 'committed'");
+    let since_last = exited.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+        - last_commit;
+    assert!(
+        since_last < 15_000,
+        "the run ended {since_last} ms after its last commit: it waited for the stopped worker ({:?} after the stop)",
+        stopped.elapsed()
+    );
+    let killed = count(
+        &run_dir,
+        &format!("SELECT COUNT(*) FROM events WHERE kind = 'worker_killed' AND worker = '{tag}'"),
+    );
+    assert_eq!(killed, 1, "one worker_killed event for {tag}");
+    let replaced = count(&run_dir, &format!("SELECT COUNT(*) FROM workers WHERE tag = '{tag}'"));
+    assert!(replaced >= 2, "{tag} was restarted and registered again ({replaced} registrations)");
+    assert_all_committed_and_present(&run_dir);
+    assert_report_as_clean(dir, &run_dir, "a SIGSTOPped worker killed and replaced");
 }
 
 /// Whether `pid` is a live process (a zombie waiting for its reaper counts as exited).

@@ -507,6 +507,7 @@ mod tests {
             error: "forged".into(),
             retryable: false,
             worker_id: w2.clone(),
+            corrupt_input: String::new(),
         };
         f.svc.fail(Request::new(fail)).await.unwrap();
         let release = pb::ReleaseRequest {
@@ -536,6 +537,7 @@ mod tests {
             error: "é".repeat(2_000_000),
             retryable: false,
             worker_id: w1,
+            corrupt_input: String::new(),
         };
         f.svc.fail(Request::new(fail)).await.unwrap();
         let (state, error) = f.unit();
@@ -568,5 +570,74 @@ mod tests {
         assert_eq!(err.code(), Code::DataLoss);
         assert!(err.message().contains("not a regular file"), "{}", err.message());
         assert!(f.committed_output().is_empty());
+    }
+
+    /// Adds a probe unit `p` (stage 1) reading `u`'s output.
+    fn add_probe(f: &Fixture) {
+        let probe = UnitSpec::Probe(common::unit::ProbeUnit {
+            representation: common::unit::Representation::text(
+                "text.0",
+                common::spec::Pooling::Mean,
+            ),
+            folds: vec![0],
+            inputs: vec![],
+        });
+        f.svc.shared.db().insert_units(&[(UnitId("p".into()), probe)], 0).unwrap();
+    }
+
+    fn state_of(f: &Fixture, unit: &str) -> (String, u32) {
+        let rows = f.svc.shared.db().unit_rows().unwrap();
+        let row = rows.into_iter().find(|r| r.0 == unit).unwrap();
+        let failures: u32 = f
+            .svc
+            .shared
+            .db()
+            .failed_attempts()
+            .unwrap()
+            .iter()
+            .filter(|a| a.0 == unit && a.3 == "failed")
+            .count() as u32;
+        (row.2, failures)
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_input_requeues_its_producer_and_the_consumer_waits_uncounted() {
+        let f = fixture();
+        add_probe(&f);
+        let w1 = f.register("h").await;
+        let a = f.lease(&w1).await.unwrap().expect("the capture unit");
+        let done = f.write_output(&w1, a.attempt, b"features of u");
+        assert_eq!(f.complete(&done).await.unwrap(), (true, false));
+        let b = f.lease(&w1).await.unwrap().expect("the probe unit");
+        assert_eq!(b.unit_id, "p");
+        // The lease carries the checksum each input was committed with.
+        assert_eq!(b.input_digests.len(), 1);
+        assert_eq!(b.input_digests[0].path, done.output_path);
+        assert_eq!(b.input_digests[0].blake3, done.checksum);
+
+        // A worker claiming an intact input is corrupt gets an ordinary failure.
+        let claim = |lease: &pb::Assignment| pb::FailRequest {
+            lease_id: lease.lease_id.clone(),
+            error: "input failed verification".into(),
+            retryable: true,
+            worker_id: w1.clone(),
+            corrupt_input: done.output_path.clone(),
+        };
+        f.svc.fail(Request::new(claim(&b))).await.unwrap();
+        assert_eq!(state_of(&f, "p"), ("pending".into(), 1), "counted: the file is intact");
+        assert_eq!(state_of(&f, "u").0, "committed");
+
+        // The file really rots: the producer re-runs, the consumer waits, nothing is counted.
+        let c = f.lease(&w1).await.unwrap().expect("the probe unit again");
+        std::fs::write(f.run_dir.join(&done.output_path), b"features of X").unwrap();
+        f.svc.fail(Request::new(claim(&c))).await.unwrap();
+        assert_eq!(state_of(&f, "u").0, "pending", "the producer is re-queued");
+        assert_eq!(state_of(&f, "p"), ("pending".into(), 1), "released, not failed again");
+        assert!(!f.run_dir.join(&done.output_path).exists());
+        assert!(f.run_dir.join("corrupt/u.a1.parquet").exists(), "set aside, not deleted");
+        // The producer is leased next (the consumer waits for it), as a new attempt.
+        let again = f.lease(&w1).await.unwrap().expect("the producer again");
+        assert_eq!((again.unit_id.as_str(), again.attempt), ("u", 2));
+        assert!(f.lease(&w1).await.unwrap().is_none(), "the consumer waits for its input");
     }
 }
