@@ -230,14 +230,15 @@ fn a_feature_file_flipped_under_a_live_run_is_caught_by_its_reader_and_its_produ
             .current_dir(dir),
     );
     let captures = STIMULI as i64 / 50;
-    let victim: String = util::wait_for("every capture unit committed", Duration::from_secs(120), || {
-        let done: Vec<String> = util::query(
+    let victim: String =
+        util::wait_for("every capture unit committed", Duration::from_secs(120), || {
+            let done: Vec<String> = util::query(
             &run_dir,
             "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed' ORDER BY seq",
             |r| r.get(0),
         );
-        (done.len() as i64 == captures).then(|| done[0].clone())
-    });
+            (done.len() as i64 == captures).then(|| done[0].clone())
+        });
     let path = run_dir.join(&victim);
     let len = std::fs::metadata(&path).unwrap().len() as i64;
     flip16(&path, len / 2);
@@ -313,7 +314,7 @@ fn a_stopped_worker_is_killed_and_replaced_and_the_run_does_not_wait_for_it() {
     let (dir, spec) = clean_reference();
     let run_dir = dir.join("stopped/e2e");
     let ttl = Duration::from_secs(3); // sweep.lease_ttl_s of the test spec
-    // A grace period far longer than the run: a run waiting for the stopped worker shows.
+                                      // A grace period far longer than the run: a run waiting for the stopped worker shows.
     let mut coord = Proc::spawn(
         Command::new(util::bin())
             .args(["run", spec.to_str().unwrap(), "--workers", "2", "--grace-s", "60"])
@@ -337,10 +338,9 @@ fn a_stopped_worker_is_killed_and_replaced_and_the_run_does_not_wait_for_it() {
     let status = coord.wait(Duration::from_secs(240));
     let exited = std::time::SystemTime::now();
     assert!(status.success(), "the run with a stopped worker failed: {status}");
-    let last_commit: i64 =
-        count(&run_dir, "SELECT MAX(ts) FROM events WHERE kind = 'committed'");
-    let since_last = exited.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-        - last_commit;
+    let last_commit: i64 = count(&run_dir, "SELECT MAX(ts) FROM events WHERE kind = 'committed'");
+    let since_last =
+        exited.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - last_commit;
     assert!(
         since_last < 15_000,
         "the run ended {since_last} ms after its last commit: it waited for the stopped worker ({:?} after the stop)",

@@ -527,7 +527,10 @@ impl StateDb {
 
     /// Output path and checksum of every committed unit of `kind`, in plan order (the digests a
     /// lease carries for its inputs).
-    pub(crate) fn committed_checksums(&self, kind: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    pub(crate) fn committed_checksums(
+        &self,
+        kind: &str,
+    ) -> rusqlite::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
             "SELECT output, checksum FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
         )?;

@@ -10,7 +10,9 @@ use common::table::{analysis, AlignmentRow, GridRow};
 use crate::alignment::AlignmentResults;
 use crate::merge::{Cell, SummaryRow, NEAR_CONSTANT_SPREAD};
 
-/// Renders the report.
+/// Renders the report. `committed` is (units committed, units planned): when they differ the
+/// page opens with an "incomplete" banner.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn markdown(
     spec: &JobSpec,
     data: &Dataset,

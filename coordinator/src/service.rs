@@ -293,7 +293,9 @@ impl Coordinator for Service {
             let (input, worker) = (r.corrupt_input.clone(), r.worker_id.clone());
             let (unit, error) = (unit.clone(), error.clone());
             let waits = tokio::task::spawn_blocking(move || {
-                crate::verify::corrupt_input_reported(&shared, &worker, &unit, attempt, &input, &error)
+                crate::verify::corrupt_input_reported(
+                    &shared, &worker, &unit, attempt, &input, &error,
+                )
             })
             .await
             .map_err(internal)?

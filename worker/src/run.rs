@@ -67,8 +67,11 @@ struct WorkerContext {
     disk_full_while: Option<PathBuf>,
     /// Inputs this worker has verified, with the checksum and the (length, mtime) they had
     /// then: a committed file is immutable, so it is hashed once per worker unless it changes.
-    verified: Mutex<HashMap<String, (String, u64, Option<std::time::SystemTime>)>>,
+    verified: Mutex<HashMap<String, Verified>>,
 }
+
+/// An input this worker has hashed: the checksum it matched and the file's (length, mtime) then.
+type Verified = (String, u64, Option<std::time::SystemTime>);
 
 /// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -474,7 +477,11 @@ impl WorkerContext {
     /// (`probe_unit::gather`); the first that differs or cannot be read is
     /// [`UnitError::CorruptInput`]. A file already verified by this worker is hashed again only
     /// if its length or modification time changed.
-    fn verify_inputs(&self, inputs: &[String], digests: &[pb::InputDigest]) -> Result<(), UnitError> {
+    fn verify_inputs(
+        &self,
+        inputs: &[String],
+        digests: &[pb::InputDigest],
+    ) -> Result<(), UnitError> {
         let expected: HashMap<&str, &str> =
             digests.iter().map(|d| (d.path.as_str(), d.blake3.as_str())).collect();
         for rel in inputs {

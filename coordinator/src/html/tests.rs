@@ -255,7 +255,10 @@ fn a_quarantined_unit_is_shown_not_hidden() {
     assert!(html.contains("Incomplete:"));
     assert!(html.contains("<b>Incomplete: 2 of 3 units committed.</b>"), "the banner counts units");
     assert!(html.contains("Redone after failed verification"));
-    assert!(html.contains("failed verification (checksum is now &lt;x&gt;)"), "redone units listed");
+    assert!(
+        html.contains("failed verification (checksum is now &lt;x&gt;)"),
+        "redone units listed"
+    );
     assert!(
         html.contains("1.250 GPU-hours, 0.050 CPU-worker-hours"),
         "the run summary counts GPU-hours"
