@@ -217,11 +217,13 @@ fn corrupt_events(run_dir: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_feature_file_flipped_under_a_live_run_is_caught_by_its_reader_and_its_producer_redone() {
+fn feature_files_flipped_under_a_live_run_are_caught_by_their_readers_and_redone() {
     let (dir, spec) = clean_reference();
     let run_dir = dir.join("flip-live/e2e");
     // Every unit sleeps 1 s before it reads anything, so the bytes flip between the capture
-    // unit's commit and the first probe unit's read.
+    // units' commits and the first probe unit's read: 16 bytes in the middle of one feature
+    // file, 16 in the Parquet footer of the other (the file ends with the footer, its 4-byte
+    // length and "PAR1"; unverified, such a file made every reader fail for ever).
     let mut coord = Proc::spawn(
         Command::new(util::bin())
             .args(["run", spec.to_str().unwrap(), "--workers", "2"])
@@ -230,28 +232,32 @@ fn a_feature_file_flipped_under_a_live_run_is_caught_by_its_reader_and_its_produ
             .current_dir(dir),
     );
     let captures = STIMULI as i64 / 50;
-    let victim: String =
+    let victims: Vec<String> =
         util::wait_for("every capture unit committed", Duration::from_secs(120), || {
             let done: Vec<String> = util::query(
-            &run_dir,
-            "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed' ORDER BY seq",
-            |r| r.get(0),
-        );
-            (done.len() as i64 == captures).then(|| done[0].clone())
+                &run_dir,
+                "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed'
+                 ORDER BY seq",
+                |r| r.get(0),
+            );
+            (done.len() as i64 == captures).then_some(done)
         });
-    let path = run_dir.join(&victim);
-    let len = std::fs::metadata(&path).unwrap().len() as i64;
-    flip16(&path, len / 2);
+    let middle = run_dir.join(&victims[0]);
+    flip16(&middle, std::fs::metadata(&middle).unwrap().len() as i64 / 2);
+    flip16(&run_dir.join(&victims[1]), -40);
     let status = coord.wait(Duration::from_secs(240));
-    assert!(status.success(), "the run with a flipped feature file failed: {status}");
-    // A probe unit found it (not the coordinator's own check before merging), the file went to
-    // corrupt/, the capture unit ran again, and no consumer was failed or quarantined for it.
+    assert!(status.success(), "the run with flipped feature files failed: {status}");
+    // Probe units found both, the files went to corrupt/, the capture units ran again, and no
+    // consumer was failed or quarantined for it.
     let events = corrupt_events(&run_dir);
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert!(events[0].1.contains(&format!("{victim} failed verification")), "{events:?}");
-    assert!(events[0].1.contains("found by unit probe-"), "a reader found it: {events:?}");
-    let name = Path::new(&victim).file_name().unwrap();
-    assert!(run_dir.join("corrupt").join(name).exists(), "set aside, never deleted");
+    assert_eq!(events.len(), 2, "{events:?}");
+    for victim in &victims {
+        let event = events.iter().find(|e| e.1.contains(&format!("{victim} failed verification")));
+        let event = event.unwrap_or_else(|| panic!("{victim} redone: {events:?}"));
+        assert!(event.1.contains("found by unit probe-"), "a reader found it: {event:?}");
+        let name = Path::new(victim).file_name().unwrap();
+        assert!(run_dir.join("corrupt").join(name).exists(), "set aside, never deleted");
+    }
     assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'quarantined'"), 0);
     assert_eq!(
         count(&run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'failed'"),
@@ -259,36 +265,32 @@ fn a_feature_file_flipped_under_a_live_run_is_caught_by_its_reader_and_its_produ
         "the consumers waited for their input; none failed"
     );
     assert_all_committed_and_present(&run_dir);
-    assert_report_as_clean(dir, &run_dir, "a feature file flipped under a live run");
+    assert_report_as_clean(dir, &run_dir, "feature files flipped under a live run");
 }
 
 #[test]
-fn flipped_probe_and_footer_bytes_are_found_by_report_and_redone_by_resume() {
+fn flipped_probe_files_are_found_by_report_and_redone_by_resume() {
     let (dir, _) = clean_reference();
     // A copy of the undisturbed run: its committed files then rot.
     let run_dir = dir.join("flip-done/e2e");
     std::fs::create_dir_all(run_dir.parent().unwrap()).unwrap();
     let cp = Command::new("cp").arg("-a").arg(dir.join("clean/e2e")).arg(&run_dir).status();
     assert!(cp.unwrap().success());
-    let first = |kind: &str| -> String {
-        util::query(
-            &run_dir,
-            &format!("SELECT output FROM units WHERE kind = '{kind}' ORDER BY seq LIMIT 1"),
-            |r| r.get(0),
-        )
-        .remove(0)
-    };
-    let (feature, probe) = (first("capture"), first("probe"));
-    // 16 bytes inside the capture file's Parquet footer (the file ends with the footer, its
-    // 4-byte length and "PAR1"), and 16 in the middle of a probe file.
-    flip16(&run_dir.join(&feature), -40);
+    let probes: Vec<String> = util::query(
+        &run_dir,
+        "SELECT output FROM units WHERE kind = 'probe' ORDER BY seq LIMIT 2",
+        |r| r.get(0),
+    );
+    let (footer, probe) = (probes[0].clone(), probes[1].clone());
+    // 16 bytes inside one probe file's Parquet footer, 16 in the middle of another.
+    flip16(&run_dir.join(&footer), -40);
     let probe_len = std::fs::metadata(run_dir.join(&probe)).unwrap().len() as i64;
     flip16(&run_dir.join(&probe), probe_len / 2);
 
     let out = util::run(&["report", "flip-done/e2e"], dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "report finds the changed files: {stderr}");
-    for rel in [&feature, &probe] {
+    for rel in [&footer, &probe] {
         assert!(stderr.contains(&format!("verify: {rel} (unit ")), "{rel} named: {stderr}");
         let name = Path::new(rel).file_name().unwrap();
         assert!(run_dir.join("corrupt").join(name).exists(), "{rel} set aside");
@@ -298,7 +300,7 @@ fn flipped_probe_and_footer_bytes_are_found_by_report_and_redone_by_resume() {
     assert!(md.contains("Incomplete:"), "report.md says it is incomplete");
     let html = std::fs::read_to_string(run_dir.join("report/report.html")).unwrap();
     assert!(html.contains("Redone after failed verification"));
-    assert!(html.contains(&format!("{feature} failed verification")), "the report says what");
+    assert!(html.contains(&format!("{footer} failed verification")), "the report says what");
 
     // Neither unit is quarantined: resume redoes both and the report is as before.
     let out = util::run(&["resume", "flip-done/e2e", "--workers", "2"], dir);
@@ -306,7 +308,7 @@ fn flipped_probe_and_footer_bytes_are_found_by_report_and_redone_by_resume() {
     assert_eq!(corrupt_events(&run_dir).len(), 2);
     assert_eq!(count(&run_dir, "SELECT COUNT(*) FROM units WHERE state = 'quarantined'"), 0);
     assert_all_committed_and_present(&run_dir);
-    assert_report_as_clean(dir, &run_dir, "flipped probe and footer bytes, report, resume");
+    assert_report_as_clean(dir, &run_dir, "flipped probe files, report, resume");
 }
 
 #[test]

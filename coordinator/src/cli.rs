@@ -74,7 +74,10 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Re-merge a finished run's probe outputs into `report/`.
+    /// Re-merge a run's committed outputs into `report/`. Each file is first checked against
+    /// the checksum recorded at its commit; a changed one is moved to `corrupt/` and its unit
+    /// re-queued for `resume`. Exits 3 (with an "incomplete" banner in the report) unless every
+    /// unit is committed.
     Report {
         /// The run directory.
         run_dir: PathBuf,

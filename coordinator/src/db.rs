@@ -516,10 +516,14 @@ impl StateDb {
         Ok(true)
     }
 
-    /// Every committed unit's id, output path and checksum, in plan order (for verification).
+    /// Id, output path and checksum of every committed unit whose output the coordinator
+    /// merges (probe, grid and alignment units), in plan order, for verification. Capture
+    /// outputs are not listed: their readers (workers) check them, and hashing every feature
+    /// file of a large sweep at each `resume` would cost hours.
     pub(crate) fn committed_digests(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, output, checksum FROM units WHERE state = 'committed' ORDER BY seq",
+            "SELECT id, output, checksum FROM units WHERE state = 'committed' AND kind != 'capture'
+             ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()

@@ -5,8 +5,10 @@
 //! rebinds its previous address so surviving workers reconnect), start the launcher.
 //! Loop (every tick): expire leases, reap and restart workers, print events, update progress,
 //! and stop when every unit is committed or quarantined, or on a signal.
-//! Stop: tell workers to drain, wait a grace period, kill what is left, shut the server down,
-//! then merge the probe outputs into the report.
+//! Stop: check every committed file against its recorded checksum (a changed one is redone
+//! first, `verify.rs`; the same check runs when the coordinator starts), tell workers to drain,
+//! wait a grace period, kill what is left, shut the server down, then merge the probe outputs
+//! into the report.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;

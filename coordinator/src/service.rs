@@ -8,6 +8,10 @@
 //! characters replaced, before they are stored or printed; an output must be a regular file at
 //! this attempt's own path, not a symlink.
 //!
+//! A lease for a stage-1 unit carries each input's recorded blake3 (`verify::input_digests`); a
+//! `Fail` naming a `corrupt_input` goes to `verify::corrupt_input_reported`, which hashes the
+//! file itself before re-queuing its producer.
+//!
 //! A completion never removes a committed file: the same completion again (a retry after a lost
 //! reply) is answered committed, and another attempt's surplus output is moved to `discarded/`.
 

@@ -3,11 +3,14 @@
 //! moved to `corrupt/` (never deleted) and its unit goes back to pending (`UnitState::invalidate`)
 //! with a `corrupt` event, so the run redoes it and the report says so.
 //!
-//! Three readers check: a worker checks its inputs against the digests its lease carries and
-//! reports a mismatch with `FailRequest.corrupt_input` ([`corrupt_input_reported`]: the
-//! coordinator hashes the file itself, re-queues the producer and lets the consumer wait without
-//! counting a failure); `run` / `resume` check every committed output when they start and again
-//! before they merge; `report` checks before it merges ([`find_changed`], [`requeue`]).
+//! Each reader checks what it reads: a worker checks its inputs (capture outputs) against the
+//! digests its lease carries and reports a mismatch with `FailRequest.corrupt_input`
+//! ([`corrupt_input_reported`]: the coordinator hashes the file itself, re-queues the producer
+//! and lets the consumer wait without counting a failure); `run` / `resume` check the outputs
+//! they merge (probe, grid, alignment) when they start and again before merging, and `report`
+//! before it merges ([`find_changed`], [`requeue`]). Feature files are left to their readers:
+//! hashing every one at each `resume` would cost hours on a large sweep, and a finished
+//! consumer has already read its inputs as they were committed.
 //! Dependants need no special handling: a unit of a later stage is leased only when every unit
 //! of the earlier stages is committed (`StateDb::lease_next`), so they wait for the re-run.
 
@@ -77,8 +80,9 @@ pub(crate) fn requeue(
     Ok(redone)
 }
 
-/// Checks every committed output and re-queues the units whose files changed (for callers that
-/// hold the database alone: the start of `run` / `resume`, and `report`).
+/// Checks every committed output the coordinator merges and re-queues the units whose files
+/// changed (for callers that hold the database alone: the start of `run` / `resume`, and
+/// `report`).
 pub(crate) fn committed(
     root: &Path,
     db: &mut StateDb,
@@ -157,7 +161,8 @@ fn is_output_path(rel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use common::ids::UnitId;
-    use common::unit::{CaptureUnit, UnitSpec};
+    use common::spec::Pooling;
+    use common::unit::{CaptureUnit, ProbeUnit, Representation, UnitSpec};
 
     use super::*;
     use crate::lease::RetryPolicy;
@@ -170,25 +175,32 @@ mod tests {
         let root = dir.path();
         RunLayout::new(root).create_dirs().unwrap();
         let mut db = StateDb::open(&root.join("state.sqlite")).unwrap();
-        let unit =
+        // Probe units: their outputs are what the coordinator merges (capture outputs are
+        // checked by the workers that read them, and are not listed here).
+        let unit = UnitSpec::Probe(ProbeUnit {
+            representation: Representation::text("text.0", Pooling::Mean),
+            folds: vec![0],
+            inputs: vec![],
+        });
+        let capture =
             UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
         db.insert_units(&[(UnitId("u".into()), unit.clone()), (UnitId("v".into()), unit)], 0)
             .unwrap();
         for (u, bytes) in [("u", b"good u"), ("v", b"good v")] {
             db.lease_next("w1", 1, P).unwrap().unwrap();
-            let rel = RunLayout::unit_output("features", u, 1);
+            let rel = RunLayout::unit_output("probes", u, 1);
             std::fs::write(root.join(&rel), bytes).unwrap();
             let sum = blake3::hash(bytes).to_hex().to_string();
             db.complete(u, 1, &rel, &sum, 2).unwrap();
         }
         assert!(committed(root, &mut db, "test").unwrap().is_empty(), "intact files pass");
         // v's file rots.
-        std::fs::write(root.join("features/v.a1.parquet"), b"bad  v").unwrap();
+        std::fs::write(root.join("probes/v.a1.parquet"), b"bad  v").unwrap();
         let changed = committed(root, &mut db, "test").unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].unit, "v");
         assert!(matches!(changed[0].verdict, Verification::Differs { bytes: 6, .. }));
-        assert!(!root.join("features/v.a1.parquet").exists());
+        assert!(!root.join("probes/v.a1.parquet").exists());
         assert_eq!(std::fs::read(root.join("corrupt/v.a1.parquet")).unwrap(), b"bad  v");
         let states: Vec<(String, String)> =
             db.unit_rows().unwrap().into_iter().map(|r| (r.0, r.2)).collect();
@@ -197,6 +209,14 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert!(events[0].1.contains("moved to corrupt/v.a1.parquet"), "{}", events[0].1);
         // Nothing committed is left to fail: a second check finds nothing.
+        assert!(committed(root, &mut db, "test").unwrap().is_empty());
+        // A committed capture unit's file is not hashed here (its readers check it).
+        db.insert_units(&[(UnitId("c".into()), capture)], 3).unwrap();
+        let rel = RunLayout::unit_output("features", "c", 1);
+        std::fs::write(root.join(&rel), b"features").unwrap();
+        let leased = db.lease_next("w1", 4, P).unwrap().unwrap();
+        assert_eq!(leased.unit, "c");
+        db.complete("c", 1, &rel, "not the checksum", 5).unwrap();
         assert!(committed(root, &mut db, "test").unwrap().is_empty());
     }
 

@@ -9,6 +9,11 @@
 //! quarantined, or the local coordinator that started it (`DIFFPROBE_COORDINATOR_PID`) is no
 //! longer its parent. An orphan also drains at its next heartbeat; only a unit it has already
 //! written is still offered to a coordinator (a `resume`) for the worker's patience.
+//!
+//! Inputs are trusted only while they match the blake3 their lease carries for them
+//! (`Assignment.input_digests`, recorded at commit): a stage-1 unit checks them before anything
+//! reads them, and a mismatch fails the unit with `UnitError::CorruptInput`, which names the
+//! input in `FailRequest.corrupt_input` so that the coordinator re-runs its producer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

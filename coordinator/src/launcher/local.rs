@@ -1,7 +1,9 @@
 //! Local worker supervision, after nextest: each worker runs in its own process group with the
 //! run token in its environment (never on the command line), its output goes to
 //! `logs/<tag>.log`, a crashed worker is restarted with capped backoff while work remains, and
-//! dropping the launcher kills and reaps every group.
+//! dropping the launcher kills and reaps every group. A worker the coordinator has marked lost
+//! (silent for a lease TTL: hung or SIGSTOPped) is SIGKILLed (`kill_hung`) and then restarted
+//! like a crashed one, so the run never waits on a process that cannot answer.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
