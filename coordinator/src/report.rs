@@ -47,7 +47,11 @@ pub(crate) fn markdown(
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for s in summary.iter().filter(|s| s.group == "all") {
-        let flag = if s.shrunk() { " (shrunk to the mean)" } else { "" };
+        let flag = match (s.shrunk(), constant(cells, &s.representation)) {
+            (_, true) => " (constant)",
+            (true, false) => " (shrunk to the mean)",
+            (false, false) => "",
+        };
         let _ = writeln!(
             md,
             "| `{}` | {} | {:.4} ± {} | {} | {:.0} % | {:.3}{flag} |",
@@ -166,17 +170,19 @@ fn reduction_se(s: &SummaryRow) -> String {
     format!("{:.1} % ± {se}", 100.0 * s.mean_reduction)
 }
 
+/// Whether no fold of `rep` had a component to fit: its features are constant across stimuli.
+fn constant(cells: &[Cell], rep: &str) -> bool {
+    cells.iter().filter(|c| c.representation == rep).all(|c| c.n_components == 0)
+}
+
 /// The representations whose probes the penalty shrank to the mean ([`SHRUNK_DF`]), named with
 /// what follows from it: the fit says nothing about the features, so rerun differently. Those
 /// with no varying component at all are constant, and no setting helps them.
 fn shrunk_note(md: &mut String, cells: &[Cell], summary: &[SummaryRow]) {
     let shrunk: Vec<&SummaryRow> =
         summary.iter().filter(|s| s.group == "all" && s.shrunk()).collect();
-    let constant = |rep: &str| {
-        cells.iter().filter(|c| c.representation == rep).all(|c| c.n_components == 0)
-    };
     let (flat, small): (Vec<&SummaryRow>, Vec<&SummaryRow>) =
-        shrunk.into_iter().partition(|s| constant(&s.representation));
+        shrunk.into_iter().partition(|s| constant(cells, &s.representation));
     if !small.is_empty() {
         let named: Vec<String> = small
             .iter()
@@ -670,6 +676,7 @@ folds = 2
         assert!(shrunk.contains("`text.1/cls` (0.004)") && !shrunk.contains("text.1/mean"));
         assert!(!shrunk.contains("text.0/cls"), "{shrunk}");
         assert!(md.contains("**Constant across stimuli**: `text.0/cls`"), "{md}");
+        assert!(md.contains("| 0.000 (constant) |"), "{md}");
         assert!(md.contains("| `text.1/cls` | 15.0 % ± 0.0 % |"), "{md}");
         assert!(md.contains("| 0.004 (shrunk to the mean) |"), "{md}");
         assert!(md.contains("| 3.000 |"), "{md}");
