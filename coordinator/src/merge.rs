@@ -470,7 +470,9 @@ pub(crate) fn write_report(
         ("effective_df", floats(summary.iter().map(|s| s.effective_df))),
         (
             "shrunk_to_mean",
-            Arc::new(BooleanArray::from(summary.iter().map(SummaryRow::shrunk).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(
+                summary.iter().map(SummaryRow::shrunk).collect::<Vec<_>>(),
+            )),
         ),
     ])?;
     write(&dir.join("summary.parquet"), &table)?;

@@ -74,12 +74,8 @@ pub(crate) fn markdown(
     for s in summary.iter().filter(|s| s.group == "all") {
         let delta =
             if s.corr_delta.is_nan() { "–".to_string() } else { format!("{:+.3}", s.corr_delta) };
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {delta} |",
-            s.representation,
-            fixed(s.identification, 3)
-        );
+        let _ =
+            writeln!(md, "| `{}` | {} | {delta} |", s.representation, fixed(s.identification, 3));
     }
     let groups: Vec<&str> = {
         let mut g: Vec<&str> =
@@ -685,7 +681,10 @@ folds = 2
         assert!(md.contains("| representation | mean reduction ± SE | mean RMSE ± SE |"));
         // r and entanglement: undefined is "–", never 0 or a pooled artifact.
         assert!(md.contains("| `text.1/cls` | – | – |"), "{md}");
-        assert!(md.contains("| a | g | `text.1/mean` | 0.7500 | 1.0000 | 25.0 % | 0.600 |"), "{md}");
+        assert!(
+            md.contains("| a | g | `text.1/mean` | 0.7500 | 1.0000 | 25.0 % | 0.600 |"),
+            "{md}"
+        );
         assert!(md.contains("arithmetic mean of the per-fold r"));
         // The correlation-structure delta says what it measures.
         assert!(!md.contains("entangles what humans keep apart"));

@@ -223,7 +223,11 @@ mod tests {
         let y = (0..n)
             .flat_map(|i| {
                 let t = i as f64;
-                [(t * 0.7).sin() * 2.0 + t * 0.05, (t * 0.7).sin() + (t * 1.3).cos(), (t * 2.9).sin()]
+                [
+                    (t * 0.7).sin() * 2.0 + t * 0.05,
+                    (t * 0.7).sin() + (t * 1.3).cos(),
+                    (t * 2.9).sin(),
+                ]
             })
             .collect();
         (y, (0..n).map(|i| i % 4).collect(), n, j)
@@ -262,9 +266,8 @@ mod tests {
         // fold's own intercept; attributes 1 and 2 are predicted by their training means.
         let (y, folds, n, j) = folded_ratings();
         let means = training_means(&y, &folds, n, j);
-        let pred: Vec<f64> = (0..n * j)
-            .map(|k| if k % j == 0 { 0.5 * y[k] + means[k] } else { means[k] })
-            .collect();
+        let pred: Vec<f64> =
+            (0..n * j).map(|k| if k % j == 0 { 0.5 * y[k] + means[k] } else { means[k] }).collect();
         assert_eq!(identification_accuracy(&pred, &y, n, j, &folds), 1.0);
         let s = correlation_structure(&pred, &y, n, j, &folds);
         assert!(s.delta.is_nan(), "no pair has two varying predictions: {s:?}");

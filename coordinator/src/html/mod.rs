@@ -404,12 +404,8 @@ impl<'a> Page<'a> {
                 partial.join(", ")
             )));
         }
-        let shrunk: Vec<String> = self
-            .all
-            .values()
-            .filter(|r| r.shrunk())
-            .map(|r| code(&r.representation))
-            .collect();
+        let shrunk: Vec<String> =
+            self.all.values().filter(|r| r.shrunk()).map(|r| code(&r.representation)).collect();
         if pale && !shrunk.is_empty() {
             s.push_str(&info(&format!(
                 "Pale bars: shrunk to the mean at this α (effective degrees of freedom \

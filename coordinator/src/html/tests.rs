@@ -301,7 +301,10 @@ fn grid_heatmap_has_a_cell_per_p_and_alpha() {
     assert_eq!(g.matches(r#"class="cell""#).count(), 6);
     assert_eq!(g.matches(r#"class="mark""#).count(), 1);
     assert!(g.contains("text.1/mean, fold 0") && g.contains("P = 120, α = 150"));
-    assert!(g.contains("adopting it for the probes would leak"), "the grid says it is scored on a test fold");
+    assert!(
+        g.contains("adopting it for the probes would leak"),
+        "the grid says it is scored on a test fold"
+    );
     // One best row per representation.
     assert_eq!(g.matches("<tr>").count(), 1 + 2);
 }
