@@ -262,8 +262,7 @@ fn duration(ms: i64) -> String {
     }
 }
 
-const NO_UNET: &str =
-    "No U-Net panel: this run has no U-Net taps, only a text encoder (model.kind = bert).";
+const NO_UNET: &str = "No U-Net panel: this run has no U-Net taps, only text-encoder ones.";
 const NO_TEXT: &str = "No text-encoder panel: this run has no text-encoder taps.";
 
 /// A figure the run has nothing to show for: its heading and one line saying why.
@@ -601,7 +600,7 @@ impl<'a> Page<'a> {
             .unwrap_or_default();
         figure(
             "fig-rmse",
-            "Figure 2. Probe error per representation",
+            "Figure 2. Reduction of probe error per representation",
             &panels,
             &format!(
                 "Relative reduction of the held-out RMSE, 1 − RMSE / RMSE of predicting the \
