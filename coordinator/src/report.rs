@@ -184,7 +184,7 @@ fn shrunk_note(md: &mut String, cells: &[Cell], summary: &[SummaryRow]) {
             .iter()
             .map(|s| format!("`{}` ({:.3})", s.representation, s.effective_df))
             .collect();
-        let _ = writeln!(md, "\n**Shrunk to the mean at this α; rerun with `zscore = true` or `alphas`**: {} (effective df in brackets, below {SHRUNK_DF}). Their features vary little next to the penalty, so the ridge predicts almost the training mean whatever they hold: a reduction near 0 here says nothing about what these representations know, and a significant p is a tiny effect. Z-scoring the features or choosing α per attribute by leave-one-out tells.", named.join(", "));
+        let _ = writeln!(md, "\n**Shrunk to the mean at this α; rerun with `zscore = true` or `alphas`**: {} (effective df in parentheses, below {SHRUNK_DF}). Their features vary little next to the penalty, so the ridge predicts almost the training mean whatever they hold: a reduction near 0 here says nothing about what these representations know, and a significant p is a tiny effect. Z-scoring the features or choosing α per attribute by leave-one-out tells.", named.join(", "));
     }
     if !flat.is_empty() {
         let named: Vec<String> = flat.iter().map(|s| format!("`{}`", s.representation)).collect();

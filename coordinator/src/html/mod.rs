@@ -268,7 +268,7 @@ const NO_TEXT: &str = "No text-encoder panel: this run has no text-encoder taps.
 /// A figure the run has nothing to show for: its heading and one line saying why.
 fn omitted(id: &str, title: &str, why: &str) -> String {
     format!(
-        r#"<figure id="{id}" class="omitted"><h2>{}</h2><p class="note">Not shown: {}</p></figure>
+        r#"<figure id="{id}" class="omitted"><h2>{}</h2><p class="note info">Not shown: {}</p></figure>
 "#,
         esc(title),
         esc(why)
@@ -418,9 +418,9 @@ impl<'a> Page<'a> {
             let text = self.reps.iter().any(|r| is_text(r));
             let other = self.reps.iter().any(|r| !is_text(r));
             if text && !other {
-                s.push_str(&note(&esc(NO_UNET)));
+                s.push_str(&info(&esc(NO_UNET)));
             } else if other && !text {
-                s.push_str(&note(&esc(NO_TEXT)));
+                s.push_str(&info(&esc(NO_TEXT)));
             }
         }
         s
