@@ -16,7 +16,8 @@
 //! * `entanglement.parquet` — per representation and attribute pair: human and model
 //!   correlation of the out-of-fold predictions, within folds (`probe::correlation_structure`).
 //! * `grid.parquet` — when the spec asks for it: mean held-out RMSE per (representation, P, α)
-//!   on fold 0 (paper Fig. 5).
+//!   on fold 0 (paper Fig. 5), which is also one of the probes' test folds, so its best cell is
+//!   chosen on test data (the report says so).
 //! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
 //!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
 //!   mean over folds and the human embedding's own accuracy added (`crate::alignment::merge`).
