@@ -5,7 +5,10 @@
 # 2. the scikit-learn reference for the probe maths (scripts/ref_probe.py, in .venv) and the
 #    numpy reference for the odd-one-out alignment analyses (scripts/ref_alignment.py)
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
-#    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
+#    reference, the capture batch-invariance table (every model and capture mode at batch sizes
+#    1, 2, 3, 64 in two orders: worker/src/capture/batch_invariance.rs) and the batched parity
+#    with diffusers (worker/src/capture/sd/batch_parity.rs), and the end-to-end tests (real
+#    worker processes, kill -9, resume, MiniLM parity)
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
 #    (and its alignment part on the synthetic triplets: above chance, below the rating space),
 #    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate
