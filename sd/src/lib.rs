@@ -26,6 +26,8 @@ mod vae;
 mod vae_decoder;
 mod vae_mid;
 
+pub mod scheduler;
+
 #[cfg(test)]
 mod tests;
 
