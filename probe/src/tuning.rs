@@ -11,8 +11,8 @@ use faer::Mat;
 
 use crate::ridge::Decomposition;
 use crate::{
-    check_alpha, check_target_shape, check_targets, component_cap, prepare, Precision,
-    ProbeConfig, ProbeError,
+    check_alpha, check_target_shape, check_targets, component_cap, prepare, Precision, ProbeConfig,
+    ProbeError,
 };
 
 /// The per-attribute α chosen by [`select_alpha`].
