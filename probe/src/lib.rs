@@ -37,7 +37,7 @@ pub use crate::entangle::{correlation_structure, identification_accuracy, CorrSt
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
 pub use crate::gram::StimulusGram;
-pub use crate::rng::shuffle;
+pub use crate::rng::{seed_of, shuffle, SplitMix64};
 pub use crate::stats::{bh_qvalues, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
 
@@ -239,7 +239,7 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     check_target_shape(y, n, j)?;
     let (xtr, xte) = prepare(x, n, d, train, test, fold, cfg.zscore, true)?;
     check_targets(y, j, train.iter().chain(test))?;
-    let p_max = cfg.n_components.min(train.len() - 1).min(d);
+    let p_max = component_cap(cfg.n_components, train.len(), d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold, cfg.precision)?;
     fit_fold(&decomposition, p_max, y, j, train, test, fold, cfg)
 }
@@ -308,7 +308,7 @@ pub fn probe_folds_with_gram(
             let index = s.train.iter().chain(&s.test).copied().find(|&i| !gram.contains(i));
             ProbeError::NotInGram { index: index.unwrap_or(0) }
         })?;
-        let p_max = cfg.n_components.min(s.train.len() - 1).min(d);
+        let p_max = component_cap(cfg.n_components, s.train.len(), d);
         let dim = s.train.len().max(d);
         let decomposition =
             Decomposition::from_kernel(k_train.as_ref(), k_test.as_ref(), p_max, dim, s.fold)?;
@@ -624,6 +624,13 @@ pub(crate) fn prepare<T: Copy + Into<f64>>(
         out
     };
     Ok((build(train), build(test)))
+}
+
+/// The PCA size fitted for `requested` components: at most the training size minus one (centring
+/// removes one dimension) and the representation's width `d`. The fit may use fewer still, down
+/// to the rank of the training matrix.
+pub(crate) fn component_cap(requested: usize, n_train: usize, d: usize) -> usize {
+    requested.min(n_train - 1).min(d)
 }
 
 #[cfg(test)]
