@@ -3,7 +3,8 @@
 #   - the page loads with no console message (it has no script, so any message is an error:
 #     an uncaught exception, a Content-Security-Policy refusal, a failed load);
 #   - every figure (the ids of coordinator/src/html/mod.rs FIGURE_IDS) and the run summary are
-#     in the rendered DOM, each figure with an <svg>;
+#     in the rendered DOM, each figure with an <svg> and a <table>, or, when the run has nothing
+#     to show for it (class "omitted"), one line saying why;
 #   - a screenshot is written to OUT_PNG.
 #
 # usage: scripts/check-report-html.sh REPORT_HTML OUT_PNG
@@ -70,6 +71,11 @@ for id in "${FIGURES[@]}"; do
         s = substr($0, index($0, id)); f = index(s, "</figure>"); e = index(s, "</section>")
         if (f > 0 && (e == 0 || f < e)) e = f
         print substr(s, 1, e) }' "$dom")"
+    # A figure the run has nothing to show for is one line saying why (class "omitted").
+    if grep -q 'class="omitted"' <<<"$part"; then
+        grep -q 'Not shown: ' <<<"$part" || { echo "check-report-html: $id is omitted without a reason" >&2; status=1; }
+        continue
+    fi
     case "$id" in
         fig-*) grep -q '<svg' <<<"$part" || { echo "check-report-html: $id has no <svg>" >&2; status=1; } ;;
     esac

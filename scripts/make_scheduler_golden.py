@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/golden/schedulers.json: known answers from diffusers' DDIM, Euler and LMS
-schedulers, read by the tests in worker/src/capture/scheduler.rs.
+schedulers, read by the tests in sd/src/scheduler.rs.
 
 Usage (a venv with torch, diffusers and scipy):
     /tmp/venv-golden/bin/python scripts/make_scheduler_golden.py [out.json]

@@ -6,7 +6,7 @@ Usage:
     DIFFPROBE_ALIGNMENT_REF=OUT.json cargo test --release -p alignment --test it
 
 Everything is generated here from fixed seeds and written to OUT.json with the expected
-numbers; the Rust test `alignment/tests/it.rs` must reproduce them.
+numbers; the Rust test `tests/alignment_lib.rs` must reproduce them.
 
 "ooo_cases" (odd-one-out accuracy): features F (n x d, row-major) and triplets (m x 3, the
 human-chosen odd one out in column 2). For each distance over the pairs (0,1), (0,2), (1,2) --

@@ -13,7 +13,7 @@ with a constant column) it fits, on the training rows only,
 
 and predicts the test rows, with P = min(requested, n_train - 1, d). OUT.json holds, per
 case, x (n x d) and y (n x j) flattened row-major, the train/test indices, the requested
-and the used P, alpha, zscore and the predictions (n_test x j, row-major); the Rust test `probe/tests/it/sklearn_ref.rs` requires its own eigen-form
+and the used P, alpha, zscore and the predictions (n_test x j, row-major); the Rust test `tests/probe_lib/sklearn_ref.rs` requires its own eigen-form
 probe to reproduce them to 1e-6. Same scikit-learn/numpy versions => same file.
 
 "alpha_cases" (per-attribute alpha by efficient leave-one-out): the same PCA on the

@@ -5,7 +5,10 @@
 # 2. the scikit-learn reference for the probe maths (scripts/ref_probe.py, in .venv) and the
 #    numpy reference for the odd-one-out alignment analyses (scripts/ref_alignment.py)
 # 3. cargo test --release --workspace: unit tests, the probe crate's tests against the
-#    reference, and the end-to-end tests (real worker processes, kill -9, resume, MiniLM parity)
+#    reference, the capture batch-invariance table (every model and capture mode at batch sizes
+#    1, 2, 3, 64 in two orders: worker/src/capture/batch_invariance.rs) and the batched parity
+#    with diffusers (worker/src/capture/sd/batch_parity.rs), and the end-to-end tests (real
+#    worker processes, kill -9, resume, MiniLM parity)
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
 #    (and its alignment part on the synthetic triplets: above chance, below the rating space),
 #    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate
@@ -27,9 +30,11 @@ echo "test: cargo test --release --workspace"
 export DIFFPROBE_SKLEARN_REF="$ROOT/target/sklearn_ref.json"
 export DIFFPROBE_ALIGNMENT_REF="$ROOT/target/alignment_ref.json"
 export DIFFPROBE_REQUIRE_REFS=1
-# --all-targets: unit and integration tests, no doc-tests (there are none; their empty
-# "0 passed" blocks would be the runner's last words).
-cargo test --release --workspace --locked --all-targets 2>&1 | tee target/cargo-test.log
+# --lib --tests --examples: unit and integration tests and the examples' build, no doc-tests
+# (there are none; their empty "0 passed" blocks would be the runner's last words) and no test
+# harness for the `diffprobe` binary (`test = false`: it has no tests; --all-targets, through
+# --bins, would link one anyway).
+cargo test --release --workspace --locked --lib --tests --examples 2>&1 | tee target/cargo-test.log
 cargo_passed=$(grep -E '^test result: ok\.' target/cargo-test.log | awk '{s += $4} END {print s + 0}')
 
 echo "test: the demo, end to end"

@@ -10,12 +10,23 @@
 //!   library on the same matrices, and bad triplet / embedding files refused at plan time;
 //! - `sd`: Stable Diffusion sweeps on the tiny fixtures (generation, real images, bad models);
 //! - `slurm`: the Slurm launcher on a real cluster (only with `DIFFPROBE_SLURM=1`).
+//!
+//! The library crates' own integration tests live here too, so the workspace links one test
+//! binary fewer per crate:
+//! - `probe_lib`: the `probe` crate against scikit-learn, calibration, folds, speed;
+//! - `alignment_lib`: the `alignment` crate against numpy, planted alignment, calibration;
+//! - `refs` (the reference files of both, named by environment variables) and `data` (seeded
+//!   Gaussian data) are their helpers.
 
 mod alignment;
+mod alignment_lib;
 mod bad_input;
 mod crash;
+mod data;
 mod faults;
 mod parity;
+mod probe_lib;
+mod refs;
 mod sd;
 mod slurm;
 mod util;

@@ -2,7 +2,7 @@
 //! validation split.
 //!
 //! **Invariant:** every stream is a ChaCha8 generator seeded from a documented mix of integers
-//! (SplitMix64 finaliser) over `(tag, seed, fold)`; uniforms, normals (Box–Muller) and shuffles
+//! (`probe::seed_of`, SplitMix64) over `(tag, seed, fold)`; uniforms, normals (Box–Muller) and shuffles
 //! (Fisher–Yates with Lemire's bounded integers) are our own code on `next_u64`, so a seed gives
 //! the same numbers on every platform and `rand` version. Candle's own RNG is never used (its
 //! CPU generator cannot be seeded).
@@ -21,19 +21,10 @@ pub(crate) enum Stream {
     Validation = 3,
 }
 
-/// The SplitMix64 finaliser: a bijective 64-bit mixer.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The generator of `stream` for `seed` and `fold`.
 pub(crate) fn stream(which: Stream, seed: u64, fold: usize) -> ChaCha8Rng {
     let tag = 0x616c_6967_6e00_0000 | which as u64;
-    let s = [seed, fold as u64].iter().fold(mix(tag), |h, &p| mix(h ^ mix(p)));
-    ChaCha8Rng::seed_from_u64(s)
+    ChaCha8Rng::seed_from_u64(probe::seed_of(tag, &[seed, fold as u64]))
 }
 
 /// A uniform value in `[0, 1)` with 53 random bits.

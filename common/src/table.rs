@@ -230,8 +230,9 @@ pub struct ProbeRow {
     pub pearson_r: f64,
     /// Permutation p-value.
     pub p_value: f64,
-    /// Relative spread of the representation over all stimuli (`probe::feature_spread`).
-    pub spread: f64,
+    /// Effective degrees of freedom of the fit, `Σ λ_p / (λ_p + α)` over the retained
+    /// components (`probe::effective_df`); below about 1 the fit is shrunk to the mean.
+    pub effective_df: f64,
     /// Held-out RMSE of each permutation, in permutation order.
     pub null_rmse: Vec<f64>,
     /// Test stimulus indices.
@@ -252,7 +253,7 @@ fn probe_schema() -> Arc<Schema> {
         Field::new("baseline_rmse", DataType::Float64, false),
         Field::new("pearson_r", DataType::Float64, false),
         Field::new("p_value", DataType::Float64, false),
-        Field::new("spread", DataType::Float64, false),
+        Field::new("effective_df", DataType::Float64, false),
         Field::new("null_rmse", list_field(DataType::Float64), false),
         Field::new("test_indices", list_field(DataType::UInt32), false),
         Field::new("predictions", list_field(DataType::Float64), false),
@@ -293,7 +294,7 @@ pub fn write_probe_rows(file: &mut File, path: &Path, rows: &[ProbeRow]) -> Resu
         f64s(|r| r.baseline_rmse),
         f64s(|r| r.pearson_r),
         f64s(|r| r.p_value),
-        f64s(|r| r.spread),
+        f64s(|r| r.effective_df),
         Arc::new(
             list_of(
                 rows.iter().map(|r| r.null_rmse.len()),
@@ -358,7 +359,7 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
         let u = |i: usize| b.column(i).as_primitive::<UInt32Type>().clone();
         let f = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
         let (rep, attr, name, fold, ncomp) = (s(0), u(1), s(2), u(3), u(4));
-        let (alpha, rmse, base, r, p, spread) = (f(5), f(6), f(7), f(8), f(9), f(10));
+        let (alpha, rmse, base, r, p, df) = (f(5), f(6), f(7), f(8), f(9), f(10));
         let (nulls, tests, preds) = (
             b.column(11).as_list::<i32>(),
             b.column(12).as_list::<i32>(),
@@ -376,7 +377,7 @@ pub fn read_probe_rows(path: &Path) -> Result<Vec<ProbeRow>, DataError> {
                 baseline_rmse: base.value(i),
                 pearson_r: r.value(i),
                 p_value: p.value(i),
-                spread: spread.value(i),
+                effective_df: df.value(i),
                 null_rmse: nulls.value(i).as_primitive::<Float64Type>().values().to_vec(),
                 test_indices: tests.value(i).as_primitive::<UInt32Type>().values().to_vec(),
                 predictions: preds.value(i).as_primitive::<Float64Type>().values().to_vec(),
@@ -693,7 +694,7 @@ mod tests {
             baseline_rmse: 0.7,
             pearson_r: 0.4,
             p_value: 0.001,
-            spread: 0.2,
+            effective_df: 0.2,
             null_rmse: vec![0.7, 0.71],
             test_indices: vec![1, 9],
             predictions: vec![2.5, 3.5],

@@ -2,22 +2,30 @@
 //! `report.html` (`crate::html`).
 //!
 //! * `rmse.parquet` — per (representation, attribute): RMSE per fold and mean ± SE over folds,
-//!   the baseline (training-mean) RMSE and relative reduction, out-of-fold Pearson r.
+//!   the baseline (training-mean) RMSE and relative reduction, Pearson r per fold and its mean
+//!   over the folds where it is defined, and the fit's effective degrees of freedom (mean over
+//!   folds).
 //! * `significance.parquet` — per (representation, attribute): permutation p per fold, the
 //!   all-folds rule (significant iff p < 0.05 in every fold), and Benjamini–Hochberg q-values
 //!   across the representation's attributes on p_max = max over folds of p (a valid p-value
 //!   for the all-folds rule; pooling per-fold permutation nulls would be anti-conservative).
-//! * `summary.parquet` — per (representation, group; `all` = every attribute): mean RMSE ± SE
-//!   over attributes, mean relative reduction and r, % significant, both entanglement measures
-//!   (identification accuracy; correlation-structure delta), feature spread and a
-//!   near-constant flag.
+//! * `summary.parquet` — per (representation, group; `all` = every attribute): mean relative
+//!   reduction ± SE and mean RMSE ± SE over attributes, mean r, % significant, both entanglement
+//!   measures (identification accuracy; correlation-structure delta), the mean effective degrees
+//!   of freedom and the shrunk-to-the-mean flag (`SHRUNK_DF`).
 //! * `entanglement.parquet` — per representation and attribute pair: human and model
-//!   correlation of the out-of-fold predictions.
+//!   correlation of the out-of-fold predictions, within folds (`probe::correlation_structure`).
 //! * `grid.parquet` — when the spec asks for it: mean held-out RMSE per (representation, P, α)
-//!   on fold 0 (paper Fig. 5).
+//!   on fold 0 (paper Fig. 5), which is also one of the probes' test folds, so its best cell is
+//!   chosen on test data (the report says so).
 //! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
 //!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
 //!   mean over folds and the human embedding's own accuracy added (`crate::alignment::merge`).
+//!
+//! Pearson r is computed within each fold and averaged (the arithmetic mean of the per-fold r):
+//! pooled over folds, the out-of-fold predictions carry each fold's own intercept, which alone
+//! correlates (negatively) with the ratings. For the same reason the entanglement measures
+//! remove each fold's mean from predictions and ratings first.
 //!
 //! Everything is computed in a fixed order from the committed files, so equal inputs give
 //! byte-identical reports whichever workers, attempts or restarts produced them.
@@ -40,9 +48,11 @@ use common::table::{read_probe_rows, ProbeRow};
 use crate::alignment::AlignmentResults;
 use crate::db::StateDb;
 
-/// A representation whose features barely vary across stimuli: its probes predict the mean,
-/// and a significant p there is a tiny effect, not knowledge.
-pub(crate) const NEAR_CONSTANT_SPREAD: f64 = 1e-3;
+/// Below this many effective degrees of freedom (`probe::effective_df`) the ridge penalty has
+/// shrunk the probe to the training mean: its features vary little next to α, which says
+/// nothing about whether they hold the attribute (z-scoring or a per-attribute α may recover
+/// it), so the report flags the fit, not the representation.
+pub(crate) const SHRUNK_DF: f64 = 1.0;
 const SIGNIFICANCE: f64 = 0.05;
 
 /// One merged (representation, attribute).
@@ -54,12 +64,17 @@ pub(crate) struct Cell {
     pub(crate) rmse_fold: Vec<f64>,
     pub(crate) baseline_fold: Vec<f64>,
     pub(crate) p_fold: Vec<f64>,
-    pub(crate) pearson_r: f64,
-    pub(crate) spread: f64,
+    /// Pearson r of predictions and ratings within each fold (NaN where the fold's predictions
+    /// are constant).
+    pub(crate) r_fold: Vec<f64>,
+    /// Effective degrees of freedom of each fold's fit.
+    pub(crate) df_fold: Vec<f64>,
     pub(crate) n_components: u32,
     pub(crate) alpha_fold: Vec<f64>,
     /// Out-of-fold predictions for every stimulus (NaN where a fold is missing).
     pub(crate) predicted: Vec<f64>,
+    /// The test fold of every stimulus (`None` where its fold is missing).
+    pub(crate) fold_of: Vec<Option<u32>>,
     pub(crate) q: f64,
 }
 
@@ -82,6 +97,14 @@ impl Cell {
     pub(crate) fn significant(&self, folds: usize) -> bool {
         self.p_fold.len() == folds && self.p_fold.iter().all(|&p| p < SIGNIFICANCE)
     }
+    /// The arithmetic mean of the per-fold r over the folds where it is defined; NaN if none.
+    pub(crate) fn pearson_r(&self) -> f64 {
+        mean_defined(&self.r_fold)
+    }
+    /// The mean over folds of the effective degrees of freedom.
+    pub(crate) fn effective_df(&self) -> f64 {
+        mean(&self.df_fold)
+    }
 }
 
 /// One row of the summary.
@@ -93,13 +116,26 @@ pub(crate) struct SummaryRow {
     pub(crate) mean_rmse: f64,
     pub(crate) se_rmse: f64,
     pub(crate) mean_reduction: f64,
+    /// SE over attributes of the relative reduction (0 for one attribute).
+    pub(crate) se_reduction: f64,
+    /// Mean over attributes of each attribute's mean per-fold r (attributes with a defined r).
     pub(crate) mean_r: f64,
     pub(crate) pct_significant: f64,
-    pub(crate) spread: f64,
-    /// Entanglement (i): identification accuracy over the set's attribute pairs (chance 0.5).
+    /// Mean over attributes and folds of the fit's effective degrees of freedom.
+    pub(crate) effective_df: f64,
+    /// Entanglement (i): identification accuracy over the set's attribute pairs (chance 0.5),
+    /// within folds; NaN when no pair is defined.
     pub(crate) identification: f64,
-    /// Entanglement (ii): mean |off-diagonal corr| of predictions − of human ratings.
+    /// Entanglement (ii): mean |off-diagonal corr| of predictions − of human ratings, within
+    /// folds; NaN when no pair is defined.
     pub(crate) corr_delta: f64,
+}
+
+impl SummaryRow {
+    /// Whether the fits are shrunk to the training mean at their α ([`SHRUNK_DF`]).
+    pub(crate) fn shrunk(&self) -> bool {
+        self.effective_df < SHRUNK_DF
+    }
 }
 
 /// Human ratings by attribute name, for the entanglement measures.
@@ -123,38 +159,39 @@ impl Truth {
     }
 }
 
-/// Both entanglement measures over a set of attributes of one representation, on the stimuli
-/// every attribute has an out-of-fold prediction for.
-fn entanglement(set: &[&Cell], truth: &Truth) -> (f64, f64) {
-    let j = set.len();
-    let rows: Vec<usize> =
-        (0..truth.n).filter(|&i| set.iter().all(|c| c.predicted[i].is_finite())).collect();
-    let mut pred = Vec::with_capacity(rows.len() * j);
-    let mut real = Vec::with_capacity(rows.len() * j);
-    for &i in &rows {
-        for c in set {
-            pred.push(c.predicted[i]);
-            real.push(truth.columns[&c.attribute][i]);
-        }
-    }
-    (
-        probe::identification_accuracy(&pred, &real, rows.len(), j),
-        probe::correlation_structure(&pred, &real, rows.len(), j).delta,
-    )
-}
-
-/// The per-pair correlation table of one representation: (attribute a, attribute b, human r, model r).
-pub(crate) fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f64, f64)> {
-    let j = set.len();
-    let rows: Vec<usize> =
-        (0..truth.n).filter(|&i| set.iter().all(|c| c.predicted[i].is_finite())).collect();
-    let pred: Vec<f64> =
-        rows.iter().flat_map(|&i| set.iter().map(move |c| c.predicted[i])).collect();
-    let real: Vec<f64> = rows
+/// The entanglement inputs of a set of attributes of one representation: predictions and
+/// ratings (`rows × j`, row-major) and the test fold of each row, on the stimuli every attribute
+/// has an out-of-fold prediction for, all in the same fold.
+fn entanglement_inputs(set: &[&Cell], truth: &Truth) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
+    let rows: Vec<usize> = (0..truth.n)
+        .filter(|&i| {
+            set.iter().all(|c| c.predicted[i].is_finite() && c.fold_of[i] == set[0].fold_of[i])
+        })
+        .collect();
+    let pred = rows.iter().flat_map(|&i| set.iter().map(move |c| c.predicted[i])).collect();
+    let real = rows
         .iter()
         .flat_map(|&i| set.iter().map(move |c| truth.columns[&c.attribute][i]))
         .collect();
-    probe::correlation_structure(&pred, &real, rows.len(), j)
+    let folds = rows.iter().map(|&i| set[0].fold_of[i].unwrap_or(0) as usize).collect();
+    (pred, real, folds)
+}
+
+/// Both entanglement measures over a set of attributes of one representation, within folds.
+fn entanglement(set: &[&Cell], truth: &Truth) -> (f64, f64) {
+    let (pred, real, folds) = entanglement_inputs(set, truth);
+    let (n, j) = (folds.len(), set.len());
+    (
+        probe::identification_accuracy(&pred, &real, n, j, &folds),
+        probe::correlation_structure(&pred, &real, n, j, &folds).delta,
+    )
+}
+
+/// The per-pair correlation table of one representation, within folds: (attribute a,
+/// attribute b, human r, model r).
+pub(crate) fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f64, f64)> {
+    let (pred, real, folds) = entanglement_inputs(set, truth);
+    probe::correlation_structure(&pred, &real, folds.len(), set.len(), &folds)
         .pairs
         .into_iter()
         .map(|(a, b, h, m)| (set[a].attribute.clone(), set[b].attribute.clone(), h, m))
@@ -163,6 +200,15 @@ pub(crate) fn pair_table(set: &[&Cell], truth: &Truth) -> Vec<(String, String, f
 
 pub(crate) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// The mean of the values that are not NaN; NaN if there are none.
+pub(crate) fn mean_defined(v: &[f64]) -> f64 {
+    let defined: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if defined.is_empty() {
+        return f64::NAN;
+    }
+    mean(&defined)
 }
 
 /// Standard error of the mean: sample sd (ddof 1) / √n; 0 for a single value.
@@ -191,21 +237,17 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
             rows.entry((idx, row.attribute)).or_default().push(row);
         }
     }
-    let j = data.attributes.len();
     let mut out = Vec::new();
     for ((rep, attr), mut fold_rows) in rows {
         fold_rows.sort_by_key(|r| r.fold);
         let mut predicted = vec![f64::NAN; data.len()];
+        let mut fold_of = vec![None; data.len()];
         for r in &fold_rows {
             for (&i, &p) in r.test_indices.iter().zip(&r.predictions) {
                 predicted[i as usize] = p;
+                fold_of[i as usize] = Some(r.fold);
             }
         }
-        let truth: Vec<f64> =
-            (0..data.len()).map(|i| data.targets[i * j + attr as usize]).collect();
-        let covered: Vec<usize> = (0..data.len()).filter(|&i| predicted[i].is_finite()).collect();
-        let pr: Vec<f64> = covered.iter().map(|&i| predicted[i]).collect();
-        let tr: Vec<f64> = covered.iter().map(|&i| truth[i]).collect();
         out.push(Cell {
             representation: order[rep].clone(),
             attribute: data.attributes[attr as usize].clone(),
@@ -213,11 +255,12 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
             rmse_fold: fold_rows.iter().map(|r| r.rmse).collect(),
             baseline_fold: fold_rows.iter().map(|r| r.baseline_rmse).collect(),
             p_fold: fold_rows.iter().map(|r| r.p_value).collect(),
-            pearson_r: probe::pearson(&pr, &tr),
-            spread: fold_rows[0].spread,
+            r_fold: fold_rows.iter().map(|r| r.pearson_r).collect(),
+            df_fold: fold_rows.iter().map(|r| r.effective_df).collect(),
             n_components: fold_rows.iter().map(|r| r.n_components).min().unwrap_or(0),
             alpha_fold: fold_rows.iter().map(|r| r.alpha).collect(),
             predicted,
+            fold_of,
             q: f64::NAN,
         });
     }
@@ -258,6 +301,7 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize, truth: &Truth) -> Vec<Summ
                 continue;
             }
             let rmse: Vec<f64> = set.iter().map(|c| c.rmse()).collect();
+            let reduction: Vec<f64> = set.iter().map(|c| c.reduction()).collect();
             let sig = set.iter().filter(|c| c.significant(folds)).count();
             let (identification, corr_delta) = entanglement(&set, truth);
             out.push(SummaryRow {
@@ -266,10 +310,11 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize, truth: &Truth) -> Vec<Summ
                 n_attributes: set.len(),
                 mean_rmse: mean(&rmse),
                 se_rmse: se(&rmse),
-                mean_reduction: mean(&set.iter().map(|c| c.reduction()).collect::<Vec<_>>()),
-                mean_r: mean(&set.iter().map(|c| c.pearson_r).collect::<Vec<_>>()),
+                mean_reduction: mean(&reduction),
+                se_reduction: se(&reduction),
+                mean_r: mean_defined(&set.iter().map(|c| c.pearson_r()).collect::<Vec<_>>()),
                 pct_significant: 100.0 * sig as f64 / set.len() as f64,
-                spread: set[0].spread,
+                effective_df: mean(&set.iter().map(|c| c.effective_df()).collect::<Vec<_>>()),
                 identification,
                 corr_delta,
             });
@@ -329,12 +374,13 @@ pub(crate) fn summary_json(
                 "mean_rmse": s.mean_rmse,
                 "se_rmse": s.se_rmse,
                 "mean_relative_reduction": s.mean_reduction,
+                "se_relative_reduction": s.se_reduction,
                 "mean_pearson_r": s.mean_r,
                 "pct_significant": s.pct_significant,
                 "identification_accuracy": s.identification,
                 "corr_structure_delta": s.corr_delta,
-                "spread": s.spread,
-                "near_constant": s.spread < NEAR_CONSTANT_SPREAD,
+                "effective_df": s.effective_df,
+                "shrunk_to_mean": s.shrunk(),
             })
         })
         .collect();
@@ -374,7 +420,12 @@ pub(crate) fn write_report(
         ),
         ("baseline_rmse", floats(cells.iter().map(Cell::baseline))),
         ("relative_reduction", floats(cells.iter().map(Cell::reduction))),
-        ("pearson_r", floats(cells.iter().map(|c| c.pearson_r))),
+        ("pearson_r", floats(cells.iter().map(Cell::pearson_r))),
+        (
+            "pearson_r_fold",
+            float_lists(&cells.iter().map(|c| c.r_fold.as_slice()).collect::<Vec<_>>()),
+        ),
+        ("effective_df", floats(cells.iter().map(Cell::effective_df))),
         (
             "n_components",
             Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components))),
@@ -412,15 +463,16 @@ pub(crate) fn write_report(
         ("mean_rmse", floats(summary.iter().map(|s| s.mean_rmse))),
         ("se_rmse", floats(summary.iter().map(|s| s.se_rmse))),
         ("mean_relative_reduction", floats(summary.iter().map(|s| s.mean_reduction))),
+        ("se_relative_reduction", floats(summary.iter().map(|s| s.se_reduction))),
         ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
         ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
-        ("spread", floats(summary.iter().map(|s| s.spread))),
         ("identification_accuracy", floats(summary.iter().map(|s| s.identification))),
         ("corr_structure_delta", floats(summary.iter().map(|s| s.corr_delta))),
+        ("effective_df", floats(summary.iter().map(|s| s.effective_df))),
         (
-            "near_constant",
+            "shrunk_to_mean",
             Arc::new(BooleanArray::from(
-                summary.iter().map(|s| s.spread < NEAR_CONSTANT_SPREAD).collect::<Vec<_>>(),
+                summary.iter().map(SummaryRow::shrunk).collect::<Vec<_>>(),
             )),
         ),
     ])?;
@@ -491,7 +543,9 @@ pub(crate) fn alignment_results(
 }
 
 /// `entanglement.parquet`: per representation and attribute pair, the human and the model
-/// correlation and the change in absolute correlation (positive: the model entangles the pair).
+/// correlation within folds and the change in absolute correlation (positive: the predictions
+/// of the pair are more correlated than the ratings, which noise-free predictions are even for
+/// a perfect model; the human correlations are not corrected for rating noise).
 fn write_entanglement(path: &Path, cells: &[Cell], truth: &Truth) -> anyhow::Result<()> {
     let mut reps: Vec<&str> = Vec::new();
     for c in cells {
@@ -529,13 +583,23 @@ mod tests {
             rmse_fold: rmse.to_vec(),
             baseline_fold: vec![1.0; rmse.len()],
             p_fold: p.to_vec(),
-            pearson_r: 0.5,
-            spread: 0.3,
+            r_fold: vec![0.5; rmse.len()],
+            df_fold: vec![4.0; rmse.len()],
             n_components: 10,
             alpha_fold: vec![150.0; rmse.len()],
             predicted: vec![0.0, 1.0, 2.0, 3.0],
+            fold_of: vec![Some(0), Some(1), Some(0), Some(1)],
             q: f64::NAN,
         }
+    }
+
+    fn truth(attrs: &[&str], n: usize, f: impl Fn(usize, usize) -> f64) -> Truth {
+        let columns = attrs
+            .iter()
+            .enumerate()
+            .map(|(a, name)| (name.to_string(), (0..n).map(|i| f(i, a)).collect()))
+            .collect();
+        Truth { n, columns }
     }
 
     #[test]
@@ -547,17 +611,63 @@ mod tests {
         ];
         assert!(cells[0].significant(2) && !cells[1].significant(2));
         assert!(!cells[0].significant(3), "a missing fold is never significant");
-        let mut columns = BTreeMap::new();
-        for a in ["a", "b", "c"] {
-            columns.insert(a.to_string(), vec![0.0, 1.0, 2.0, 3.0]);
-        }
-        let s = summarise(&cells, 2, &Truth { n: 4, columns });
+        let s = summarise(&cells, 2, &truth(&["a", "b", "c"], 4, |i, _| i as f64));
         assert_eq!(s.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(), ["all", "g1", "g2"]);
         assert!((s[0].pct_significant - 200.0 / 3.0).abs() < 1e-12);
         assert!((s[1].mean_rmse - 0.75).abs() < 1e-12);
-        // SE over attributes: sd(0.6, 0.9) / sqrt(2) = 0.15
+        // SE over attributes: sd(0.6, 0.9) / sqrt(2) = 0.15, of the RMSE and of the reduction.
         assert!((s[1].se_rmse - 0.15).abs() < 1e-12);
+        assert!((s[1].mean_reduction - 0.25).abs() < 1e-12);
+        assert!((s[1].se_reduction - 0.15).abs() < 1e-12);
         assert_eq!(s[2].n_attributes, 1);
         assert_eq!(s[2].se_rmse, 0.0);
+    }
+
+    #[test]
+    fn r_is_the_mean_of_the_per_fold_r_where_defined() {
+        let mut c = cell("text.6/mean", "a", "g", &[0.5, 0.5, 0.5], &[0.01; 3]);
+        c.r_fold = vec![0.2, f64::NAN, 0.4];
+        assert!((c.pearson_r() - 0.3).abs() < 1e-15);
+        c.r_fold = vec![f64::NAN; 3];
+        assert!(c.pearson_r().is_nan(), "constant predictions in every fold: no r, not 0");
+        let mut d = cell("text.6/mean", "b", "g", &[0.5, 0.5, 0.5], &[0.01; 3]);
+        d.r_fold = vec![0.6; 3];
+        let s = summarise(&[c, d], 3, &truth(&["a", "b"], 4, |i, a| (i * (a + 1)) as f64));
+        assert!((s[0].mean_r - 0.6).abs() < 1e-15, "the undefined attribute is left out");
+    }
+
+    #[test]
+    fn a_probe_that_predicts_its_training_mean_has_no_entanglement_and_is_flagged() {
+        // Eight stimuli in two folds; the probes predict each fold's training mean: constant
+        // within folds, different between them. Pooled over folds those intercepts correlate
+        // perfectly with each other, which read as maximal entanglement before.
+        let n = 8;
+        let folds: Vec<Option<u32>> = (0..n).map(|i| Some((i % 2) as u32)).collect();
+        let t = truth(&["a", "b", "c"], n, |i, a| ((i * (a + 2)) % 5) as f64 + i as f64 * 0.3);
+        let mk = |attr: &str, df: f64| {
+            let ratings = &t.columns[attr];
+            let train_mean = |f: usize| {
+                let v: Vec<f64> = (0..n).filter(|i| i % 2 != f).map(|i| ratings[i]).collect();
+                mean(&v)
+            };
+            Cell {
+                predicted: (0..n).map(|i| train_mean(i % 2)).collect(),
+                fold_of: folds.clone(),
+                df_fold: vec![df; 2],
+                r_fold: vec![f64::NAN; 2],
+                ..cell("text.3/cls", attr, "g", &[1.0, 1.0], &[0.5, 0.5])
+            }
+        };
+        let cells: Vec<Cell> = ["a", "b", "c"].iter().map(|a| mk(a, 0.004)).collect();
+        let s = summarise(&cells, 2, &t);
+        assert!(s[0].identification.is_nan(), "{:?}", s[0]);
+        assert!(s[0].corr_delta.is_nan(), "{:?}", s[0]);
+        assert!(s[0].mean_r.is_nan());
+        assert!(s[0].shrunk(), "effective df 0.004 < {SHRUNK_DF}");
+        let set: Vec<&Cell> = cells.iter().collect();
+        assert!(pair_table(&set, &t).iter().all(|p| p.3.is_nan() && p.2.is_finite()));
+        // The same fits with effective df above 1 are not flagged.
+        let fine: Vec<Cell> = ["a", "b", "c"].iter().map(|a| mk(a, 2.5)).collect();
+        assert!(!summarise(&fine, 2, &t)[0].shrunk());
     }
 }

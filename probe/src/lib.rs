@@ -1,6 +1,7 @@
 //! Attribute probes (science.md B1): per fold, PCA + ridge from a representation to human
 //! ratings, with a permutation test per attribute, plus the statistics the report pools them
-//! with (Pearson r, Benjamini–Hochberg q-values, a fold-pooled p-value, representation spread);
+//! with (Pearson r, Benjamini–Hochberg q-values, a fold-pooled p-value, the fit's effective
+//! degrees of freedom);
 //! the per-attribute α by exact leave-one-out or inner K-fold cross-validation and the P × α
 //! grid report (module `tuning`); and
 //! the two entanglement measures (module `entangle`).
@@ -36,8 +37,8 @@ pub use crate::entangle::{correlation_structure, identification_accuracy, CorrSt
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
 pub use crate::gram::StimulusGram;
-pub use crate::rng::shuffle;
-pub use crate::stats::{bh_qvalues, feature_spread, pearson, pooled_p_value};
+pub use crate::rng::{seed_of, shuffle, SplitMix64};
+pub use crate::stats::{bh_qvalues, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
 
 use crate::ridge::Decomposition;
@@ -172,6 +173,23 @@ pub struct FoldResult {
     /// The ridge penalty used for the observed targets: `cfg.alpha`, or the leave-one-out
     /// choice from `cfg.alpha_grid`.
     pub alpha: f64,
+    /// Effective degrees of freedom of the fit, [`effective_df`] of the retained components'
+    /// eigenvalues at [`alpha`](Self::alpha): below about 1 the penalty has shrunk the fit to
+    /// the training mean, whatever the features hold.
+    pub effective_df: f64,
+}
+
+/// Effective degrees of freedom of ridge regression on principal components with eigenvalues
+/// `lambda` (`λ_p = s_p²`, the squared singular values of the centred training features) and
+/// penalty `alpha`: `Σ_p λ_p / (λ_p + α)`, the trace of the hat matrix without the intercept.
+///
+/// It is `P` for α = 0 and falls towards 0 as α outgrows the eigenvalues. Below about 1 the
+/// probe predicts almost the training mean: features whose variance is small next to α (unscaled
+/// low-variance features, such as a BERT-style `[CLS]` token below the last layer) are shrunk
+/// away however informative they are, and z-scoring or choosing α per attribute recovers them.
+pub fn effective_df(lambda: &[f64], alpha: f64) -> f64 {
+    // A fold from +0, not `sum`, which starts at −0 and would print "-0.000" with no component.
+    lambda.iter().fold(0.0, |df, &l| df + l / (l + alpha))
 }
 
 /// Probes every attribute of one representation in one fold.
@@ -221,7 +239,7 @@ pub fn probe_fold<T: Copy + Into<f64>>(
     check_target_shape(y, n, j)?;
     let (xtr, xte) = prepare(x, n, d, train, test, fold, cfg.zscore, true)?;
     check_targets(y, j, train.iter().chain(test))?;
-    let p_max = cfg.n_components.min(train.len() - 1).min(d);
+    let p_max = component_cap(cfg.n_components, train.len(), d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, fold, cfg.precision)?;
     fit_fold(&decomposition, p_max, y, j, train, test, fold, cfg)
 }
@@ -290,7 +308,7 @@ pub fn probe_folds_with_gram(
             let index = s.train.iter().chain(&s.test).copied().find(|&i| !gram.contains(i));
             ProbeError::NotInGram { index: index.unwrap_or(0) }
         })?;
-        let p_max = cfg.n_components.min(s.train.len() - 1).min(d);
+        let p_max = component_cap(cfg.n_components, s.train.len(), d);
         let dim = s.train.len().max(d);
         let decomposition =
             Decomposition::from_kernel(k_train.as_ref(), k_test.as_ref(), p_max, dim, s.fold)?;
@@ -381,6 +399,7 @@ fn fit_fold(
             predictions,
             n_components: p_used,
             alpha: alphas[attribute],
+            effective_df: effective_df(&decomposition.lambda[..p_used], alphas[attribute]),
         });
     }
     Ok(results)
@@ -605,6 +624,13 @@ pub(crate) fn prepare<T: Copy + Into<f64>>(
         out
     };
     Ok((build(train), build(test)))
+}
+
+/// The PCA size fitted for `requested` components: at most the training size minus one (centring
+/// removes one dimension) and the representation's width `d`. The fit may use fewer still, down
+/// to the rank of the training matrix.
+pub(crate) fn component_cap(requested: usize, n_train: usize, d: usize) -> usize {
+    requested.min(n_train - 1).min(d)
 }
 
 #[cfg(test)]

@@ -16,16 +16,40 @@ const TAG_PERMUTE: u64 = 0x7065_726d_7574_0002;
 /// Domain tag of the permutation streams shared by all folds.
 const TAG_PERMUTE_POOL: u64 = 0x7065_726d_7574_0003;
 
-/// The SplitMix64 finaliser: a bijective 64-bit mixer.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// SplitMix64 (Steele, Lea & Flood 2014), the workspace's one copy: the state advances by the
+/// golden-ratio increment and each output is the finaliser of the new state.
+///
+/// It seeds the ChaCha8 streams here and in `alignment` ([`SplitMix64::mix`], [`seed_of`]) and
+/// is the worker's host-side noise stream, whose algorithm `tests/golden/sd/README.md` specifies.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
 }
 
-/// Mixes a tag and a list of integers into one seed, order-sensitively.
-fn seed_of(tag: u64, parts: &[u64]) -> u64 {
+impl SplitMix64 {
+    /// A stream starting from `seed`.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The first value of the stream from `z`: a bijective 64-bit mixer.
+    pub fn mix(z: u64) -> u64 {
+        SplitMix64::new(z).next_u64()
+    }
+}
+
+/// Mixes a domain tag and a list of integers into one seed, order-sensitively.
+pub fn seed_of(tag: u64, parts: &[u64]) -> u64 {
+    let mix = SplitMix64::mix;
     parts.iter().fold(mix(tag), |h, &p| mix(h ^ mix(p)))
 }
 

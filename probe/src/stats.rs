@@ -1,18 +1,20 @@
 //! Small statistics shared by the probe and the report: Pearson correlation, Benjamini–Hochberg
-//! q-values, the fold-pooled permutation p-value and the spread of a representation.
+//! q-values and the fold-pooled permutation p-value.
 //!
 //! These take already-validated numbers; a wrong *shape* is a programming error and panics, as
 //! documented on each function.
 
 /// Pearson correlation of `a` and `b`; NaN when it is undefined (fewer than 2 values, or either
-/// side constant).
+/// side constant). Constant means all values equal, checked exactly: the mean of equal values
+/// can be off by an ulp, which would otherwise leave rounding noise to correlate.
 ///
 /// # Panics
 /// If `a` and `b` differ in length.
 pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "pearson: inputs differ in length");
     let n = a.len();
-    if n < 2 {
+    let constant = |v: &[f64]| v.iter().all(|&x| x == v[0]);
+    if n < 2 || constant(a) || constant(b) {
         return f64::NAN;
     }
     let ma = a.iter().sum::<f64>() / n as f64;
@@ -73,43 +75,6 @@ pub fn pooled_p_value(obs: &[f64], nulls: &[&[f64]]) -> f64 {
     (1 + hits) as f64 / (b + 1) as f64
 }
 
-/// Relative spread of a representation: mean squared distance of the rows of `x` (`n × d`,
-/// row-major) to their centroid, divided by their mean squared norm.
-///
-/// It lies in `[0, 1]`: about 0 for a near-constant representation (such as the CLS token of a
-/// BERT-style encoder below its last layer), about 1 for one centred at the origin. An all-zero
-/// representation gives 0; `n = 0` gives NaN.
-///
-/// # Panics
-/// If `x.len() != n * d`.
-pub fn feature_spread<T: Copy + Into<f64>>(x: &[T], n: usize, d: usize) -> f64 {
-    assert_eq!(x.len(), n * d, "feature_spread: x has the wrong length for n × d");
-    if n == 0 {
-        return f64::NAN;
-    }
-    let mut centroid = vec![0.0; d];
-    let mut norm2 = 0.0;
-    for row in x.chunks_exact(d.max(1)).take(n) {
-        for (c, &v) in centroid.iter_mut().zip(row) {
-            let v: f64 = v.into();
-            *c += v;
-            norm2 += v * v;
-        }
-    }
-    if norm2 <= 0.0 {
-        return 0.0;
-    }
-    centroid.iter_mut().for_each(|c| *c /= n as f64);
-    let mut dist2 = 0.0;
-    for row in x.chunks_exact(d.max(1)).take(n) {
-        for (c, &v) in centroid.iter().zip(row) {
-            let e = v.into() - c;
-            dist2 += e * e;
-        }
-    }
-    (dist2 / norm2).clamp(0.0, 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +86,9 @@ mod tests {
         // x = [1,2,3,4], y = [1,3,2,4]: cov = 4, var = 5 each ⇒ r = 0.8.
         assert!((pearson(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]) - 0.8).abs() < 1e-15);
         assert!(pearson(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+        // A constant whose mean is not exactly representable: NaN, not rounding noise.
+        let flat = [0.1 + 0.2; 7];
+        assert!(pearson(&flat, &[1.0, 3.0, 2.0, 5.0, 4.0, 7.0, 6.0]).is_nan());
         assert!(pearson(&[1.0], &[1.0]).is_nan());
     }
 
@@ -158,16 +126,5 @@ mod tests {
         let n1 = [2.0, 2.0, 2.0, 3.0];
         assert!((pooled_p_value(&obs, &[&n0, &n1]) - 0.6).abs() < 1e-15);
         assert_eq!(pooled_p_value(&[1.0], &[&[]]), 1.0);
-    }
-
-    #[test]
-    fn spread_of_constant_and_centred_data() {
-        let constant = [3.0f32, -1.0, 3.0, -1.0, 3.0, -1.0];
-        assert_eq!(feature_spread(&constant, 3, 2), 0.0);
-        let centred = [1.0f64, -1.0, -1.0, 1.0];
-        assert!((feature_spread(&centred, 2, 2) - 1.0).abs() < 1e-15);
-        // Rows (1,0) and (3,0): centroid (2,0), dist² mean 1, norm² mean 5 ⇒ 0.2.
-        assert!((feature_spread(&[1.0, 0.0, 3.0, 0.0], 2, 2) - 0.2).abs() < 1e-15);
-        assert_eq!(feature_spread(&[0.0f32; 4], 2, 2), 0.0);
     }
 }

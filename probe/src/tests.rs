@@ -147,6 +147,7 @@ fn constant_features_predict_the_training_mean() {
     for r in per_fold.iter().chain(&pool) {
         let mean = train.iter().map(|&i| y[i * 2 + r.attribute]).sum::<f64>() / 27.0;
         assert_eq!(r.n_components, 0);
+        assert_eq!(r.effective_df, 0.0);
         assert!(r.predictions.iter().all(|&p| (p - mean).abs() < 1e-15));
         assert_eq!(r.rmse, r.baseline_rmse);
         assert_eq!(r.p_value, 1.0);
@@ -154,6 +155,45 @@ fn constant_features_predict_the_training_mean() {
         assert_eq!(r.fold, 4);
         assert_eq!(r.null_rmse.len(), 49);
     }
+}
+
+/// Planted data: 10 informative features (the rating is their sum plus noise) and 10 noise
+/// features, every column multiplied by `scale`; n = 400, one fold of 80.
+fn planted(scale: f64) -> (Vec<f64>, Vec<f64>, usize, usize, Vec<usize>, Vec<usize>) {
+    let (n, d) = (400, 20);
+    let z = random(n, d, 41);
+    let noise = random(n, 1, 42);
+    let y: Vec<f64> = (0..n).map(|i| z[i * d..i * d + 10].iter().sum::<f64>() + noise[i]).collect();
+    let x: Vec<f64> = z.iter().map(|v| v * scale).collect();
+    let test: Vec<usize> = (0..n).filter(|i| i % 5 == 2).collect();
+    let train = complement(n, &test);
+    (x, y, n, d, train, test)
+}
+
+#[test]
+fn effective_df_flags_a_fit_shrunk_to_the_mean_not_a_representation_without_the_code() {
+    let reduction = |r: &crate::FoldResult| 1.0 - r.rmse / r.baseline_rmse;
+    let fit = |scale: f64, zscore: bool| {
+        let (x, y, n, d, train, test) = planted(scale);
+        let c = ProbeConfig { zscore, ..cfg(120, 150.0) };
+        probe_fold(&x, n, d, &y, 1, &train, &test, 0, &c).unwrap().remove(0)
+    };
+    // Low-variance features (sd 0.01): at α = 150 the fit is shrunk to the mean: flagged, and
+    // the reduction is nil although the features hold the whole rating.
+    let low = fit(0.01, false);
+    assert!(low.effective_df < 1.0, "{}", low.effective_df);
+    assert!(reduction(&low).abs() < 0.01, "{}", reduction(&low));
+    // The same features z-scored: not flagged, and the code shows.
+    let scaled = fit(0.01, true);
+    assert!(scaled.effective_df > 1.0, "{}", scaled.effective_df);
+    assert!(reduction(&scaled) > 0.5, "{}", reduction(&scaled));
+    // High-variance informative features (sd 1) unscaled: not flagged, informative.
+    let high = fit(1.0, false);
+    assert!(high.effective_df > 1.0 && reduction(&high) > 0.5, "{high:?}");
+    // The statistic itself: Σ λ/(λ + α); P at α = 0, 0 without components.
+    assert_eq!(crate::effective_df(&[3.0, 1.0], 1.0), 0.75 + 0.5);
+    assert_eq!(crate::effective_df(&[3.0, 1.0], 0.0), 2.0);
+    assert_eq!(crate::effective_df(&[], 150.0), 0.0);
 }
 
 #[test]

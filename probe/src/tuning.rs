@@ -11,7 +11,8 @@ use faer::Mat;
 
 use crate::ridge::Decomposition;
 use crate::{
-    check_alpha, check_target_shape, check_targets, prepare, Precision, ProbeConfig, ProbeError,
+    check_alpha, check_target_shape, check_targets, component_cap, prepare, Precision, ProbeConfig,
+    ProbeError,
 };
 
 /// The per-attribute α chosen by [`select_alpha`].
@@ -70,7 +71,7 @@ pub fn select_alpha<T: Copy + Into<f64>>(
     check_target_shape(y, n, j)?;
     let (xtr, xte) = prepare(x, n, d, train, &[], 0, cfg.zscore, false)?;
     check_targets(y, j, train.iter())?;
-    let p_max = cfg.n_components.min(train.len() - 1).min(d);
+    let p_max = component_cap(cfg.n_components, train.len(), d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
     let (targets, _) = centred_targets(y, j, train);
@@ -133,7 +134,7 @@ pub fn select_alpha_kfold<T: Copy + Into<f64>>(
     let (xtr, xte) = prepare(x, n, d, train, &[], 0, cfg.zscore, false)?;
     check_targets(y, j, train.iter())?;
     let positions = inner_positions(n, train, inner_folds)?;
-    let p_max = cfg.n_components.min(train.len() - 1).min(d);
+    let p_max = component_cap(cfg.n_components, train.len(), d);
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, cfg.precision)?;
     let p = decomposition.rank().min(p_max);
     let (targets, _) = centred_targets(y, j, train);
@@ -219,13 +220,13 @@ pub fn hyper_grid<T: Copy + Into<f64>>(
     check_target_shape(y, n, j)?;
     let (xtr, xte) = prepare(x, n, d, train, test, 0, zscore, true)?;
     check_targets(y, j, train.iter().chain(test))?;
-    let cap = (train.len() - 1).min(d);
-    let p_max = components.iter().copied().max().unwrap_or(0).min(cap);
+    let cap = |requested: usize| component_cap(requested, train.len(), d);
+    let p_max = cap(components.iter().copied().max().unwrap_or(0));
     let decomposition = Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64)?;
     let (targets, means) = centred_targets(y, j, train);
     let mut cells = Vec::with_capacity(components.len() * alphas.len());
     for &requested in components {
-        let p = requested.min(cap).min(decomposition.rank());
+        let p = cap(requested).min(decomposition.rank());
         for &alpha in alphas {
             let pred = decomposition.predict_per_column(p, targets.as_ref(), &vec![alpha; j]);
             let total: f64 = (0..j)
@@ -341,7 +342,7 @@ mod tests {
             let y: Vec<f64> = random(n, 7).iter().map(|v| v + 3.0).collect();
             let train: Vec<usize> = (0..n).collect();
             let (xtr, xte) = prepare(&x, n, d, &train, &[], 0, false, false).unwrap();
-            let p_max = p_req.min(n - 1).min(d);
+            let p_max = component_cap(p_req, n, d);
             let dec =
                 Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);
@@ -404,7 +405,7 @@ mod tests {
             let y: Vec<f64> = random(n, 9).iter().map(|v| v - 2.0).collect();
             let train: Vec<usize> = (0..n).collect();
             let (xtr, xte) = prepare(&x, n, d, &train, &[], 0, false, false).unwrap();
-            let p_max = p_req.min(n - 1).min(d);
+            let p_max = component_cap(p_req, n, d);
             let dec =
                 Decomposition::new(xtr.as_ref(), xte.as_ref(), p_max, 0, Precision::F64).unwrap();
             let p = dec.rank().min(p_max);

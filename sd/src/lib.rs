@@ -11,6 +11,9 @@
 //! - [`Vae`] (`vae/`): the image encoder, returning the latent mean; [`VaeDecoder`] turns
 //!   generated latents back into images.
 //!
+//! Beside them, [`scheduler`] is diffusers' DDIM, Euler and LMS schedulers and the real-image
+//! noise mapping as pure host-side math (no candle), from `scheduler/scheduler_config.json`.
+//!
 //! All three are numerically equal to diffusers / transformers in f32 (relative error around
 //! 1e-6), which the golden tests check; in particular the transformer feed-forward uses exact
 //! erf GELU, unlike candle's stock Stable Diffusion code. Loading failures name the folder,
@@ -25,6 +28,8 @@ mod unet;
 mod vae;
 mod vae_decoder;
 mod vae_mid;
+
+pub mod scheduler;
 
 #[cfg(test)]
 mod tests;

@@ -38,7 +38,6 @@ pub(crate) fn run(
         ..probe::ProbeConfig::default()
     };
     let folds = probe::kfold(n, a.folds, a.seed)?;
-    let spread = probe::feature_spread(&x, n, d);
     let splits = unit
         .folds
         .iter()
@@ -70,7 +69,7 @@ pub(crate) fn run(
             baseline_rmse: r.baseline_rmse,
             pearson_r: r.pearson_r,
             p_value: r.p_value,
-            spread,
+            effective_df: r.effective_df,
             null_rmse: r.null_rmse,
             test_indices: r.test_indices.iter().map(|&i| i as u32).collect(),
             predictions: r.predictions,

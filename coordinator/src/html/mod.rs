@@ -1,12 +1,15 @@
 //! `report/report.html`: the merged results as one self-contained page (inline CSS and SVG, no
 //! script, no network; a Content-Security-Policy forbids any fetch), written beside `report.md`.
 //!
-//! Figures follow the paper's: % attributes significant in all folds, mean RMSE ± SE with the
-//! text encoder's best layer as a reference line, the same per attribute group, the P × α grid,
+//! Figures follow the paper's: % attributes significant in all folds, the mean relative
+//! reduction ± SE (scale-free, unlike the mean RMSE, which the table adds) with the text
+//! encoder's best layer as a reference line, the RMSE per attribute group, the P × α grid,
 //! entanglement (identification accuracy; human vs model correlation matrices), odd-one-out
 //! alignment with human triplets (when the spec asks for it), then a run summary. Each figure is a `<figure id="fig-…">` with its SVG panels, a caption saying what is
 //! plotted and a table of the plotted numbers; a representation without results or a failed
-//! unit is stated in the figure ("n/a" bars, notes), never left out silently.
+//! unit is stated in the figure ("n/a" bars, notes), never left out silently. What a run has
+//! nothing to show for by design (the U-Net panel of a text-only run, a grid or alignment the
+//! spec does not ask for) is left out with one line saying why (`omitted`), not drawn empty.
 //!
 //! The page skeleton and its CSS are `template.html` (the one template); `svg.rs` draws.
 //! Everything but the run summary is a pure function of the merged results. The run summary
@@ -26,7 +29,7 @@ use common::unit::{AlignmentTask, UnitSpec};
 
 use crate::alignment::AlignmentResults;
 use crate::db::{FailedAttempt, StateDb};
-use crate::merge::{Cell, SummaryRow, Truth, NEAR_CONSTANT_SPREAD};
+use crate::merge::{Cell, SummaryRow, Truth, SHRUNK_DF};
 use svg::{esc, num, Bar, Bars, Heatmap, Scale};
 
 const TEMPLATE: &str = include_str!("template.html");
@@ -262,8 +265,18 @@ fn duration(ms: i64) -> String {
     }
 }
 
-const NO_UNET: &str =
-    "No U-Net taps in this run: only text-encoder capture exists (model.kind = bert)";
+const NO_UNET: &str = "No U-Net panel: this run has no U-Net taps, only text-encoder ones.";
+const NO_TEXT: &str = "No text-encoder panel: this run has no text-encoder taps.";
+
+/// A figure the run has nothing to show for: its heading and one line saying why.
+fn omitted(id: &str, title: &str, why: &str) -> String {
+    format!(
+        r#"<figure id="{id}" class="omitted"><h2>{}</h2><p class="note info">Not shown: {}</p></figure>
+"#,
+        esc(title),
+        esc(why)
+    )
+}
 
 impl<'a> Page<'a> {
     fn new(input: &'a Input<'a>) -> Page<'a> {
@@ -366,8 +379,8 @@ impl<'a> Page<'a> {
         out.push_str(r##"<a href="#run-summary">Run summary</a></nav>"##);
     }
 
-    /// Notes on representations without results or with missing probe units, and on
-    /// near-constant ones (drawn pale).
+    /// Notes on representations without results or with missing probe units, on fits shrunk
+    /// to the mean (drawn pale), and on a representation panel left out.
     fn notes(&self, has: &dyn Fn(&str) -> bool, pale: bool) -> String {
         let mut s = String::new();
         if self.reps.is_empty() {
@@ -402,19 +415,25 @@ impl<'a> Page<'a> {
                 partial.join(", ")
             )));
         }
-        let flat: Vec<String> = self
-            .all
-            .values()
-            .filter(|r| r.spread < NEAR_CONSTANT_SPREAD)
-            .map(|r| code(&r.representation))
-            .collect();
-        if pale && !flat.is_empty() {
+        let shrunk: Vec<String> =
+            self.all.values().filter(|r| r.shrunk()).map(|r| code(&r.representation)).collect();
+        if pale && !shrunk.is_empty() {
             s.push_str(&info(&format!(
-                "Pale bars: near-constant representations (feature spread &lt; \
-                    {NEAR_CONSTANT_SPREAD:e}); their probes predict almost the mean, so a \
-                    significant p there is a tiny effect, not a usable code: {}.",
-                flat.join(", ")
+                "Pale bars: shrunk to the mean at this α (effective degrees of freedom \
+                    Σ λ/(λ + α) &lt; {SHRUNK_DF}); rerun with <code>zscore = true</code> or \
+                    <code>alphas</code>. Their features vary little next to the penalty, so \
+                    the probe predicts almost the training mean whatever they hold: {}.",
+                shrunk.join(", ")
             )));
+        }
+        if pale {
+            let text = self.reps.iter().any(|r| is_text(r));
+            let other = self.reps.iter().any(|r| !is_text(r));
+            if text && !other {
+                s.push_str(&info(&esc(NO_UNET)));
+            } else if other && !text {
+                s.push_str(&info(&esc(NO_TEXT)));
+            }
         }
         s
     }
@@ -459,20 +478,27 @@ impl<'a> Page<'a> {
         };
         let text: Vec<&String> = self.reps.iter().filter(|r| is_text(r)).collect();
         let other: Vec<&String> = self.reps.iter().filter(|r| !is_text(r)).collect();
-        let text_panel = if text.is_empty() {
-            svg::placeholder("No text-encoder representations in this run")
-        } else {
-            panel(text, "text-encoder tap (text.0 = embeddings), bars by pooling")
-        };
-        let other_panel = if other.is_empty() {
-            svg::placeholder(NO_UNET)
-        } else {
-            panel(other, "U-Net tap × step")
-        };
-        vec![
-            ("Text encoder, by layer".to_string(), text_panel),
-            ("U-Net taps × denoising step".to_string(), other_panel),
-        ]
+        if text.is_empty() && other.is_empty() {
+            return vec![(
+                String::new(),
+                svg::placeholder("No results: no representation was planned or merged"),
+            )];
+        }
+        // A panel the run has no representations for is left out; `notes` says so.
+        let mut panels = Vec::new();
+        if !text.is_empty() {
+            panels.push((
+                "Text encoder, by layer".to_string(),
+                panel(text, "text-encoder tap (text.0 = embeddings), bars by pooling"),
+            ));
+        }
+        if !other.is_empty() {
+            panels.push((
+                "U-Net taps × denoising step".to_string(),
+                panel(other, "U-Net tap × step"),
+            ));
+        }
+        panels
     }
 
     fn has_all(&self) -> impl Fn(&str) -> bool + '_ {
@@ -500,11 +526,7 @@ impl<'a> Page<'a> {
     fn significance(&self) -> String {
         let folds = self.input.spec.analysis.attribute_probe.folds;
         let panels = self.rep_panels(
-            &|r| Bar {
-                value: r.pct_significant,
-                err: None,
-                faded: r.spread < NEAR_CONSTANT_SPREAD,
-            },
+            &|r| Bar { value: r.pct_significant, err: None, faded: r.shrunk() },
             "% attributes significant",
             Some(100.0),
             None,
@@ -523,8 +545,8 @@ impl<'a> Page<'a> {
             &format!(
                 "Percentage of attributes whose probe beats its permutation null (p \
                     &lt; 0.05) in every one of the {folds} folds, per representation (the \
-                    paper's rule; paper Fig. 2). Left: text-encoder layers; right: U-Net \
-                    taps × step."
+                    paper's rule; paper Fig. 2), by text-encoder layer and by U-Net \
+                    tap × step."
             ),
             &self.notes(&self.has_all(), true),
             &table(
@@ -539,70 +561,78 @@ impl<'a> Page<'a> {
         )
     }
 
-    /// The text encoder's best representation by mean RMSE (all attributes).
+    /// The text encoder's best representation by mean relative reduction (all attributes).
     fn best_text(&self) -> Option<&SummaryRow> {
         self.all
             .values()
             .copied()
-            .filter(|r| is_text(&r.representation) && r.mean_rmse.is_finite())
-            .min_by(|a, b| {
-                a.mean_rmse.total_cmp(&b.mean_rmse).then(a.representation.cmp(&b.representation))
+            .filter(|r| is_text(&r.representation) && r.mean_reduction.is_finite())
+            .max_by(|a, b| {
+                a.mean_reduction
+                    .total_cmp(&b.mean_reduction)
+                    .then(b.representation.cmp(&a.representation))
             })
     }
 
     fn rmse(&self) -> String {
         let best = self.best_text();
         let reference = best.map(|b| {
-            (b.mean_rmse, format!("best text layer {} = {:.4}", b.representation, b.mean_rmse))
+            let pct = 100.0 * b.mean_reduction;
+            (pct, format!("best text layer {} = {pct:.1} %", b.representation))
         });
         let panels = self.rep_panels(
             &|r| Bar {
-                value: r.mean_rmse,
-                err: Some(r.se_rmse),
-                faded: r.spread < NEAR_CONSTANT_SPREAD,
+                value: 100.0 * r.mean_reduction,
+                err: Some(100.0 * r.se_reduction).filter(|_| r.n_attributes > 1),
+                faded: r.shrunk(),
             },
-            "mean RMSE ± SE",
+            "mean reduction ± SE (%)",
             None,
             reference,
         );
-        let rows = self.rep_rows(6, &|r| {
+        let rows = self.rep_rows(7, &|r| {
             vec![
+                format!("{} %", num(100.0 * r.mean_reduction, 1)),
+                format!("{} %", num(100.0 * r.se_reduction, 1)),
                 num(r.mean_rmse, 4),
                 num(r.se_rmse, 4),
-                format!("{} %", num(100.0 * r.mean_reduction, 1)),
                 num(r.mean_r, 3),
-                format!("{:.2e}", r.spread),
+                num(r.effective_df, 3),
             ]
         });
         let best_txt = best
             .map(|b| {
                 format!(
-                    "The dashed line is the text encoder's best representation, {} (mean \
-                        RMSE {:.4}).",
+                    " The dashed line is the text encoder's best representation, {} (mean \
+                        reduction {:.1} %).",
                     code(&b.representation),
-                    b.mean_rmse
+                    100.0 * b.mean_reduction
                 )
             })
             .unwrap_or_default();
         figure(
             "fig-rmse",
-            "Figure 2. Probe error per representation",
+            "Figure 2. Reduction of probe error per representation",
             &panels,
             &format!(
-                "Held-out RMSE of the probes averaged over attributes (each attribute's \
-                    RMSE is its mean over folds), with the standard error over attributes \
-                    (paper Fig. 3). Lower is better; reduction = 1 − RMSE / RMSE of \
-                    predicting the training mean.{best_txt}"
+                "Relative reduction of the held-out RMSE, 1 − RMSE / RMSE of predicting the \
+                    training mean, averaged over attributes, with the standard error over \
+                    attributes; higher is better. It is scale-free, so it leads; the mean \
+                    RMSE (paper Fig. 3) mixes the attributes' rating scales and is in the \
+                    table. Each attribute's RMSE is its mean over folds; r is Pearson's r \
+                    within each fold, averaged over folds; effective df = Σ λ/(λ + α) over \
+                    the retained components.{best_txt}"
             ),
             &self.notes(&self.has_all(), true),
             &table(
                 &[
                     ("representation", false),
+                    ("mean reduction", true),
+                    ("SE", true),
                     ("mean RMSE", true),
                     ("SE", true),
-                    ("reduction", true),
                     ("mean r", true),
-                    ("spread", true),
+                    ("effective df", true),
                 ],
                 &rows,
             ),
@@ -645,8 +675,8 @@ impl<'a> Page<'a> {
                     .map(|g| {
                         by.get(&(rep.as_str(), g.as_str())).map(|r| Bar {
                             value: r.mean_rmse,
-                            err: Some(r.se_rmse),
-                            faded: r.spread < NEAR_CONSTANT_SPREAD,
+                            err: Some(r.se_rmse).filter(|_| r.n_attributes > 1),
+                            faded: r.shrunk(),
                         })
                     })
                     .collect()
@@ -731,12 +761,15 @@ impl<'a> Page<'a> {
             .filter(|g| g.mean_rmse.is_finite())
             .min_by(|x, y| x.mean_rmse.total_cmp(&y.mean_rmse))
         else {
-            let msg = if a.grid_components.is_empty() || a.grid_alphas.is_empty() {
-                "No P × α grid in this sweep (analysis.attribute_probe.grid_components \
-                    / grid_alphas unset)"
-            } else {
-                "The P × α grid was asked for but no grid unit has results"
-            };
+            if a.grid_components.is_empty() || a.grid_alphas.is_empty() {
+                return omitted(
+                    "fig-grid",
+                    title,
+                    "no P × α grid in this sweep (analysis.attribute_probe.grid_components / \
+                        grid_alphas unset).",
+                );
+            }
+            let msg = "The P × α grid was asked for but no grid unit has results";
             return figure(
                 "fig-grid",
                 title,
@@ -809,11 +842,15 @@ impl<'a> Page<'a> {
                     (rows) and ridge penalty α (columns) of {}, the representation with \
                     the lowest grid RMSE (paper Fig. 5); the cell outlined in orange is \
                     its best (P = {}, α = {}). Darker is lower. The table gives every \
-                    representation's best cell; the whole grid is in grid.parquet.",
+                    representation's best cell; the whole grid is in grid.parquet. Fold {} \
+                    is also one of the probes' test folds, so the best cell is chosen on \
+                    test data: adopting it for the probes would leak and overstate them; \
+                    choose α on each fold's training rows (<code>alphas</code>) instead.",
                 best.fold,
                 code(rep),
                 best.components,
-                best.alpha
+                best.alpha,
+                best.fold
             ),
             &notes,
             &table(
@@ -830,23 +867,28 @@ impl<'a> Page<'a> {
 
     fn identification(&self) -> String {
         let panels = self.rep_panels(
-            &|r| Bar { value: r.identification, err: None, faded: r.spread < NEAR_CONSTANT_SPREAD },
+            &|r| Bar { value: r.identification, err: None, faded: r.shrunk() },
             "identification accuracy",
             Some(1.0),
             Some((0.5, "chance 0.5".into())),
         );
-        let rows =
-            self.rep_rows(3, &|r| vec![num(r.identification, 3), format!("{:+.3}", r.corr_delta)]);
+        let signed = |v: f64| if v.is_finite() { format!("{v:+.3}") } else { "–".into() };
+        let rows = self.rep_rows(3, &|r| vec![num(r.identification, 3), signed(r.corr_delta)]);
         figure(
             "fig-identification",
             "Figure 5. Entanglement: identification accuracy",
             &panels,
             "Over ordered attribute pairs, how often an attribute's out-of-fold \
                 predictions correlate more with its own human ratings than with the \
-                other attribute's (chance 0.5, dashed; lower = more entangled). The \
-                table adds the correlation-structure delta: mean |off-diagonal r| of \
-                the predictions minus that of the human ratings (positive = the model \
-                entangles what humans keep apart).",
+                other attribute's (chance 0.5, dashed; lower = more entangled), within \
+                folds: each fold's mean is removed from predictions and ratings first, \
+                since each fold's predictions carry its own intercept; n/a and – where no \
+                pair is defined (predictions constant within folds). The table adds the \
+                correlation-structure delta: mean |off-diagonal r| of the predictions \
+                minus that of the human ratings, i.e. how much more the predictions of \
+                different attributes go together than the ratings do. It is positive even \
+                for a perfect model of the noise-free ratings, since predictions carry no \
+                rating noise; the human correlations are uncorrected for attenuation.",
             &self.notes(&self.has_all(), true),
             &table(
                 &[
@@ -871,11 +913,14 @@ impl<'a> Page<'a> {
             ("model r", true),
             ("|model r| − |human r|", true),
         ];
-        let caption_base = "Pearson correlations between attributes: of the human ratings (left), \
-            of the probes' out-of-fold predictions (middle), and the change in \
-            absolute correlation |model r| − |human r| (right; red = the model \
-            ties together attributes humans rate independently, blue = it \
-            separates them).";
+        let caption_base = "Pearson correlations between attributes, within folds: of the human \
+            ratings (left), of the probes' out-of-fold predictions (middle), and the \
+            change in absolute correlation |model r| − |human r| (right; red = the \
+            predictions of the pair go together more than the ratings do, blue = less). \
+            Ridge predictions carry none of the rating noise that lowers the human \
+            correlations, so red is expected even from a perfect model of the \
+            noise-free ratings; the human correlations are uncorrected for attenuation \
+            (the ratings table gives no per-rating SD and number of raters).";
         let Some(best) = best else {
             return figure(
                 "fig-correlation",
@@ -967,19 +1012,10 @@ impl<'a> Page<'a> {
         let id = "fig-alignment";
         let (Some(a), Some(res)) = (&self.input.spec.analysis.alignment, self.input.alignment)
         else {
-            return figure(
+            return omitted(
                 id,
                 title,
-                &[(
-                    String::new(),
-                    svg::placeholder(
-                        "No alignment analyses in this run ([analysis.alignment] is not set)",
-                    ),
-                )],
-                "Odd-one-out accuracy of each representation on human triplet judgements \
-                    (science.md B2), shown when the spec has an [analysis.alignment] section.",
-                "",
-                &table(&[("representation", false), ("accuracy", true)], &[]),
+                "no alignment analyses in this run ([analysis.alignment] is not set).",
             );
         };
         let primary = a.distances[0].name();

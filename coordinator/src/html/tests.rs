@@ -60,11 +60,12 @@ fn cells(data: &Dataset, reps: &[&str]) -> Vec<Cell> {
                 rmse_fold: vec![0.5 + 0.1 * r as f64, 0.6 + 0.05 * j as f64],
                 baseline_fold: vec![1.0, 1.0],
                 p_fold: vec![0.01, if j == 1 { 0.2 } else { 0.01 }],
-                pearson_r: 0.5,
-                spread: if rep.ends_with("cls") { 1e-6 } else { 0.3 },
+                r_fold: vec![0.5, 0.5],
+                df_fold: if rep.ends_with("cls") { vec![0.01, 0.02] } else { vec![3.0, 3.5] },
                 n_components: 4,
                 alpha_fold: vec![150.0, 150.0],
                 predicted,
+                fold_of: (0..N).map(|i| Some((i % 2) as u32)).collect(),
                 q: 0.02,
             });
         }
@@ -149,21 +150,30 @@ fn balanced(html: &str) -> usize {
 
 /// The part of the page inside `<figure id="{id}">`.
 fn fig<'a>(html: &'a str, id: &str) -> &'a str {
-    let start = html.find(&format!(r#"<figure id="{id}">"#)).unwrap_or_else(|| panic!("no {id}"));
+    let start = html.find(&format!(r#"<figure id="{id}""#)).unwrap_or_else(|| panic!("no {id}"));
     let len = html[start..].find("</figure>").unwrap();
     &html[start..start + len]
 }
 
 const REPS: [&str; 4] = ["text.0/cls", "text.0/mean", "text.1/cls", "text.1/mean"];
 
+/// The figures a text-only run without a grid or alignment has nothing to show for.
+const OMITTED: [&str; 2] = ["fig-grid", "fig-alignment"];
+
 #[test]
 fn full_page_has_every_figure_with_svg_caption_and_table() {
     let html = page(&REPS, &Facts::default(), &[]);
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(balanced(&html) > 100);
-    for id in FIGURE_IDS {
+    for id in FIGURE_IDS.iter().filter(|id| !OMITTED.contains(id)) {
         let f = fig(&html, id);
         assert!(f.contains("<svg") && f.contains("<figcaption>") && f.contains("<table>"), "{id}");
+    }
+    // Nothing to show: one line saying why, no empty box.
+    for id in OMITTED {
+        let f = fig(&html, id);
+        assert!(f.contains(r#"class="omitted""#) && f.contains("Not shown: "), "{id}: {f}");
+        assert!(!f.contains("<svg") && !f.contains("<table>"), "{id}");
     }
     assert!(html.contains(r#"id="run-summary""#));
     // Two taps × two poolings.
@@ -174,10 +184,19 @@ fn full_page_has_every_figure_with_svg_caption_and_table() {
     assert_eq!(fig(&html, "fig-rmse-groups").matches(r#"class="bar""#).count(), 4);
     // Three attributes: three 3 × 3 matrices.
     assert_eq!(fig(&html, "fig-correlation").matches(r#"class="cell""#).count(), 27);
-    assert!(fig(&html, "fig-significance").contains(NO_UNET_TEXT));
-    assert!(fig(&html, "fig-grid").contains("No P × α grid"));
-    // Near-constant CLS representations are drawn pale and named.
-    assert!(fig(&html, "fig-rmse").contains("Pale bars"));
+    // A text-only run: the U-Net panel is left out, with one line saying why.
+    let sig = fig(&html, "fig-significance");
+    assert!(sig.contains(NO_UNET_TEXT));
+    assert_eq!(sig.matches(r#"<div class="panel">"#).count(), 1);
+    assert!(fig(&html, "fig-grid").contains("no P × α grid"));
+    // CLS fits with effective df below 1 are drawn pale and named, with what to do.
+    let rmse = fig(&html, "fig-rmse");
+    assert!(rmse.contains("Pale bars: shrunk to the mean at this α"), "{rmse}");
+    assert!(rmse.contains("<code>text.0/cls</code>, <code>text.1/cls</code>."), "{rmse}");
+    assert!(!rmse.contains("<code>text.0/mean</code>, "), "mean pooling is not shrunk");
+    assert!(rmse.contains("<code>zscore = true</code>"));
+    // The headline leads with the scale-free reduction.
+    assert!(rmse.contains("mean reduction ± SE (%)"));
     // Names are escaped everywhere.
     assert!(html.contains("vis&lt;ual&gt;") && html.contains("sound &amp; fury"));
     assert!(!html.contains("vis<ual>") && !html.contains("sound & fury") && !html.contains("t<&>"));
@@ -187,14 +206,14 @@ fn full_page_has_every_figure_with_svg_caption_and_table() {
     assert_eq!(html, page(&REPS, &Facts::default(), &[]));
 }
 
-const NO_UNET_TEXT: &str = "No U-Net taps in this run";
+const NO_UNET_TEXT: &str = "No U-Net panel: this run has no U-Net taps";
 
 #[test]
 fn empty_results_still_give_a_valid_page_that_says_so() {
     let html = page(&[], &Facts::default(), &[]);
     balanced(&html);
     assert!(html.contains("No results"), "the page says there are no results");
-    for id in FIGURE_IDS {
+    for id in FIGURE_IDS.iter().filter(|id| !OMITTED.contains(id)) {
         let f = fig(&html, id);
         assert!(f.contains("<svg") && f.contains("<table>"), "{id}");
         assert_eq!(f.matches(r#"class="bar""#).count(), 0);
@@ -292,6 +311,10 @@ fn grid_heatmap_has_a_cell_per_p_and_alpha() {
     assert_eq!(g.matches(r#"class="cell""#).count(), 6);
     assert_eq!(g.matches(r#"class="mark""#).count(), 1);
     assert!(g.contains("text.1/mean, fold 0") && g.contains("P = 120, α = 150"));
+    assert!(
+        g.contains("adopting it for the probes would leak"),
+        "the grid says it is scored on a test fold"
+    );
     // One best row per representation.
     assert_eq!(g.matches("<tr>").count(), 1 + 2);
 }
@@ -368,7 +391,8 @@ description = "Synthetic <test> triplets."
     assert!(f.contains("Synthetic &lt;test&gt; triplets."));
     assert!(f.contains("text.2/mean, linear probe fold 1 (quarantined)"));
     assert!(f.contains(r#"<tr class="missing"><td><code>text.2/mean</code>"#));
-    // Without the section: a placeholder that says why.
+    // Without the section: one line that says why.
     let plain = page(&REPS, &Facts::default(), &[]);
     assert!(fig(&plain, "fig-alignment").contains("[analysis.alignment] is not set"));
+    assert!(!fig(&plain, "fig-alignment").contains("<svg"));
 }

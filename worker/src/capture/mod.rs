@@ -5,7 +5,6 @@
 #[cfg(test)]
 mod batch_invariance;
 mod bert;
-pub mod scheduler;
 mod sd;
 mod tokens;
 

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use sd::scheduler::SchedulerError;
 
 use super::noise::{seed_for, SeededNormal};
 use super::sampler::Sampler;
 use super::{model_err, PassRecording, Recording, SdCapture};
-use crate::capture::scheduler::SchedulerError;
 use crate::capture::Stimuli;
 use crate::error::UnitError;
 

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use common::spec::Conditioning;
+use sd::scheduler::{add_noise, noise_level_to_timestep};
 
 use super::noise::{seed_for, SeededNormal};
 use super::{model_err, PassRecording, Recording, SdCapture};
-use crate::capture::scheduler::{add_noise, noise_level_to_timestep};
 use crate::capture::Stimuli;
 use crate::error::UnitError;
 

@@ -24,11 +24,11 @@ use common::spec::{
 };
 use common::table::FeatureBlock;
 use common::unit::Representation;
+use sd::scheduler::SchedulerConfig;
 use serde_json::Value;
 
 use self::reduce::PassTaps;
 use self::tokenizer::ClipTokenizer;
-use super::scheduler::SchedulerConfig;
 use super::{Stimuli, TapInfo};
 use crate::error::UnitError;
 

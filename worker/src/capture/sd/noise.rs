@@ -1,27 +1,24 @@
 //! Seeded standard-normal noise, generated on the host so that the initial latents are the same
-//! on every device and every run. A splitmix64 stream feeds Box–Muller in f64; the exact
-//! algorithm is specified in `tests/golden/sd/README.md`, and the golden script implements the
-//! same one in Python.
+//! on every device and every run. A SplitMix64 stream (`probe::SplitMix64`) feeds Box–Muller in
+//! f64; the exact algorithm is specified in `tests/golden/sd/README.md`, and the golden script
+//! implements the same one in Python.
+
+use probe::SplitMix64;
 
 /// A seeded stream of standard-normal values.
 pub(crate) struct SeededNormal {
-    state: u64,
+    bits: SplitMix64,
     spare: Option<f64>,
 }
 
 impl SeededNormal {
     pub(crate) fn new(seed: u64) -> SeededNormal {
-        SeededNormal { state: seed, spare: None }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.state)
+        SeededNormal { bits: SplitMix64::new(seed), spare: None }
     }
 
     /// Uniform in (0, 1), never 0.
     fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+        ((self.bits.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
     }
 
     fn next_normal(&mut self) -> f64 {
@@ -39,13 +36,6 @@ impl SeededNormal {
     pub(crate) fn take(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next_normal() as f32).collect()
     }
-}
-
-/// The splitmix64 finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The seed of one (stimulus, replicate): a hash of the spec's seed, the stimulus name and the

@@ -1,12 +1,11 @@
 //! The samplers' updates as device ops: DDIM, Euler and LMS step the latents where the U-Net
 //! runs, so a denoising step moves nothing to the host. Each update follows the host formulas
-//! of `capture::scheduler` operation by operation (the schedules' scalars come from there), so
+//! of `sd::scheduler` operation by operation (the schedules' scalars come from there), so
 //! on a CPU the two agree bit for bit.
 
 use candle_core::{Result, Tensor};
 use common::spec::SamplerKind;
-
-use crate::capture::scheduler::{
+use sd::scheduler::{
     Ddim, DdimScalars, Euler, Lms, PredictionType, SchedulerConfig, SchedulerError,
 };
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use probe::{complement, probe_fold, ProbeConfig};
 
-use crate::util::{normals, rng};
+use crate::data::{normals, rng};
 
 #[test]
 fn time_one_fold_at_paper_scale() {

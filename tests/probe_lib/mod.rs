@@ -1,4 +1,4 @@
-//! The probe crate's integration tests, one binary with themed modules:
+//! The `probe` crate's integration tests, by theme:
 //! `sklearn_ref` (agreement with scikit-learn, driven by `scripts/ref_probe.py`),
 //! `calibration` (permutation-test calibration on null data and power on planted signal),
 //! `folds` (K-fold assignment) and `speed` (a timing printout, no assertion on time).
@@ -7,4 +7,3 @@ mod calibration;
 mod folds;
 mod sklearn_ref;
 mod speed;
-mod util;

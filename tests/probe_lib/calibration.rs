@@ -6,7 +6,7 @@
 
 use probe::{bh_qvalues, complement, kfold, pooled_p_value, probe_fold, Permute, ProbeConfig};
 
-use crate::util::{normals, rng};
+use crate::data::{normals, rng};
 
 /// Fraction of `p` strictly below `level`.
 fn rate_below(p: &[f64], level: f64) -> f64 {

@@ -1,4 +1,4 @@
-//! Shared helpers of the integration tests: seeded Gaussian data.
+//! Seeded Gaussian data for the library tests (`probe_lib`, `alignment_lib`).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

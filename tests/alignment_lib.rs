@@ -1,4 +1,4 @@
-//! The alignment crate's integration tests, in three groups:
+//! The `alignment` crate's integration tests, in three groups:
 //! the numpy reference (`scripts/ref_alignment.py`, read from `DIFFPROBE_ALIGNMENT_REF`: equal
 //! odd-one-out predictions and accuracies for every distance, equal α choices and R² within
 //! 1e-8 for the embedding regression); the linear probe recovering a planted linear alignment
@@ -19,39 +19,14 @@ use alignment::{
     LinearProbeConfig, Matrix, Triplets, CHANCE,
 };
 
+use crate::data::normals;
+use crate::refs::{cases, floats, indices, size};
+
 // ------------------------------------------------------------------ numpy reference
 
 /// The reference document, or `None` (skip) when `DIFFPROBE_ALIGNMENT_REF` is unset.
 fn reference() -> Option<Value> {
-    let Ok(path) = std::env::var("DIFFPROBE_ALIGNMENT_REF") else {
-        assert!(
-            std::env::var("DIFFPROBE_REQUIRE_REFS").as_deref() != Ok("1"),
-            "DIFFPROBE_REQUIRE_REFS=1 but DIFFPROBE_ALIGNMENT_REF is not set \
-             (generate it with scripts/ref_alignment.py OUT.json)"
-        );
-        eprintln!("skipped: DIFFPROBE_ALIGNMENT_REF not set");
-        return None;
-    };
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    Some(serde_json::from_str(&text).expect("reference JSON"))
-}
-
-fn cases<'a>(doc: &'a Value, key: &str) -> &'a Vec<Value> {
-    let cases = doc[key].as_array().unwrap_or_else(|| panic!("no {key} in the reference file"));
-    assert!(!cases.is_empty(), "no {key} in the reference file");
-    cases
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|e| e.as_f64().expect("number")).collect()
-}
-
-fn indices(v: &Value) -> Vec<usize> {
-    v.as_array().expect("array").iter().map(|e| e.as_u64().expect("index") as usize).collect()
-}
-
-fn size(case: &Value, key: &str) -> usize {
-    case[key].as_u64().unwrap_or_else(|| panic!("case field {key} missing")) as usize
+    crate::refs::reference("DIFFPROBE_ALIGNMENT_REF", "scripts/ref_alignment.py")
 }
 
 fn triplets_of(case: &Value, n: usize) -> Triplets {
@@ -154,15 +129,6 @@ fn max_diff<'a>(a: impl Iterator<Item = &'a f64>, b: impl Iterator<Item = &'a f6
 }
 
 // ------------------------------------------------------------------ synthetic data
-
-fn normals(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
-    (0..len)
-        .map(|_| {
-            let (u, v): (f64, f64) = (rng.random(), rng.random());
-            (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        })
-        .collect()
-}
 
 /// `m` random triples of distinct concepts, in random order.
 fn random_triples(rng: &mut ChaCha8Rng, n: usize, m: usize) -> Vec<[usize; 3]> {

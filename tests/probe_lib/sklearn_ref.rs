@@ -5,45 +5,18 @@
 //! `KernelRidgeCV` with leave-one-out folds; and the mean RMSE of a P × α grid; and himalaya's
 //! `KernelRidgeCV` with explicit inner K-fold splits (α per target, CV score, predictions).
 //!
-//! The JSON path comes from `DIFFPROBE_SKLEARN_REF` (absolute, or relative to `probe/`). Without
+//! The JSON path comes from `DIFFPROBE_SKLEARN_REF` (absolute, or relative to `coordinator/`). Without
 //! it the test reports that it skipped, unless `DIFFPROBE_REQUIRE_REFS=1`, which makes it fail.
 
 use serde_json::Value;
 
 use probe::{hyper_grid, probe_fold, select_alpha, select_alpha_kfold, ProbeConfig};
 
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|e| e.as_f64().expect("number")).collect()
-}
-
-fn indices(v: &Value) -> Vec<usize> {
-    v.as_array().expect("array").iter().map(|e| e.as_u64().expect("index") as usize).collect()
-}
-
-fn size(case: &Value, key: &str) -> usize {
-    case[key].as_u64().unwrap_or_else(|| panic!("case field {key} missing")) as usize
-}
+use crate::refs::{cases, floats, indices, refs_required, size};
 
 /// The reference document, or `None` (skip) when `DIFFPROBE_SKLEARN_REF` is unset.
 fn reference() -> Option<Value> {
-    let Ok(path) = std::env::var("DIFFPROBE_SKLEARN_REF") else {
-        assert!(
-            std::env::var("DIFFPROBE_REQUIRE_REFS").as_deref() != Ok("1"),
-            "DIFFPROBE_REQUIRE_REFS=1 but DIFFPROBE_SKLEARN_REF is not set \
-             (generate it with scripts/ref_probe.py OUT.json)"
-        );
-        eprintln!("skipped: DIFFPROBE_SKLEARN_REF not set");
-        return None;
-    };
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    Some(serde_json::from_str(&text).expect("reference JSON"))
-}
-
-/// The cases under `key`; a file from before that key was added fails (regenerate it).
-fn cases<'a>(doc: &'a Value, key: &str) -> &'a Vec<Value> {
-    let cases = doc[key].as_array().unwrap_or_else(|| panic!("no {key} in the reference file"));
-    assert!(!cases.is_empty(), "no {key} in the reference file");
-    cases
+    crate::refs::reference("DIFFPROBE_SKLEARN_REF", "scripts/ref_probe.py")
 }
 
 #[test]
@@ -97,7 +70,7 @@ fn inner_kfold_alpha_choice_matches_himalaya() {
     let Some(list) = doc.get("kfold_cases").and_then(Value::as_array).filter(|l| !l.is_empty())
     else {
         assert!(
-            std::env::var("DIFFPROBE_REQUIRE_REFS").as_deref() != Ok("1"),
+            !refs_required(),
             "no kfold_cases in the reference file (regenerate it with himalaya installed)"
         );
         eprintln!("skipped: no kfold_cases (himalaya) in the reference file");

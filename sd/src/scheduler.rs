@@ -778,7 +778,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const GOLDEN: &str = include_str!("../../../tests/golden/schedulers.json");
+    const GOLDEN: &str = include_str!("../../tests/golden/schedulers.json");
 
     fn golden() -> Value {
         serde_json::from_str(GOLDEN).unwrap()
