@@ -629,7 +629,18 @@ folds = 2
     fn render(null_control: bool, all: &[Cell], grid: &[GridRow]) -> String {
         let (spec, data) = (spec(null_control), data());
         let summary = summarise(all, 2, &Truth::of(&data));
-        markdown(&spec, &data, all, &summary, grid, None, &[])
+        markdown(&spec, &data, all, &summary, grid, None, &[], (1, 1))
+    }
+
+    #[test]
+    fn an_unfinished_run_opens_with_the_incomplete_banner() {
+        let (spec, data) = (spec(false), data());
+        let all = cells(&data, "text.1/mean", 3.0, 5, 0.01);
+        let summary = summarise(&all, 2, &Truth::of(&data));
+        let md = markdown(&spec, &data, &all, &summary, &[], None, &[], (3, 5));
+        assert!(md.contains("> **Incomplete: 3 of 5 units committed.**"), "{md}");
+        let md = markdown(&spec, &data, &all, &summary, &[], None, &[], (5, 5));
+        assert!(!md.contains("Incomplete"), "a complete run has no banner: {md}");
     }
 
     #[test]
