@@ -8,6 +8,7 @@
 //! Stop: tell workers to drain, wait a grace period, kill what is left, shut the server down,
 //! then merge the probe outputs into the report.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -21,7 +22,7 @@ use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::StateDb;
+use crate::db::{Counts, EventRow, StateDb};
 use crate::launcher::{Launcher, LauncherKind};
 use crate::lease::RetryPolicy;
 use crate::plan::Plan;
@@ -131,16 +132,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     let info = serde_json::json!({ "address": address, "pid": std::process::id() });
     common::fs::write_bytes_atomic(&layout.coordinator_file(), info.to_string().as_bytes())?;
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let svc = service::server(shared.clone(), token.clone());
-        let shutdown = shutdown.clone();
-        async move {
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-        }
-    });
+    let server = serve(shared.clone(), token.clone(), incoming, shutdown.clone());
     shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
     // Print only what happens from now on (a resumed run has history).
     let since = shared.db().last_event_seq()?;
@@ -201,21 +193,16 @@ async fn supervise(
     let mut last_event = since;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut every = tokio::time::interval(Duration::from_millis(200));
     let lost_after = (spec.sweep.lease_ttl_s * 1000.0) as i64;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = every.tick() => {}
             _ = sigint.recv() => { progress.line("interrupted: draining workers (resume with `diffprobe resume`)"); return Ok(StopReason::Interrupted) }
             _ = sigterm.recv() => { progress.line("terminated: draining workers"); return Ok(StopReason::Interrupted) }
         }
         let now = now_ms();
-        let (counts, events, open) = {
-            let mut db = shared.db();
-            db.expire(now, shared.policy)?;
-            mark_lost_workers(&mut db, now, lost_after)?;
-            (db.counts()?, db.events_since(last_event)?, db.has_open_work()?)
-        };
+        let Tick { counts, events, open } = tick(shared, now, last_event, lost_after)?;
         for e in &events {
             last_event = e.0;
             if let Some(line) =
@@ -242,6 +229,41 @@ async fn supervise(
             anyhow::bail!("every local worker exited or crashed repeatedly; see logs/*.log in the run directory, then `diffprobe resume`");
         }
     }
+}
+
+/// Serves the gRPC service on `incoming` until `shutdown`.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    token: String,
+    incoming: tonic::transport::server::TcpIncoming,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let svc = service::server(shared, token);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+    })
+}
+
+/// What one supervision tick read from the database.
+pub(crate) struct Tick {
+    /// Unit counts by kind and state.
+    pub(crate) counts: BTreeMap<String, Counts>,
+    /// Events after the last one printed.
+    pub(crate) events: Vec<EventRow>,
+    /// Whether any unit is running or can still run.
+    pub(crate) open: bool,
+}
+
+/// The database part of one supervision tick: expire leases, mark lost workers, read the counts
+/// and the new events.
+pub(crate) fn tick(shared: &Shared, now: i64, since: i64, lost_after: i64) -> anyhow::Result<Tick> {
+    let mut db = shared.db();
+    db.expire(now, shared.policy)?;
+    mark_lost_workers(&mut db, now, lost_after)?;
+    Ok(Tick { counts: db.counts()?, events: db.events_since(since)?, open: db.has_open_work()? })
 }
 
 /// The launcher of this run: the one asked for, else the one it ran with, else local.
