@@ -206,13 +206,7 @@ pub(crate) async fn serve(run_dir: &Path) -> anyhow::Result<()> {
     let layout = RunLayout::new(run_dir);
     let db = StateDb::open(&layout.state_db())?;
     let policy = RetryPolicy { max_failures: 3, backoff_ms: 1_000, ttl_ms: 30_000 };
-    let shared = Arc::new(Shared {
-        db: Mutex::new(db),
-        policy,
-        run_dir: std::fs::canonicalize(run_dir)?,
-        heartbeat_ms: 1_000,
-        draining: Default::default(),
-    });
+    let shared = Arc::new(Shared::new(db, policy, std::fs::canonicalize(run_dir)?, 1_000)?);
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse()?)?;
     let addr = incoming.local_addr()?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -119,13 +119,12 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         let n = db.requeue_quarantined(now_ms())?;
         eprintln!("retry: {n} quarantined units put back to pending");
     }
-    let shared = Arc::new(Shared {
-        db: Mutex::new(db),
+    let shared = Arc::new(Shared::new(
+        db,
         policy,
-        run_dir: std::fs::canonicalize(layout.root())?,
-        heartbeat_ms: (spec.sweep.heartbeat_s * 1000.0) as u64,
-        draining: Default::default(),
-    });
+        std::fs::canonicalize(layout.root())?,
+        (spec.sweep.heartbeat_s * 1000.0) as u64,
+    )?);
     let incoming = bind(layout, opts.bind)?;
     let addr = incoming.local_addr()?;
     let address = format!("http://{addr}");
@@ -239,6 +238,8 @@ pub(crate) fn serve(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
     let svc = service::server(shared, token);
+    // Small replies (a lease, a heartbeat) go out at once rather than waiting for more bytes.
+    let incoming = incoming.with_nodelay(Some(true));
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(svc)
@@ -260,7 +261,9 @@ pub(crate) struct Tick {
 /// The database part of one supervision tick: expire leases, mark lost workers, read the counts
 /// and the new events.
 pub(crate) fn tick(shared: &Shared, now: i64, since: i64, lost_after: i64) -> anyhow::Result<Tick> {
+    let seen = shared.take_seen();
     let mut db = shared.db();
+    db.touch_workers(&seen)?;
     db.expire(now, shared.policy)?;
     mark_lost_workers(&mut db, now, lost_after)?;
     Ok(Tick { counts: db.counts()?, events: db.events_since(since)?, open: db.has_open_work()? })
@@ -294,15 +297,9 @@ fn target_workers(db: &StateDb, opts: &RunOptions) -> usize {
 
 /// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own).
 fn mark_lost_workers(db: &mut StateDb, now: i64, lost_after: i64) -> anyhow::Result<()> {
-    for (id, _, _, state, last_seen) in db.workers()? {
-        if state == "alive" && now - last_seen > lost_after {
-            db.worker_gone(
-                &id,
-                "lost",
-                &format!("no contact for {} s", (now - last_seen) / 1000),
-                now,
-            )?;
-        }
+    for (id, last_seen) in db.silent_workers(now - lost_after)? {
+        let detail = format!("no contact for {} s", (now - last_seen) / 1000);
+        db.worker_gone(&id, "lost", &detail, now)?;
     }
     Ok(())
 }

@@ -48,6 +48,27 @@ pub(crate) fn is_transient(status: &Status) -> bool {
     )
 }
 
+/// What a failed call means, for the message a worker exits with: the gRPC code and the
+/// coordinator's (or the transport's) own words, with a reading of the code, so that a reply
+/// too large to receive is not mistaken for an unreachable coordinator.
+pub(crate) fn describe(call: &str, status: &Status) -> String {
+    let reading = match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            "coordinator unreachable"
+        }
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            "a message exceeded the gRPC size limit"
+        }
+        tonic::Code::Unauthenticated => "the coordinator refused the run token",
+        tonic::Code::PermissionDenied => "the coordinator does not know this worker",
+        tonic::Code::Internal | tonic::Code::DataLoss => "the coordinator failed",
+        _ => "the call failed",
+    };
+    let message = status.message().trim();
+    let message = if message.is_empty() { "no message" } else { message };
+    format!("{call}: {reading} (gRPC {:?}: {message})", status.code())
+}
+
 /// Calls `f` until it succeeds, the error is not transient, or `patience` runs out.
 pub(crate) async fn with_retry<T, F, Fut>(patience: Duration, f: F) -> Result<T, Status>
 where

@@ -28,6 +28,9 @@ use crate::capture::Capturer;
 use crate::client::{self, with_retry, with_retry_until, Client};
 use crate::error::UnitError;
 
+/// The longest idle wait a worker accepts from a lease reply before polling again.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
 /// How a worker is started.
 #[derive(Debug, Clone)]
 pub struct WorkerArgs {
@@ -61,6 +64,8 @@ struct WorkerContext {
     images_dir: PathBuf,
     /// `alignment.json`, read by the first alignment unit.
     alignment: Mutex<Option<Arc<AlignmentInputs>>>,
+    /// The last inputs manifest read: its name and the paths it lists.
+    manifest: Mutex<Option<(String, Arc<Vec<String>>)>>,
     unit_delay: Duration,
     lose_complete_reply: bool,
     disk_full_while: Option<PathBuf>,
@@ -99,6 +104,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         capturer: Mutex::new(None),
         images_dir: layout.images_dir(),
         alignment: Mutex::new(None),
+        manifest: Mutex::new(None),
         unit_delay: args.unit_delay,
         lose_complete_reply: args.lose_complete_reply,
         disk_full_while: args.disk_full_while.clone(),
@@ -125,12 +131,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     eprintln!("worker {worker_id}: the coordinator is gone and {why}; exiting");
                     break;
                 }
-                let what = if client::is_transient(&status) {
-                    "coordinator unreachable"
-                } else {
-                    "the coordinator refused the lease"
-                };
-                return Err(anyhow::Error::new(status).context(what));
+                return Err(anyhow::anyhow!("{}", client::describe("lease", &status)));
             }
         };
         match reply.outcome {
@@ -140,8 +141,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     .await?
             }
             Some(Outcome::WaitMs(ms)) => {
+                // The coordinator spreads idle workers' polls; a wait is never longer than
+                // MAX_WAIT, whatever a reply says.
+                let wait = Duration::from_millis(ms).min(MAX_WAIT);
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = drain.cancelled() => {}
                 }
             }
@@ -415,8 +419,13 @@ impl FeatureWrite {
 /// a capture unit returns its features for [`FeatureWrite::run`], so the next unit can start
 /// computing while they are encoded and written.
 fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitError> {
-    let unit: UnitSpec = serde_json::from_str(&a.unit_json)
+    let mut unit: UnitSpec = serde_json::from_str(&a.unit_json)
         .map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
+    if let Some(inputs) = unit.feature_inputs() {
+        if !a.inputs_manifest.is_empty() {
+            *inputs = ctx.manifest_inputs(&a.inputs_manifest)?.to_vec();
+        }
+    }
     let rel = RunLayout::unit_output(unit.output_dir(), &a.unit_id, a.attempt);
     let target = ctx.run_dir.join(&rel);
     if !ctx.unit_delay.is_zero() {
@@ -460,6 +469,22 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitErro
 }
 
 impl WorkerContext {
+    /// The input paths an inputs manifest lists, read once per manifest (a sweep has one per
+    /// set of committed capture outputs).
+    fn manifest_inputs(&self, rel: &str) -> Result<Arc<Vec<String>>, UnitError> {
+        let mut slot = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((name, inputs)) = slot.as_ref() {
+            if name == rel {
+                return Ok(inputs.clone());
+            }
+        }
+        let manifest = common::unit::InputsManifest::read(&self.run_dir.join(rel))?;
+        let inputs: Arc<Vec<String>> =
+            Arc::new(manifest.inputs.into_iter().map(|i| i.path).collect());
+        *slot = Some((rel.to_string(), inputs.clone()));
+        Ok(inputs)
+    }
+
     fn alignment_inputs(&self) -> Result<Arc<AlignmentInputs>, UnitError> {
         let mut slot = self.alignment.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = slot.as_ref() {
