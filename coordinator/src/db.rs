@@ -477,25 +477,6 @@ impl StateDb {
         Ok(lost)
     }
 
-    /// Commits a verified output.
-    #[cfg(test)]
-    pub(crate) fn complete(
-        &mut self,
-        unit: &str,
-        attempt: u32,
-        output: &str,
-        checksum: &str,
-        now: Millis,
-    ) -> rusqlite::Result<CompletionOutcome> {
-        let c = Completion {
-            unit: unit.into(),
-            attempt,
-            output: output.into(),
-            checksum: checksum.into(),
-        };
-        Ok(self.complete_many(&[c], now)?.remove(0))
-    }
-
     /// Commits verified outputs, all in one fsynced transaction (a group commit: completions
     /// that arrive together share one fsync); one outcome per completion, in order.
     pub(crate) fn complete_many(
@@ -947,4 +928,177 @@ fn store(tx: &Transaction<'_>, unit: &str, s: &UnitState) -> rusqlite::Result<()
     .execute(params![unit, name, attempts, failures, not_before, worker, deadline, c_attempt, output, checksum, error],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+impl StateDb {
+    /// Marks every unit of `kind` committed with a made-up output (tests that need many
+    /// committed units without leasing each).
+    pub(crate) fn commit_all(&mut self, kind: &str) {
+        self.conn
+            .execute(
+                "UPDATE units SET state = 'committed', attempts = 1, committed_attempt = 1,
+                 output = 'features/' || id || '.a1.parquet', checksum = 'c' WHERE kind = ?1",
+                [kind],
+            )
+            .unwrap();
+        self.tally = self.recount().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lease query's plan, and the in-memory counts against a full recount.
+
+    use common::spec::Pooling;
+    use common::unit::{CaptureUnit, ProbeUnit, Representation};
+
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy { max_failures: 2, backoff_ms: 7, ttl_ms: 50 };
+
+    /// A database with `captures` capture units and `probes` probe units.
+    fn db(captures: usize, probes: usize) -> (tempfile::TempDir, StateDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(&dir.path().join("state.sqlite")).unwrap();
+        let rep = Representation::text("text.1", Pooling::Mean);
+        let mut units = Vec::new();
+        for i in 0..captures {
+            let u = CaptureUnit { shard: i, start: i, end: i + 1, representations: vec![] };
+            units.push((UnitId(format!("capture-{i}")), UnitSpec::Capture(u)));
+        }
+        for i in 0..probes {
+            let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+            units.push((UnitId(format!("probe-{i}")), UnitSpec::Probe(u)));
+        }
+        db.insert_units(&units, 0).unwrap();
+        (dir, db)
+    }
+
+    /// Would catch a lease query (or a schema change) that scans the units table or sorts it on
+    /// every lease: the plan must search the `units_lease` index, in order.
+    #[test]
+    fn the_lease_query_searches_the_index_and_never_scans_units() {
+        let (_dir, db) = db(2_000, 2_000);
+        let mut stmt = db.conn.prepare(&format!("EXPLAIN QUERY PLAN {LEASE_QUERY}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params![0, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let text = plan.join(" | ");
+        assert!(plan.iter().all(|d| !d.starts_with("SCAN")), "a scan: {text}");
+        assert!(text.contains("USING INDEX units_lease"), "not the lease index: {text}");
+        assert!(!text.contains("TEMP B-TREE"), "sorts on every lease: {text}");
+    }
+
+    /// A small deterministic generator, so a failing sequence can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// The old full-scan answer, kept as the oracle for `has_open_work`.
+    fn open_by_scan(db: &StateDb) -> bool {
+        db.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM units WHERE state = 'leased')
+                     OR EXISTS(SELECT 1 FROM units WHERE state = 'pending'
+                               AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed'))",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Would catch a transition that changes a unit's state without its count (or counts one
+    /// that rolled back, or twice): after every step of a random sequence of leases,
+    /// heartbeats, completions (new, repeated, duplicate, stale), failures, releases, expiries
+    /// and requeues, the kept counts equal a full recount, and "open work" equals the old scan.
+    #[test]
+    fn kept_counts_equal_a_full_recount_after_random_transitions() {
+        for seed in 1..=4u64 {
+            let (_dir, mut db) = db(12, 8);
+            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut held: Vec<(String, u32, String)> = Vec::new();
+            let mut now = 1_000;
+            for step in 0..1_500 {
+                now += rng.below(20) as i64;
+                let worker = format!("w{}", rng.below(3));
+                match rng.below(8) {
+                    0 | 1 => {
+                        if let Some(g) = db.lease_next(&worker, now, POLICY).unwrap() {
+                            held.push((g.unit, g.attempt, worker));
+                        }
+                    }
+                    2 if !held.is_empty() => {
+                        let (unit, attempt, w) = held[rng.below(held.len())].clone();
+                        db.heartbeat(&w, &[(unit, attempt)], now, POLICY).unwrap();
+                    }
+                    3 | 4 if !held.is_empty() => {
+                        // Sometimes the same completion again, sometimes another attempt's.
+                        let (unit, attempt, _) = held[rng.below(held.len())].clone();
+                        let out = format!("features/{unit}.a{attempt}.parquet");
+                        let many: Vec<Completion> = (0..1 + rng.below(2))
+                            .map(|_| Completion {
+                                unit: unit.clone(),
+                                attempt,
+                                output: out.clone(),
+                                checksum: "c".into(),
+                            })
+                            .collect();
+                        db.complete_many(&many, now).unwrap();
+                    }
+                    5 if !held.is_empty() => {
+                        let (unit, attempt, w) = held.swap_remove(rng.below(held.len()));
+                        let retryable = rng.below(4) > 0;
+                        db.fail(&w, &unit, attempt, "boom", retryable, now, POLICY).unwrap();
+                    }
+                    6 if !held.is_empty() => {
+                        let (unit, attempt, w) = held.swap_remove(rng.below(held.len()));
+                        db.release(&w, &unit, attempt, "bye", now).unwrap();
+                    }
+                    _ => {
+                        db.expire(now, POLICY).unwrap();
+                        if rng.below(10) == 0 {
+                            db.requeue_quarantined(now).unwrap();
+                        }
+                    }
+                }
+                assert_eq!(db.tally(), &db.recount().unwrap(), "seed {seed} step {step}");
+                assert_eq!(
+                    db.has_open_work().unwrap(),
+                    open_by_scan(&db),
+                    "seed {seed} step {step}"
+                );
+            }
+            let total: u64 = db.counts().unwrap().values().map(Counts::total).sum();
+            assert_eq!(total, 20);
+        }
+    }
+
+    /// Would catch an idle lease that still writes: with nothing ready, no transaction is
+    /// begun (the change counter of the connection does not move).
+    #[test]
+    fn nothing_ready_is_answered_without_writing() {
+        let (_dir, mut db) = db(1, 3);
+        let g = db.lease_next("w1", 10, POLICY).unwrap().expect("the capture unit");
+        let before = db.conn.total_changes();
+        for _ in 0..100 {
+            assert!(db.lease_next("w2", 20, POLICY).unwrap().is_none(), "probe units wait");
+        }
+        assert_eq!(db.conn.total_changes(), before);
+        assert!(db.has_open_work().unwrap());
+        let c = Completion { unit: g.unit, attempt: 1, output: "o".into(), checksum: "c".into() };
+        let generation = db.inputs_generation();
+        db.complete_many(&[c], 30).unwrap();
+        assert_ne!(db.inputs_generation(), generation, "a committed capture changes the inputs");
+        assert!(db.lease_next("w2", 40, POLICY).unwrap().is_some(), "stage 1 is ready now");
+    }
 }

@@ -606,6 +606,68 @@ mod tests {
         }
     }
 
+    /// Would catch leases that list every input again (4.7 MB at 10⁵ capture units, past
+    /// gRPC's 4 MiB limit) or a manifest rewritten on every lease: a probe lease at 10⁵
+    /// committed capture units stays under 1 KiB encoded, and names one manifest that lists
+    /// them all in plan order.
+    #[tokio::test]
+    async fn a_probe_lease_at_many_committed_capture_units_stays_small() {
+        const CAPTURES: usize = 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        common::layout::RunLayout::new(&run_dir).create_dirs().unwrap();
+        let mut db = StateDb::open(&run_dir.join("state.sqlite")).unwrap();
+        let rep = common::unit::Representation::text("text.1", common::spec::Pooling::Mean);
+        let mut units: Vec<(UnitId, UnitSpec)> = (0..CAPTURES)
+            .map(|i| {
+                let u = CaptureUnit { shard: i, start: i, end: i + 1, representations: vec![] };
+                (UnitId(format!("capture-{i:06}")), UnitSpec::Capture(u))
+            })
+            .collect();
+        for fold in 0..2 {
+            let u = common::unit::ProbeUnit {
+                representation: rep.clone(),
+                folds: vec![fold],
+                inputs: vec![],
+            };
+            units.push((UnitId(format!("probe-{fold}")), UnitSpec::Probe(u)));
+        }
+        db.insert_units(&units, 0).unwrap();
+        db.commit_all("capture");
+        let shared = Arc::new(Shared::new(db, POLICY, run_dir.clone(), 500).unwrap());
+        let f = Fixture { _dir: dir, run_dir, svc: Service { shared } };
+        let w = f.register("h").await;
+        let mut manifests = Vec::new();
+        for _ in 0..2 {
+            let req = pb::LeaseRequest { worker_id: w.clone() };
+            let reply = f.svc.lease(Request::new(req)).await.unwrap().into_inner();
+            let bytes = prost::Message::encoded_len(&reply);
+            assert!(bytes < 1024, "a lease of {bytes} bytes");
+            let Some(Outcome::Assignment(a)) = reply.outcome else { panic!("no lease: {reply:?}") };
+            let unit: UnitSpec = serde_json::from_str(&a.unit_json).unwrap();
+            assert!(matches!(&unit, UnitSpec::Probe(p) if p.inputs.is_empty()), "{unit:?}");
+            manifests.push(a.inputs_manifest);
+        }
+        assert_eq!(manifests[0], manifests[1], "one manifest per set of committed captures");
+        let m = common::unit::InputsManifest::read(&f.run_dir.join(&manifests[0])).unwrap();
+        assert_eq!(m.inputs.len(), CAPTURES);
+        assert_eq!(m.inputs[0].path, "features/capture-000000.a1.parquet");
+        assert!(m.inputs.windows(2).all(|w| w[0].unit < w[1].unit), "plan order");
+    }
+
+    /// Would catch an unbounded or unjittered idle wait: every wait is within
+    /// [375 ms, MAX_WAIT_MS], they differ, and more workers wait longer.
+    #[test]
+    fn idle_waits_are_bounded_jittered_and_grow_with_the_workers() {
+        let mean = |n: usize| {
+            let w: Vec<u64> = (0..500).map(|_| poll_wait_ms(n)).collect();
+            assert!(w.iter().all(|&ms| (375..=MAX_WAIT_MS).contains(&ms)), "{n}: {w:?}");
+            assert!(w.iter().any(|&ms| ms != w[0]), "no jitter");
+            w.iter().sum::<u64>() / 500
+        };
+        assert!(mean(1) < mean(500) && mean(500) <= mean(1_000_000));
+    }
+
     #[tokio::test]
     async fn a_retried_complete_is_answered_committed_and_keeps_the_committed_file() {
         let f = fixture();

@@ -102,3 +102,22 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Would catch a lease reply too large to receive being reported as an unreachable
+    /// coordinator (issue 15): the message names the size limit and keeps tonic's words.
+    #[test]
+    fn a_failed_call_says_what_it_was() {
+        let big = Status::out_of_range(
+            "Error, decoded message length too large: found 4700000 bytes, the limit is: 4194304 bytes",
+        );
+        let text = describe("lease", &big);
+        assert!(text.contains("size limit") && text.contains("4700000"), "{text}");
+        assert!(!text.contains("unreachable"), "{text}");
+        let down = describe("lease", &Status::unavailable("tcp connect error"));
+        assert!(down.contains("coordinator unreachable") && down.contains("tcp connect"), "{down}");
+    }
+}
