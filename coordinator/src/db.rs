@@ -212,6 +212,7 @@ impl StateDb {
     }
 
     /// The counts kept in memory (equal to [`StateDb::recount`] after every transaction).
+    #[cfg(test)]
     pub(crate) fn tally(&self) -> &Tally {
         &self.tally
     }
@@ -372,7 +373,8 @@ impl StateDb {
     }
 
     /// Marks workers seen (their last poll), in one transaction that is not fsynced: a lost
-    /// `last_seen` only delays marking a worker lost.
+    /// `last_seen` only delays marking a worker lost. A lost worker seen again is alive; a
+    /// finished one (told "done" by that very poll) stays finished.
     pub(crate) fn touch_workers(&mut self, seen: &[(String, Millis)]) -> rusqlite::Result<()> {
         if seen.is_empty() {
             return Ok(());
@@ -380,7 +382,8 @@ impl StateDb {
         let tx = self.begin(false)?;
         {
             let mut stmt = tx.prepare_cached(
-                "UPDATE workers SET last_seen = MAX(last_seen, ?2), state = 'alive' WHERE id = ?1",
+                "UPDATE workers SET last_seen = MAX(last_seen, ?2),
+                 state = CASE state WHEN 'lost' THEN 'alive' ELSE state END WHERE id = ?1",
             )?;
             for (worker, at) in seen {
                 stmt.execute(params![worker, at])?;
