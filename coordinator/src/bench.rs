@@ -86,9 +86,10 @@ pub(crate) async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         let wall = t0.elapsed().as_secs_f64();
         let cpu = (coord.cpu_s() - cpu0) / wall * 100.0;
         let n = done.load(Ordering::Relaxed);
+        let errors = ERRORS.swap(0, Ordering::Relaxed);
         let mut lat = lat.lock().unwrap().clone();
         println!(
-            "throughput  workers {w:>4}: {:>8.0} lease+complete/s  ({n} in {wall:.1} s; p50 {:.1} ms p99 {:.1} ms per pair)  coordinator CPU {cpu:.0} %  RSS {:.0} MiB",
+            "throughput  workers {w:>4}: {:>8.0} lease+complete/s  ({n} in {wall:.1} s; p50 {:.1} ms p99 {:.1} ms per pair)  coordinator CPU {cpu:.0} %  RSS {:.0} MiB  transport errors {errors}",
             n as f64 / wall,
             percentile(&mut lat, 0.5),
             percentile(&mut lat, 0.99),
@@ -103,7 +104,8 @@ pub(crate) async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         let mut holders = Vec::new();
         for i in 0..4 {
             let mut rpc = client(&coord.address)?;
-            let id = register(&mut rpc, &format!("busy-{i}")).await?;
+            let far = Instant::now() + Duration::from_secs(3600);
+            let id = register(&rpc, &format!("busy-{i}"), far).await?.expect("registered");
             let reply = rpc.lease(pb::LeaseRequest { worker_id: id.clone() }).await?.into_inner();
             let Some(Outcome::Assignment(a)) = reply.outcome else {
                 anyhow::bail!("busy worker {i} got no capture unit: {reply:?}")
@@ -157,8 +159,9 @@ pub(crate) async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         }
         let mut beats = beats.lock().unwrap().clone();
         let mut waits = waits.lock().unwrap().clone();
+        let errors = ERRORS.swap(0, Ordering::Relaxed);
         println!(
-            "idle flood  {} pollers + 4 busy: heartbeat p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} beats)  polls served {:.0}/s (wait asked p50 {:.0} ms)  coordinator CPU {cpu:.0} %  RSS {:.0} MiB",
+            "idle flood  {} pollers + 4 busy: heartbeat p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} beats)  polls served {:.0}/s (wait asked p50 {:.0} ms)  coordinator CPU {cpu:.0} %  RSS {:.0} MiB  transport errors {errors}",
             args.idle,
             percentile(&mut beats, 0.5),
             percentile(&mut beats, 0.99),
@@ -266,6 +269,39 @@ fn synthetic_units(units: usize, captures: usize) -> Vec<(UnitId, UnitSpec)> {
         .collect()
 }
 
+/// Transport errors (a reset connection, a timeout) seen by simulated workers, which retry.
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Calls `f` until it succeeds, retrying transport errors (counted in [`ERRORS`]) every 100 ms
+/// until `stop`; `None` when `stop` came first.
+async fn call<T, F, Fut>(stop: Instant, mut f: F) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    loop {
+        match f().await {
+            Ok(r) => return Ok(Some(r.into_inner())),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                        | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                ERRORS.fetch_add(1, Ordering::Relaxed);
+                if Instant::now() >= stop {
+                    return Ok(None);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+}
+
 /// A simulated worker that leases, writes and completes until `stop`.
 async fn busy_worker(
     addr: &str,
@@ -275,11 +311,16 @@ async fn busy_worker(
     done: &AtomicU64,
     lat: &Mutex<Vec<f64>>,
 ) -> anyhow::Result<()> {
-    let mut rpc = client(addr)?;
-    let id = register(&mut rpc, &format!("w{i}")).await?;
+    let rpc = client(addr)?;
+    let Some(id) = register(&rpc, &format!("w{i}"), stop).await? else { return Ok(()) };
     while Instant::now() < stop {
         let t = Instant::now();
-        let reply = rpc.lease(pb::LeaseRequest { worker_id: id.clone() }).await?.into_inner();
+        let req = pb::LeaseRequest { worker_id: id.clone() };
+        let lease = call(stop, || {
+            let (mut rpc, req) = (rpc.clone(), req.clone());
+            async move { rpc.lease(req).await }
+        });
+        let Some(reply) = lease.await? else { break };
         match reply.outcome {
             Some(Outcome::Assignment(a)) => {
                 let rel = RunLayout::unit_output("features", &a.unit_id, a.attempt);
@@ -292,7 +333,11 @@ async fn busy_worker(
                     bytes: bytes.len() as u64,
                     worker_id: id.clone(),
                 };
-                let r = rpc.complete(req).await?.into_inner();
+                let complete = call(stop, || {
+                    let (mut rpc, req) = (rpc.clone(), req.clone());
+                    async move { rpc.complete(req).await }
+                });
+                let Some(r) = complete.await? else { break };
                 if r.committed {
                     done.fetch_add(1, Ordering::Relaxed);
                     lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1e3);
@@ -313,10 +358,16 @@ async fn idle_worker(
     waits: &Mutex<Vec<f64>>,
     quit: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let mut rpc = client(addr)?;
-    let id = register(&mut rpc, &format!("idle-{i}")).await?;
+    let rpc = client(addr)?;
+    let far = Instant::now() + Duration::from_secs(3600);
+    let Some(id) = register(&rpc, &format!("idle-{i}"), far).await? else { return Ok(()) };
     while !quit.load(Ordering::Relaxed) {
-        let reply = rpc.lease(pb::LeaseRequest { worker_id: id.clone() }).await?.into_inner();
+        let req = pb::LeaseRequest { worker_id: id.clone() };
+        let lease = call(far, || {
+            let (mut rpc, req) = (rpc.clone(), req.clone());
+            async move { rpc.lease(req).await }
+        });
+        let Some(reply) = lease.await? else { break };
         polls.fetch_add(1, Ordering::Relaxed);
         match reply.outcome {
             Some(Outcome::WaitMs(ms)) => {
@@ -411,14 +462,18 @@ fn client(addr: &str) -> anyhow::Result<Rpc> {
     Ok(CoordinatorClient::with_interceptor(channel, Auth(format!("Bearer {TOKEN}").parse()?)))
 }
 
-async fn register(rpc: &mut Rpc, tag: &str) -> anyhow::Result<String> {
+async fn register(rpc: &Rpc, tag: &str, stop: Instant) -> anyhow::Result<Option<String>> {
     let req = pb::RegisterRequest {
         host: "bench".into(),
         pid: 0,
         launcher_tag: tag.into(),
         device: "cpu".into(),
     };
-    Ok(rpc.register(req).await?.into_inner().worker_id)
+    let reply = call(stop, || {
+        let (mut rpc, req) = (rpc.clone(), req.clone());
+        async move { rpc.register(req).await }
+    });
+    Ok(reply.await?.map(|r| r.worker_id))
 }
 
 /// The `q` quantile (0..=1) of `v`, 0 when empty.
