@@ -291,7 +291,9 @@ where
                         | tonic::Code::DeadlineExceeded
                 ) =>
             {
-                ERRORS.fetch_add(1, Ordering::Relaxed);
+                if ERRORS.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("transport error (retried): {s}");
+                }
                 if Instant::now() >= stop {
                     return Ok(None);
                 }
