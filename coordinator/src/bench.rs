@@ -373,7 +373,7 @@ async fn idle_worker(
         polls.fetch_add(1, Ordering::Relaxed);
         match reply.outcome {
             Some(Outcome::WaitMs(ms)) => {
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     waits.lock().unwrap().push(ms as f64);
                 }
                 tokio::time::sleep(Duration::from_millis(ms)).await
