@@ -9,6 +9,7 @@
 //!   logs/<worker>.log
 //!   discarded/<unit>.a<attempt>.parquet   (outputs of attempts that lost to a committed one)
 //!   corrupt/<unit>.a<attempt>.parquet     (committed outputs that later failed verification)
+//!   manifests/inputs-<hash>.json   (committed capture outputs, named by stage-1 leases)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -105,6 +106,11 @@ impl RunLayout {
     /// files, so a late duplicate can never overwrite a committed output.
     pub fn unit_output(kind_dir: &str, unit: &str, attempt: u32) -> String {
         format!("{kind_dir}/{unit}.a{attempt}.parquet")
+    }
+    /// An inputs manifest (`common::unit::InputsManifest`) named by its content hash,
+    /// relative to the root: `manifests/inputs-<hash>.json`.
+    pub fn inputs_manifest(hash: &str) -> String {
+        format!("manifests/inputs-{hash}.json")
     }
     /// Creates the directories a run needs.
     pub fn create_dirs(&self) -> std::io::Result<()> {

@@ -117,6 +117,38 @@ pub enum AlignmentTask {
     },
 }
 
+/// The committed capture outputs a probe, grid or alignment unit reads, in shard order: written
+/// once by the coordinator to `manifests/inputs-<hash>.json` (`RunLayout::inputs_manifest`) and
+/// named by the lease, which then carries no inputs itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputsManifest {
+    /// One entry per committed capture unit, in plan order.
+    pub inputs: Vec<ManifestInput>,
+}
+
+/// One committed capture output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestInput {
+    /// The capture unit's id.
+    pub unit: String,
+    /// Its committed output, relative to the run directory.
+    pub path: String,
+    /// blake3 of that file, hex.
+    pub checksum: String,
+}
+
+impl InputsManifest {
+    /// Reads a manifest file.
+    pub fn read(path: &std::path::Path) -> Result<InputsManifest, crate::error::DataError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| crate::error::DataError::Io { path: path.to_path_buf(), source: e })?;
+        serde_json::from_slice(&bytes).map_err(|e| crate::error::DataError::Table {
+            path: path.to_path_buf(),
+            message: format!("not an inputs manifest: {e}"),
+        })
+    }
+}
+
 impl UnitSpec {
     /// The run-directory subfolder of this kind's outputs.
     pub fn output_dir(&self) -> &'static str {

@@ -85,6 +85,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load harness for the coordinator (`scripts/bench-coordinator`): synthetic runs on
+    /// loopback with simulated workers; prints throughput, heartbeat latency, CPU and RSS.
+    #[command(hide = true)]
+    BenchCoordinator {
+        /// Units in each synthetic run.
+        #[arg(long, default_value_t = 100_000)]
+        units: usize,
+        /// Seconds each scenario runs.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Worker counts of the throughput scenario.
+        #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
+        workers: Vec<usize>,
+        /// Idle pollers beside 4 busy workers (0 skips the heartbeat and idle scenarios).
+        #[arg(long, default_value_t = 500)]
+        idle: usize,
+        /// Units hashed and inserted in the plan scenario (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        plan_units: usize,
+        /// Where the synthetic runs go.
+        #[arg(long, default_value = "runs/bench-coordinator")]
+        dir: PathBuf,
+        /// Internal: serve this synthetic run directory (the coordinator side).
+        #[arg(long)]
+        serve: Option<PathBuf>,
+    },
     /// Join a running sweep as a worker (the token comes from `DIFFPROBE_TOKEN`).
     Worker {
         /// Coordinator address, e.g. `http://127.0.0.1:7000`.
@@ -268,6 +294,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     layout.root().display()
                 );
                 return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchCoordinator { units, seconds, workers, idle, plan_units, dir, serve } => {
+            match serve {
+                Some(run) => crate::bench::serve(&run).await?,
+                None => {
+                    let args =
+                        crate::bench::BenchArgs { units, seconds, workers, idle, plan_units, dir };
+                    crate::bench::bench(&args).await?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

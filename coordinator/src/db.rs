@@ -4,6 +4,18 @@
 //! is one transaction: read the unit's state, apply one `lease.rs` transition, write the new
 //! state, the attempt row and an event together. Nothing lives only in memory, so a coordinator
 //! killed at any instant restarts from here.
+//!
+//! What stays in memory is derived and rebuilt on open: unit counts by kind and state (`Tally`,
+//! kept with every transition after its commit, so the supervision tick and an idle `Lease`
+//! read them instead of scanning `units`).
+//!
+//! Durability: a transaction that commits, fails, quarantines, releases or expires a unit is
+//! fsynced before it returns (`synchronous = FULL`); leases and heartbeats are not
+//! (`synchronous = NORMAL`, still atomic and safe against a killed process). A lease or a
+//! renewal lost to a power cut is harmless: the unit is pending again, and a completion naming
+//! an attempt the database never saw is stale, so the unit is simply leased again; its output
+//! is a pure function of the unit, so either attempt's file is the same result. The next fsynced
+//! commit makes every earlier lease durable too (they share the write-ahead log).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +29,72 @@ use crate::lease::{Effect, Millis, RetryPolicy, UnitState};
 /// The state database of one run.
 pub(crate) struct StateDb {
     conn: Connection,
+    tally: Tally,
+    /// Whether commits are fsynced now (`synchronous = FULL`).
+    durable: bool,
+}
+
+/// Unit counts by kind and state, and each kind's stage: derived from `units` on open and kept
+/// with every committed transition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    counts: BTreeMap<String, Counts>,
+    stages: BTreeMap<String, u32>,
+    /// Bumped whenever a stage-0 (capture) unit enters or leaves `committed`: the committed
+    /// capture outputs, which stage-1 leases name through a manifest, may have changed.
+    inputs_generation: u64,
+}
+
+impl Tally {
+    fn slot<'a>(c: &'a mut Counts, state: &str) -> &'a mut u64 {
+        match state {
+            "pending" => &mut c.pending,
+            "leased" => &mut c.leased,
+            "committed" => &mut c.committed,
+            _ => &mut c.quarantined,
+        }
+    }
+
+    fn moved(&mut self, kind: &str, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        let c = self.counts.entry(kind.to_string()).or_default();
+        let from_slot = Tally::slot(c, from);
+        *from_slot = from_slot.saturating_sub(1);
+        *Tally::slot(c, to) += 1;
+        if self.stages.get(kind) == Some(&0) && (from == "committed" || to == "committed") {
+            self.inputs_generation += 1;
+        }
+    }
+
+    /// The lowest stage with a unit not yet committed, if any.
+    fn open_stage(&self) -> Option<u32> {
+        self.counts
+            .iter()
+            .filter(|(_, c)| c.committed < c.total())
+            .filter_map(|(kind, _)| self.stages.get(kind).copied())
+            .min()
+    }
+
+    /// Pending units of `stage`.
+    fn pending_in(&self, stage: u32) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(kind, _)| self.stages.get(*kind) == Some(&stage))
+            .map(|(_, c)| c.pending)
+            .sum()
+    }
+}
+
+/// State changes of one transaction, applied to the [`Tally`] once it has committed.
+#[derive(Default)]
+struct Moves(Vec<(String, &'static str, &'static str)>);
+
+impl Moves {
+    fn push(&mut self, kind: &str, from: &UnitState, to: &UnitState) {
+        self.0.push((kind.to_string(), state_name(from), state_name(to)));
+    }
 }
 
 /// A lease handed to a worker.
@@ -74,7 +152,8 @@ CREATE TABLE IF NOT EXISTS units (
   descriptor TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, failures INTEGER NOT NULL,
   not_before INTEGER NOT NULL, worker TEXT, deadline INTEGER, committed_attempt INTEGER,
   output TEXT, checksum TEXT, error TEXT);
-CREATE INDEX IF NOT EXISTS units_ready ON units(state, stage, seq);
+DROP INDEX IF EXISTS units_ready;
+CREATE INDEX IF NOT EXISTS units_lease ON units(state, stage, seq, not_before);
 CREATE TABLE IF NOT EXISTS attempts (
   unit TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL, started INTEGER NOT NULL,
   ended INTEGER, outcome TEXT, error TEXT, PRIMARY KEY (unit, attempt));
@@ -104,7 +183,59 @@ impl StateDb {
                 "ALTER TABLE workers ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu'",
             )?;
         }
-        Ok(StateDb { conn })
+        let mut db = StateDb { conn, tally: Tally::default(), durable: true };
+        db.tally = db.recount()?;
+        Ok(db)
+    }
+
+    /// Unit counts recounted from the `units` table (one scan; done on open).
+    pub(crate) fn recount(&self) -> rusqlite::Result<Tally> {
+        let mut stmt = self.conn.prepare(
+            "SELECT kind, stage, state, COUNT(*) FROM units GROUP BY kind, stage, state",
+        )?;
+        let mut tally =
+            Tally { inputs_generation: self.tally.inputs_generation, ..Tally::default() };
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, stage, state, n) = row?;
+            *Tally::slot(tally.counts.entry(kind.clone()).or_default(), &state) += n as u64;
+            tally.stages.insert(kind, stage);
+        }
+        Ok(tally)
+    }
+
+    /// The counts kept in memory (equal to [`StateDb::recount`] after every transaction).
+    #[cfg(test)]
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Changes with each change to the set of committed capture outputs.
+    pub(crate) fn inputs_generation(&self) -> u64 {
+        self.tally.inputs_generation
+    }
+
+    fn apply(&mut self, moves: Moves) {
+        for (kind, from, to) in moves.0 {
+            self.tally.moved(&kind, from, to);
+        }
+    }
+
+    /// Begins a transaction whose commit is fsynced (`durable`) or not (see the module header).
+    fn begin(&mut self, durable: bool) -> rusqlite::Result<Transaction<'_>> {
+        if self.durable != durable {
+            let mode = if durable { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.durable = durable;
+        }
+        self.conn.transaction()
     }
 
     /// A value from the meta table (e.g. `launcher`, `target_workers`).
@@ -114,7 +245,7 @@ impl StateDb {
 
     /// Sets a meta value, with an event.
     pub(crate) fn set_meta(&mut self, key: &str, value: &str, now: Millis) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
             [key, value],
@@ -130,7 +261,7 @@ impl StateDb {
         tasks: &[String],
         now: Millis,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         for t in tasks {
             tx.execute(
                 "INSERT OR IGNORE INTO slurm_tasks(id, array_job, submitted) VALUES (?1, ?2, ?3)",
@@ -170,7 +301,7 @@ impl StateDb {
         reason: &str,
         now: Millis,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         tx.execute(
             "UPDATE slurm_tasks SET ended = ?2, state = ?3, reason = ?4 WHERE id = ?1",
             params![task, now, state, reason],
@@ -192,7 +323,9 @@ impl StateDb {
         units: &[(UnitId, UnitSpec)],
         now: Millis,
     ) -> rusqlite::Result<usize> {
-        let tx = self.conn.transaction()?;
+        // A large page cache while inserting: the id index takes 10⁶ random keys.
+        self.conn.pragma_update(None, "cache_size", -262_144)?;
+        let tx = self.begin(true)?;
         let base: i64 =
             tx.query_row("SELECT COALESCE(MAX(seq), -1) + 1 FROM units", [], |r| r.get(0))?;
         let mut added = 0;
@@ -209,6 +342,8 @@ impl StateDb {
         }
         event(&tx, now, "planned", None, None, &format!("{added} new units"))?;
         tx.commit()?;
+        self.conn.pragma_update(None, "cache_size", -2_000)?;
+        self.tally = self.recount()?;
         Ok(added)
     }
 
@@ -221,7 +356,7 @@ impl StateDb {
         device: &str,
         now: Millis,
     ) -> rusqlite::Result<String> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         let n: i64 = tx.query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
         let id = format!("w{}", n + 1);
         tx.execute("INSERT INTO workers(id, host, pid, tag, started, last_seen, state, device) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'alive', ?6)", params![id, host, pid, tag, now, device])?;
@@ -230,10 +365,11 @@ impl StateDb {
         Ok(id)
     }
 
-    /// Whether `worker` is a registered worker id (the service refuses calls from others).
-    pub(crate) fn is_registered(&self, worker: &str) -> rusqlite::Result<bool> {
-        self.conn
-            .query_row("SELECT EXISTS(SELECT 1 FROM workers WHERE id = ?1)", [worker], |r| r.get(0))
+    /// Every registered worker id (the service keeps them in memory).
+    pub(crate) fn worker_ids(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM workers")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
     }
 
     /// The launcher tag a worker registered with (`local-3`; empty for one started by hand).
@@ -243,13 +379,33 @@ impl StateDb {
             .optional()
     }
 
-    /// Marks a worker seen now.
-    pub(crate) fn touch_worker(&self, worker: &str, now: Millis) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1",
-            params![worker, now],
+    /// Marks workers seen (their last poll), in one transaction that is not fsynced: a lost
+    /// `last_seen` only delays marking a worker lost. A lost worker seen again is alive; a
+    /// finished one (told "done" by that very poll) stays finished.
+    pub(crate) fn touch_workers(&mut self, seen: &[(String, Millis)]) -> rusqlite::Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin(false)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE workers SET last_seen = MAX(last_seen, ?2),
+                 state = CASE state WHEN 'lost' THEN 'alive' ELSE state END WHERE id = ?1",
+            )?;
+            for (worker, at) in seen {
+                stmt.execute(params![worker, at])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Alive workers not seen since `before`.
+    pub(crate) fn silent_workers(&self, before: Millis) -> rusqlite::Result<Vec<(String, Millis)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, last_seen FROM workers WHERE state = 'alive' AND last_seen < ?1",
         )?;
-        Ok(())
+        let rows = stmt.query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Marks a worker gone (exited or lost) with an event.
@@ -260,7 +416,7 @@ impl StateDb {
         detail: &str,
         now: Millis,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         tx.execute("UPDATE workers SET state = ?2 WHERE id = ?1", params![worker, state])?;
         event(&tx, now, &format!("worker_{state}"), None, Some(worker), detail)?;
         tx.commit()
@@ -268,30 +424,37 @@ impl StateDb {
 
     /// Leases the first ready unit to `worker`, if any. A unit is ready when it is pending, its
     /// backoff has passed, and every unit of a lower stage is committed.
+    ///
+    /// "Nothing ready" is answered from the in-memory counts, or from one read of the
+    /// `units_lease` index, without a write transaction.
     pub(crate) fn lease_next(
         &mut self,
         worker: &str,
         now: Millis,
         p: RetryPolicy,
     ) -> rusqlite::Result<Option<Granted>> {
-        let tx = self.conn.transaction()?;
-        let found: Option<String> = tx
-            .query_row(
-                "SELECT id FROM units WHERE state = 'pending' AND not_before <= ?1
-                   AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed')
-                 ORDER BY seq LIMIT 1",
-                [now],
-                |r| r.get(0),
-            )
+        let Some(stage) = self.tally.open_stage() else { return Ok(None) };
+        if self.tally.pending_in(stage) == 0 {
+            return Ok(None);
+        }
+        let found: Option<String> = self
+            .conn
+            .prepare_cached(LEASE_QUERY)?
+            .query_row(params![stage, now], |r| r.get(0))
             .optional()?;
         let Some(unit) = found else { return Ok(None) };
-        let (state, descriptor) = load(&tx, &unit)?;
+        let tx = self.begin(false)?;
+        let (state, descriptor, kind) = load(&tx, &unit)?;
         let Effect::Changed(next) = state.lease(worker, now, p) else { return Ok(None) };
         let attempt = next.attempts();
         store(&tx, &unit, &next)?;
-        tx.execute("INSERT OR REPLACE INTO attempts(unit, attempt, worker, started) VALUES (?1, ?2, ?3, ?4)", params![unit, attempt, worker, now])?;
+        tx.prepare_cached("INSERT OR REPLACE INTO attempts(unit, attempt, worker, started) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![unit, attempt, worker, now])?;
         event(&tx, now, "leased", Some(&unit), Some(worker), &format!("attempt {attempt}"))?;
         tx.commit()?;
+        let mut moves = Moves::default();
+        moves.push(&kind, &state, &next);
+        self.apply(moves);
         let spec = serde_json::from_str(&descriptor).expect("stored descriptors parse");
         Ok(Some(Granted { unit, attempt, spec }))
     }
@@ -304,14 +467,12 @@ impl StateDb {
         now: Millis,
         p: RetryPolicy,
     ) -> rusqlite::Result<Vec<(String, u32)>> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1",
-            params![worker, now],
-        )?;
+        let tx = self.begin(false)?;
+        tx.prepare_cached("UPDATE workers SET last_seen = ?2, state = 'alive' WHERE id = ?1")?
+            .execute(params![worker, now])?;
         let mut lost = Vec::new();
         for (unit, attempt) in leases {
-            let Some((state, _)) = load_opt(&tx, unit)? else {
+            let Some((state, _, _)) = load_opt(&tx, unit)? else {
                 lost.push((unit.clone(), *attempt));
                 continue;
             };
@@ -326,64 +487,22 @@ impl StateDb {
         Ok(lost)
     }
 
-    /// Commits a verified output.
-    pub(crate) fn complete(
+    /// Commits verified outputs, all in one fsynced transaction (a group commit: completions
+    /// that arrive together share one fsync); one outcome per completion, in order.
+    pub(crate) fn complete_many(
         &mut self,
-        unit: &str,
-        attempt: u32,
-        output: &str,
-        checksum: &str,
+        completions: &[Completion],
         now: Millis,
-    ) -> rusqlite::Result<CompletionOutcome> {
-        let tx = self.conn.transaction()?;
-        let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(CompletionOutcome::Stale) };
-        let committed_output = match &state {
-            UnitState::Committed { output, .. } => output.clone(),
-            UnitState::Pending { .. }
-            | UnitState::Leased { .. }
-            | UnitState::Quarantined { .. } => String::new(),
-        };
-        let outcome = match state.complete(attempt, output, checksum) {
-            Effect::Changed(next) => {
-                store(&tx, unit, &next)?;
-                end_attempt(&tx, unit, attempt, now, "committed", None)?;
-                event(
-                    &tx,
-                    now,
-                    "committed",
-                    Some(unit),
-                    None,
-                    &format!("attempt {attempt} {output}"),
-                )?;
-                CompletionOutcome::Committed
-            }
-            Effect::Duplicate => {
-                end_attempt(&tx, unit, attempt, now, "duplicate", None)?;
-                event(
-                    &tx,
-                    now,
-                    "duplicate",
-                    Some(unit),
-                    None,
-                    &format!("attempt {attempt} not used, {committed_output} was committed first"),
-                )?;
-                CompletionOutcome::Duplicate { committed_output }
-            }
-            Effect::Repeat => {
-                event(
-                    &tx,
-                    now,
-                    "complete_repeated",
-                    Some(unit),
-                    None,
-                    &format!("attempt {attempt} {output} again (a retried completion)"),
-                )?;
-                CompletionOutcome::Repeat
-            }
-            Effect::Stale => CompletionOutcome::Stale,
-        };
+    ) -> rusqlite::Result<Vec<CompletionOutcome>> {
+        let tx = self.begin(true)?;
+        let mut moves = Moves::default();
+        let mut outcomes = Vec::with_capacity(completions.len());
+        for c in completions {
+            outcomes.push(complete_one(&tx, c, now, &mut moves)?);
+        }
         tx.commit()?;
-        Ok(outcome)
+        self.apply(moves);
+        Ok(outcomes)
     }
 
     /// Records a failed attempt, reported by `worker` (it must hold the lease).
@@ -398,8 +517,9 @@ impl StateDb {
         now: Millis,
         p: RetryPolicy,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        if let Some((state, _)) = load_opt(&tx, unit)? {
+        let tx = self.begin(true)?;
+        let mut moves = Moves::default();
+        if let Some((state, _, unit_kind)) = load_opt(&tx, unit)? {
             if let Effect::Changed(next) = state.fail(worker, attempt, error, retryable, now, p) {
                 let kind = if matches!(next, UnitState::Quarantined { .. }) {
                     "quarantined"
@@ -409,9 +529,12 @@ impl StateDb {
                 store(&tx, unit, &next)?;
                 end_attempt(&tx, unit, attempt, now, "failed", Some(error))?;
                 event(&tx, now, kind, Some(unit), None, error)?;
+                moves.push(&unit_kind, &state, &next);
             }
         }
-        tx.commit()
+        tx.commit()?;
+        self.apply(moves);
+        Ok(())
     }
 
     /// Gives a unit back (graceful shutdown of `worker`, which must hold the lease).
@@ -423,28 +546,36 @@ impl StateDb {
         reason: &str,
         now: Millis,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        if let Some((state, _)) = load_opt(&tx, unit)? {
+        let tx = self.begin(true)?;
+        let mut moves = Moves::default();
+        if let Some((state, _, kind)) = load_opt(&tx, unit)? {
             if let Effect::Changed(next) = state.release(worker, attempt, now) {
                 store(&tx, unit, &next)?;
                 end_attempt(&tx, unit, attempt, now, "released", Some(reason))?;
                 event(&tx, now, "released", Some(unit), None, reason)?;
+                moves.push(&kind, &state, &next);
             }
         }
-        tx.commit()
+        tx.commit()?;
+        self.apply(moves);
+        Ok(())
     }
 
     /// Expires every lease past its deadline; returns how many.
     pub(crate) fn expire(&mut self, now: Millis, p: RetryPolicy) -> rusqlite::Result<usize> {
-        let tx = self.conn.transaction()?;
+        if self.tally.counts.values().all(|c| c.leased == 0) {
+            return Ok(0);
+        }
+        let tx = self.begin(true)?;
         let due: Vec<String> = {
             let mut stmt =
-                tx.prepare("SELECT id FROM units WHERE state = 'leased' AND deadline < ?1")?;
+                tx.prepare_cached("SELECT id FROM units WHERE state = 'leased' AND deadline < ?1")?;
             let rows = stmt.query_map([now], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
+        let mut moves = Moves::default();
         for unit in &due {
-            let (state, _) = load(&tx, unit)?;
+            let (state, _, unit_kind) = load(&tx, unit)?;
             let attempt = state.attempts();
             if let Effect::Changed(next) = state.expire(now, p) {
                 let kind = if matches!(next, UnitState::Quarantined { .. }) {
@@ -469,31 +600,36 @@ impl StateDb {
                     None,
                     &format!("attempt {attempt}: lease expired"),
                 )?;
+                moves.push(&unit_kind, &state, &next);
             }
         }
         tx.commit()?;
+        self.apply(moves);
         Ok(due.len())
     }
 
     /// Puts every quarantined unit back to pending (`resume --retry-quarantined`), in one
     /// transaction; returns how many.
     pub(crate) fn requeue_quarantined(&mut self, now: Millis) -> rusqlite::Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = self.begin(true)?;
         let quarantined: Vec<String> = {
             let mut stmt = tx.prepare("SELECT id FROM units WHERE state = 'quarantined'")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
         let mut requeued = 0;
+        let mut moves = Moves::default();
         for unit in &quarantined {
-            let (state, _) = load(&tx, unit)?;
+            let (state, _, kind) = load(&tx, unit)?;
             if let Effect::Changed(next) = state.requeue(now) {
                 store(&tx, unit, &next)?;
                 event(&tx, now, "requeued", Some(unit), None, "retry asked by the operator")?;
                 requeued += 1;
+                moves.push(&kind, &state, &next);
             }
         }
         tx.commit()?;
+        self.apply(moves);
         Ok(requeued)
     }
 
@@ -507,12 +643,17 @@ impl StateDb {
         detail: &str,
         now: Millis,
     ) -> rusqlite::Result<bool> {
-        let tx = self.conn.transaction()?;
-        let Some((state, _)) = load_opt(&tx, unit)? else { return Ok(false) };
+        let tx = self.begin(true)?;
+        let Some((state, _, kind)) = load_opt(&tx, unit)? else { return Ok(false) };
         let Effect::Changed(next) = state.invalidate(checksum, now) else { return Ok(false) };
         store(&tx, unit, &next)?;
         event(&tx, now, "corrupt", Some(unit), None, detail)?;
         tx.commit()?;
+        // A capture unit leaving `committed` bumps the inputs generation: the manifest that
+        // stage-1 leases name is rewritten without its file.
+        let mut moves = Moves::default();
+        moves.push(&kind, &state, &next);
+        self.apply(moves);
         Ok(true)
     }
 
@@ -526,19 +667,6 @@ impl StateDb {
              ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect()
-    }
-
-    /// Output path and checksum of every committed unit of `kind`, in plan order (the digests a
-    /// lease carries for its inputs).
-    pub(crate) fn committed_checksums(
-        &self,
-        kind: &str,
-    ) -> rusqlite::Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT output, checksum FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }
 
@@ -567,37 +695,16 @@ impl StateDb {
     }
 
     /// Whether any unit is running or can still run. Pending units behind a quarantined unit of
-    /// a lower stage can never run, so they do not keep the sweep open.
+    /// a lower stage can never run, so they do not keep the sweep open. From the counts.
     pub(crate) fn has_open_work(&self) -> rusqlite::Result<bool> {
-        self.conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM units WHERE state = 'leased')
-                 OR EXISTS(SELECT 1 FROM units WHERE state = 'pending'
-                           AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed'))",
-            [],
-            |r| r.get(0),
-        )
+        let t = &self.tally;
+        let leased = t.counts.values().any(|c| c.leased > 0);
+        Ok(leased || t.open_stage().is_some_and(|stage| t.pending_in(stage) > 0))
     }
 
-    /// Counts by kind (`capture`, `probe`) and state.
+    /// Counts by kind (`capture`, `probe`) and state, from memory.
     pub(crate) fn counts(&self) -> rusqlite::Result<BTreeMap<String, Counts>> {
-        let mut stmt =
-            self.conn.prepare("SELECT kind, state, COUNT(*) FROM units GROUP BY kind, state")?;
-        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-        })?;
-        for row in rows {
-            let (kind, state, n) = row?;
-            let c = out.entry(kind).or_default();
-            let n = n as u64;
-            match state.as_str() {
-                "pending" => c.pending += n,
-                "leased" => c.leased += n,
-                "committed" => c.committed += n,
-                _ => c.quarantined += n,
-            }
-        }
-        Ok(out)
+        Ok(self.tally.counts.clone())
     }
 
     /// Committed output path of every committed unit of `kind`, in plan order.
@@ -606,6 +713,18 @@ impl StateDb {
             "SELECT id, output FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
         )?;
         let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Committed output path and checksum of every committed unit of `kind`, in plan order.
+    pub(crate) fn committed_files(
+        &self,
+        kind: &str,
+    ) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, output, checksum FROM units WHERE kind = ?1 AND state = 'committed' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()
     }
 
@@ -719,6 +838,78 @@ impl StateDb {
     }
 }
 
+/// The lease query: the first pending unit of a stage whose backoff has passed, in plan order.
+/// It walks the `units_lease` index (state, stage, seq, not_before) and reads one table row.
+pub(crate) const LEASE_QUERY: &str = "SELECT id FROM units WHERE state = 'pending' AND stage = ?1
+     AND not_before <= ?2 ORDER BY seq LIMIT 1";
+
+/// One verified completion to commit.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    pub(crate) unit: String,
+    pub(crate) attempt: u32,
+    pub(crate) output: String,
+    pub(crate) checksum: String,
+}
+
+fn complete_one(
+    tx: &Transaction<'_>,
+    c: &Completion,
+    now: Millis,
+    moves: &mut Moves,
+) -> rusqlite::Result<CompletionOutcome> {
+    let (unit, attempt, output, checksum) = (&c.unit, c.attempt, &c.output, &c.checksum);
+    let Some((state, _, kind)) = load_opt(tx, unit)? else { return Ok(CompletionOutcome::Stale) };
+    let committed_output = match &state {
+        UnitState::Committed { output, .. } => output.clone(),
+        UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Quarantined { .. } => {
+            String::new()
+        }
+    };
+    Ok(match state.complete(attempt, output, checksum) {
+        Effect::Changed(next) => {
+            store(tx, unit, &next)?;
+            end_attempt(tx, unit, attempt, now, "committed", None)?;
+            event(tx, now, "committed", Some(unit), None, &format!("attempt {attempt} {output}"))?;
+            moves.push(&kind, &state, &next);
+            CompletionOutcome::Committed
+        }
+        Effect::Duplicate => {
+            end_attempt(tx, unit, attempt, now, "duplicate", None)?;
+            event(
+                tx,
+                now,
+                "duplicate",
+                Some(unit),
+                None,
+                &format!("attempt {attempt} not used, {committed_output} was committed first"),
+            )?;
+            CompletionOutcome::Duplicate { committed_output }
+        }
+        Effect::Repeat => {
+            event(
+                tx,
+                now,
+                "complete_repeated",
+                Some(unit),
+                None,
+                &format!("attempt {attempt} {output} again (a retried completion)"),
+            )?;
+            CompletionOutcome::Repeat
+        }
+        Effect::Stale => CompletionOutcome::Stale,
+    })
+}
+
+fn state_name(s: &UnitState) -> &'static str {
+    match s {
+        UnitState::Pending { .. } => "pending",
+        UnitState::Leased { .. } => "leased",
+        UnitState::Committed { .. } => "committed",
+        UnitState::Quarantined { .. } => "quarantined",
+    }
+}
+
 fn event(
     tx: &Transaction<'_>,
     now: Millis,
@@ -727,10 +918,10 @@ fn event(
     worker: Option<&str>,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events(ts, kind, unit, worker, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now, kind, unit, worker, detail],
-    )?;
+    )?
+    .execute(params![now, kind, unit, worker, detail])?;
     Ok(())
 }
 
@@ -742,20 +933,25 @@ fn end_attempt(
     outcome: &str,
     error: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE attempts SET ended = ?3, outcome = ?4, error = ?5 WHERE unit = ?1 AND attempt = ?2",
-        params![unit, attempt, now, outcome, error],
-    )?;
+    )?
+    .execute(params![unit, attempt, now, outcome, error])?;
     Ok(())
 }
 
-fn load(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<(UnitState, String)> {
+/// A unit's state, descriptor (JSON) and kind.
+type Loaded = (UnitState, String, String);
+
+fn load(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Loaded> {
     load_opt(tx, unit)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-fn load_opt(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Option<(UnitState, String)>> {
-    tx.query_row(
-        "SELECT state, attempts, failures, not_before, worker, deadline, committed_attempt, output, checksum, error, descriptor FROM units WHERE id = ?1",
+fn load_opt(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Option<Loaded>> {
+    tx.prepare_cached(
+        "SELECT state, attempts, failures, not_before, worker, deadline, committed_attempt, output, checksum, error, descriptor, kind FROM units WHERE id = ?1",
+    )?
+    .query_row(
         [unit],
         |r| {
             let attempts: u32 = r.get(1)?;
@@ -766,7 +962,7 @@ fn load_opt(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Option<(UnitSt
                 "committed" => UnitState::Committed { attempts, failures, attempt: r.get(6)?, output: r.get(7)?, checksum: r.get(8)? },
                 _ => UnitState::Quarantined { attempts, failures, error: r.get(9)? },
             };
-            Ok((state, r.get(10)?))
+            Ok((state, r.get(10)?, r.get(11)?))
         },
     )
     .optional()
@@ -796,10 +992,184 @@ fn store(tx: &Transaction<'_>, unit: &str, s: &UnitState) -> rusqlite::Result<()
         UnitState::Quarantined { error, .. } => Some(error.as_str()),
         UnitState::Pending { .. } | UnitState::Leased { .. } | UnitState::Committed { .. } => None,
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE units SET state = ?2, attempts = ?3, failures = ?4, not_before = ?5, worker = ?6, deadline = ?7,
          committed_attempt = ?8, output = ?9, checksum = ?10, error = ?11 WHERE id = ?1",
-        params![unit, name, attempts, failures, not_before, worker, deadline, c_attempt, output, checksum, error],
+    )?
+    .execute(params![unit, name, attempts, failures, not_before, worker, deadline, c_attempt, output, checksum, error],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+impl StateDb {
+    /// Marks every unit of `kind` committed with a made-up output (tests that need many
+    /// committed units without leasing each).
+    pub(crate) fn commit_all(&mut self, kind: &str) {
+        self.conn
+            .execute(
+                "UPDATE units SET state = 'committed', attempts = 1, committed_attempt = 1,
+                 output = 'features/' || id || '.a1.parquet', checksum = 'c' WHERE kind = ?1",
+                [kind],
+            )
+            .unwrap();
+        self.tally = self.recount().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lease query's plan, and the in-memory counts against a full recount.
+
+    use common::spec::Pooling;
+    use common::unit::{CaptureUnit, ProbeUnit, Representation};
+
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy { max_failures: 2, backoff_ms: 7, ttl_ms: 50 };
+
+    /// A database with `captures` capture units and `probes` probe units.
+    fn db(captures: usize, probes: usize) -> (tempfile::TempDir, StateDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(&dir.path().join("state.sqlite")).unwrap();
+        let rep = Representation::text("text.1", Pooling::Mean);
+        let mut units = Vec::new();
+        for i in 0..captures {
+            let u = CaptureUnit { shard: i, start: i, end: i + 1, representations: vec![] };
+            units.push((UnitId(format!("capture-{i}")), UnitSpec::Capture(u)));
+        }
+        for i in 0..probes {
+            let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+            units.push((UnitId(format!("probe-{i}")), UnitSpec::Probe(u)));
+        }
+        db.insert_units(&units, 0).unwrap();
+        (dir, db)
+    }
+
+    /// Would catch a lease query (or a schema change) that scans the units table or sorts it on
+    /// every lease: the plan must search the `units_lease` index, in order.
+    #[test]
+    fn the_lease_query_searches_the_index_and_never_scans_units() {
+        let (_dir, db) = db(2_000, 2_000);
+        let mut stmt = db.conn.prepare(&format!("EXPLAIN QUERY PLAN {LEASE_QUERY}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params![0, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let text = plan.join(" | ");
+        assert!(plan.iter().all(|d| !d.starts_with("SCAN")), "a scan: {text}");
+        assert!(text.contains("USING INDEX units_lease"), "not the lease index: {text}");
+        assert!(!text.contains("TEMP B-TREE"), "sorts on every lease: {text}");
+    }
+
+    /// A small deterministic generator, so a failing sequence can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// The old full-scan answer, kept as the oracle for `has_open_work`.
+    fn open_by_scan(db: &StateDb) -> bool {
+        db.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM units WHERE state = 'leased')
+                     OR EXISTS(SELECT 1 FROM units WHERE state = 'pending'
+                               AND stage = (SELECT MIN(stage) FROM units WHERE state != 'committed'))",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Would catch a transition that changes a unit's state without its count (or counts one
+    /// that rolled back, or twice): after every step of a random sequence of leases,
+    /// heartbeats, completions (new, repeated, duplicate, stale), failures, releases, expiries
+    /// and requeues, the kept counts equal a full recount, and "open work" equals the old scan.
+    #[test]
+    fn kept_counts_equal_a_full_recount_after_random_transitions() {
+        for seed in 1..=4u64 {
+            let (_dir, mut db) = db(12, 8);
+            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut held: Vec<(String, u32, String)> = Vec::new();
+            let mut now = 1_000;
+            for step in 0..1_500 {
+                now += rng.below(20) as i64;
+                let worker = format!("w{}", rng.below(3));
+                match rng.below(8) {
+                    0 | 1 => {
+                        if let Some(g) = db.lease_next(&worker, now, POLICY).unwrap() {
+                            held.push((g.unit, g.attempt, worker));
+                        }
+                    }
+                    2 if !held.is_empty() => {
+                        let (unit, attempt, w) = held[rng.below(held.len())].clone();
+                        db.heartbeat(&w, &[(unit, attempt)], now, POLICY).unwrap();
+                    }
+                    3 | 4 if !held.is_empty() => {
+                        // Sometimes the same completion again, sometimes another attempt's.
+                        let (unit, attempt, _) = held[rng.below(held.len())].clone();
+                        let out = format!("features/{unit}.a{attempt}.parquet");
+                        let many: Vec<Completion> = (0..1 + rng.below(2))
+                            .map(|_| Completion {
+                                unit: unit.clone(),
+                                attempt,
+                                output: out.clone(),
+                                checksum: "c".into(),
+                            })
+                            .collect();
+                        db.complete_many(&many, now).unwrap();
+                    }
+                    5 if !held.is_empty() => {
+                        let (unit, attempt, w) = held.swap_remove(rng.below(held.len()));
+                        let retryable = rng.below(4) > 0;
+                        db.fail(&w, &unit, attempt, "boom", retryable, now, POLICY).unwrap();
+                    }
+                    6 if !held.is_empty() => {
+                        let (unit, attempt, w) = held.swap_remove(rng.below(held.len()));
+                        db.release(&w, &unit, attempt, "bye", now).unwrap();
+                    }
+                    _ => {
+                        db.expire(now, POLICY).unwrap();
+                        if rng.below(10) == 0 {
+                            db.requeue_quarantined(now).unwrap();
+                        }
+                    }
+                }
+                assert_eq!(db.tally(), &db.recount().unwrap(), "seed {seed} step {step}");
+                assert_eq!(
+                    db.has_open_work().unwrap(),
+                    open_by_scan(&db),
+                    "seed {seed} step {step}"
+                );
+            }
+            let total: u64 = db.counts().unwrap().values().map(Counts::total).sum();
+            assert_eq!(total, 20);
+        }
+    }
+
+    /// Would catch an idle lease that still writes: with nothing ready, no transaction is
+    /// begun (the change counter of the connection does not move).
+    #[test]
+    fn nothing_ready_is_answered_without_writing() {
+        let (_dir, mut db) = db(1, 3);
+        let g = db.lease_next("w1", 10, POLICY).unwrap().expect("the capture unit");
+        let before = db.conn.total_changes();
+        for _ in 0..100 {
+            assert!(db.lease_next("w2", 20, POLICY).unwrap().is_none(), "probe units wait");
+        }
+        assert_eq!(db.conn.total_changes(), before);
+        assert!(db.has_open_work().unwrap());
+        let c = Completion { unit: g.unit, attempt: 1, output: "o".into(), checksum: "c".into() };
+        let generation = db.inputs_generation();
+        db.complete_many(&[c], 30).unwrap();
+        assert_ne!(db.inputs_generation(), generation, "a committed capture changes the inputs");
+        assert!(db.lease_next("w2", 40, POLICY).unwrap().is_some(), "stage 1 is ready now");
+    }
 }

@@ -5,6 +5,7 @@
 //! `db.rs` applies one of its transitions per transaction.
 
 mod alignment;
+mod bench;
 mod cli;
 mod db;
 mod html;

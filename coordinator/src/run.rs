@@ -10,11 +10,12 @@
 //! wait a grace period, kill what is left, shut the server down, then merge the probe outputs
 //! into the report.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,7 +24,7 @@ use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::StateDb;
+use crate::db::{Counts, EventRow, StateDb};
 use crate::launcher::{Launcher, LauncherKind};
 use crate::lease::RetryPolicy;
 use crate::plan::Plan;
@@ -123,29 +124,19 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     // Committed files are checked before anything builds on them (`verify.rs`).
     let changed = crate::verify::committed(layout.root(), &mut db, "the coordinator at start")?;
     say_redone(&changed);
-    let shared = Arc::new(Shared {
-        db: Mutex::new(db),
+    let shared = Arc::new(Shared::new(
+        db,
         policy,
-        run_dir: std::fs::canonicalize(layout.root())?,
-        heartbeat_ms: (spec.sweep.heartbeat_s * 1000.0) as u64,
-        draining: Default::default(),
-    });
+        std::fs::canonicalize(layout.root())?,
+        (spec.sweep.heartbeat_s * 1000.0) as u64,
+    )?);
     let incoming = bind(layout, opts.bind)?;
     let addr = incoming.local_addr()?;
     let address = format!("http://{addr}");
     let info = serde_json::json!({ "address": address, "pid": std::process::id() });
     common::fs::write_bytes_atomic(&layout.coordinator_file(), info.to_string().as_bytes())?;
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let svc = service::server(shared.clone(), token.clone());
-        let shutdown = shutdown.clone();
-        async move {
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-        }
-    });
+    let server = serve(shared.clone(), token.clone(), incoming, shutdown.clone());
     shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
     // Print only what happens from now on (a resumed run has history).
     let since = shared.db().last_event_seq()?;
@@ -226,22 +217,17 @@ async fn supervise(
     let mut last_event = since;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut every = tokio::time::interval(Duration::from_millis(200));
     let lost_after = (spec.sweep.lease_ttl_s * 1000.0) as i64;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = every.tick() => {}
             _ = sigint.recv() => { progress.line("interrupted: draining workers (resume with `diffprobe resume`)"); return Ok(StopReason::Interrupted) }
             _ = sigterm.recv() => { progress.line("terminated: draining workers"); return Ok(StopReason::Interrupted) }
         }
         let now = now_ms();
-        let (counts, events, open) = {
-            let mut db = shared.db();
-            db.expire(now, shared.policy)?;
-            let lost = mark_lost_workers(&mut db, now, lost_after)?;
-            launcher.kill_lost(&mut db, &lost, now)?;
-            (db.counts()?, db.events_since(last_event)?, db.has_open_work()?)
-        };
+        let Tick { counts, events, open, lost } = tick(shared, now, last_event, lost_after)?;
+        launcher.kill_lost(&mut shared.db(), &lost, now)?;
         for e in &events {
             last_event = e.0;
             if let Some(line) =
@@ -280,6 +266,52 @@ pub(crate) fn say_redone(changed: &[crate::verify::Changed]) {
     }
 }
 
+/// Serves the gRPC service on `incoming` until `shutdown`.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    token: String,
+    incoming: tonic::transport::server::TcpIncoming,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let svc = service::server(shared, token);
+    // Small replies (a lease, a heartbeat) go out at once rather than waiting for more bytes.
+    let incoming = incoming.with_nodelay(Some(true));
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+    })
+}
+
+/// What one supervision tick read from the database.
+pub(crate) struct Tick {
+    /// Unit counts by kind and state.
+    pub(crate) counts: BTreeMap<String, Counts>,
+    /// Events after the last one printed.
+    pub(crate) events: Vec<EventRow>,
+    /// Whether any unit is running or can still run.
+    pub(crate) open: bool,
+    /// Workers marked lost by this tick: id, pid, launcher tag.
+    pub(crate) lost: Vec<(String, u32, String)>,
+}
+
+/// The database part of one supervision tick: expire leases, mark lost workers, read the counts
+/// and the new events.
+pub(crate) fn tick(shared: &Shared, now: i64, since: i64, lost_after: i64) -> anyhow::Result<Tick> {
+    let seen = shared.take_seen();
+    let mut db = shared.db();
+    db.touch_workers(&seen)?;
+    db.expire(now, shared.policy)?;
+    let lost = mark_lost_workers(&mut db, now, lost_after)?;
+    Ok(Tick {
+        counts: db.counts()?,
+        events: db.events_since(since)?,
+        open: db.has_open_work()?,
+        lost,
+    })
+}
+
 /// The launcher of this run: the one asked for, else the one it ran with, else local.
 fn resolve_launcher(db: &mut StateDb, opts: &RunOptions) -> anyhow::Result<LauncherKind> {
     let recorded = db.meta("launcher")?.and_then(|k| LauncherKind::parse(&k));
@@ -313,18 +345,18 @@ fn mark_lost_workers(
     now: i64,
     lost_after: i64,
 ) -> anyhow::Result<Vec<(String, u32, String)>> {
+    let silent = db.silent_workers(now - lost_after)?;
+    if silent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = db.workers()?;
     let mut lost = Vec::new();
-    for (id, _, pid, state, last_seen) in db.workers()? {
-        if state == "alive" && now - last_seen > lost_after {
-            db.worker_gone(
-                &id,
-                "lost",
-                &format!("no contact for {} s", (now - last_seen) / 1000),
-                now,
-            )?;
-            let tag = db.worker_tag(&id)?.unwrap_or_default();
-            lost.push((id, pid, tag));
-        }
+    for (id, last_seen) in silent {
+        let detail = format!("no contact for {} s", (now - last_seen) / 1000);
+        db.worker_gone(&id, "lost", &detail, now)?;
+        let pid = workers.iter().find(|w| w.0 == id).map_or(0, |w| w.2);
+        let tag = db.worker_tag(&id)?.unwrap_or_default();
+        lost.push((id, pid, tag));
     }
     Ok(lost)
 }

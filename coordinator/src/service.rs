@@ -8,23 +8,35 @@
 //! characters replaced, before they are stored or printed; an output must be a regular file at
 //! this attempt's own path, not a symlink.
 //!
-//! A lease for a stage-1 unit carries each input's recorded blake3 (`verify::input_digests`); a
-//! `Fail` naming a `corrupt_input` goes to `verify::corrupt_input_reported`, which hashes the
-//! file itself before re-queuing its producer.
+//! A lease for a stage-1 unit names the inputs manifest, which lists each input's recorded
+//! blake3; a `Fail` naming a `corrupt_input` goes to `verify::corrupt_input_reported`, which
+//! hashes the file itself before re-queuing its producer.
 //!
 //! A completion never removes a committed file: the same completion again (a retry after a lost
 //! reply) is answered committed, and another attempt's surplus output is moved to `discarded/`.
+//!
+//! Load: handlers reach the database on blocking threads (`Shared::with_db`), each holding its
+//! lock for one short transaction, so heartbeats never wait behind more than one of them and the
+//! async threads keep serving. Completions that arrive together are committed in one fsynced
+//! transaction (`Shared::commit`, a group commit). An idle `Lease` is answered from the
+//! in-memory counts with a server-chosen `wait_ms` ([`poll_wait_ms`]: longer the more workers
+//! there are, jittered so polls spread out); a worker's last poll is kept in memory and written
+//! by the supervision tick. A lease of a unit that reads capture outputs names a manifest
+//! (`manifests/inputs-<hash>.json`, written once per set of committed capture outputs) instead
+//! of listing every input, so its size does not grow with the sweep.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::proto::coordinator_server::{Coordinator, CoordinatorServer};
 use common::proto::{self as pb, lease_reply::Outcome};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::db::{CompletionOutcome, StateDb};
+use crate::db::{Completion, CompletionOutcome, StateDb};
+use crate::lease::Millis;
 use crate::lease::RetryPolicy;
 
 /// State shared by the handlers and the run loop.
@@ -35,6 +47,153 @@ pub(crate) struct Shared {
     pub(crate) heartbeat_ms: u64,
     /// Set when the coordinator shuts down: workers are told to drain.
     pub(crate) draining: AtomicBool,
+    /// Registered worker ids (a copy of the `workers` table's ids).
+    workers: Mutex<HashSet<String>>,
+    /// Workers' last polls since the last supervision tick, which writes them.
+    seen: Mutex<HashMap<String, Millis>>,
+    /// Verified completions waiting for the next group commit.
+    commits: Mutex<CommitQueue>,
+    /// The inputs manifest of the current committed capture outputs: (generation, path).
+    manifest: Mutex<Option<(u64, String)>>,
+}
+
+/// Completions waiting to be committed, and whether a flush is running.
+#[derive(Default)]
+struct CommitQueue {
+    items: Vec<(Completion, tokio::sync::oneshot::Sender<Result<CompletionOutcome, String>>)>,
+    flushing: bool,
+}
+
+/// Longest wait an idle worker is told before polling again, in milliseconds.
+pub(crate) const MAX_WAIT_MS: u64 = 5_000;
+
+/// How long an idle worker waits before polling again when `workers` are registered: about 200
+/// polls per second in all, never under 500 ms or over [`MAX_WAIT_MS`], jittered by ±25 % so
+/// workers that started together do not poll together.
+pub(crate) fn poll_wait_ms(workers: usize) -> u64 {
+    let base = (workers as u64 * 5).clamp(500, MAX_WAIT_MS * 4 / 5);
+    let jitter: f64 = rand::random_range(0.75..1.25);
+    ((base as f64 * jitter) as u64).min(MAX_WAIT_MS)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Shared state over an opened database.
+    pub(crate) fn new(
+        db: StateDb,
+        policy: RetryPolicy,
+        run_dir: PathBuf,
+        heartbeat_ms: u64,
+    ) -> rusqlite::Result<Shared> {
+        let workers = db.worker_ids()?.into_iter().collect();
+        Ok(Shared {
+            db: Mutex::new(db),
+            policy,
+            run_dir,
+            heartbeat_ms,
+            draining: AtomicBool::new(false),
+            workers: Mutex::new(workers),
+            seen: Mutex::new(HashMap::new()),
+            commits: Mutex::new(CommitQueue::default()),
+            manifest: Mutex::new(None),
+        })
+    }
+
+    /// Runs `f` with the database on a blocking thread: waiting for the lock (another
+    /// transaction's fsync) never blocks the async threads that carry the other calls.
+    async fn with_db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Shared, &mut StateDb) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = shared.db();
+            f(&shared, &mut db)
+        })
+        .await
+        .map_err(internal)
+    }
+
+    fn is_registered(&self, worker: &str) -> bool {
+        lock(&self.workers).contains(worker)
+    }
+
+    /// The workers' last polls since the previous call (for the supervision tick to write).
+    pub(crate) fn take_seen(&self) -> Vec<(String, Millis)> {
+        lock(&self.seen).drain().collect()
+    }
+
+    /// Commits a verified completion with whatever others arrive meanwhile: the first caller
+    /// to find no flush running flushes the queue on a blocking thread until it is empty.
+    async fn commit(self: &Arc<Self>, c: Completion) -> Result<CompletionOutcome, Status> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut q = lock(&self.commits);
+            q.items.push((c, tx));
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if lead {
+            let shared = self.clone();
+            tokio::task::spawn_blocking(move || shared.flush_commits());
+        }
+        rx.await.map_err(internal)?.map_err(Status::internal)
+    }
+
+    fn flush_commits(&self) {
+        loop {
+            let batch = {
+                let mut q = lock(&self.commits);
+                if q.items.is_empty() {
+                    q.flushing = false;
+                    return;
+                }
+                std::mem::take(&mut q.items)
+            };
+            let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            match self.db().complete_many(&items, now_ms()) {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The manifest of the committed capture outputs, written once per set of them.
+    fn inputs_manifest(&self, db: &StateDb) -> Result<String, Status> {
+        let generation = db.inputs_generation();
+        let mut slot = lock(&self.manifest);
+        if let Some((g, rel)) = slot.as_ref() {
+            if *g == generation {
+                return Ok(rel.clone());
+            }
+        }
+        let inputs = db
+            .committed_files("capture")
+            .map_err(internal)?
+            .into_iter()
+            .map(|(unit, path, checksum)| common::unit::ManifestInput { unit, path, checksum })
+            .collect();
+        let json =
+            serde_json::to_vec(&common::unit::InputsManifest { inputs }).map_err(internal)?;
+        let rel = common::layout::RunLayout::inputs_manifest(&blake3::hash(&json).to_hex()[..16]);
+        let path = self.run_dir.join(&rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(internal)?;
+        }
+        common::fs::write_bytes_atomic(&path, &json).map_err(internal)?;
+        *slot = Some((generation, rel.clone()));
+        Ok(rel)
+    }
 }
 
 /// Wall-clock milliseconds: the only clock the service reads.
@@ -127,15 +286,18 @@ impl Coordinator for Service {
         let r = req.into_inner();
         let id = self
             .shared
-            .db()
-            .register_worker(
-                &bounded(&r.host, MAX_NAME),
-                r.pid,
-                &bounded(&r.launcher_tag, MAX_NAME),
-                if r.device == "cuda" { "cuda" } else { "cpu" },
-                now_ms(),
-            )
+            .with_db(move |_, db| {
+                db.register_worker(
+                    &bounded(&r.host, MAX_NAME),
+                    r.pid,
+                    &bounded(&r.launcher_tag, MAX_NAME),
+                    if r.device == "cuda" { "cuda" } else { "cpu" },
+                    now_ms(),
+                )
+            })
+            .await?
             .map_err(internal)?;
+        lock(&self.shared.workers).insert(id.clone());
         Ok(Response::new(pb::RegisterReply {
             worker_id: id,
             run_dir: self.shared.run_dir.display().to_string(),
@@ -149,55 +311,57 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::LeaseReply>, Status> {
         let worker = req.into_inner().worker_id;
         let shared = &self.shared;
-        if !shared.db().is_registered(&worker).map_err(internal)? {
+        if !shared.is_registered(&worker) {
             return Err(unknown_worker(&worker));
         }
+        let now = now_ms();
+        lock(&shared.seen).insert(worker.clone(), now);
         if shared.draining.load(Ordering::SeqCst) {
             shared
-                .db()
-                .worker_gone(
-                    &worker,
-                    "finished",
-                    "told to stop: coordinator shutting down",
-                    now_ms(),
-                )
+                .with_db(move |_, db| {
+                    db.worker_gone(
+                        &worker,
+                        "finished",
+                        "told to stop: coordinator shutting down",
+                        now,
+                    )
+                })
+                .await?
                 .map_err(internal)?;
             return Ok(Response::new(pb::LeaseReply { outcome: Some(Outcome::Done(true)) }));
         }
-        let now = now_ms();
-        let mut db = shared.db();
-        db.touch_worker(&worker, now).map_err(internal)?;
-        let granted = db.lease_next(&worker, now, shared.policy).map_err(internal)?;
-        let outcome = match granted {
-            Some(mut g) => {
-                let mut input_digests = Vec::new();
-                if let Some(inputs) = g.spec.feature_inputs() {
-                    *inputs = db
-                        .committed_outputs("capture")
-                        .map_err(internal)?
-                        .into_iter()
-                        .map(|(_, path)| path)
-                        .collect();
-                    input_digests = crate::verify::input_digests(&db).map_err(internal)?;
+        let outcome = shared
+            .with_db(move |shared, db| -> Result<Outcome, Status> {
+                match db.lease_next(&worker, now, shared.policy).map_err(internal)? {
+                    Some(mut g) => {
+                        // A unit that reads capture outputs gets them through a manifest file:
+                        // the lease stays small however many capture units there are.
+                        let inputs_manifest = match g.spec.feature_inputs() {
+                            Some(inputs) => {
+                                inputs.clear();
+                                shared.inputs_manifest(db)?
+                            }
+                            None => String::new(),
+                        };
+                        Ok(Outcome::Assignment(pb::Assignment {
+                            lease_id: lease_id(&g.unit, g.attempt),
+                            unit_id: g.unit,
+                            attempt: g.attempt,
+                            unit_json: serde_json::to_string(&g.spec).map_err(internal)?,
+                            ttl_ms: shared.policy.ttl_ms as u64,
+                            inputs_manifest,
+                        }))
+                    }
+                    None if db.has_open_work().map_err(internal)? => {
+                        Ok(Outcome::WaitMs(poll_wait_ms(lock(&shared.workers).len())))
+                    }
+                    None => {
+                        db.worker_gone(&worker, "finished", "sweep done", now).map_err(internal)?;
+                        Ok(Outcome::Done(true))
+                    }
                 }
-                Outcome::Assignment(pb::Assignment {
-                    lease_id: lease_id(&g.unit, g.attempt),
-                    unit_id: g.unit,
-                    attempt: g.attempt,
-                    unit_json: serde_json::to_string(&g.spec).map_err(internal)?,
-                    ttl_ms: shared.policy.ttl_ms as u64,
-                    input_digests,
-                })
-            }
-            None => {
-                if db.has_open_work().map_err(internal)? {
-                    Outcome::WaitMs(500)
-                } else {
-                    db.worker_gone(&worker, "finished", "sweep done", now).map_err(internal)?;
-                    Outcome::Done(true)
-                }
-            }
-        };
+            })
+            .await??;
         Ok(Response::new(pb::LeaseReply { outcome: Some(outcome) }))
     }
 
@@ -207,13 +371,15 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let r = req.into_inner();
         let leases = r.lease_ids.iter().map(|l| parse_lease(l)).collect::<Result<Vec<_>, _>>()?;
-        let lost = {
-            let mut db = self.shared.db();
-            if !db.is_registered(&r.worker_id).map_err(internal)? {
-                return Err(unknown_worker(&r.worker_id));
-            }
-            db.heartbeat(&r.worker_id, &leases, now_ms(), self.shared.policy).map_err(internal)?
-        };
+        if !self.shared.is_registered(&r.worker_id) {
+            return Err(unknown_worker(&r.worker_id));
+        }
+        let worker = r.worker_id;
+        let lost = self
+            .shared
+            .with_db(move |shared, db| db.heartbeat(&worker, &leases, now_ms(), shared.policy))
+            .await?
+            .map_err(internal)?;
         Ok(Response::new(pb::HeartbeatReply {
             lost_lease_ids: lost.iter().map(|(u, a)| lease_id(u, *a)).collect(),
             drain: self.shared.draining.load(Ordering::SeqCst),
@@ -252,25 +418,20 @@ impl Coordinator for Service {
             Ok((sum, bytes)) => {
                 let msg = format!("output {} failed verification: checksum {sum} ({bytes} bytes), worker claimed {} ({} bytes)", r.output_path, r.checksum, r.bytes);
                 let msg = bounded(&msg, MAX_TEXT);
-                shared
-                    .db()
-                    .fail(&r.worker_id, &unit, attempt, &msg, true, now, shared.policy)
-                    .map_err(internal)?;
-                return Err(Status::data_loss(msg));
+                return Err(fail_verification(&shared, r.worker_id, unit, attempt, msg, now).await);
             }
             Err(e) => {
                 let msg = bounded(&format!("output cannot be verified: {e}"), MAX_TEXT);
-                shared
-                    .db()
-                    .fail(&r.worker_id, &unit, attempt, &msg, true, now, shared.policy)
-                    .map_err(internal)?;
-                return Err(Status::data_loss(msg));
+                return Err(fail_verification(&shared, r.worker_id, unit, attempt, msg, now).await);
             }
         }
-        let outcome = shared
-            .db()
-            .complete(&unit, attempt, &r.output_path, &r.checksum, now)
-            .map_err(internal)?;
+        let completion = Completion {
+            unit,
+            attempt,
+            output: r.output_path.clone(),
+            checksum: r.checksum.clone(),
+        };
+        let outcome = shared.commit(completion).await?;
         let (committed, duplicate) = match &outcome {
             CompletionOutcome::Committed | CompletionOutcome::Repeat => (true, false),
             CompletionOutcome::Duplicate { committed_output } => {
@@ -309,8 +470,10 @@ impl Coordinator for Service {
             }
         }
         self.shared
-            .db()
-            .fail(&r.worker_id, &unit, attempt, &error, r.retryable, now_ms(), self.shared.policy)
+            .with_db(move |shared, db| {
+                db.fail(&r.worker_id, &unit, attempt, &error, r.retryable, now_ms(), shared.policy)
+            })
+            .await?
             .map_err(internal)?;
         Ok(Response::new(pb::FailReply {}))
     }
@@ -323,10 +486,30 @@ impl Coordinator for Service {
         let (unit, attempt) = parse_lease(&r.lease_id)?;
         let reason = bounded(&r.reason, MAX_TEXT);
         self.shared
-            .db()
-            .release(&r.worker_id, &unit, attempt, &reason, now_ms())
+            .with_db(move |_, db| db.release(&r.worker_id, &unit, attempt, &reason, now_ms()))
+            .await?
             .map_err(internal)?;
         Ok(Response::new(pb::ReleaseReply {}))
+    }
+}
+
+/// Records a completion that failed verification as a retryable failure; the error to return.
+async fn fail_verification(
+    shared: &Arc<Shared>,
+    worker: String,
+    unit: String,
+    attempt: u32,
+    msg: String,
+    now: Millis,
+) -> Status {
+    let status = Status::data_loss(msg.clone());
+    let failed = shared
+        .with_db(move |shared, db| db.fail(&worker, &unit, attempt, &msg, true, now, shared.policy))
+        .await;
+    match failed {
+        Ok(Ok(())) => status,
+        Ok(Err(e)) => internal(e),
+        Err(e) => e,
     }
 }
 
@@ -390,13 +573,7 @@ mod tests {
         let unit =
             UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
         db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
-        let shared = Arc::new(Shared {
-            db: Mutex::new(db),
-            policy: POLICY,
-            run_dir: run_dir.clone(),
-            heartbeat_ms: 500,
-            draining: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(db, POLICY, run_dir.clone(), 500).unwrap());
         Fixture { _dir: dir, run_dir, svc: Service { shared } }
     }
 
@@ -448,6 +625,68 @@ mod tests {
             let db = self.svc.shared.db();
             db.committed_outputs("capture").unwrap().into_iter().map(|(_, o)| o).collect()
         }
+    }
+
+    /// Would catch leases that list every input again (4.7 MB at 10⁵ capture units, past
+    /// gRPC's 4 MiB limit) or a manifest rewritten on every lease: a probe lease at 10⁵
+    /// committed capture units stays under 1 KiB encoded, and names one manifest that lists
+    /// them all in plan order.
+    #[tokio::test]
+    async fn a_probe_lease_at_many_committed_capture_units_stays_small() {
+        const CAPTURES: usize = 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        common::layout::RunLayout::new(&run_dir).create_dirs().unwrap();
+        let mut db = StateDb::open(&run_dir.join("state.sqlite")).unwrap();
+        let rep = common::unit::Representation::text("text.1", common::spec::Pooling::Mean);
+        let mut units: Vec<(UnitId, UnitSpec)> = (0..CAPTURES)
+            .map(|i| {
+                let u = CaptureUnit { shard: i, start: i, end: i + 1, representations: vec![] };
+                (UnitId(format!("capture-{i:06}")), UnitSpec::Capture(u))
+            })
+            .collect();
+        for fold in 0..2 {
+            let u = common::unit::ProbeUnit {
+                representation: rep.clone(),
+                folds: vec![fold],
+                inputs: vec![],
+            };
+            units.push((UnitId(format!("probe-{fold}")), UnitSpec::Probe(u)));
+        }
+        db.insert_units(&units, 0).unwrap();
+        db.commit_all("capture");
+        let shared = Arc::new(Shared::new(db, POLICY, run_dir.clone(), 500).unwrap());
+        let f = Fixture { _dir: dir, run_dir, svc: Service { shared } };
+        let w = f.register("h").await;
+        let mut manifests = Vec::new();
+        for _ in 0..2 {
+            let req = pb::LeaseRequest { worker_id: w.clone() };
+            let reply = f.svc.lease(Request::new(req)).await.unwrap().into_inner();
+            let bytes = prost::Message::encoded_len(&reply);
+            assert!(bytes < 1024, "a lease of {bytes} bytes");
+            let Some(Outcome::Assignment(a)) = reply.outcome else { panic!("no lease: {reply:?}") };
+            let unit: UnitSpec = serde_json::from_str(&a.unit_json).unwrap();
+            assert!(matches!(&unit, UnitSpec::Probe(p) if p.inputs.is_empty()), "{unit:?}");
+            manifests.push(a.inputs_manifest);
+        }
+        assert_eq!(manifests[0], manifests[1], "one manifest per set of committed captures");
+        let m = common::unit::InputsManifest::read(&f.run_dir.join(&manifests[0])).unwrap();
+        assert_eq!(m.inputs.len(), CAPTURES);
+        assert_eq!(m.inputs[0].path, "features/capture-000000.a1.parquet");
+        assert!(m.inputs.windows(2).all(|w| w[0].unit < w[1].unit), "plan order");
+    }
+
+    /// Would catch an unbounded or unjittered idle wait: every wait is within
+    /// [375 ms, MAX_WAIT_MS], they differ, and more workers wait longer.
+    #[test]
+    fn idle_waits_are_bounded_jittered_and_grow_with_the_workers() {
+        let mean = |n: usize| {
+            let w: Vec<u64> = (0..500).map(|_| poll_wait_ms(n)).collect();
+            assert!(w.iter().all(|&ms| (375..=MAX_WAIT_MS).contains(&ms)), "{n}: {w:?}");
+            assert!(w.iter().any(|&ms| ms != w[0]), "no jitter");
+            w.iter().sum::<u64>() / 500
+        };
+        assert!(mean(1) < mean(500) && mean(500) <= mean(1_000_000));
     }
 
     #[tokio::test]
@@ -616,10 +855,12 @@ mod tests {
         assert_eq!(f.complete(&done).await.unwrap(), (true, false));
         let b = f.lease(&w1).await.unwrap().expect("the probe unit");
         assert_eq!(b.unit_id, "p");
-        // The lease carries the checksum each input was committed with.
-        assert_eq!(b.input_digests.len(), 1);
-        assert_eq!(b.input_digests[0].path, done.output_path);
-        assert_eq!(b.input_digests[0].blake3, done.checksum);
+        // The lease's manifest lists the checksum each input was committed with.
+        let manifest =
+            common::unit::InputsManifest::read(&f.run_dir.join(&b.inputs_manifest)).unwrap();
+        assert_eq!(manifest.inputs.len(), 1);
+        assert_eq!(manifest.inputs[0].path, done.output_path);
+        assert_eq!(manifest.inputs[0].checksum, done.checksum);
 
         // A worker claiming an intact input is corrupt gets an ordinary failure.
         let claim = |lease: &pb::Assignment| pb::FailRequest {

@@ -18,7 +18,6 @@ use std::path::{Component, Path, PathBuf};
 
 use common::fs::{move_aside, verify_file, Verification};
 use common::layout::RunLayout;
-use common::proto as pb;
 
 use crate::db::StateDb;
 use crate::lease::Millis;
@@ -33,15 +32,6 @@ pub(crate) struct Changed {
     /// The checksum recorded at commit.
     pub(crate) checksum: String,
     pub(crate) verdict: Verification,
-}
-
-/// The digests a lease carries for its inputs: every committed capture output's checksum.
-pub(crate) fn input_digests(db: &StateDb) -> rusqlite::Result<Vec<pb::InputDigest>> {
-    Ok(db
-        .committed_checksums("capture")?
-        .into_iter()
-        .map(|(path, blake3)| pb::InputDigest { path, blake3 })
-        .collect())
 }
 
 /// Hashes every committed output listed in `digests` (unit, output, checksum) and returns those
@@ -191,7 +181,7 @@ mod tests {
             let rel = RunLayout::unit_output("probes", u, 1);
             std::fs::write(root.join(&rel), bytes).unwrap();
             let sum = blake3::hash(bytes).to_hex().to_string();
-            db.complete(u, 1, &rel, &sum, 2).unwrap();
+            complete(&mut db, u, &rel, &sum, 2);
         }
         assert!(committed(root, &mut db, "test").unwrap().is_empty(), "intact files pass");
         // v's file rots.
@@ -216,7 +206,7 @@ mod tests {
         std::fs::write(root.join(&rel), b"features").unwrap();
         let leased = db.lease_next("w1", 4, P).unwrap().unwrap();
         assert_eq!(leased.unit, "c");
-        db.complete("c", 1, &rel, "not the checksum", 5).unwrap();
+        complete(&mut db, "c", &rel, "not the checksum", 5);
         assert!(committed(root, &mut db, "test").unwrap().is_empty());
     }
 
@@ -227,5 +217,16 @@ mod tests {
         assert!(!is_output_path("/etc/passwd"));
         assert!(!is_output_path("features/../state.sqlite"));
         assert!(!is_output_path("state.sqlite"));
+    }
+
+    /// Commits attempt 1 of `unit` with `output` and `checksum`.
+    fn complete(db: &mut StateDb, unit: &str, output: &str, checksum: &str, now: i64) {
+        let c = crate::db::Completion {
+            unit: unit.into(),
+            attempt: 1,
+            output: output.into(),
+            checksum: checksum.into(),
+        };
+        db.complete_many(&[c], now).unwrap();
     }
 }

@@ -48,6 +48,27 @@ pub(crate) fn is_transient(status: &Status) -> bool {
     )
 }
 
+/// What a failed call means, for the message a worker exits with: the gRPC code and the
+/// coordinator's (or the transport's) own words, with a reading of the code, so that a reply
+/// too large to receive is not mistaken for an unreachable coordinator.
+pub(crate) fn describe(call: &str, status: &Status) -> String {
+    let reading = match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            "coordinator unreachable"
+        }
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            "a message exceeded the gRPC size limit"
+        }
+        tonic::Code::Unauthenticated => "the coordinator refused the run token",
+        tonic::Code::PermissionDenied => "the coordinator does not know this worker",
+        tonic::Code::Internal | tonic::Code::DataLoss => "the coordinator failed",
+        _ => "the call failed",
+    };
+    let message = status.message().trim();
+    let message = if message.is_empty() { "no message" } else { message };
+    format!("{call}: {reading} (gRPC {:?}: {message})", status.code())
+}
+
 /// Calls `f` until it succeeds, the error is not transient, or `patience` runs out.
 pub(crate) async fn with_retry<T, F, Fut>(patience: Duration, f: F) -> Result<T, Status>
 where
@@ -79,5 +100,24 @@ where
             }
             Err(s) => return Err(s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Would catch a lease reply too large to receive being reported as an unreachable
+    /// coordinator (issue 15): the message names the size limit and keeps tonic's words.
+    #[test]
+    fn a_failed_call_says_what_it_was() {
+        let big = Status::out_of_range(
+            "Error, decoded message length too large: found 4700000 bytes, the limit is: 4194304 bytes",
+        );
+        let text = describe("lease", &big);
+        assert!(text.contains("size limit") && text.contains("4700000"), "{text}");
+        assert!(!text.contains("unreachable"), "{text}");
+        let down = describe("lease", &Status::unavailable("tcp connect error"));
+        assert!(down.contains("coordinator unreachable") && down.contains("tcp connect"), "{down}");
     }
 }

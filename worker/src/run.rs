@@ -10,8 +10,8 @@
 //! longer its parent. An orphan also drains at its next heartbeat; only a unit it has already
 //! written is still offered to a coordinator (a `resume`) for the worker's patience.
 //!
-//! Inputs are trusted only while they match the blake3 their lease carries for them
-//! (`Assignment.input_digests`, recorded at commit): a stage-1 unit checks them before anything
+//! Inputs are trusted only while they match the blake3 they were committed with, which the
+//! lease's inputs manifest lists (`Assignment.inputs_manifest`): a stage-1 unit checks them before anything
 //! reads them, and a mismatch fails the unit with `UnitError::CorruptInput`, which names the
 //! input in `FailRequest.corrupt_input` so that the coordinator re-runs its producer.
 
@@ -26,13 +26,16 @@ use common::proto as pb;
 use common::proto::lease_reply::Outcome;
 use common::spec::JobSpec;
 use common::stimuli::{AlignmentInputs, Dataset};
-use common::unit::UnitSpec;
+use common::unit::{ManifestInput, UnitSpec};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capturer;
 use crate::client::{self, with_retry, with_retry_until, Client};
 use crate::error::UnitError;
+
+/// The longest idle wait a worker accepts from a lease reply before polling again.
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -67,6 +70,8 @@ struct WorkerContext {
     images_dir: PathBuf,
     /// `alignment.json`, read by the first alignment unit.
     alignment: Mutex<Option<Arc<AlignmentInputs>>>,
+    /// The last inputs manifest read: its name and the paths it lists.
+    manifest: Mutex<Option<(String, Arc<Vec<ManifestInput>>)>>,
     unit_delay: Duration,
     lose_complete_reply: bool,
     disk_full_while: Option<PathBuf>,
@@ -111,6 +116,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         capturer: Mutex::new(None),
         images_dir: layout.images_dir(),
         alignment: Mutex::new(None),
+        manifest: Mutex::new(None),
         unit_delay: args.unit_delay,
         lose_complete_reply: args.lose_complete_reply,
         disk_full_while: args.disk_full_while.clone(),
@@ -138,12 +144,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     eprintln!("worker {worker_id}: the coordinator is gone and {why}; exiting");
                     break;
                 }
-                let what = if client::is_transient(&status) {
-                    "coordinator unreachable"
-                } else {
-                    "the coordinator refused the lease"
-                };
-                return Err(anyhow::Error::new(status).context(what));
+                return Err(anyhow::anyhow!("{}", client::describe("lease", &status)));
             }
         };
         match reply.outcome {
@@ -153,8 +154,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     .await?
             }
             Some(Outcome::WaitMs(ms)) => {
+                // The coordinator spreads idle workers' polls; a wait is never longer than
+                // MAX_WAIT, whatever a reply says.
+                let wait = Duration::from_millis(ms).min(MAX_WAIT);
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = drain.cancelled() => {}
                 }
             }
@@ -429,16 +433,22 @@ impl FeatureWrite {
 /// a capture unit returns its features for [`FeatureWrite::run`], so the next unit can start
 /// computing while they are encoded and written.
 fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitError> {
-    let unit: UnitSpec = serde_json::from_str(&a.unit_json)
+    let mut unit: UnitSpec = serde_json::from_str(&a.unit_json)
         .map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
+    let manifest = match a.inputs_manifest.as_str() {
+        "" => None,
+        rel => Some(ctx.manifest_inputs(rel)?),
+    };
+    if let (Some(inputs), Some(listed)) = (unit.feature_inputs(), &manifest) {
+        *inputs = listed.iter().map(|i| i.path.clone()).collect();
+    }
     let rel = RunLayout::unit_output(unit.output_dir(), &a.unit_id, a.attempt);
     let target = ctx.run_dir.join(&rel);
     if !ctx.unit_delay.is_zero() {
         std::thread::sleep(ctx.unit_delay);
     }
-    let mut unit = unit;
-    if let Some(inputs) = unit.feature_inputs() {
-        ctx.verify_inputs(inputs, &a.input_digests)?;
+    if let Some(listed) = &manifest {
+        ctx.verify_inputs(listed)?;
     }
     match &unit {
         UnitSpec::Capture(c) => {
@@ -478,19 +488,13 @@ fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitErro
 }
 
 impl WorkerContext {
-    /// Checks every input that has a digest in the lease against it before anything reads it
-    /// (`probe_unit::gather`); the first that differs or cannot be read is
+    /// Checks every input against the blake3 its manifest entry was committed with before
+    /// anything reads it (`probe_unit::gather`); the first that differs or cannot be read is
     /// [`UnitError::CorruptInput`]. A file already verified by this worker is hashed again only
     /// if its length or modification time changed.
-    fn verify_inputs(
-        &self,
-        inputs: &[String],
-        digests: &[pb::InputDigest],
-    ) -> Result<(), UnitError> {
-        let expected: HashMap<&str, &str> =
-            digests.iter().map(|d| (d.path.as_str(), d.blake3.as_str())).collect();
-        for rel in inputs {
-            let Some(&sum) = expected.get(rel.as_str()) else { continue };
+    fn verify_inputs(&self, inputs: &[ManifestInput]) -> Result<(), UnitError> {
+        for input in inputs {
+            let (rel, sum) = (&input.path, input.checksum.as_str());
             let path = self.run_dir.join(rel);
             let stamp = std::fs::metadata(&path).ok().map(|m| (m.len(), m.modified().ok()));
             let known = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(rel).cloned();
@@ -513,6 +517,21 @@ impl WorkerContext {
             }
         }
         Ok(())
+    }
+
+    /// The inputs an inputs manifest lists (path and committed blake3), read once per manifest
+    /// (a sweep has one per set of committed capture outputs).
+    fn manifest_inputs(&self, rel: &str) -> Result<Arc<Vec<ManifestInput>>, UnitError> {
+        let mut slot = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((name, inputs)) = slot.as_ref() {
+            if name == rel {
+                return Ok(inputs.clone());
+            }
+        }
+        let manifest = common::unit::InputsManifest::read(&self.run_dir.join(rel))?;
+        let inputs = Arc::new(manifest.inputs);
+        *slot = Some((rel.to_string(), inputs.clone()));
+        Ok(inputs)
     }
 
     fn alignment_inputs(&self) -> Result<Arc<AlignmentInputs>, UnitError> {
