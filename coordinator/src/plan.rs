@@ -245,6 +245,9 @@ fn units(
         capture_ids.push(id.clone());
         units.push((id, UnitSpec::Capture(unit)));
     }
+    // Every stage-1 unit depends on all capture units: hash their ids once, so that planning
+    // costs capture units + stage-1 units, not their product (10⁵ × 9·10⁵ at full scale).
+    let captures = UnitId::of("captures", &capture_ids);
     let analysis = &spec.analysis.attribute_probe;
     let fingerprint = data.fingerprint();
     let folds: Vec<usize> = (0..analysis.folds).collect();
@@ -255,14 +258,14 @@ fn units(
                 folds: block.to_vec(),
                 inputs: Vec::new(),
             };
-            let id = UnitId::of("probe", &(analysis, &fingerprint, &capture_ids, &unit));
+            let id = UnitId::of("probe", &(analysis, &fingerprint, &captures, &unit));
             units.push((id, UnitSpec::Probe(unit)));
         }
         if !analysis.grid_components.is_empty() {
             // The paper's Fig. 5: the grid on one fold (fold 0).
             let unit =
                 ProbeUnit { representation: rep.clone(), folds: vec![0], inputs: Vec::new() };
-            let id = UnitId::of("grid", &(analysis, &fingerprint, &capture_ids, &unit));
+            let id = UnitId::of("grid", &(analysis, &fingerprint, &captures, &unit));
             units.push((id, UnitSpec::Grid(unit)));
         }
         if let (Some(section), Some(inputs)) = (&spec.analysis.alignment, alignment) {
@@ -272,7 +275,7 @@ fn units(
                 let settings = AlignmentSettings::of(section, task);
                 let id = UnitId::of(
                     "alignment",
-                    &(&settings, &fingerprint, &inputs_fingerprint, &capture_ids, &unit),
+                    &(&settings, &fingerprint, &inputs_fingerprint, &captures, &unit),
                 );
                 units.push((id, UnitSpec::Alignment(unit)));
             }

@@ -94,8 +94,32 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
     }
     let mut db = StateDb::open(&layout.state_db())
         .with_context(|| layout.state_db().display().to_string())?;
+    check_run_format(&mut db, &layout)?;
     db.insert_units(&plan.units, now_ms())?;
     Ok(layout)
+}
+
+/// The run directory's format: unit ids and output files as this binary makes them. 2: probe
+/// rows carry `effective_df` instead of `spread`; stage-1 unit ids hash one fingerprint of the
+/// capture ids instead of the whole list.
+const RUN_FORMAT: &str = "2";
+
+/// Refuses a run directory made by a diffprobe whose unit ids or output files differ from this
+/// one's (its committed outputs cannot be merged, and re-planning it would add units beside the
+/// old ones); records the format in a new one.
+fn check_run_format(db: &mut StateDb, layout: &RunLayout) -> anyhow::Result<()> {
+    let recorded = db.meta("run_format")?;
+    let has_units = db.counts()?.values().any(|c| c.total() > 0);
+    match recorded.as_deref() {
+        Some(RUN_FORMAT) => Ok(()),
+        None if !has_units => Ok(db.set_meta("run_format", RUN_FORMAT, now_ms())?),
+        found => anyhow::bail!(
+            "{} was made by another diffprobe version (run format {}, this one writes {RUN_FORMAT}); \
+             finish it with that version, or start a new run under another [job] name",
+            layout.root().display(),
+            found.unwrap_or("1")
+        ),
+    }
 }
 
 /// Runs (or resumes) the sweep in `layout` until it stops; merges the report when complete.
@@ -111,6 +135,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     };
     let mut db = StateDb::open(&layout.state_db())
         .with_context(|| layout.state_db().display().to_string())?;
+    check_run_format(&mut db, layout)?;
     // This coordinator reopens the run: workers must not read an old "ended" as this run's.
     match std::fs::remove_file(layout.ended()) {
         Ok(()) => {}
@@ -423,4 +448,36 @@ fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use common::ids::UnitId;
+    use common::unit::{CaptureUnit, UnitSpec};
+
+    use super::*;
+
+    #[test]
+    fn a_run_of_another_format_is_refused_and_a_new_one_records_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = RunLayout::new(dir.path());
+        let unit =
+            UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
+        // A new run records the format and passes again.
+        let mut db = StateDb::open(&layout.state_db()).unwrap();
+        check_run_format(&mut db, &layout).unwrap();
+        db.insert_units(&[(UnitId("u".into()), unit.clone())], 0).unwrap();
+        check_run_format(&mut db, &layout).unwrap();
+        assert_eq!(db.meta("run_format").unwrap().as_deref(), Some(RUN_FORMAT));
+        // A run made before formats were recorded (units, no format) is refused, naming both.
+        let old = tempfile::tempdir().unwrap();
+        let old_layout = RunLayout::new(old.path());
+        let mut db = StateDb::open(&old_layout.state_db()).unwrap();
+        db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
+        let e = check_run_format(&mut db, &old_layout).unwrap_err().to_string();
+        assert!(e.contains("run format 1, this one writes 2"), "{e}");
+        // So is one of another recorded format.
+        db.set_meta("run_format", "3", 0).unwrap();
+        assert!(check_run_format(&mut db, &old_layout).is_err());
+    }
 }
