@@ -1,6 +1,7 @@
 //! Fault tests: lost `Complete` replies, a full disk, a run that ends under a hand-started
 //! worker, committed files that change after their commit (found by a worker reading them, by
-//! `report` and by `resume`), a SIGSTOPped worker. Each ends in a report byte-identical to one
+//! `report` and by `resume`), a SIGSTOPped worker, a worker that loses its lease while it works
+//! and completes late. Each ends in a report byte-identical to one
 //! undisturbed run of the same spec, made once and shared by the tests here (`clean_reference`).
 
 use std::path::{Path, PathBuf};
@@ -368,4 +369,81 @@ fn alive(pid: i32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// A hand-started worker stopped past its lease's TTL while it computes a unit loses the lease;
+/// another worker commits the unit; the first, continued, finishes late. Whatever it then
+/// writes is never the committed file: every committed output is present with its checksum, a
+/// late output (if any) is set aside in `discarded/`, and the report equals the undisturbed
+/// run's.
+#[test]
+fn a_worker_that_loses_its_lease_while_working_never_replaces_committed_work() {
+    let (dir, spec) = clean_reference();
+    let run_dir = dir.join("lost-lease/e2e");
+    let ttl = Duration::from_secs(3); // sweep.lease_ttl_s of the test spec
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "0"])
+            .args(["--set", "job.output_dir=lost-lease"])
+            .current_dir(dir),
+    );
+    util::wait_for("coordinator.json", Duration::from_secs(60), || {
+        run_dir.join("coordinator.json").exists().then_some(())
+    });
+    let hand_worker = |tag: &str, delay_ms: &str| {
+        Proc::spawn(
+            Command::new(util::bin())
+                .args(["worker", "--run-dir", run_dir.to_str().unwrap(), "--tag", tag])
+                .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", delay_ms)
+                .current_dir(dir),
+        )
+    };
+    // The slow worker sleeps 2 s inside every unit: stopped there, it holds a lease it cannot
+    // renew.
+    let mut slow = hand_worker("slow", "2000");
+    let unit: String =
+        util::wait_for("the slow worker leasing a unit", Duration::from_secs(60), || {
+            util::query(
+                &run_dir,
+                "SELECT u.id FROM units u JOIN workers w ON w.id = u.worker
+             WHERE u.state = 'leased' AND w.tag = 'slow' LIMIT 1",
+                |r| r.get(0),
+            )
+            .pop()
+        });
+    util::kill(slow.pid(), libc::SIGSTOP);
+    // Past the TTL the lease expires; a second worker takes the unit and commits it.
+    let mut fast = hand_worker("fast", "0");
+    util::wait_for(
+        "the unit committed by another attempt",
+        4 * ttl + Duration::from_secs(60),
+        || {
+            let sql = format!(
+                "SELECT committed_attempt FROM units WHERE id = '{unit}' AND state = 'committed'"
+            );
+            util::query(&run_dir, &sql, |r| r.get::<_, i64>(0)).pop().filter(|&a| a > 1)
+        },
+    );
+    util::kill(slow.pid(), libc::SIGCONT);
+    let status = coord.wait(Duration::from_secs(240));
+    assert!(status.success(), "the run with a lost lease failed: {status}");
+    for (name, worker) in [("slow", &mut slow), ("fast", &mut fast)] {
+        let exit = worker.wait(Duration::from_secs(30));
+        assert!(exit.success(), "the {name} worker exits 0 when the run ends: {exit}");
+    }
+    assert_all_committed_and_present(&run_dir);
+    let expired = count(
+        &run_dir,
+        &format!("SELECT COUNT(*) FROM events WHERE kind = 'expired' AND unit = '{unit}'"),
+    );
+    assert!(expired >= 1, "the stopped worker's lease expired ({expired} expiry events)");
+    // The late attempt wrote its output and completed: a duplicate, set aside, not deleted.
+    let duplicate = count(
+        &run_dir,
+        &format!("SELECT COUNT(*) FROM events WHERE kind = 'duplicate' AND unit = '{unit}'"),
+    );
+    assert_eq!(duplicate, 1, "the late completion is a duplicate");
+    let aside = run_dir.join("discarded").join(format!("{unit}.a1.parquet"));
+    assert!(aside.exists(), "the late output is kept in discarded/");
+    assert_report_as_clean(dir, &run_dir, "a worker that lost its lease while working");
 }
