@@ -84,9 +84,7 @@ impl Vae {
     /// `diffusion_pytorch_model.fp16.safetensors`).
     pub fn load(vae_dir: &Path, dtype: DType, device: &Device) -> Result<Vae, SdError> {
         let files = ComponentFiles::locate(vae_dir, "diffusion_pytorch_model")?;
-        let (config, raw): (VaeConfig, _) = files.read_config()?;
-        check_fields(&raw, UNSUPPORTED).map_err(|m| files.config_error(m))?;
-        check_config(&config).map_err(|m| files.config_error(m))?;
+        let config = read_checked_config(&files)?;
         let vb = files.var_builder(dtype, device)?;
         Self::build(vb, config, dtype).map_err(|e| files.weights_error(e))
     }
@@ -189,6 +187,15 @@ impl Vae {
             quant_conv,
         })
     }
+}
+
+/// `config.json` of a VAE folder, with unsupported fields and impossible shapes refused (the
+/// encoder and the decoder read the same file).
+pub(crate) fn read_checked_config(files: &ComponentFiles) -> Result<VaeConfig, SdError> {
+    let (config, raw): (VaeConfig, _) = files.read_config()?;
+    check_fields(&raw, UNSUPPORTED).map_err(|m| files.config_error(m))?;
+    check_config(&config).map_err(|m| files.config_error(m))?;
+    Ok(config)
 }
 
 fn check_config(config: &VaeConfig) -> Result<(), String> {

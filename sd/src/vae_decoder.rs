@@ -33,7 +33,7 @@ impl VaeDecoder {
     /// Loads `vae_dir/config.json` and its weights (as [`crate::Vae::load`] does).
     pub fn load(vae_dir: &Path, dtype: DType, device: &Device) -> Result<VaeDecoder, SdError> {
         let files = ComponentFiles::locate(vae_dir, "diffusion_pytorch_model")?;
-        let (config, _): (VaeConfig, _) = files.read_config()?;
+        let config = crate::vae::read_checked_config(&files)?;
         let vb = files.var_builder(dtype, device)?;
         Self::build(vb, &config, dtype).map_err(|e| files.weights_error(e))
     }

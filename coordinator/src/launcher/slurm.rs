@@ -50,8 +50,9 @@ pub(crate) struct SlurmLauncher {
     parallelism: Option<u32>,
     next_poll: Instant,
     backoff: Duration,
-    /// Whether the last Slurm command failed (so a success clears the recorded error once).
-    failing: bool,
+    /// The error recorded in `meta` while Slurm commands fail (so it is written when it changes
+    /// and cleared once on success).
+    last_error: Option<String>,
 }
 
 /// Slurm cannot be used from this host: the command that failed and what Slurm said. Nothing can
@@ -179,7 +180,7 @@ impl SlurmLauncher {
             parallelism: spec.slurm.array_parallelism,
             next_poll: Instant::now(),
             backoff: Duration::from_secs(2),
-            failing: false,
+            last_error: None,
         })
     }
 
@@ -287,11 +288,14 @@ impl SlurmLauncher {
     fn back_off(&mut self, db: &mut StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
         let detail = format!("{e:#}; retrying in {} s", self.backoff.as_secs());
         db.log_event(now_ms, "slurm_error", None, &detail)?;
-        if !self.failing {
+        let message = format!("{e:#}");
+        if self.last_error.is_none() {
             db.set_meta("launcher_error_since", &now_ms.to_string(), now_ms)?;
-            self.failing = true;
         }
-        db.set_meta("launcher_error", &format!("{e:#}"), now_ms)?;
+        if self.last_error.as_ref() != Some(&message) {
+            db.set_meta("launcher_error", &message, now_ms)?;
+            self.last_error = Some(message);
+        }
         self.next_poll = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
         Ok(())
@@ -300,10 +304,9 @@ impl SlurmLauncher {
     /// A Slurm command worked: reset the backoff and clear a recorded error.
     fn recovered(&mut self, db: &mut StateDb, now_ms: i64) -> anyhow::Result<()> {
         self.backoff = Duration::from_secs(2);
-        if self.failing {
+        if self.last_error.take().is_some() {
             db.set_meta("launcher_error", "", now_ms)?;
             db.set_meta("launcher_error_since", "", now_ms)?;
-            self.failing = false;
         }
         Ok(())
     }

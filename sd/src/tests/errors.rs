@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::tests::candle_stock::write_stock_unet;
 use crate::tests::wave;
-use crate::{SdError, TextEncoder, UNet, Vae};
+use crate::{SdError, TextEncoder, UNet, Vae, VaeDecoder};
 
 /// What a load is expected to fail with.
 #[derive(Debug)]
@@ -214,4 +214,16 @@ fn text_encoder_and_vae_loading_errors_name_what_is_wrong() {
     let expect =
         Expect::Config { path: vae.join("config.json"), mentions: "mid_block_add_attention" };
     check("vae without mid attention", result, expect);
+    // The decoder reads the same config and refuses it the same way (not a panic).
+    let result = VaeDecoder::load(&vae, DType::F32, &Device::Cpu).map(drop);
+    let expect =
+        Expect::Config { path: vae.join("config.json"), mentions: "mid_block_add_attention" };
+    check("vae decoder without mid attention", result, expect);
+    edit_config(&vae, |c| {
+        c["mid_block_add_attention"] = json!(true);
+        c["block_out_channels"] = json!([]);
+    });
+    let result = VaeDecoder::load(&vae, DType::F32, &Device::Cpu).map(drop);
+    let expect = Expect::Config { path: vae.join("config.json"), mentions: "block_out_channels" };
+    check("vae decoder without blocks", result, expect);
 }

@@ -22,6 +22,7 @@ use common::spec::{
 };
 use common::unit::Representation;
 
+use super::sd::parity::{relative_error, repo};
 use super::{available_taps, Capturer, Stimuli};
 
 const STIMULI: usize = 67;
@@ -32,10 +33,6 @@ const ROW_TOLERANCE: f32 = 1e-6;
 const PASS_TOLERANCE: f32 = 5e-6;
 /// Later steps of a guided trajectory.
 const TRAJECTORY_TOLERANCE: f32 = 3e-5;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A second order: odd positions reversed after the even ones, so every stimulus gets new
 /// neighbours and a new position within its batch.
@@ -268,13 +265,6 @@ fn vae_cases<'a>(fixture: &str) -> [Case<'a>; 2] {
             }),
         },
     ]
-}
-
-/// `max |got − want| / max |want|` over one row.
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / scale
 }
 
 fn check(case: &Case<'_>) {

@@ -10,7 +10,7 @@ mod image;
 pub use self::image::check_image;
 mod noise;
 #[cfg(test)]
-mod parity;
+pub(super) mod parity;
 mod reduce;
 mod sampler;
 mod tokenizer;

@@ -25,7 +25,7 @@ pub(super) const TOLERANCE: f32 = 1e-5;
 /// of SD 2.x (v-prediction).
 pub(super) const TRAJECTORY_TOLERANCE: f32 = 2e-5;
 
-pub(super) fn repo() -> PathBuf {
+pub(in crate::capture) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -69,7 +69,8 @@ impl Golden {
     }
 }
 
-pub(super) fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+/// `max |got − want| / max |want|`, both as f32.
+pub(in crate::capture) fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
     got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / scale
