@@ -4,7 +4,8 @@
 //! degrees of freedom);
 //! the per-attribute α by exact leave-one-out or inner K-fold cross-validation and the P × α
 //! grid report (module `tuning`); and
-//! the two entanglement measures (module `entangle`).
+//! the two entanglement measures (module `entangle`); and
+//! dense per-pixel probes of spatial representations in exact closed form (module [`dense`]).
 //!
 //! **Invariants:** results are a pure function of the inputs and [`ProbeConfig`]: every linear
 //! algebra call is sequential (`faer::Par::Seq`), so they are bit-identical whatever the thread
@@ -21,6 +22,7 @@
 //! of a single stimulus is allowed (its Pearson r is NaN).
 #![deny(missing_docs)]
 
+pub mod dense;
 mod entangle;
 mod error;
 mod folds;
