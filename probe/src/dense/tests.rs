@@ -53,7 +53,7 @@ fn grid_is_inferred_from_tokens_and_target_size() {
     assert_eq!(TokenGrid::infer(4096, 512, 512).unwrap(), TokenGrid { h: 64, w: 64, f: 8 });
     assert_eq!(TokenGrid::infer(64, 512, 512).unwrap(), TokenGrid { h: 8, w: 8, f: 64 });
     assert_eq!(TokenGrid::infer(24, 12, 18).unwrap(), TokenGrid { h: 4, w: 6, f: 3 });
-    for (tokens, h, w) in [(100, 512, 512), (3, 4, 4), (0, 4, 4), (16, 4, 6), (2, 1, 2)] {
+    for (tokens, h, w) in [(100, 512, 512), (3, 4, 4), (0, 4, 4), (16, 4, 6), (8, 4, 4)] {
         assert!(
             matches!(TokenGrid::infer(tokens, h, w), Err(DenseError::Grid { .. })),
             "{tokens} tokens on {h} × {w}"
@@ -119,7 +119,8 @@ fn block_metrics_equal_brute_force_at_full_resolution() {
         let all = all_foreground_dice(&stats).unwrap();
         assert!((all - brute_dice(&vec![true; n], &mask)).abs() < 1e-12);
         let m = mask.iter().filter(|m| **m).count() as f64;
-        assert!((all - 2.0 * m / (m + n as f64)).abs() < 1e-12);
+        // The ε moves the baseline by about ε / N.
+        assert!((all - 2.0 * m / (m + n as f64)).abs() < 1e-8 / n as f64);
         // A mask's metrics as a map: its block means are the foreground fractions.
         let as_map: Vec<f64> = mask.iter().map(|&m| f64::from(u8::from(m))).collect();
         let map_stats = BlockStats::from_map(&as_map, tokens, height, width).unwrap();
