@@ -68,11 +68,7 @@ impl TokenGrid {
         if self == other {
             Ok(())
         } else {
-            Err(DenseError::GridMismatch {
-                what,
-                got: other.describe(),
-                expected: self.describe(),
-            })
+            Err(DenseError::GridMismatch { what, got: other.describe(), expected: self.describe() })
         }
     }
 }

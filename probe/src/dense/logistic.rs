@@ -113,14 +113,22 @@ pub fn fit_logistic<T: Copy + Into<f64>, S: TrainingImages<T> + ?Sized>(
         }
         let step = Col::<f64>::from_fn(channels, |c| step[(c, 0)]);
         let slope = gradient.transpose() * &step;
-        // Armijo backtracking; a full step is almost always taken near the optimum.
+        // Armijo backtracking; a full step is almost always taken near the optimum. There the
+        // loss changes by less than its rounding, so a trial whose loss is equal to rounding is
+        // judged by its gradient instead.
         let mut t = 1.0;
         let mut accepted = false;
         for _ in 0..40 {
             let trial = &w + t * &step;
-            let trial_loss = newton_pass(images, channels, &trial, false)?.loss
-                + lambda / 2.0 * trial.squared_norm_l2();
-            if trial_loss <= loss + 1e-4 * t * slope {
+            let pass = newton_pass(images, channels, &trial, false)?;
+            let trial_loss = pass.loss + lambda / 2.0 * trial.squared_norm_l2();
+            let flat = (trial_loss - loss).abs() <= 1e-12 * loss.abs().max(1.0);
+            let smaller_gradient = || {
+                let mut g = pass.gradient.clone();
+                g += lambda * &trial;
+                max_abs(&g) < g_max
+            };
+            if trial_loss <= loss + 1e-4 * t * slope || (flat && smaller_gradient()) {
                 w = trial;
                 accepted = true;
                 break;

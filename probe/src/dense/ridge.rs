@@ -130,7 +130,10 @@ impl RidgeFit {
 /// # Errors
 /// [`DenseError::Shape`] when `features.len()` is not a multiple of `weights.len()`,
 /// [`DenseError::NonFinite`].
-pub fn predict<T: Copy + Into<f64>>(features: &[T], weights: &[f64]) -> Result<Vec<f64>, DenseError> {
+pub fn predict<T: Copy + Into<f64>>(
+    features: &[T],
+    weights: &[f64],
+) -> Result<Vec<f64>, DenseError> {
     let c = weights.len();
     if c == 0 || features.len() % c != 0 {
         return Err(DenseError::Shape {

@@ -109,10 +109,11 @@ fn block_metrics_equal_brute_force_at_full_resolution() {
         let stats = BlockStats::from_mask(&mask, tokens, height, width).unwrap();
         let predicted: Vec<bool> = (0..tokens).map(|_| rng.random::<f64>() < 0.4).collect();
         let got = mask_metrics(&stats, &predicted).unwrap();
-        let full: Vec<bool> = upsample(grid, &predicted.iter().map(|&b| f64::from(u8::from(b))).collect::<Vec<_>>())
-            .iter()
-            .map(|&v| v > 0.5)
-            .collect();
+        let full: Vec<bool> =
+            upsample(grid, &predicted.iter().map(|&b| f64::from(u8::from(b))).collect::<Vec<_>>())
+                .iter()
+                .map(|&v| v > 0.5)
+                .collect();
         let flip = |v: &[bool]| v.iter().map(|b| !b).collect::<Vec<_>>();
         assert!((got.dice - brute_dice(&full, &mask)).abs() < 1e-12);
         assert!((got.dice_background - brute_dice(&flip(&full), &flip(&mask))).abs() < 1e-12);
