@@ -29,12 +29,12 @@ impl TokenGrid {
     /// [`DenseError::Grid`] when no integer `f` tiles the target.
     pub fn infer(tokens: usize, height: usize, width: usize) -> Result<Self, DenseError> {
         let err = DenseError::Grid { tokens, height, width };
-        if tokens == 0 || height == 0 || width == 0 || (height * width) % tokens != 0 {
+        if tokens == 0 || height == 0 || width == 0 || !(height * width).is_multiple_of(tokens) {
             return Err(err);
         }
         let f2 = height * width / tokens;
         let f = (f2 as f64).sqrt().round() as usize;
-        if f == 0 || f * f != f2 || height % f != 0 || width % f != 0 {
+        if f == 0 || f * f != f2 || !height.is_multiple_of(f) || !width.is_multiple_of(f) {
             return Err(err);
         }
         Ok(Self { h: height / f, w: width / f, f })

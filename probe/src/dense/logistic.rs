@@ -53,6 +53,10 @@ pub struct LogisticFit {
     pub gradient: f64,
 }
 
+/// What [`TrainingImages::for_each`] calls with each image: its features and its target's
+/// block statistics.
+pub type ImageVisitor<'a, T> = dyn FnMut(&[T], &BlockStats) -> Result<(), DenseError> + 'a;
+
 /// Training images a fit can pass over several times, in a fixed order.
 pub trait TrainingImages<T> {
     /// Calls `visit` with each image's features (`tokens × C`, row-major, diffusers' token
@@ -60,17 +64,11 @@ pub trait TrainingImages<T> {
     ///
     /// # Errors
     /// Those of `visit`, and whatever reading an image can fail with.
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[T], &BlockStats) -> Result<(), DenseError>,
-    ) -> Result<(), DenseError>;
+    fn for_each(&self, visit: &mut ImageVisitor<'_, T>) -> Result<(), DenseError>;
 }
 
 impl<T> TrainingImages<T> for [(&[T], &BlockStats)] {
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(&[T], &BlockStats) -> Result<(), DenseError>,
-    ) -> Result<(), DenseError> {
+    fn for_each(&self, visit: &mut ImageVisitor<'_, T>) -> Result<(), DenseError> {
         self.iter().try_for_each(|(x, s)| visit(x, s))
     }
 }

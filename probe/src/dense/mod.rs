@@ -31,7 +31,7 @@ mod ridge;
 use thiserror::Error;
 
 pub use blocks::{BlockStats, TokenGrid};
-pub use logistic::{fit_logistic, LogisticConfig, LogisticFit, TrainingImages};
+pub use logistic::{fit_logistic, ImageVisitor, LogisticConfig, LogisticFit, TrainingImages};
 pub use metrics::{
     all_foreground_dice, continuous_metrics, mask_metrics, summarize, ContinuousMetrics,
     MaskMetrics, Summary, DICE_EPS,

@@ -135,7 +135,7 @@ pub fn predict<T: Copy + Into<f64>>(
     weights: &[f64],
 ) -> Result<Vec<f64>, DenseError> {
     let c = weights.len();
-    if c == 0 || features.len() % c != 0 {
+    if c == 0 || !features.len().is_multiple_of(c) {
         return Err(DenseError::Shape {
             what: "features",
             got: features.len(),
