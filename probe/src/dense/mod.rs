@@ -17,25 +17,30 @@
 //! squares, the 2-logit cross-entropy through the foreground fraction. So ridge on tokens against
 //! block means ([`NormalEquations`]) minimises the per-pixel squared loss with
 //! `α_pix = f²·α_tok`, and soft-label logistic regression on tokens ([`fit_logistic`]) minimises
-//! the per-pixel cross-entropy with `λ_pix = f²·λ_tok`. The metrics ([`continuous_metrics`],
+//! the per-pixel cross-entropy with `λ_pix = f²·λ_tok`. The Huber probe ([`fit_huber`]) needs
+//! every pixel's residual, so it reads the map block by block ([`BlockPixels`]) on each pass. The metrics ([`continuous_metrics`],
 //! [`mask_metrics`]) are likewise exact from the block statistics and the per-token prediction.
 //!
 //! **Invariants:** pure and deterministic (no I/O; every faer call runs with `Par::Seq`);
 //! non-finite features or targets are an error, never skipped.
 
 mod blocks;
+mod huber;
 mod logistic;
 mod metrics;
+mod newton;
 mod ridge;
 
 use thiserror::Error;
 
 pub use blocks::{BlockStats, TokenGrid};
-pub use logistic::{fit_logistic, ImageVisitor, LogisticConfig, LogisticFit, TrainingImages};
+pub use huber::{fit_huber, BlockPixels, HuberConfig};
+pub use logistic::{fit_logistic, LogisticConfig, NewtonFit};
 pub use metrics::{
     all_foreground_dice, continuous_metrics, mask_metrics, summarize, ContinuousMetrics,
     MaskMetrics, Summary, DICE_EPS,
 };
+pub use newton::{ImageVisitor, TrainingImages};
 pub use ridge::{predict, NormalEquations, RidgeFit};
 
 /// Why a dense-probe computation was refused or failed.

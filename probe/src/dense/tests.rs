@@ -273,4 +273,102 @@ fn inputs_are_checked() {
         fit_logistic(images.as_slice(), 3, &cfg),
         Err(DenseError::InvalidPenalty { .. })
     ));
+    let pixels = BlockPixels::from_map(&random(64, 1, 1), 16, 8, 8).unwrap();
+    let images: [(&[f64], &BlockPixels); 1] = [(&[0.0; 48], &pixels)];
+    let cfg = HuberConfig { delta: -1.0, ..HuberConfig::default() };
+    assert!(matches!(
+        fit_huber(images.as_slice(), 3, &cfg),
+        Err(DenseError::InvalidPenalty { what: "delta", .. })
+    ));
+}
+
+/// Planted maps `upsample(Xw*) + noise` with a few gross outliers, as block pixels and stats.
+fn planted_maps(
+    grid: TokenGrid,
+    c: usize,
+    n: usize,
+    outliers: f64,
+) -> (Vec<f64>, Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let (height, width) = grid.size();
+    let truth = random(c, 1, 77);
+    let mut rng = ChaCha8Rng::seed_from_u64(78);
+    let x: Vec<Vec<f64>> = (0..n).map(|i| random(grid.tokens(), c, 80 + i as u64)).collect();
+    let maps = x
+        .iter()
+        .enumerate()
+        .map(|(i, xi)| {
+            let clean = upsample(grid, &predict(xi, &truth).unwrap());
+            let noise = random(height * width, 1, 200 + i as u64);
+            clean
+                .iter()
+                .zip(noise)
+                .map(|(v, e)| v + 0.3 * e + if rng.random::<f64>() < outliers { 40.0 } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    (truth, x, maps)
+}
+
+#[test]
+fn huber_with_a_huge_delta_is_half_the_ridge_objective() {
+    let grid = TokenGrid { h: 4, w: 4, f: 4 };
+    let (height, width) = grid.size();
+    let (c, lambda) = (5, 0.7);
+    let (_, x, maps) = planted_maps(grid, c, 6, 0.0);
+    let pixels: Vec<BlockPixels> =
+        maps.iter().map(|y| BlockPixels::from_map(y, 16, height, width).unwrap()).collect();
+    let images: Vec<(&[f64], &BlockPixels)> =
+        x.iter().map(Vec::as_slice).zip(pixels.iter()).collect();
+    let cfg = HuberConfig { delta: 1e6, l2: lambda, ..HuberConfig::default() };
+    let huber = fit_huber(images.as_slice(), c, &cfg).unwrap();
+    let mut eq = NormalEquations::new(c, 1);
+    for (xi, y) in x.iter().zip(&maps) {
+        eq.add_image(xi, &[&BlockStats::from_map(y, 16, height, width).unwrap()]).unwrap();
+    }
+    // Σ_b (1/f²)·Σ ½ r² + λ/2·‖w‖² = ½ (Σ_b (m_b − z_b)² + λ‖w‖²) + a constant.
+    let ridge = eq.solve(lambda).unwrap().weights(0);
+    assert!(huber.iterations <= 2, "{huber:?}");
+    for (h, r) in huber.weights.iter().zip(&ridge) {
+        assert!((h - r).abs() < 1e-9 * r.abs().max(1.0), "{h} vs {r}");
+    }
+}
+
+#[test]
+fn huber_solution_zeroes_the_per_pixel_gradient_and_resists_outliers() {
+    let grid = TokenGrid { h: 8, w: 8, f: 2 };
+    let (height, width) = grid.size();
+    let f2 = (grid.f * grid.f) as f64;
+    let c = 6;
+    let (truth, x, maps) = planted_maps(grid, c, 8, 0.03);
+    let pixels: Vec<BlockPixels> =
+        maps.iter().map(|y| BlockPixels::from_map(y, 64, height, width).unwrap()).collect();
+    let images: Vec<(&[f64], &BlockPixels)> =
+        x.iter().map(Vec::as_slice).zip(pixels.iter()).collect();
+    let lambda_pix = 0.5;
+    let cfg = HuberConfig { l2: lambda_pix / f2, ..HuberConfig::default() };
+    let fit = fit_huber(images.as_slice(), c, &cfg).unwrap();
+    let mut grad: Vec<f64> = fit.weights.iter().map(|w| lambda_pix * w).collect();
+    for (xi, y) in x.iter().zip(&maps) {
+        let z = upsample(grid, &predict(xi, &fit.weights).unwrap());
+        for (p, (&zp, &yp)) in z.iter().zip(y).enumerate() {
+            let row = &xi[grid.token_of(p / width, p % width) * c..][..c];
+            let psi = (yp - zp).clamp(-cfg.delta, cfg.delta);
+            grad.iter_mut().zip(row).for_each(|(g, xv)| *g -= xv * psi);
+        }
+    }
+    let scale = (height * width * maps.len()) as f64;
+    assert!(grad.iter().all(|g| g.abs() < 1e-7 * scale), "per-pixel gradient {grad:?}");
+
+    let mut eq = NormalEquations::new(c, 1);
+    for (xi, y) in x.iter().zip(&maps) {
+        eq.add_image(xi, &[&BlockStats::from_map(y, 64, height, width).unwrap()]).unwrap();
+    }
+    let ridge = eq.solve(1e-6).unwrap().weights(0);
+    let err = |w: &[f64]| w.iter().zip(&truth).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let (e_huber, e_ridge) = (err(&fit.weights), err(&ridge));
+    eprintln!(
+        "3 % outliers: max |ŵ − w*| Huber {e_huber:.3e} ({} IRLS steps), ridge {e_ridge:.3e}",
+        fit.iterations
+    );
+    assert!(e_huber < 0.5 * e_ridge, "Huber {e_huber} vs ridge {e_ridge} ({fit:?})");
 }

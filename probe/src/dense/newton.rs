@@ -1,0 +1,184 @@
+//! Newton's method with a backtracking line search for the penalised per-token objectives of
+//! the dense probes, `Σ_b ℓ(z_b; target_b) + λ/2·‖w‖²` with `z = Xw`: the soft-label logistic
+//! and the Huber probe differ only in `ℓ` and its first two derivatives in `z`.
+//!
+//! Each iteration is one pass over the training images for the gradient
+//! `Σ Xᵀ ℓ'(z) + λw` and the Hessian `Σ Xᵀ diag(ℓ''(z)) X + λI` (`C × C`, lower half), plus one
+//! cheaper pass per line-search trial; images are streamed ([`TrainingImages`]), memory is
+//! `C × C`.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Col, Mat, Par};
+
+use super::ridge::{cholesky_solve, token_matrix};
+use super::{DenseError, TokenGrid};
+use crate::ridge::lower_product;
+
+/// What [`TrainingImages::for_each`] calls with each image: its features and its target.
+pub type ImageVisitor<'a, T, Y> = dyn FnMut(&[T], &Y) -> Result<(), DenseError> + 'a;
+
+/// Training images a fit can pass over several times, in a fixed order: features
+/// (`tokens × C`, row-major, diffusers' token order) and a target `Y` (the block statistics of
+/// a mask for [`super::fit_logistic`], the block pixels of a map for [`super::fit_huber`]).
+pub trait TrainingImages<T, Y> {
+    /// Calls `visit` with each image, stopping at the first error.
+    ///
+    /// # Errors
+    /// Those of `visit`, and whatever reading an image can fail with.
+    fn for_each(&self, visit: &mut ImageVisitor<'_, T, Y>) -> Result<(), DenseError>;
+}
+
+impl<T, Y> TrainingImages<T, Y> for [(&[T], &Y)] {
+    fn for_each(&self, visit: &mut ImageVisitor<'_, T, Y>) -> Result<(), DenseError> {
+        self.iter().try_for_each(|(x, y)| visit(x, y))
+    }
+}
+
+/// The per-token loss: given an image's target and its logits `z`, writes `ℓ'` and `ℓ''` per
+/// token and returns `Σ ℓ`.
+pub(crate) type TokenLoss<'a, Y> =
+    &'a dyn Fn(&Y, &[f64], &mut [f64], &mut [f64]) -> Result<f64, DenseError>;
+
+/// Settings of one minimisation.
+pub(crate) struct Newton {
+    pub lambda: f64,
+    pub tol: f64,
+    pub max_iter: usize,
+    /// The fit's name, for [`DenseError::Singular`].
+    pub what: &'static str,
+}
+
+/// A minimiser: weights, Newton iterations run and the largest absolute gradient entry there.
+pub(crate) struct Solution {
+    pub weights: Vec<f64>,
+    pub iterations: usize,
+    pub gradient: f64,
+}
+
+impl Newton {
+    /// Minimises from `w = 0` until the largest absolute gradient entry is at most `tol` times
+    /// that at `w = 0` (or `tol`, if that is below 1).
+    pub(crate) fn minimise<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
+        &self,
+        images: &S,
+        channels: usize,
+        grid_of: &dyn Fn(&Y) -> TokenGrid,
+        loss_of: TokenLoss<'_, Y>,
+    ) -> Result<Solution, DenseError> {
+        let lambda = self.lambda;
+        let pass = |w: &Col<f64>, hessian: bool| {
+            let mut p = Pass::run(images, channels, w, hessian, grid_of, loss_of)?;
+            p.loss += lambda / 2.0 * w.squared_norm_l2();
+            p.gradient += lambda * w;
+            Ok::<_, DenseError>(p)
+        };
+        let mut w = Col::<f64>::zeros(channels);
+        let mut scale = None;
+        for iteration in 0..self.max_iter {
+            let current = pass(&w, true)?;
+            let g_max = max_abs(&current.gradient);
+            let threshold = self.tol * *scale.get_or_insert(g_max.max(1.0));
+            let done = |w: &Col<f64>| Solution {
+                weights: w.iter().copied().collect(),
+                iterations: iteration,
+                gradient: g_max,
+            };
+            if g_max <= threshold {
+                return Ok(done(&w));
+            }
+            let mut hessian = current.hessian;
+            for c in 0..channels {
+                hessian[(c, c)] += lambda;
+            }
+            let mut step = Mat::<f64>::from_fn(channels, 1, |c, _| -current.gradient[c]);
+            if !cholesky_solve(hessian, step.as_mut()) {
+                return Err(DenseError::Singular { what: self.what });
+            }
+            let step = Col::<f64>::from_fn(channels, |c| step[(c, 0)]);
+            let slope = current.gradient.transpose() * &step;
+            // Armijo backtracking; a full step is almost always taken near the optimum. There
+            // the loss changes by less than its rounding, so a trial whose loss equals the
+            // current one to rounding is judged by its gradient instead.
+            let mut accepted = false;
+            let mut t = 1.0;
+            for _ in 0..40 {
+                let trial = &w + t * &step;
+                let p = pass(&trial, false)?;
+                let flat = (p.loss - current.loss).abs() <= 1e-12 * current.loss.abs().max(1.0);
+                if p.loss <= current.loss + 1e-4 * t * slope
+                    || (flat && max_abs(&p.gradient) < g_max)
+                {
+                    w = trial;
+                    accepted = true;
+                    break;
+                }
+                t /= 2.0;
+            }
+            if !accepted {
+                // No decrease even for a tiny step: the optimum as far as f64 can tell, unless
+                // the gradient is still large.
+                if g_max <= threshold.sqrt() {
+                    return Ok(done(&w));
+                }
+                return Err(DenseError::NotConverged {
+                    iterations: iteration + 1,
+                    gradient: g_max,
+                });
+            }
+        }
+        let g_max = max_abs(&pass(&w, false)?.gradient);
+        Err(DenseError::NotConverged { iterations: self.max_iter, gradient: g_max })
+    }
+}
+
+/// The data part of the objective, its gradient and (when asked) its Hessian (lower half) at
+/// `w`.
+struct Pass {
+    loss: f64,
+    gradient: Col<f64>,
+    hessian: Mat<f64>,
+}
+
+impl Pass {
+    fn run<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
+        images: &S,
+        channels: usize,
+        w: &Col<f64>,
+        with_hessian: bool,
+        grid_of: &dyn Fn(&Y) -> TokenGrid,
+        loss_of: TokenLoss<'_, Y>,
+    ) -> Result<Self, DenseError> {
+        let mut loss = 0.0;
+        let mut gradient = Col::<f64>::zeros(channels);
+        let mut hessian = Mat::<f64>::zeros(if with_hessian { channels } else { 0 }, channels);
+        let mut first: Option<TokenGrid> = None;
+        let mut count = 0_usize;
+        images.for_each(&mut |features, target| {
+            let grid = grid_of(target);
+            first.get_or_insert(grid).check_same("a target of the fit", &grid)?;
+            let tokens = grid.tokens();
+            let x = token_matrix(features, tokens, channels)?;
+            let mut z = Col::<f64>::zeros(tokens);
+            matmul(z.as_mut(), Accum::Replace, x.as_ref(), w.as_ref(), 1.0, Par::Seq);
+            let z: Vec<f64> = z.iter().copied().collect();
+            let (mut d1, mut d2) = (vec![0.0; tokens], vec![0.0; tokens]);
+            loss += loss_of(target, &z, &mut d1, &mut d2)?;
+            let d1 = Col::<f64>::from_fn(tokens, |b| d1[b]);
+            matmul(gradient.as_mut(), Accum::Add, x.transpose(), d1.as_ref(), 1.0, Par::Seq);
+            if with_hessian {
+                let xs = Mat::<f64>::from_fn(tokens, channels, |b, c| d2[b].sqrt() * x[(b, c)]);
+                lower_product(hessian.as_mut(), Accum::Add, xs.transpose(), xs.as_ref(), 1.0);
+            }
+            count += 1;
+            Ok(())
+        })?;
+        if count == 0 {
+            return Err(DenseError::NoImages);
+        }
+        Ok(Self { loss, gradient, hessian })
+    }
+}
+
+fn max_abs(v: &Col<f64>) -> f64 {
+    v.iter().fold(0.0_f64, |m, x| m.max(x.abs()))
+}
