@@ -265,3 +265,54 @@ fn fits_and_metrics_match_scikit_learn_and_scipy() {
         }
     }
 }
+
+/// A timing printout at one SD tap's mid size (1,024 tokens × 640 channels, 512² targets; no
+/// assertion on time): per image, the block statistics of a map and a mask, the normal
+/// equations, the metrics, and a logistic fit over a few images.
+#[test]
+fn time_dense_probe_at_mid_size() {
+    use std::time::Instant;
+    let (side, c, f, n) = (32, 640, 16, 4);
+    let (tokens, size) = (side * side, side * f);
+    let mut g = rng(41);
+    let x: Vec<Vec<f32>> = (0..n)
+        .map(|_| normals(&mut g, tokens * c).into_iter().map(|v| v as f32).collect())
+        .collect();
+    let maps: Vec<Vec<f64>> = (0..n).map(|_| normals(&mut g, size * size)).collect();
+    let start = Instant::now();
+    let stats: Vec<BlockStats> =
+        maps.iter().map(|y| BlockStats::from_map(y, tokens, size, size).unwrap()).collect();
+    let masks: Vec<BlockStats> = maps
+        .iter()
+        .map(|y| {
+            let m: Vec<bool> = y.iter().map(|&v| v > 0.3).collect();
+            BlockStats::from_mask(&m, tokens, size, size).unwrap()
+        })
+        .collect();
+    let t_stats = start.elapsed() / n as u32;
+    let start = Instant::now();
+    let mut eq = NormalEquations::new(c, 1);
+    for (xi, s) in x.iter().zip(&stats) {
+        eq.add_image(xi, &[s]).unwrap();
+    }
+    let t_gram = start.elapsed() / n as u32;
+    let start = Instant::now();
+    let w = eq.solve(1.0).unwrap().weights(0);
+    let t_solve = start.elapsed();
+    let start = Instant::now();
+    for (xi, s) in x.iter().zip(&stats) {
+        continuous_metrics(s, &predict(xi, &w).unwrap()).unwrap();
+    }
+    let t_metrics = start.elapsed() / n as u32;
+    let images: Vec<(&[f32], &BlockStats)> =
+        x.iter().map(Vec::as_slice).zip(masks.iter()).collect();
+    let start = Instant::now();
+    let fit = fit_logistic(images.as_slice(), c, &LogisticConfig::default()).unwrap();
+    let t_logistic = start.elapsed();
+    eprintln!(
+        "dense probe, {tokens} tokens × {c} channels, {size}² targets, per image: block statistics \
+         (map + mask) {t_stats:.2?}, XᵀX {t_gram:.2?}, metrics {t_metrics:.2?}; solve {t_solve:.2?}; \
+         logistic on {n} images {t_logistic:.2?} ({} Newton steps)",
+        fit.iterations
+    );
+}

@@ -60,6 +60,18 @@ impl TokenGrid {
         (row / self.f) * self.w + col / self.f
     }
 
+    /// Calls `visit(block, pixels)` for every run of `f` consecutive pixels of one block row, in
+    /// row-major pixel order.
+    pub(crate) fn for_each_run(&self, mut visit: impl FnMut(usize, std::ops::Range<usize>)) {
+        let width = self.w * self.f;
+        for row in 0..self.h * self.f {
+            for col in 0..self.w {
+                let start = row * width + col * self.f;
+                visit((row / self.f) * self.w + col, start..start + self.f);
+            }
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!("{}×{}/{}", self.h, self.w, self.f)
     }
@@ -124,35 +136,25 @@ impl BlockStats {
         check_len("mask", mask.len(), height * width)?;
         let values: Vec<f64> = mask.iter().map(|&m| f64::from(u8::from(m))).collect();
         let mut counts = vec![0_u64; grid.tokens()];
-        for (pixel, &m) in mask.iter().enumerate() {
-            counts[grid.token_of(pixel / width, pixel % width)] += u64::from(m);
-        }
+        grid.for_each_run(|b, run| counts[b] += mask[run].iter().filter(|&&m| m).count() as u64);
         Ok(Self::compute(grid, &values, Some(counts)))
     }
 
     fn compute(grid: TokenGrid, y: &[f64], foreground: Option<Vec<u64>>) -> Self {
-        let (_, width) = grid.size();
         let blocks = grid.tokens();
         let area = (grid.f * grid.f) as f64;
-        let block_of = |pixel: usize| grid.token_of(pixel / width, pixel % width);
         let mut sum = vec![0.0; blocks];
-        for (pixel, &v) in y.iter().enumerate() {
-            sum[block_of(pixel)] += v;
-        }
+        grid.for_each_run(|b, run| sum[b] += y[run].iter().sum::<f64>());
         let mean: Vec<f64> = sum.iter().map(|s| s / area).collect();
         let mut within_ss = vec![0.0; blocks];
-        for (pixel, &v) in y.iter().enumerate() {
-            let b = block_of(pixel);
-            within_ss[b] += (v - mean[b]).powi(2);
-        }
-        let ranks = average_ranks(y);
+        grid.for_each_run(|b, run| {
+            within_ss[b] += y[run].iter().map(|v| (v - mean[b]).powi(2)).sum::<f64>();
+        });
+        let ranks = if foreground.is_some() { binary_ranks(y) } else { average_ranks(y) };
         let centre = (y.len() as f64 + 1.0) / 2.0;
         let mut rank_sum = vec![0.0; blocks];
-        let mut rank_ss = 0.0;
-        for (pixel, &r) in ranks.iter().enumerate() {
-            rank_sum[block_of(pixel)] += r;
-            rank_ss += (r - centre).powi(2);
-        }
+        grid.for_each_run(|b, run| rank_sum[b] += ranks[run].iter().sum::<f64>());
+        let rank_ss = ranks.iter().map(|r| (r - centre).powi(2)).sum();
         Self { grid, mean, within_ss, foreground, rank_sum, rank_ss }
     }
 
@@ -190,21 +192,31 @@ impl BlockStats {
 /// Average ranks (1-based; tied values share the mean of their positions), as
 /// `scipy.stats.rankdata(method="average")`.
 pub(crate) fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    // Sorting (value, position) pairs keeps the comparisons in cache; ties need no stable order
+    // because they share one rank.
+    let mut order: Vec<(f64, usize)> = values.iter().copied().zip(0..).collect();
+    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut ranks = vec![0.0; values.len()];
     let mut start = 0;
     while start < order.len() {
         let mut end = start + 1;
-        while end < order.len() && values[order[end]] == values[order[start]] {
+        while end < order.len() && order[end].0 == order[start].0 {
             end += 1;
         }
         // Positions start+1 ..= end share their mean.
         let rank = (start + 1 + end) as f64 / 2.0;
-        for &i in &order[start..end] {
+        for &(_, i) in &order[start..end] {
             ranks[i] = rank;
         }
         start = end;
     }
     ranks
+}
+
+/// [`average_ranks`] of 0/1 values, without sorting: every 0 shares the mean of the first
+/// `zeros` positions, every 1 the mean of the rest.
+pub(crate) fn binary_ranks(values: &[f64]) -> Vec<f64> {
+    let zeros = values.iter().filter(|&&v| v == 0.0).count();
+    let (low, high) = ((zeros + 1) as f64 / 2.0, (zeros + 1 + values.len()) as f64 / 2.0);
+    values.iter().map(|&v| if v == 0.0 { low } else { high }).collect()
 }

@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::blocks::average_ranks;
+use super::blocks::{average_ranks, binary_ranks};
 use super::*;
 use crate::tests::random;
 
@@ -73,6 +73,9 @@ fn average_ranks_share_ties_like_scipy() {
     assert_eq!(average_ranks(&[0.0, -0.0, 5.0]), vec![1.5, 1.5, 3.0]);
     let v = quantised(&random(300, 1, 7), 2.0);
     assert_eq!(average_ranks(&v), brute_ranks(&v));
+    let mask: Vec<f64> = random(50, 1, 8).iter().map(|&v| f64::from(u8::from(v > 0.4))).collect();
+    assert_eq!(binary_ranks(&mask), brute_ranks(&mask));
+    assert_eq!(binary_ranks(&[1.0; 4]), brute_ranks(&[1.0; 4]));
 }
 
 #[test]
