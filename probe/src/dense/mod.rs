@@ -18,8 +18,9 @@
 //! block means ([`NormalEquations`]) minimises the per-pixel squared loss with
 //! `α_pix = f²·α_tok`, and soft-label logistic regression on tokens ([`fit_logistic`]) minimises
 //! the per-pixel cross-entropy with `λ_pix = f²·λ_tok`. The Huber probe ([`fit_huber`]) needs
-//! every pixel's residual, so it reads the map block by block ([`BlockPixels`]) on each pass. The metrics ([`continuous_metrics`],
-//! [`mask_metrics`]) are likewise exact from the block statistics and the per-token prediction.
+//! every pixel's residual, so it reads the map block by block ([`BlockPixels`]) on each pass.
+//! The metrics ([`continuous_metrics`], [`mask_metrics`]) are exact from the block statistics
+//! and the per-token prediction.
 //!
 //! **Invariants:** pure and deterministic (no I/O; every faer call runs with `Par::Seq`);
 //! non-finite features or targets are an error, never skipped.
