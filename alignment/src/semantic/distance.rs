@@ -5,7 +5,8 @@
 //! **Degenerate rows:** a zero row (cosine) or a constant row (correlation) has similarity 0 with
 //! any other row (distance 1), as scikit-learn's `cosine_distances` does, instead of scipy's NaN.
 //! **Identical rows** are at distance exactly 0 under every distance except `dot` (so the drift of
-//! an unchanged descriptor is exactly 0, not a rounding residue of 1 − x·x/‖x‖²).
+//! an unchanged descriptor is exactly 0, not a rounding residue of 1 − x·x/‖x‖²), and cosine and
+//! correlation distances are clipped to [0, 2].
 //!
 //! The matrix is dense (N² values): the scores need whole rows of it. Blocking for sets that do not
 //! fit in memory is the caller's (through [`cross_distances`] on row blocks).
@@ -116,7 +117,10 @@ fn between(a: &Prepared, b: &Prepared, distance: Distance) -> f64 {
     let (x, y) = (&a.values, &b.values);
     match distance {
         Distance::Cosine | Distance::Correlation if a.norm == 0.0 || b.norm == 0.0 => 1.0,
-        Distance::Cosine | Distance::Correlation => 1.0 - dot(x, y) / (a.norm * b.norm),
+        // Rounding can leave 1 − cos a hair outside [0, 2]; scipy clips it the same way.
+        Distance::Cosine | Distance::Correlation => {
+            (1.0 - dot(x, y) / (a.norm * b.norm)).clamp(0.0, 2.0)
+        }
         Distance::Euclidean => x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt(),
         Distance::L1 => x.iter().zip(y).map(|(p, q)| (p - q).abs()).sum(),
         Distance::LInf => x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max),
