@@ -1,8 +1,8 @@
 //! The `alignment` crate's semantic lens against scipy / scikit-learn / numpy
 //! (`scripts/ref_semantic.py`, read from `DIFFPROBE_SEMANTIC_REF`): the five distance matrices
-//! equal `cdist` within 1e-12, silhouette, AUC and the inter/intra ratio equal scikit-learn's /
+//! equal `cdist` within 1e-12 (relative, absolute below 1), silhouette, AUC and the inter/intra ratio equal scikit-learn's /
 //! numpy's within 1e-10, and the LOO k-NN accuracies and mAP@R with same-image exclusion equal
-//! numpy's exactly (they are counts over the same rankings).
+//! numpy's within 1e-12 (the same hit counts; only the summation order of the mean differs).
 //!
 //! Without `DIFFPROBE_SEMANTIC_REF` the test reports that it skipped, unless
 //! `DIFFPROBE_REQUIRE_REFS=1`, which makes it fail.
@@ -30,8 +30,12 @@ fn semantic_scores_match_scipy_and_sklearn() {
             let want = &case[distance.name()];
             let dm = DistanceMatrix::new(&features, distance);
             let reference = floats(&want["matrix"]);
-            let worst =
-                dm.values().iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let worst = dm
+                .values()
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0.0, f64::max);
             assert!(worst <= 1e-12, "case {name}, {distance}: cdist differs by {worst:e}");
             let s = scores(&dm, &items, &config).unwrap();
             let close = |got: f64, key: &str, tol: f64| {
@@ -41,8 +45,8 @@ fn semantic_scores_match_scipy_and_sklearn() {
             close(s.silhouette.value, "silhouette", 1e-10);
             close(s.auc.value, "auc", 1e-10);
             close(s.ratio.value, "ratio", 1e-10);
-            close(s.knn1.value, "knn1", 0.0);
-            close(s.knn5.value, "knn5", 0.0);
+            close(s.knn1.value, "knn1", 1e-12);
+            close(s.knn5.value, "knn5", 1e-12);
             close(s.map_at_r.value, "map_at_r", 1e-12);
             eprintln!(
                 "case {name}, {distance}: cdist within {worst:.1e}; 1-NN {:.3} (chance {:.3}), \
