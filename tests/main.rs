@@ -15,6 +15,7 @@
 //! binary fewer per crate:
 //! - `probe_lib`: the `probe` crate against scikit-learn, calibration, folds, speed;
 //! - `alignment_lib`: the `alignment` crate against numpy, planted alignment, calibration;
+//! - `semantic_lib`: the `alignment` crate's semantic lens against scipy / scikit-learn;
 //! - `refs` (the reference files of both, named by environment variables) and `data` (seeded
 //!   Gaussian data) are their helpers.
 
@@ -28,5 +29,6 @@ mod parity;
 mod probe_lib;
 mod refs;
 mod sd;
+mod semantic_lib;
 mod slurm;
 mod util;

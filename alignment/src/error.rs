@@ -117,6 +117,38 @@ pub enum AlignmentError {
         /// Triplets dropped in this fold because they mix training and test concepts.
         dropped: usize,
     },
+    /// Per-item labels (classes, images) do not have one entry per descriptor row.
+    #[error("{what} has {got} entries but the descriptors have {rows} rows")]
+    LabelCount {
+        /// Which labels (`"classes"`, `"images"`).
+        what: &'static str,
+        /// Number of entries.
+        got: usize,
+        /// Number of descriptor rows.
+        rows: usize,
+    },
+    /// Two descriptor sets that must match row for row (a set and its transform) do not.
+    #[error("{what} is {rows} × {cols} but the untransformed set is {want_rows} × {want_cols}")]
+    SetMismatch {
+        /// Which set.
+        what: &'static str,
+        /// Its rows.
+        rows: usize,
+        /// Its columns.
+        cols: usize,
+        /// Rows of the untransformed set.
+        want_rows: usize,
+        /// Columns of the untransformed set.
+        want_cols: usize,
+    },
+    /// A semantic score is undefined on these labels (one class, no pair from two images, ...).
+    #[error("cannot compute {score}: {problem}")]
+    NotScorable {
+        /// The score (`"silhouette"`, `"pair AUC"`, ...).
+        score: &'static str,
+        /// Why.
+        problem: String,
+    },
     /// The ridge regression of the `probe` crate refused its input.
     #[error(transparent)]
     Probe(#[from] probe::ProbeError),

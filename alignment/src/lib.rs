@@ -8,7 +8,9 @@
 //! - [`linear_probe`]: the paper's linear-probe alignment, trained with candle on the CPU or a
 //!   GPU;
 //! - [`embedding_regression`]: ridge from the features to a human embedding (VICE), R² per
-//!   dimension and the accuracy of the predicted embedding.
+//!   dimension and the accuracy of the predicted embedding;
+//! - [`semantic`]: the semantic lens (science-2.md §L): class-semantics scores of object
+//!   descriptors under five distances, invariance to transforms, the layer ablation.
 //!
 //! **Input policy:** features and embeddings enter as [`Matrix`] values, which refuse NaN and
 //! infinite entries; every analysis checks that they have one row per concept of the triplets.
@@ -23,6 +25,7 @@ mod linear_probe;
 mod matrix;
 mod odd_one_out;
 mod rng;
+pub mod semantic;
 mod train;
 mod triplets;
 

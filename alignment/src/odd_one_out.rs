@@ -11,7 +11,11 @@
 //! Distances are compared exactly, in `f64`.
 //!
 //! **Cosine of a zero row:** its cosine similarity with anything is 0 (distance 1), as in
-//! scikit-learn's `cosine_distances`, instead of NaN.
+//! scikit-learn's `cosine_distances`, instead of NaN (likewise a constant row under the
+//! correlation distance).
+//!
+//! [`Distance`] also holds the semantic lens's distances (L1, L∞, correlation; see
+//! [`crate::semantic`]); odd-one-out accepts them too, computed as the distance itself.
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,18 +37,38 @@ pub enum Distance {
     Euclidean,
     /// `−a·b`: the most similar pair has the largest dot product (the linear probe's similarity).
     NegDot,
+    /// `Σ|a − b|` (scipy's `cityblock`).
+    L1,
+    /// `max|a − b|` (scipy's `chebyshev`).
+    LInf,
+    /// `1 − corr(a, b)`: the cosine distance of the rows centred on their own means (scipy's
+    /// `correlation`).
+    Correlation,
 }
 
 impl Distance {
-    /// All distances, in a fixed order.
+    /// The odd-one-out analysis's distances (science.md B2), in a fixed order.
     pub const ALL: [Distance; 3] = [Distance::Cosine, Distance::Euclidean, Distance::NegDot];
 
-    /// The name used in job specs and reports: `cosine`, `euclidean`, `dot`.
+    /// The semantic lens's distances (science-2.md §L), in a fixed order.
+    pub const SEMANTIC: [Distance; 5] = [
+        Distance::Cosine,
+        Distance::Euclidean,
+        Distance::L1,
+        Distance::LInf,
+        Distance::Correlation,
+    ];
+
+    /// The name used in job specs and reports: `cosine`, `euclidean`, `dot`, `l1`, `linf`,
+    /// `correlation`.
     pub fn name(self) -> &'static str {
         match self {
             Distance::Cosine => "cosine",
             Distance::Euclidean => "euclidean",
             Distance::NegDot => "dot",
+            Distance::L1 => "l1",
+            Distance::LInf => "linf",
+            Distance::Correlation => "correlation",
         }
     }
 }
@@ -59,10 +83,14 @@ impl FromStr for Distance {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Distance::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| format!("unknown distance {s:?}; expected cosine, euclidean or dot"))
+        Distance::ALL.into_iter().chain(Distance::SEMANTIC).find(|d| d.name() == s).ok_or_else(
+            || {
+                format!(
+                    "unknown distance {s:?}; expected cosine, euclidean, dot, l1, linf or \
+                     correlation"
+                )
+            },
+        )
     }
 }
 
@@ -100,7 +128,7 @@ pub(crate) fn evaluate<T: Copy + Into<f64>>(
         Distance::Cosine => {
             (0..features.rows()).map(|i| dot(features.row(i), features.row(i)).sqrt()).collect()
         }
-        Distance::Euclidean | Distance::NegDot => Vec::new(),
+        _ => Vec::new(),
     };
     let pair = |a: usize, b: usize| -> f64 {
         let (x, y) = (features.row(a), features.row(b));
@@ -109,6 +137,9 @@ pub(crate) fn evaluate<T: Copy + Into<f64>>(
             Distance::Cosine => 1.0 - dot(x, y) / (norms[a] * norms[b]),
             Distance::Euclidean => squared_distance(x, y),
             Distance::NegDot => -dot(x, y),
+            Distance::L1 | Distance::LInf | Distance::Correlation => {
+                crate::semantic::pair_distance(x, y, distance)
+            }
         }
     };
     let predictions: Vec<Option<u8>> =
@@ -203,7 +234,7 @@ mod tests {
 
     #[test]
     fn distance_names_round_trip() {
-        for d in Distance::ALL {
+        for d in Distance::ALL.into_iter().chain(Distance::SEMANTIC) {
             assert_eq!(d.name().parse::<Distance>(), Ok(d));
         }
         assert!("manhattan".parse::<Distance>().is_err());

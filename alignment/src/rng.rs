@@ -19,6 +19,10 @@ pub(crate) enum Stream {
     Batches = 2,
     /// The training / validation split of a fold's triplets.
     Validation = 3,
+    /// The bootstrap resamples of a semantic score (`fold` = which score).
+    Bootstrap = 4,
+    /// The label permutations of a semantic score's chance level (`fold` = which score).
+    Permutation = 5,
 }
 
 /// The generator of `stream` for `seed` and `fold`.
@@ -36,6 +40,18 @@ fn uniform(rng: &mut impl RngCore) -> f64 {
 pub(crate) fn normal(rng: &mut impl RngCore) -> f64 {
     let (u, v) = (uniform(rng), uniform(rng));
     (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// A uniform integer in `0..n` (`n > 0`), by Lemire's multiply-and-reject method.
+pub(crate) fn below(rng: &mut impl RngCore, n: usize) -> usize {
+    let n = n as u64;
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let m = u128::from(rng.next_u64()) * u128::from(n);
+        if (m as u64) >= threshold {
+            return (m >> 64) as usize;
+        }
+    }
 }
 
 /// Seeded Fisher–Yates shuffle: the probe crate's, so both crates shuffle alike.
