@@ -6,6 +6,8 @@ by the tests in sd/src/lora.rs.
 Writes
     tests/fixtures/tiny-sd-1-lora-peft.safetensors   `unet.<module>.lora_A.weight` / `lora_B.weight`
                                                      (no alpha: diffusers then takes alpha = rank)
+    tests/fixtures/tiny-sd-1-lora-peft-meta.safetensors  the same keys, with diffusers'
+                                                     `lora_adapter_metadata` header (lora_alpha = 2r)
     tests/fixtures/tiny-sd-1-lora-kohya.safetensors  `lora_unet_<module_>.lora_down.weight` /
                                                      `lora_up.weight` / `.alpha` (alpha != rank)
     tests/golden/sd/lora/tiny-sd-1-lora.safetensors  inputs (sample, timestep, context) and, for
@@ -86,6 +88,11 @@ def main():
     kohya_path = os.path.join(ROOT, "tests/fixtures/tiny-sd-1-lora-kohya.safetensors")
     save_file({f"unet.{n}.lora_A.weight": a.contiguous() for n, (a, b) in lora.items()}
               | {f"unet.{n}.lora_B.weight": b.contiguous() for n, (a, b) in lora.items()}, peft_path)
+    meta_path = os.path.join(ROOT, "tests/fixtures/tiny-sd-1-lora-peft-meta.safetensors")
+    adapter_meta = {"unet.r": RANK, "unet.lora_alpha": 2 * RANK, "unet.target_modules": TARGETS}
+    save_file({f"unet.{n}.lora_A.weight": a.contiguous() for n, (a, b) in lora.items()}
+              | {f"unet.{n}.lora_B.weight": b.contiguous() for n, (a, b) in lora.items()}, meta_path,
+              metadata={"format": "pt", "lora_adapter_metadata": json.dumps(adapter_meta, indent=2, sort_keys=True)})
     kohya = {}
     for n, (a, b) in lora.items():
         k = "lora_unet_" + n.replace(".", "_")
@@ -103,7 +110,7 @@ def main():
     out, mid = run(pipe, sample, t, context)
     golden["base.out"], golden["base.mid_block"] = out, mid
     deltas = {}
-    for layout, path in (("peft", peft_path), ("kohya", kohya_path)):
+    for layout, path in (("peft", peft_path), ("peft-meta", meta_path), ("kohya", kohya_path)):
         p = pipeline()
         before = {n: m.weight.detach().clone() for n, m in p.unet.named_modules() if n in lora}
         p.load_lora_weights(path)
@@ -124,7 +131,7 @@ def main():
             "relative_change_of_out": json.dumps(deltas)}
     save_file(golden, out_path, metadata=meta)
     print(json.dumps(meta, indent=1))
-    for p in (peft_path, kohya_path, out_path):
+    for p in (peft_path, meta_path, kohya_path, out_path):
         print(p, os.path.getsize(p), "bytes")
 
 

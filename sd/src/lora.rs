@@ -8,7 +8,8 @@
 //! runs at the plain model's speed). Two key layouts are read:
 //!
 //! * diffusers / PEFT: `unet.<module>.lora_A.weight`, `….lora_B.weight`, optional `<module>.alpha`
-//!   (absent: alpha = r, which is what diffusers assumes for such files);
+//!   (absent: the `lora_alpha` of diffusers' `lora_adapter_metadata` in the file header, else
+//!   alpha = r, as diffusers does; per-module alpha/rank patterns, rsLoRA and DoRA are refused);
 //! * kohya: `lora_unet_<module with _ for .>.lora_down.weight`, `….lora_up.weight`, `….alpha`
 //!   (the LCM-LoRA releases use this one). The underscored name is resolved against the
 //!   component's own weight names, so it is never guessed.
@@ -76,6 +77,58 @@ const SUFFIXES: [(&str, Part); 5] = [
     (".alpha", Part::Alpha),
 ];
 
+/// The safetensors header entry where diffusers stores each component's PEFT `LoraConfig`.
+const META_KEY: &str = "lora_adapter_metadata";
+
+/// What a file's `lora_adapter_metadata` says about one component.
+#[derive(Debug, Default, Clone, Copy)]
+struct Meta {
+    lora_alpha: Option<f64>,
+    r: Option<usize>,
+}
+
+/// Reads the component's entries of `lora_adapter_metadata` from the safetensors header
+/// (8-byte little-endian length, then JSON), refusing the options the merge does not implement.
+fn read_meta(path: &Path, target: Target) -> Result<Meta, SdError> {
+    use std::io::Read;
+    let io = |source| SdError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let mut header = vec![0u8; u64::from_le_bytes(len).min(100 << 20) as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap_or_default();
+    let Some(raw) = header.pointer(&format!("/__metadata__/{META_KEY}")).and_then(|v| v.as_str())
+    else {
+        return Ok(Meta::default());
+    };
+    let bad = |message: String| lora_error(path, META_KEY, message);
+    let meta: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| bad(format!("is not JSON: {e}")))?;
+    let get = |field: &str| meta.get(format!("{}.{field}", target.peft)).filter(|v| !v.is_null());
+    for field in ["alpha_pattern", "rank_pattern"] {
+        if get(field).and_then(|v| v.as_object()).is_some_and(|o| !o.is_empty()) {
+            return Err(bad(format!(
+                "{}.{field}: per-module patterns are not supported",
+                target.peft
+            )));
+        }
+    }
+    for field in ["use_rslora", "use_dora"] {
+        if get(field).and_then(|v| v.as_bool()) == Some(true) {
+            return Err(bad(format!("{}.{field} is not supported", target.peft)));
+        }
+    }
+    let number = |field: &str| match get(field) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("{}.{field} is not a number", target.peft))),
+    };
+    Ok(Meta { lora_alpha: number("lora_alpha")?, r: number("r")?.map(|r| r as usize) })
+}
+
 fn lora_error(path: &Path, key: &str, message: impl Into<String>) -> SdError {
     SdError::Lora { path: path.to_path_buf(), key: key.to_string(), message: message.into() }
 }
@@ -104,6 +157,7 @@ fn merge(
     let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
         SdError::Weights { path: path.to_path_buf(), message: format!("not a LoRA file: {e}") }
     })?;
+    let meta = read_meta(path, target)?;
     // The component's layer names in kohya's spelling, mapped back to the real ones.
     let mut kohya_names: HashMap<String, Option<String>> = HashMap::new();
     for name in weights.keys() {
@@ -178,7 +232,7 @@ fn merge(
     }
     for (module, adapter) in adapters {
         let name = format!("{module}.weight");
-        let merged = merged_weight(&weights[&name], adapter, lora.scale, path)?;
+        let merged = merged_weight(&weights[&name], adapter, meta, lora.scale, path)?;
         if let Some(merged) = merged {
             weights.insert(name, merged);
         }
@@ -190,6 +244,7 @@ fn merge(
 fn merged_weight(
     weight: &Tensor,
     adapter: Adapter,
+    meta: Meta,
     scale: f64,
     path: &Path,
 ) -> Result<Option<Tensor>, SdError> {
@@ -223,8 +278,11 @@ fn merged_weight(
             dims
         )));
     }
+    if meta.r.is_some_and(|r| r != rank) {
+        return Err(shape_error(format!("has rank {rank}, {META_KEY} says r = {:?}", meta.r)));
+    }
     let alpha = match adapter.alpha {
-        None => rank as f64,
+        None => meta.lora_alpha.unwrap_or(rank as f64),
         Some((key, a)) => a
             .to_dtype(DType::F64)
             .and_then(|a| a.flatten_all())

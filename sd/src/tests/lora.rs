@@ -1,5 +1,5 @@
 //! LoRA merging against diffusers: the tiny SD 1 fixture with a LoRA in diffusers/PEFT and in
-//! kohya layout (`tests/fixtures/tiny-sd-1-lora-*.safetensors`) must give the U-Net output and
+//! kohya layout, and with diffusers' `lora_adapter_metadata` (`tests/fixtures/tiny-sd-1-lora-*.safetensors`) must give the U-Net output and
 //! `mid_block` output of diffusers' `load_lora_weights` + `fuse_lora(lora_scale=0.7)`
 //! (`tests/golden/sd/lora/`, written by `scripts/make_lora_golden.py`); scale 0 must give the
 //! plain model bit for bit; a key that matches nothing is an error naming it.
@@ -52,7 +52,7 @@ fn merged_lora_matches_diffusers_fuse_lora() {
         ("base out", max_relative_error(&out, &g["base.out"])),
         ("base mid_block", max_relative_error(&mid, &g["base.mid_block"])),
     ];
-    for layout in ["peft", "kohya"] {
+    for layout in ["peft", "peft-meta", "kohya"] {
         let unet =
             UNet::load_with_loras(&unet_dir(), DType::F32, &Device::Cpu, &[lora(layout, 0.7)])
                 .unwrap_or_else(|e| panic!("{layout}: {e}"));
@@ -165,6 +165,44 @@ fn bad_keys_are_errors_naming_key_and_file() {
     let h = |t: &TextEncoder| values(&t.forward(&ids).unwrap().last_hidden_state);
     assert_eq!(h(&plain), h(&zero));
     assert_ne!(h(&plain), h(&merged));
+}
+
+/// A one-tensor LoRA file whose header carries `lora_adapter_metadata` = `meta` (candle cannot
+/// write safetensors metadata, so the header is written by hand).
+fn write_with_metadata(path: &Path, key: &str, meta: &str) {
+    let header = serde_json::json!({
+        "__metadata__": { "lora_adapter_metadata": meta },
+        key: { "dtype": "F32", "shape": [1, 32], "data_offsets": [0, 128] },
+    })
+    .to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 128]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn unsupported_adapter_metadata_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight";
+    for (i, meta) in [
+        r#"{"unet.use_dora": true}"#,
+        r#"{"unet.rank_pattern": {"to_q": 8}}"#,
+        r#"{"unet.lora_alpha": "eight"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("meta{i}.safetensors"));
+        write_with_metadata(&path, key, meta);
+        let (named, message) = lora_error(&path, 1.0);
+        assert_eq!(named, "lora_adapter_metadata", "{message}");
+    }
+    // Text-encoder settings do not concern the U-Net.
+    let path = dir.path().join("te.safetensors");
+    write_with_metadata(&path, key, r#"{"text_encoder.use_dora": true, "unet.r": 4}"#);
+    // (The one tensor has no partner: the error is about that, not the metadata.)
+    assert!(lora_error(&path, 1.0).1.contains("has no up"));
 }
 
 #[test]
