@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/schedulers.json: known answers from diffusers' DDIM, Euler and LMS
-schedulers, read by the tests in sd/src/scheduler.rs.
+"""Writes tests/golden/schedulers.json: known answers from diffusers' DDIM, Euler, LMS and LCM
+schedulers, read by the tests in sd/src/scheduler.rs and sd/src/scheduler/lcm.rs.
 
 Usage (a venv with torch, diffusers and scipy):
     /tmp/venv-golden/bin/python scripts/make_scheduler_golden.py [out.json]
+    /tmp/venv-golden/bin/python scripts/make_scheduler_golden.py --lcm-only [out.json]
+
+`--lcm-only` rewrites only the `lcm` section of an existing file and keeps every other value
+byte for byte: a full rerun on another CPU can move a few Euler/LMS values by an f32 ulp, which
+the tests tolerate but a reviewer's diff would show.
 """
 import json
 import sys
@@ -13,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import diffusers
-from diffusers import DDIMScheduler, EulerDiscreteScheduler, LMSDiscreteScheduler
+from diffusers import DDIMScheduler, EulerDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler
+import diffusers.schedulers.scheduling_lcm as scheduling_lcm
 
 warnings.filterwarnings("ignore")
 
@@ -121,12 +127,62 @@ def make(name, cfg, rng):
     return out
 
 
+# LCM-LoRA on SD 1.5: `LCMScheduler.from_config(pipe.scheduler.config)`, i.e. SD 1.5's
+# scheduler_config.json read by LCMScheduler (its own defaults for original_inference_steps = 50
+# and timestep_scaling = 10).
+LCM_CONFIG = dict(BASE, prediction_type="epsilon")
+
+
+def make_lcm(rng):
+    """LCM timesteps for 1..8 (and 15, 50) steps, the boundary scalings, and whole 1- and 4-step
+    trajectories with given model outputs and re-noising noise, stepped as the pipeline does
+    (the timestep a 0-d int64 tensor, so c_skip / c_out are float32)."""
+    out = {"config": dict(LCM_CONFIG, _class_name="LCMScheduler")}
+    s = LCMScheduler(**LCM_CONFIG)
+    out["timesteps"] = {}
+    for steps in list(range(1, 9)) + [15, 50]:
+        s.set_timesteps(steps)
+        out["timesteps"][str(steps)] = [int(t) for t in s.timesteps]
+    out["scalings"] = {}
+    for t in (999, 759, 499, 259, 19, 0):
+        c_skip, c_out = s.get_scalings_for_boundary_condition_discrete(torch.tensor(t))
+        out["scalings"][str(t)] = [float(c_skip), float(c_out)]
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    real_randn = scheduling_lcm.randn_tensor
+    seqs = []
+    for steps in (1, 4):
+        s.set_timesteps(steps)
+        x = rng.standard_normal(N).astype(np.float32)
+        seq = {"num_inference_steps": steps, "sample0": fl(x), "steps": []}
+        xt = f(x)
+        for k, t in enumerate(s.timesteps):
+            m = rng.standard_normal(N).astype(np.float32)
+            z = rng.standard_normal(N).astype(np.float32)
+            scheduling_lcm.randn_tensor = lambda *a, **kw: f(z)
+            try:
+                prev, denoised = s.step(f(m), t, xt, return_dict=False)
+            finally:
+                scheduling_lcm.randn_tensor = real_randn
+            seq["steps"].append({"timestep": int(t), "model_output": fl(m), "noise": fl(z),
+                                 "denoised": fl(denoised), "prev_sample": fl(prev)})
+            xt = prev
+        seqs.append(seq)
+    out["seqs"] = seqs
+    return out
+
+
 def main():
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests/golden/schedulers.json"
-    rng = np.random.default_rng(20261123)
-    doc = {"generator": "scripts/make_scheduler_golden.py",
-           "diffusers": diffusers.__version__, "torch": torch.__version__,
-           "configs": {name: make(name, cfg, rng) for name, cfg in CONFIGS.items()}}
+    args = [a for a in sys.argv[1:] if a != "--lcm-only"]
+    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "tests/golden/schedulers.json"
+    lcm = make_lcm(np.random.default_rng(20261202))
+    if "--lcm-only" in sys.argv:
+        doc = json.loads(path.read_text())
+    else:
+        rng = np.random.default_rng(20261123)
+        doc = {"generator": "scripts/make_scheduler_golden.py",
+               "diffusers": diffusers.__version__, "torch": torch.__version__,
+               "configs": {name: make(name, cfg, rng) for name, cfg in CONFIGS.items()}}
+    doc["lcm"] = lcm
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {path} ({path.stat().st_size} bytes)")

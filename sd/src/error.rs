@@ -44,6 +44,17 @@ pub enum SdError {
         /// What is wrong, naming the tensor.
         message: String,
     },
+    /// A LoRA file's tensor `key` cannot be merged: it is no LoRA tensor, names a layer the
+    /// model does not have, or its shapes do not fit that layer.
+    #[error("LoRA {}: {key} {message}", path.display())]
+    Lora {
+        /// The LoRA file.
+        path: PathBuf,
+        /// The tensor name in the file.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The tensors passed to a forward pass do not fit the model (rank, channels, batch,
     /// sequence length, dtype).
     #[error("bad input: {message}")]

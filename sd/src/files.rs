@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 
 use crate::error::SdError;
+use crate::lora::{self, Lora};
 
 /// The two files of one component (`unet/`, `text_encoder/`, `vae/`).
 #[derive(Debug, Clone)]
@@ -86,6 +87,27 @@ impl ComponentFiles {
         // like every mmap user we rely on nobody truncating the file meanwhile.
         unsafe { VarBuilder::from_mmaped_safetensors(&[&self.weights], dtype, device) }
             .map_err(|e| self.weights_error(e))
+    }
+}
+
+impl ComponentFiles {
+    /// The weights with `loras` merged into them: read whole into memory (on the CPU, in
+    /// their stored dtype), merged in f32, then converted to `dtype` on `device` as each tensor
+    /// is asked for. Without LoRAs this is [`Self::var_builder`] (memory-mapped, unchanged).
+    pub(crate) fn var_builder_with_loras(
+        &self,
+        dtype: DType,
+        device: &Device,
+        loras: &[Lora],
+        target: lora::Target,
+    ) -> Result<VarBuilder<'static>, SdError> {
+        if loras.is_empty() {
+            return self.var_builder(dtype, device);
+        }
+        let mut weights = candle_core::safetensors::load(&self.weights, &Device::Cpu)
+            .map_err(|e| self.weights_error(e))?;
+        lora::merge_all(&mut weights, loras, target)?;
+        Ok(VarBuilder::from_tensors(weights, dtype, device))
     }
 }
 

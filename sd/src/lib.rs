@@ -11,7 +11,10 @@
 //! - [`Vae`] (`vae/`): the image encoder, returning the latent mean; [`VaeDecoder`] turns
 //!   generated latents back into images.
 //!
-//! Beside them, [`scheduler`] is diffusers' DDIM, Euler and LMS schedulers and the real-image
+//! [`UNet::load_with_loras`] and [`TextEncoder::load_with_loras`] merge LoRA files
+//! ([`lora`], diffusers/PEFT or kohya layout) into the weights as they load.
+//!
+//! Beside them, [`scheduler`] is diffusers' DDIM, Euler, LMS and LCM schedulers and the real-image
 //! noise mapping as pure host-side math (no candle), from `scheduler/scheduler_config.json`.
 //!
 //! All three are numerically equal to diffusers / transformers in f32 (relative error around
@@ -22,6 +25,7 @@
 mod config_check;
 mod error;
 mod files;
+pub mod lora;
 mod taps;
 mod text;
 mod unet;
@@ -35,6 +39,7 @@ pub mod scheduler;
 mod tests;
 
 pub use error::SdError;
+pub use lora::Lora;
 pub use taps::{NoTaps, TapKind, TapRecorder, TapShape, TapSink};
 pub use text::{HiddenAct, TextConfig, TextEncoder, TextOutput};
 pub use unet::{PerBlock, UNet, UNetConfig, OUT_TAP};

@@ -1,7 +1,8 @@
 //! Diffusion noise schedules and samplers, as pure host-side math (no candle, no device).
 //!
-//! This module reproduces the parts of diffusers' `DDIMScheduler`, `EulerDiscreteScheduler` and
-//! `LMSDiscreteScheduler` that the SD capture needs, read from a model's
+//! This module reproduces the parts of diffusers' `DDIMScheduler`, `EulerDiscreteScheduler`,
+//! `LMSDiscreteScheduler` and `LCMScheduler` ([`Lcm`], in `scheduler/lcm.rs`) that the SD capture
+//! needs, read from a model's
 //! `scheduler/scheduler_config.json` ([`SchedulerConfig`]):
 //!
 //! * the training schedule: [`SchedulerConfig::betas`], [`SchedulerConfig::alphas_cumprod`]
@@ -30,6 +31,12 @@
 //! the tests against `tests/golden/schedulers.json`, written by `scripts/make_scheduler_golden.py`.
 
 use serde::Deserialize;
+
+mod lcm;
+
+pub use lcm::{
+    lcm_boundary_scalings, lcm_origin_timesteps, Lcm, LcmScalars, LcmStepOutput, LCM_CLASS,
+};
 
 /// An error from a schedule or a sampler step (bad config, bad arguments).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -81,6 +88,8 @@ pub enum SchedulerKind {
     Euler,
     /// `LMSDiscreteScheduler`.
     Lms,
+    /// `LCMScheduler`.
+    Lcm,
 }
 
 /// diffusers' `scheduler/scheduler_config.json`. Unknown fields are ignored; missing fields take
@@ -118,6 +127,10 @@ pub struct SchedulerConfig {
     pub rescale_betas_zero_snr: bool,
     /// DDIM dynamic thresholding; not supported (rejected when true).
     pub thresholding: bool,
+    /// LCM: the length N of the distillation schedule `T/N·[1..=N] − 1` (50).
+    pub original_inference_steps: usize,
+    /// LCM: τ = `timestep_scaling`·t in the boundary condition (10).
+    pub timestep_scaling: f64,
 }
 
 impl Default for SchedulerConfig {
@@ -137,6 +150,8 @@ impl Default for SchedulerConfig {
             trained_betas: None,
             rescale_betas_zero_snr: false,
             thresholding: false,
+            original_inference_steps: 50,
+            timestep_scaling: 10.0,
         }
     }
 }
@@ -156,10 +171,17 @@ impl SchedulerConfig {
         }
     }
 
-    /// Parses `scheduler_config.json` text.
+    /// Parses `scheduler_config.json` text. An `LCMScheduler` config takes that class's
+    /// defaults for the fields it omits.
     pub fn from_json(text: &str) -> Result<SchedulerConfig, SchedulerError> {
-        let cfg: SchedulerConfig = serde_json::from_str(text)
-            .map_err(|e| SchedulerError(format!("bad scheduler_config.json: {e}")))?;
+        let bad = |e: serde_json::Error| SchedulerError(format!("bad scheduler_config.json: {e}"));
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
+        if let Some(fields) = value.as_object_mut() {
+            if fields.get("_class_name").and_then(|c| c.as_str()) == Some(LCM_CLASS) {
+                lcm::apply_lcm_defaults(fields);
+            }
+        }
+        let cfg: SchedulerConfig = serde_json::from_value(value).map_err(bad)?;
         if cfg.num_train_timesteps < 2 {
             return err("num_train_timesteps must be at least 2");
         }
@@ -183,6 +205,7 @@ impl SchedulerConfig {
             "DDIMScheduler" => Some(SchedulerKind::Ddim),
             "EulerDiscreteScheduler" => Some(SchedulerKind::Euler),
             "LMSDiscreteScheduler" => Some(SchedulerKind::Lms),
+            LCM_CLASS => Some(SchedulerKind::Lcm),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SdError;
 use crate::files::ComponentFiles;
+use crate::lora::{self, Lora};
 
 /// The `CLIPTextConfig` fields this crate reads (transformers' defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,10 +106,21 @@ impl TextEncoder {
         dtype: DType,
         device: &Device,
     ) -> Result<TextEncoder, SdError> {
+        Self::load_with_loras(text_encoder_dir, dtype, device, &[])
+    }
+
+    /// [`TextEncoder::load`] with `loras` merged into the weights first (see [`crate::lora`]);
+    /// their `unet` keys are skipped. With no LoRAs this is exactly [`TextEncoder::load`].
+    pub fn load_with_loras(
+        text_encoder_dir: &Path,
+        dtype: DType,
+        device: &Device,
+        loras: &[Lora],
+    ) -> Result<TextEncoder, SdError> {
         let files = ComponentFiles::locate(text_encoder_dir, "model")?;
         let (config, _raw): (TextConfig, _) = files.read_config()?;
         check_config(&config).map_err(|m| files.config_error(m))?;
-        let vb = files.var_builder(dtype, device)?;
+        let vb = files.var_builder_with_loras(dtype, device, loras, lora::TEXT_ENCODER)?;
         let vb = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
             vb.pp("text_model")
         } else {

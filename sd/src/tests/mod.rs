@@ -7,6 +7,7 @@ mod batched_matmul;
 mod candle_stock;
 mod errors;
 mod golden;
+mod lora;
 mod variants;
 
 use std::path::PathBuf;

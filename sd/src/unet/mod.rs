@@ -24,6 +24,7 @@ use self::transformer::TransformerSpec;
 use crate::config_check::check_fields;
 use crate::error::SdError;
 use crate::files::ComponentFiles;
+use crate::lora::{self, Lora};
 use crate::taps::{emit, TapKind, TapShape, TapSink};
 
 /// The tap name of the U-Net's output.
@@ -51,17 +52,38 @@ impl UNet {
         Self::load_with_gate(unet_dir, dtype, device, GateGelu::Erf)
     }
 
+    /// [`UNet::load`] with `loras` merged into the weights first (see [`crate::lora`]); their
+    /// `text_encoder` keys are skipped. With no LoRAs this is exactly [`UNet::load`].
+    pub fn load_with_loras(
+        unet_dir: &Path,
+        dtype: DType,
+        device: &Device,
+        loras: &[Lora],
+    ) -> Result<UNet, SdError> {
+        Self::load_inner(unet_dir, dtype, device, GateGelu::Erf, loras)
+    }
+
     pub(crate) fn load_with_gate(
         unet_dir: &Path,
         dtype: DType,
         device: &Device,
         gate_gelu: GateGelu,
     ) -> Result<UNet, SdError> {
+        Self::load_inner(unet_dir, dtype, device, gate_gelu, &[])
+    }
+
+    fn load_inner(
+        unet_dir: &Path,
+        dtype: DType,
+        device: &Device,
+        gate_gelu: GateGelu,
+        loras: &[Lora],
+    ) -> Result<UNet, SdError> {
         let files = ComponentFiles::locate(unet_dir, "diffusion_pytorch_model")?;
         let (config, raw): (UNetConfig, _) = files.read_config()?;
         check_fields(&raw, config::UNSUPPORTED).map_err(|m| files.config_error(m))?;
         let plan = config.plan().map_err(|m| files.config_error(m))?;
-        let vb = files.var_builder(dtype, device)?;
+        let vb = files.var_builder_with_loras(dtype, device, loras, lora::UNET)?;
         Self::build(vb, config, &plan, dtype, gate_gelu).map_err(|e| files.weights_error(e))
     }
 
