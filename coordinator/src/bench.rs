@@ -230,7 +230,7 @@ pub(crate) async fn serve(run_dir: &Path) -> anyhow::Result<()> {
             _ = &mut rx => break,
         }
         let t = crate::run::tick(&shared, now_ms(), since, policy.ttl_ms)?;
-        since = t.events.last().map_or(since, |e| e.0);
+        since = t.events.last().map_or(since, |e| e.seq);
     }
     shutdown.cancel();
     let _ = server.await;
