@@ -39,6 +39,23 @@ pub enum UnitKind {
     Alignment,
 }
 
+impl UnitKind {
+    /// The run-directory folder of this kind's outputs.
+    pub fn output_dir(self) -> &'static str {
+        match self {
+            UnitKind::Capture => "features",
+            UnitKind::Probe | UnitKind::Grid => "probes",
+            UnitKind::Alignment => "alignment",
+        }
+    }
+
+    /// Whether `dir` is the output folder of some kind.
+    pub fn is_output_dir(dir: &str) -> bool {
+        use strum::IntoEnumIterator;
+        UnitKind::iter().any(|k| k.output_dir() == dir)
+    }
+}
+
 /// Kinds order by name, as the text keys they replace did (status lines and summaries list
 /// kinds in this order).
 impl Ord for UnitKind {

@@ -220,11 +220,7 @@ impl InputsManifest {
 impl UnitSpec {
     /// The run-directory subfolder of this kind's outputs.
     pub fn output_dir(&self) -> &'static str {
-        match self {
-            UnitSpec::Capture(_) => "features",
-            UnitSpec::Probe(_) | UnitSpec::Grid(_) => "probes",
-            UnitSpec::Alignment(_) => "alignment",
-        }
+        self.kind().output_dir()
     }
     /// Dependency stage: a unit runs only when every unit of a lower stage is committed.
     pub fn stage(&self) -> u32 {

@@ -542,7 +542,7 @@ fn checked_output_path(
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
     let expected = common::layout::RunLayout::unit_output(dir, unit.as_str(), attempt);
-    if !plain || rel != expected || !matches!(dir, "features" | "probes" | "alignment") {
+    if !plain || rel != expected || !UnitKind::is_output_dir(dir) {
         return Err(Status::invalid_argument(format!(
             "output path {:?} is not this attempt's output",
             bounded(rel, MAX_NAME)

@@ -17,7 +17,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use common::fs::{move_aside, verify_file, Verification};
-use common::ids::UnitId;
+use common::ids::{UnitId, UnitKind};
 use common::layout::RunLayout;
 
 use crate::db::{CommittedFile, StateDb};
@@ -146,12 +146,11 @@ fn is_output_path(rel: &str) -> bool {
     let p = PathBuf::from(rel);
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
-    plain && matches!(dir, "features" | "probes" | "alignment")
+    plain && UnitKind::is_output_dir(dir)
 }
 
 #[cfg(test)]
 mod tests {
-    use common::ids::UnitKind;
     use common::spec::Pooling;
     use common::unit::{CaptureUnit, ProbeUnit, Representation, UnitSpec};
 
