@@ -11,7 +11,7 @@
 //!
 //! Every name stored in a text column is an enum (`types.rs`) and every row read is a named
 //! struct (`rows.rs`); a value this build cannot read is an error naming the table, the row
-//! and the value, never a default state. Unit transitions are in `units.rs`, worker and Slurm
+//! and the value, never a default state. Unit transitions are in `units.rs` (a unit's state row in `state.rs`), worker and Slurm
 //! bookkeeping in `workers.rs`, read-only queries for status and reports in `reads.rs`.
 //!
 //! Durability: a transaction that commits, fails, quarantines, releases or expires a unit is
@@ -25,6 +25,7 @@
 mod reads;
 mod rows;
 mod schema;
+mod state;
 mod tally;
 mod types;
 mod units;
