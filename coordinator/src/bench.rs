@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::ids::UnitId;
+use common::ids::{UnitId, UnitKind};
 use common::layout::RunLayout;
 use common::proto::coordinator_client::CoordinatorClient;
 use common::proto::{self as pb, lease_reply::Outcome};
@@ -260,10 +260,10 @@ fn synthetic_units(units: usize, captures: usize) -> Vec<(UnitId, UnitSpec)> {
                     end: i + 1,
                     representations: vec![rep.clone()],
                 };
-                (UnitId::of("capture", &("bench", &u)), UnitSpec::Capture(u))
+                (UnitId::of(UnitKind::Capture, &("bench", &u)), UnitSpec::Capture(u))
             } else {
                 let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
-                (UnitId::of("probe", &("bench", &u)), UnitSpec::Probe(u))
+                (UnitId::of(UnitKind::Probe, &("bench", &u)), UnitSpec::Probe(u))
             }
         })
         .collect()
