@@ -33,21 +33,89 @@ impl Representation {
     }
 
     /// The key used in files and reports, e.g. `text.3/mean`, `mid_block/flatten/k49`,
-    /// `up_blocks.1/mean/n20/empty`.
+    /// `up_blocks.1/mean/n20/empty` (the [`Display`](std::fmt::Display) form, which
+    /// [`FromStr`](std::str::FromStr) parses back).
     pub fn key(&self) -> String {
-        let mut key = format!("{}/{}", self.tap, self.pooling.name());
+        self.to_string()
+    }
+
+    /// The step, noise level and conditioning part of the key (`k49`, `n20/empty`; empty for a
+    /// text-encoder representation): what tells apart the representations of one tap and pooling.
+    pub fn context(&self) -> String {
+        let mut parts = Vec::new();
         if let Some(k) = self.step {
-            key.push_str(&format!("/k{k}"));
+            parts.push(format!("k{k}"));
         }
         if let Some(n) = self.noise {
-            key.push_str(&format!("/n{n}"));
+            parts.push(format!("n{n}"));
         }
         if let Some(c) = self.conditioning {
-            key.push('/');
-            key.push_str(c.name());
+            parts.push(c.name().to_string());
         }
-        key
+        parts.join("/")
     }
+}
+
+impl std::fmt::Display for Representation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tap, self.pooling.name())?;
+        let context = self.context();
+        if !context.is_empty() {
+            write!(f, "/{context}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Text that is not a representation key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/k<step>][/n<noise>][/<conditioning>])")]
+pub struct RepresentationKeyError(pub String);
+
+impl std::str::FromStr for Representation {
+    type Err = RepresentationKeyError;
+
+    /// Parses a key from the right: the optional conditioning, noise level and step, then the
+    /// pooling; what is left is the tap, which may itself contain `/`.
+    fn from_str(key: &str) -> Result<Representation, RepresentationKeyError> {
+        let bad = || RepresentationKeyError(key.to_string());
+        let mut segments: Vec<&str> = key.split('/').collect();
+        let conditioning = match segments.last().and_then(|s| by_name::<Conditioning>(s)) {
+            Some(c) => {
+                segments.pop();
+                Some(c)
+            }
+            None => None,
+        };
+        let noise = numbered(&mut segments, 'n');
+        let step = numbered(&mut segments, 'k');
+        let pooling = segments.pop().and_then(by_name::<Pooling>).ok_or_else(bad)?;
+        let tap = segments.join("/");
+        if tap.is_empty() {
+            return Err(bad());
+        }
+        Ok(Representation { tap, pooling, step, noise, conditioning })
+    }
+}
+
+/// A unit-like enum variant by its serde name (the name `Pooling::name` and
+/// `Conditioning::name` write; the round-trip test holds them together).
+fn by_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    use serde::de::IntoDeserializer;
+    let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        name.into_deserializer();
+    T::deserialize(de).ok()
+}
+
+/// Pops the last segment if it is `prefix` followed by a number (`k49`, `n20`).
+fn numbered<T: std::str::FromStr>(segments: &mut Vec<&str>, prefix: char) -> Option<T> {
+    let value = segments.last()?.strip_prefix(prefix)?;
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let parsed = value.parse().ok()?;
+    segments.pop();
+    Some(parsed)
 }
 
 /// A unit of work.
@@ -152,11 +220,7 @@ impl InputsManifest {
 impl UnitSpec {
     /// The run-directory subfolder of this kind's outputs.
     pub fn output_dir(&self) -> &'static str {
-        match self {
-            UnitSpec::Capture(_) => "features",
-            UnitSpec::Probe(_) | UnitSpec::Grid(_) => "probes",
-            UnitSpec::Alignment(_) => "alignment",
-        }
+        self.kind().output_dir()
     }
     /// Dependency stage: a unit runs only when every unit of a lower stage is committed.
     pub fn stage(&self) -> u32 {
@@ -182,13 +246,69 @@ impl UnitSpec {
             UnitSpec::Alignment(a) => Some(&a.representation),
         }
     }
-    /// Short kind name.
-    pub fn kind(&self) -> &'static str {
+    /// The unit's kind.
+    pub fn kind(&self) -> crate::ids::UnitKind {
         match self {
-            UnitSpec::Capture(_) => "capture",
-            UnitSpec::Probe(_) => "probe",
-            UnitSpec::Grid(_) => "grid",
-            UnitSpec::Alignment(_) => "alignment",
+            UnitSpec::Capture(_) => crate::ids::UnitKind::Capture,
+            UnitSpec::Probe(_) => crate::ids::UnitKind::Probe,
+            UnitSpec::Grid(_) => crate::ids::UnitKind::Grid,
+            UnitSpec::Alignment(_) => crate::ids::UnitKind::Alignment,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Would catch a key format changed on one side only: every pooling, with and without a
+    /// step, noise level and conditioning, and taps that contain `/` or look like a pooling,
+    /// parses back from its key to the same representation.
+    #[test]
+    fn representation_keys_parse_back() {
+        let poolings = [
+            Pooling::Cls,
+            Pooling::Mean,
+            Pooling::Eos,
+            Pooling::Flatten,
+            Pooling::Max,
+            Pooling::None,
+            Pooling::MaskMean,
+        ];
+        let taps = ["text.3", "mid_block", "up_blocks.1/attentions.0", "a/mean", "k3", "n/empty"];
+        for tap in taps {
+            for pooling in poolings {
+                for step in [None, Some(0), Some(49)] {
+                    for noise in [None, Some(20)] {
+                        for conditioning in
+                            [None, Some(Conditioning::Empty), Some(Conditioning::Prompt)]
+                        {
+                            let r = Representation {
+                                tap: tap.into(),
+                                pooling,
+                                step,
+                                noise,
+                                conditioning,
+                            };
+                            assert_eq!(
+                                r.key().parse::<Representation>(),
+                                Ok(r.clone()),
+                                "{}",
+                                r.key()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let unet = Representation {
+            step: Some(49),
+            ..Representation::text("mid_block", Pooling::Flatten)
+        };
+        assert_eq!(unet.key(), "mid_block/flatten/k49");
+        assert_eq!(unet.context(), "k49");
+        for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1"] {
+            assert_eq!(bad.parse::<Representation>(), Err(RepresentationKeyError(bad.into())));
         }
     }
 }

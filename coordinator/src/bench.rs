@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::ids::UnitId;
+use common::ids::{UnitId, UnitKind};
 use common::layout::RunLayout;
 use common::proto::coordinator_client::CoordinatorClient;
 use common::proto::{self as pb, lease_reply::Outcome};
@@ -230,7 +230,7 @@ pub(crate) async fn serve(run_dir: &Path) -> anyhow::Result<()> {
             _ = &mut rx => break,
         }
         let t = crate::run::tick(&shared, now_ms(), since, policy.ttl_ms)?;
-        since = t.events.last().map_or(since, |e| e.0);
+        since = t.events.last().map_or(since, |e| e.seq);
     }
     shutdown.cancel();
     let _ = server.await;
@@ -260,10 +260,10 @@ fn synthetic_units(units: usize, captures: usize) -> Vec<(UnitId, UnitSpec)> {
                     end: i + 1,
                     representations: vec![rep.clone()],
                 };
-                (UnitId::of("capture", &("bench", &u)), UnitSpec::Capture(u))
+                (UnitId::of(UnitKind::Capture, &("bench", &u)), UnitSpec::Capture(u))
             } else {
                 let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
-                (UnitId::of("probe", &("bench", &u)), UnitSpec::Probe(u))
+                (UnitId::of(UnitKind::Probe, &("bench", &u)), UnitSpec::Probe(u))
             }
         })
         .collect()

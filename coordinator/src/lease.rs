@@ -31,8 +31,14 @@ pub(crate) struct RetryPolicy {
     pub(crate) ttl_ms: i64,
 }
 
-/// Where a unit stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a unit stands. Its [`UnitStatus`] (the variant alone: `pending`, `leased`, `committed`,
+/// `quarantined`) is what the `units.state` column stores.
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(UnitStatus),
+    derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::EnumIter, Hash),
+    strum(serialize_all = "snake_case")
+)]
 pub(crate) enum UnitState {
     /// Waiting to be leased, not before `not_before`.
     Pending { attempts: u32, failures: u32, not_before: Millis },
@@ -63,6 +69,11 @@ impl UnitState {
     #[cfg(test)]
     pub(crate) fn new() -> Self {
         UnitState::Pending { attempts: 0, failures: 0, not_before: 0 }
+    }
+
+    /// The variant alone, as stored.
+    pub(crate) fn status(&self) -> UnitStatus {
+        self.into()
     }
 
     /// Number of leases ever granted; the current attempt number when leased.

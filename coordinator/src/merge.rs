@@ -40,6 +40,7 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
+use common::ids::UnitKind;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 use common::stimuli::{AlignmentInputs, Dataset};
@@ -225,7 +226,7 @@ pub(crate) fn se(v: &[f64]) -> f64 {
 pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow::Result<Vec<Cell>> {
     let mut order: Vec<String> = Vec::new();
     let mut rows: BTreeMap<(usize, u32), Vec<ProbeRow>> = BTreeMap::new();
-    for (_, rel) in db.committed_outputs("probe")? {
+    for rel in db.committed_outputs(UnitKind::Probe)? {
         for row in read_probe_rows(&layout.root().join(&rel))? {
             let idx = match order.iter().position(|r| r == &row.representation) {
                 Some(i) => i,
@@ -479,7 +480,7 @@ pub(crate) fn write_report(
     write(&dir.join("summary.parquet"), &table)?;
     write_entanglement(&dir.join("entanglement.parquet"), &cells, &truth)?;
     let mut grid = Vec::new();
-    for (_, rel) in db.committed_outputs("grid")? {
+    for rel in db.committed_outputs(UnitKind::Grid)? {
         grid.extend(common::table::read_grid_rows(&layout.root().join(&rel))?);
     }
     if !grid.is_empty() {
@@ -536,7 +537,7 @@ pub(crate) fn alignment_results(
     let path = layout.alignment_inputs();
     let inputs = AlignmentInputs::open(&path)?;
     let mut rows = Vec::new();
-    for (_, rel) in db.committed_outputs("alignment")? {
+    for rel in db.committed_outputs(UnitKind::Alignment)? {
         rows.extend(common::table::read_alignment_rows(&layout.root().join(&rel))?);
     }
     Ok(Some(crate::alignment::merge(section, &inputs, rows)?))

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use common::error::SpecError;
-use common::ids::UnitId;
+use common::ids::{UnitId, UnitKind};
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
@@ -85,15 +85,15 @@ impl Plan {
             StorageDtype::F16 => 2,
         };
         let reps = self.representations.len();
-        let count = |k: &str| self.units.iter().filter(|(_, u)| u.kind() == k).count();
+        let count = |k: UnitKind| self.units.iter().filter(|(_, u)| u.kind() == k).count();
         Estimate {
             stimuli: n,
             dropped_stimuli: self.dataset.dropped.len(),
             attributes: j,
             representations: reps,
-            capture_units: count("capture"),
-            probe_units: count("probe") + count("grid"),
-            alignment_units: count("alignment"),
+            capture_units: count(UnitKind::Capture),
+            probe_units: count(UnitKind::Probe) + count(UnitKind::Grid),
+            alignment_units: count(UnitKind::Alignment),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
             feature_bytes: (n * width * bytes_per + n * reps * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use common::ids::{UnitId, UnitKind};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::db::Counts;
+use crate::db::{Counts, EventKind, EventRow};
 
 /// The progress view of one run.
 pub(crate) struct Progress {
-    bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+    bars: Option<(MultiProgress, BTreeMap<UnitKind, ProgressBar>)>,
     last_plain: Instant,
     started: Instant,
     name: String,
@@ -50,18 +51,20 @@ impl Progress {
         }
     }
 
-    pub(crate) fn update(&mut self, counts: &BTreeMap<String, Counts>) {
+    pub(crate) fn update(&mut self, counts: &BTreeMap<UnitKind, Counts>) {
         match &mut self.bars {
             Some((multi, bars)) => {
                 for (kind, c) in counts {
-                    let bar = bars.entry(kind.clone()).or_insert_with(|| {
+                    let bar = bars.entry(*kind).or_insert_with(|| {
                         let style = ProgressStyle::with_template(
                             "{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
                         )
                         .expect("valid template")
                         .progress_chars("=> ");
                         multi.add(
-                            ProgressBar::new(c.total()).with_style(style).with_prefix(kind.clone()),
+                            ProgressBar::new(c.total())
+                                .with_style(style)
+                                .with_prefix(kind.to_string()),
                         )
                     });
                     bar.set_length(c.total());
@@ -94,7 +97,7 @@ impl Progress {
 /// One status line: done/total per stage and elapsed time.
 pub(crate) fn plain_status(
     name: &str,
-    counts: &BTreeMap<String, Counts>,
+    counts: &BTreeMap<UnitKind, Counts>,
     elapsed: Duration,
 ) -> String {
     let stages: Vec<String> = counts
@@ -114,32 +117,40 @@ pub(crate) fn plain_status(
 }
 
 /// The line printed for an event, or `None` for routine events (leases, commits).
-pub(crate) fn event_line(
-    kind: &str,
-    unit: Option<&str>,
-    worker: Option<&str>,
-    detail: &str,
-) -> Option<String> {
-    let unit = unit.unwrap_or("-");
-    let worker = worker.unwrap_or("-");
-    Some(match kind {
-        "worker_joined" => format!("worker {worker} joined: {detail}"),
-        "worker_lost" => format!("worker {worker} lost: {detail}"),
-        "process_crashed" => format!("local worker {worker} crashed ({detail}); restarting"),
-        "expired" => format!("unit {unit} re-queued: {detail}"),
-        "failed" => format!("unit {unit} failed, will retry: {detail}"),
-        "quarantined" => format!("unit {unit} quarantined: {detail}"),
-        "released" => format!("unit {unit} released: {detail}"),
-        "slurm_submitted" => format!("slurm: submitted {detail}"),
-        "slurm_ended" => format!("slurm task {worker} ended: {detail}"),
-        "slurm_error" => format!("slurm: {detail}"),
-        "slurm_scaled_down" | "slurm_cancelled" => format!("slurm: {detail}"),
-        "meta" => format!("set {detail}"),
-        "duplicate" => format!("unit {unit}: late duplicate moved to discarded/ ({detail})"),
-        "requeued" => format!("unit {unit} back to pending: {detail}"),
-        "corrupt" => format!("unit {unit} redone: {detail}"),
-        "worker_killed" => format!("local worker {worker} killed: {detail}"),
-        _ => return None,
+pub(crate) fn event_line(e: &EventRow) -> Option<String> {
+    let unit = e.unit.as_ref().map_or("-", UnitId::as_str);
+    let worker = e.worker.as_deref().unwrap_or("-");
+    let detail = &e.detail;
+    Some(match e.kind {
+        EventKind::WorkerJoined => format!("worker {worker} joined: {detail}"),
+        EventKind::WorkerLost => format!("worker {worker} lost: {detail}"),
+        EventKind::ProcessCrashed => {
+            format!("local worker {worker} crashed ({detail}); restarting")
+        }
+        EventKind::Expired => format!("unit {unit} re-queued: {detail}"),
+        EventKind::Failed => format!("unit {unit} failed, will retry: {detail}"),
+        EventKind::Quarantined => format!("unit {unit} quarantined: {detail}"),
+        EventKind::Released => format!("unit {unit} released: {detail}"),
+        EventKind::SlurmSubmitted => format!("slurm: submitted {detail}"),
+        EventKind::SlurmEnded => format!("slurm task {worker} ended: {detail}"),
+        EventKind::SlurmError => format!("slurm: {detail}"),
+        EventKind::SlurmScaledDown | EventKind::SlurmCancelled => format!("slurm: {detail}"),
+        EventKind::Meta => format!("set {detail}"),
+        EventKind::Duplicate => {
+            format!("unit {unit}: late duplicate moved to discarded/ ({detail})")
+        }
+        EventKind::Requeued => format!("unit {unit} back to pending: {detail}"),
+        EventKind::Corrupt => format!("unit {unit} redone: {detail}"),
+        EventKind::WorkerKilled => format!("local worker {worker} killed: {detail}"),
+        // Routine: the progress bar and the status line show these.
+        EventKind::Planned
+        | EventKind::CoordinatorStarted
+        | EventKind::CoordinatorStopped
+        | EventKind::WorkerFinished
+        | EventKind::ProcessExited
+        | EventKind::Leased
+        | EventKind::Committed
+        | EventKind::CompleteRepeated => return None,
     })
 }
 
@@ -151,21 +162,30 @@ mod tests {
     fn plain_status_line_names_stages_and_problems() {
         let mut counts = BTreeMap::new();
         counts.insert(
-            "capture".to_string(),
+            UnitKind::Capture,
             Counts { pending: 0, leased: 0, committed: 4, quarantined: 0 },
         );
         counts.insert(
-            "probe".to_string(),
+            UnitKind::Probe,
             Counts { pending: 20, leased: 2, committed: 5, quarantined: 1 },
         );
         assert_eq!(
             plain_status("demo", &counts, Duration::from_secs(12)),
             "[demo] capture 4/4, probe 5/28 (2 running) (1 quarantined) — 12 s"
         );
-        assert_eq!(event_line("leased", Some("u"), Some("w1"), "attempt 1"), None);
+        let unit = UnitId::of(UnitKind::Probe, &1);
+        let event = |kind, worker: Option<&str>, detail: &str| EventRow {
+            seq: 1,
+            ts: 0,
+            kind,
+            unit: Some(unit.clone()),
+            worker: worker.map(str::to_string),
+            detail: detail.to_string(),
+        };
+        assert_eq!(event_line(&event(EventKind::Leased, Some("w1"), "attempt 1")), None);
         assert_eq!(
-            event_line("expired", Some("probe-1"), None, "attempt 1: lease expired").unwrap(),
-            "unit probe-1 re-queued: attempt 1: lease expired"
+            event_line(&event(EventKind::Expired, None, "attempt 1: lease expired")).unwrap(),
+            format!("unit {unit} re-queued: attempt 1: lease expired")
         );
     }
 }

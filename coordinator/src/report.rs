@@ -6,6 +6,7 @@ use std::fmt::Write;
 use common::spec::{EarlyStoppingChoice, JobSpec};
 use common::stimuli::Dataset;
 use common::table::{analysis, AlignmentRow, GridRow};
+use common::unit::Representation;
 
 use crate::alignment::AlignmentResults;
 use crate::merge::{Cell, SummaryRow, SHRUNK_DF};
@@ -386,11 +387,13 @@ fn grid_section(md: &mut String, grid: &[GridRow]) {
 }
 
 /// Names a representation key's context (step, noise level, conditioning) apart from its tap
-/// and pooling: `mid_block/flatten/k10` → (`mid_block/flatten`, `k10`).
+/// and pooling: `mid_block/flatten/k10` → (`mid_block/flatten`, `k10`). The key is parsed by
+/// `Representation`'s one parser; a key that does not parse has no context.
 fn split_context(key: &str) -> (&str, &str) {
-    match key.match_indices('/').nth(1) {
-        Some((i, _)) => (&key[..i], &key[i + 1..]),
-        None => (key, ""),
+    let context = key.parse::<Representation>().map(|r| r.context().len()).unwrap_or(0);
+    match context {
+        0 => (key, ""),
+        n => (&key[..key.len() - n - 1], &key[key.len() - n..]),
     }
 }
 

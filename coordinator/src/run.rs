@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::ids::UnitKind;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Counts, EventRow, StateDb};
+use crate::db::{Counts, EventKind, EventRow, Gone, StateDb};
 use crate::launcher::{Launcher, LauncherKind};
 use crate::lease::RetryPolicy;
 use crate::plan::Plan;
@@ -162,7 +163,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     common::fs::write_bytes_atomic(&layout.coordinator_file(), info.to_string().as_bytes())?;
     let shutdown = CancellationToken::new();
     let server = serve(shared.clone(), token.clone(), incoming, shutdown.clone());
-    shared.db().log_event(now_ms(), "coordinator_started", None, &address)?;
+    shared.db().log_event(now_ms(), EventKind::CoordinatorStarted, None, &address)?;
     // Print only what happens from now on (a resumed run has history).
     let since = shared.db().last_event_seq()?;
     let kind = resolve_launcher(&mut shared.db(), opts)?;
@@ -214,7 +215,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     drop(launcher); // SIGKILLs and reaps whatever is left
     shutdown.cancel();
     let _ = server.await;
-    shared.db().log_event(now_ms(), "coordinator_stopped", None, &format!("{reason:?}"))?;
+    shared.db().log_event(now_ms(), EventKind::CoordinatorStopped, None, &format!("{reason:?}"))?;
     let _ = std::fs::remove_file(layout.coordinator_file());
     if reason == StopReason::Complete {
         let db = shared.db();
@@ -254,10 +255,8 @@ async fn supervise(
         let Tick { counts, events, open, lost } = tick(shared, now, last_event, lost_after)?;
         launcher.kill_lost(&mut shared.db(), &lost, now)?;
         for e in &events {
-            last_event = e.0;
-            if let Some(line) =
-                crate::progress::event_line(&e.2, e.3.as_deref(), e.4.as_deref(), &e.5)
-            {
+            last_event = e.seq;
+            if let Some(line) = crate::progress::event_line(e) {
                 progress.line(&line);
             }
         }
@@ -312,7 +311,7 @@ pub(crate) fn serve(
 /// What one supervision tick read from the database.
 pub(crate) struct Tick {
     /// Unit counts by kind and state.
-    pub(crate) counts: BTreeMap<String, Counts>,
+    pub(crate) counts: BTreeMap<UnitKind, Counts>,
     /// Events after the last one printed.
     pub(crate) events: Vec<EventRow>,
     /// Whether any unit is running or can still run.
@@ -378,8 +377,8 @@ fn mark_lost_workers(
     let mut lost = Vec::new();
     for (id, last_seen) in silent {
         let detail = format!("no contact for {} s", (now - last_seen) / 1000);
-        db.worker_gone(&id, "lost", &detail, now)?;
-        let pid = workers.iter().find(|w| w.0 == id).map_or(0, |w| w.2);
+        db.worker_gone(&id, Gone::Lost, &detail, now)?;
+        let pid = workers.iter().find(|w| w.id == id).map_or(0, |w| w.pid);
         let tag = db.worker_tag(&id)?.unwrap_or_default();
         lost.push((id, pid, tag));
     }

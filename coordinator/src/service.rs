@@ -30,12 +30,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use common::ids::{UnitId, UnitKind};
 use common::proto::coordinator_server::{Coordinator, CoordinatorServer};
 use common::proto::{self as pb, lease_reply::Outcome};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::db::{Completion, CompletionOutcome, StateDb};
+use crate::db::{Completion, CompletionOutcome, Gone, StateDb};
 use crate::lease::Millis;
 use crate::lease::RetryPolicy;
 
@@ -178,10 +179,14 @@ impl Shared {
             }
         }
         let inputs = db
-            .committed_files("capture")
+            .committed_files(UnitKind::Capture)
             .map_err(internal)?
             .into_iter()
-            .map(|(unit, path, checksum)| common::unit::ManifestInput { unit, path, checksum })
+            .map(|f| common::unit::ManifestInput {
+                unit: f.unit.0,
+                path: f.output,
+                checksum: f.checksum,
+            })
             .collect();
         let json =
             serde_json::to_vec(&common::unit::InputsManifest { inputs }).map_err(internal)?;
@@ -263,18 +268,19 @@ fn unknown_worker(worker: &str) -> Status {
 }
 
 /// Lease ids are `unit#attempt`: an attempt is named, never reused.
-pub(crate) fn lease_id(unit: &str, attempt: u32) -> String {
+pub(crate) fn lease_id(unit: &UnitId, attempt: u32) -> String {
     format!("{unit}#{attempt}")
 }
 
-fn parse_lease(id: &str) -> Result<(String, u32), Status> {
-    let (unit, attempt) = id.rsplit_once('#').ok_or_else(|| {
-        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
-    })?;
-    let attempt = attempt.parse().map_err(|_| {
-        Status::invalid_argument(format!("bad lease id {:?}", bounded(id, MAX_NAME)))
-    })?;
-    Ok((unit.to_string(), attempt))
+/// A lease id from the wire: a unit id (checked here, where it enters) and an attempt.
+fn parse_lease(id: &str) -> Result<(UnitId, u32), Status> {
+    let bad = |why: &str| {
+        Status::invalid_argument(format!("bad lease id {:?}: {why}", bounded(id, MAX_NAME)))
+    };
+    let (unit, attempt) = id.rsplit_once('#').ok_or_else(|| bad("no `#attempt`"))?;
+    let attempt = attempt.parse().map_err(|_| bad("the attempt is not a number"))?;
+    let unit = unit.parse::<UnitId>().map_err(|e| bad(&e.to_string()))?;
+    Ok((unit, attempt))
 }
 
 #[tonic::async_trait]
@@ -321,7 +327,7 @@ impl Coordinator for Service {
                 .with_db(move |_, db| {
                     db.worker_gone(
                         &worker,
-                        "finished",
+                        Gone::Finished,
                         "told to stop: coordinator shutting down",
                         now,
                     )
@@ -345,7 +351,7 @@ impl Coordinator for Service {
                         };
                         Ok(Outcome::Assignment(pb::Assignment {
                             lease_id: lease_id(&g.unit, g.attempt),
-                            unit_id: g.unit,
+                            unit_id: g.unit.0,
                             attempt: g.attempt,
                             unit_json: serde_json::to_string(&g.spec).map_err(internal)?,
                             ttl_ms: shared.policy.ttl_ms as u64,
@@ -356,7 +362,8 @@ impl Coordinator for Service {
                         Ok(Outcome::WaitMs(poll_wait_ms(lock(&shared.workers).len())))
                     }
                     None => {
-                        db.worker_gone(&worker, "finished", "sweep done", now).map_err(internal)?;
+                        db.worker_gone(&worker, Gone::Finished, "sweep done", now)
+                            .map_err(internal)?;
                         Ok(Outcome::Done(true))
                     }
                 }
@@ -497,7 +504,7 @@ impl Coordinator for Service {
 async fn fail_verification(
     shared: &Arc<Shared>,
     worker: String,
-    unit: String,
+    unit: UnitId,
     attempt: u32,
     msg: String,
     now: Millis,
@@ -528,14 +535,14 @@ fn set_aside(run_dir: &Path, path: &Path) {
 fn checked_output_path(
     run_dir: &Path,
     rel: &str,
-    unit: &str,
+    unit: &UnitId,
     attempt: u32,
 ) -> Result<PathBuf, Status> {
     let p = Path::new(rel);
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
-    let expected = common::layout::RunLayout::unit_output(dir, unit, attempt);
-    if !plain || rel != expected || !matches!(dir, "features" | "probes" | "alignment") {
+    let expected = common::layout::RunLayout::unit_output(dir, unit.as_str(), attempt);
+    if !plain || rel != expected || !UnitKind::is_output_dir(dir) {
         return Err(Status::invalid_argument(format!(
             "output path {:?} is not this attempt's output",
             bounded(rel, MAX_NAME)
@@ -548,11 +555,11 @@ fn checked_output_path(
 mod tests {
     //! The handlers called directly, on a real state database in a temporary run directory.
 
-    use common::ids::UnitId;
     use common::unit::{CaptureUnit, UnitSpec};
     use tonic::Code;
 
     use super::*;
+    use crate::db::AttemptOutcome;
 
     /// Leases last 1 ms, so a test can expire one by waiting a little; nothing here expires
     /// leases unless a test calls `expire`.
@@ -564,6 +571,16 @@ mod tests {
         svc: Service,
     }
 
+    /// The capture unit of [`fixture`].
+    fn u() -> UnitId {
+        UnitId::of(UnitKind::Capture, &"u")
+    }
+
+    /// The probe unit of [`add_probe`].
+    fn p() -> UnitId {
+        UnitId::of(UnitKind::Probe, &"p")
+    }
+
     /// A run directory with one capture unit `u`.
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
@@ -572,7 +589,7 @@ mod tests {
         let mut db = StateDb::open(&run_dir.join("state.sqlite")).unwrap();
         let unit =
             UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
-        db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
+        db.insert_units(&[(u(), unit)], 0).unwrap();
         let shared = Arc::new(Shared::new(db, POLICY, run_dir.clone(), 500).unwrap());
         Fixture { _dir: dir, run_dir, svc: Service { shared } }
     }
@@ -599,10 +616,10 @@ mod tests {
 
         /// Writes `bytes` as attempt `attempt`'s output and returns the completion request.
         fn write_output(&self, worker: &str, attempt: u32, bytes: &[u8]) -> pb::CompleteRequest {
-            let rel = common::layout::RunLayout::unit_output("features", "u", attempt);
+            let rel = common::layout::RunLayout::unit_output("features", u().as_str(), attempt);
             std::fs::write(self.run_dir.join(&rel), bytes).unwrap();
             pb::CompleteRequest {
-                lease_id: lease_id("u", attempt),
+                lease_id: lease_id(&u(), attempt),
                 output_path: rel,
                 checksum: blake3::hash(bytes).to_hex().to_string(),
                 bytes: bytes.len() as u64,
@@ -618,12 +635,12 @@ mod tests {
         /// (state, error) of unit `u`.
         fn unit(&self) -> (String, String) {
             let rows = self.svc.shared.db().unit_rows().unwrap();
-            (rows[0].2.clone(), rows[0].4.clone())
+            (rows[0].state.to_string(), rows[0].error.clone())
         }
 
         fn committed_output(&self) -> Vec<String> {
             let db = self.svc.shared.db();
-            db.committed_outputs("capture").unwrap().into_iter().map(|(_, o)| o).collect()
+            db.committed_outputs(UnitKind::Capture).unwrap()
         }
     }
 
@@ -642,7 +659,7 @@ mod tests {
         let mut units: Vec<(UnitId, UnitSpec)> = (0..CAPTURES)
             .map(|i| {
                 let u = CaptureUnit { shard: i, start: i, end: i + 1, representations: vec![] };
-                (UnitId(format!("capture-{i:06}")), UnitSpec::Capture(u))
+                (UnitId::of(UnitKind::Capture, &i), UnitSpec::Capture(u))
             })
             .collect();
         for fold in 0..2 {
@@ -651,10 +668,11 @@ mod tests {
                 folds: vec![fold],
                 inputs: vec![],
             };
-            units.push((UnitId(format!("probe-{fold}")), UnitSpec::Probe(u)));
+            units.push((UnitId::of(UnitKind::Probe, &fold), UnitSpec::Probe(u)));
         }
+        let captures: Vec<String> = units[..CAPTURES].iter().map(|(id, _)| id.0.clone()).collect();
         db.insert_units(&units, 0).unwrap();
-        db.commit_all("capture");
+        db.commit_all(UnitKind::Capture);
         let shared = Arc::new(Shared::new(db, POLICY, run_dir.clone(), 500).unwrap());
         let f = Fixture { _dir: dir, run_dir, svc: Service { shared } };
         let w = f.register("h").await;
@@ -672,8 +690,8 @@ mod tests {
         assert_eq!(manifests[0], manifests[1], "one manifest per set of committed captures");
         let m = common::unit::InputsManifest::read(&f.run_dir.join(&manifests[0])).unwrap();
         assert_eq!(m.inputs.len(), CAPTURES);
-        assert_eq!(m.inputs[0].path, "features/capture-000000.a1.parquet");
-        assert!(m.inputs.windows(2).all(|w| w[0].unit < w[1].unit), "plan order");
+        assert_eq!(m.inputs[0].path, format!("features/{}.a1.parquet", captures[0]));
+        assert!(m.inputs.iter().map(|i| &i.unit).eq(captures.iter()), "plan order");
     }
 
     /// Would catch an unbounded or unjittered idle wait: every wait is within
@@ -721,7 +739,8 @@ mod tests {
         assert_eq!(f.complete(&late).await.unwrap(), (false, true));
         assert!(f.run_dir.join(&done.output_path).exists());
         assert!(!f.run_dir.join(&late.output_path).exists());
-        assert!(f.run_dir.join("discarded/u.a1.parquet").exists(), "set aside, not deleted");
+        let aside = format!("discarded/{}.a1.parquet", u());
+        assert!(f.run_dir.join(aside).exists(), "set aside, not deleted");
         // w2 retrying its completion after that is still committed, and w1 retrying is still a
         // duplicate (its file is gone now, so it fails verification, which changes nothing).
         assert_eq!(f.complete(&done).await.unwrap(), (true, false));
@@ -735,7 +754,8 @@ mod tests {
         let f = fixture();
         let err = f.lease("w99").await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        let beat = pb::HeartbeatRequest { worker_id: "w99".into(), lease_ids: vec!["u#1".into()] };
+        let beat =
+            pb::HeartbeatRequest { worker_id: "w99".into(), lease_ids: vec![lease_id(&u(), 1)] };
         let err = f.svc.heartbeat(Request::new(beat)).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
 
@@ -773,7 +793,7 @@ mod tests {
         let f = fixture();
         let w1 = f.register(&format!("\x1b[31m{}", "h".repeat(4_000_000))).await;
         let hosts: Vec<String> =
-            f.svc.shared.db().workers().unwrap().into_iter().map(|w| w.1).collect();
+            f.svc.shared.db().workers().unwrap().into_iter().map(|w| w.host).collect();
         assert!(hosts[0].len() < MAX_NAME + 64, "host stored with {} bytes", hosts[0].len());
         assert!(!hosts[0].contains('\x1b'), "control characters replaced");
         let a = f.lease(&w1).await.unwrap().expect("a lease");
@@ -802,7 +822,7 @@ mod tests {
         let a = f.lease(&w1).await.unwrap().expect("a lease");
         let outside = f.run_dir.parent().unwrap().join("outside.parquet");
         std::fs::write(&outside, b"not ours").unwrap();
-        let rel = common::layout::RunLayout::unit_output("features", "u", a.attempt);
+        let rel = common::layout::RunLayout::unit_output("features", u().as_str(), a.attempt);
         std::os::unix::fs::symlink(&outside, f.run_dir.join(&rel)).unwrap();
         let req = pb::CompleteRequest {
             lease_id: a.lease_id,
@@ -827,12 +847,12 @@ mod tests {
             folds: vec![0],
             inputs: vec![],
         });
-        f.svc.shared.db().insert_units(&[(UnitId("p".into()), probe)], 0).unwrap();
+        f.svc.shared.db().insert_units(&[(p(), probe)], 0).unwrap();
     }
 
-    fn state_of(f: &Fixture, unit: &str) -> (String, u32) {
+    fn state_of(f: &Fixture, unit: &UnitId) -> (String, u32) {
         let rows = f.svc.shared.db().unit_rows().unwrap();
-        let row = rows.into_iter().find(|r| r.0 == unit).unwrap();
+        let row = rows.into_iter().find(|r| &r.id == unit).unwrap();
         let failures: u32 = f
             .svc
             .shared
@@ -840,9 +860,9 @@ mod tests {
             .failed_attempts()
             .unwrap()
             .iter()
-            .filter(|a| a.0 == unit && a.3 == "failed")
+            .filter(|a| &a.unit == unit && a.outcome == AttemptOutcome::Failed)
             .count() as u32;
-        (row.2, failures)
+        (row.state.to_string(), failures)
     }
 
     #[tokio::test]
@@ -854,7 +874,7 @@ mod tests {
         let done = f.write_output(&w1, a.attempt, b"features of u");
         assert_eq!(f.complete(&done).await.unwrap(), (true, false));
         let b = f.lease(&w1).await.unwrap().expect("the probe unit");
-        assert_eq!(b.unit_id, "p");
+        assert_eq!(b.unit_id, p().0);
         // The lease's manifest lists the checksum each input was committed with.
         let manifest =
             common::unit::InputsManifest::read(&f.run_dir.join(&b.inputs_manifest)).unwrap();
@@ -871,20 +891,21 @@ mod tests {
             corrupt_input: done.output_path.clone(),
         };
         f.svc.fail(Request::new(claim(&b))).await.unwrap();
-        assert_eq!(state_of(&f, "p"), ("pending".into(), 1), "counted: the file is intact");
-        assert_eq!(state_of(&f, "u").0, "committed");
+        assert_eq!(state_of(&f, &p()), ("pending".into(), 1), "counted: the file is intact");
+        assert_eq!(state_of(&f, &u()).0, "committed");
 
         // The file really rots: the producer re-runs, the consumer waits, nothing is counted.
         let c = f.lease(&w1).await.unwrap().expect("the probe unit again");
         std::fs::write(f.run_dir.join(&done.output_path), b"features of X").unwrap();
         f.svc.fail(Request::new(claim(&c))).await.unwrap();
-        assert_eq!(state_of(&f, "u").0, "pending", "the producer is re-queued");
-        assert_eq!(state_of(&f, "p"), ("pending".into(), 1), "released, not failed again");
+        assert_eq!(state_of(&f, &u()).0, "pending", "the producer is re-queued");
+        assert_eq!(state_of(&f, &p()), ("pending".into(), 1), "released, not failed again");
         assert!(!f.run_dir.join(&done.output_path).exists());
-        assert!(f.run_dir.join("corrupt/u.a1.parquet").exists(), "set aside, not deleted");
+        let aside = format!("corrupt/{}.a1.parquet", u());
+        assert!(f.run_dir.join(aside).exists(), "set aside, not deleted");
         // The producer is leased next (the consumer waits for it), as a new attempt.
         let again = f.lease(&w1).await.unwrap().expect("the producer again");
-        assert_eq!((again.unit_id.as_str(), again.attempt), ("u", 2));
+        assert_eq!((again.unit_id.as_str(), again.attempt), (u().as_str(), 2));
         assert!(f.lease(&w1).await.unwrap().is_none(), "the consumer waits for its input");
     }
 }

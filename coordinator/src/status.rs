@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use common::layout::RunLayout;
 use serde::Serialize;
 
-use crate::db::{Counts, StateDb};
+use common::ids::UnitKind;
+
+use crate::db::{Counts, StateDb, WorkerState};
 
 /// A run's status.
 #[derive(Debug, Serialize)]
 pub(crate) struct Status {
     pub(crate) run: String,
     pub(crate) coordinator: Option<String>,
-    pub(crate) units: BTreeMap<String, Counts>,
+    pub(crate) units: BTreeMap<UnitKind, Counts>,
     pub(crate) workers: Vec<WorkerStatus>,
     pub(crate) quarantined: Vec<(String, String)>,
     pub(crate) complete: bool,
@@ -39,7 +41,7 @@ pub(crate) struct WorkerStatus {
     pub(crate) id: String,
     pub(crate) host: String,
     pub(crate) pid: u32,
-    pub(crate) state: String,
+    pub(crate) state: WorkerState,
     pub(crate) last_seen_s_ago: f64,
 }
 
@@ -56,12 +58,12 @@ pub(crate) fn read(layout: &RunLayout) -> anyhow::Result<Status> {
     let workers = db
         .workers()?
         .into_iter()
-        .map(|(id, host, pid, state, seen)| WorkerStatus {
-            id,
-            host,
-            pid,
-            state,
-            last_seen_s_ago: (now - seen) as f64 / 1000.0,
+        .map(|w| WorkerStatus {
+            id: w.id,
+            host: w.host,
+            pid: w.pid,
+            state: w.state,
+            last_seen_s_ago: (now - w.last_seen) as f64 / 1000.0,
         })
         .collect();
     let coordinator = std::fs::read_to_string(layout.coordinator_file()).ok();

@@ -17,16 +17,17 @@
 use std::path::{Component, Path, PathBuf};
 
 use common::fs::{move_aside, verify_file, Verification};
+use common::ids::{UnitId, UnitKind};
 use common::layout::RunLayout;
 
-use crate::db::StateDb;
+use crate::db::{CommittedFile, StateDb};
 use crate::lease::Millis;
 use crate::service::{bounded, now_ms, Shared, MAX_TEXT};
 
 /// A committed output that failed verification.
 #[derive(Debug, Clone)]
 pub(crate) struct Changed {
-    pub(crate) unit: String,
+    pub(crate) unit: UnitId,
     /// Relative to the run directory.
     pub(crate) output: String,
     /// The checksum recorded at commit.
@@ -34,17 +35,17 @@ pub(crate) struct Changed {
     pub(crate) verdict: Verification,
 }
 
-/// Hashes every committed output listed in `digests` (unit, output, checksum) and returns those
-/// that no longer match. Reads files only; the database is not needed meanwhile.
-pub(crate) fn find_changed(root: &Path, digests: &[(String, String, String)]) -> Vec<Changed> {
+/// Hashes every committed output listed in `digests` and returns those that no longer match.
+/// Reads files only; the database is not needed meanwhile.
+pub(crate) fn find_changed(root: &Path, digests: &[CommittedFile]) -> Vec<Changed> {
     digests
         .iter()
-        .filter_map(|(unit, output, checksum)| {
-            let verdict = verify_file(&root.join(output), checksum);
+        .filter_map(|f| {
+            let verdict = verify_file(&root.join(&f.output), &f.checksum);
             (!verdict.matches()).then(|| Changed {
-                unit: unit.clone(),
-                output: output.clone(),
-                checksum: checksum.clone(),
+                unit: f.unit.clone(),
+                output: f.output.clone(),
+                checksum: f.checksum.clone(),
                 verdict,
             })
         })
@@ -59,7 +60,7 @@ pub(crate) fn requeue(
     changed: &[Changed],
     found_by: &str,
     now: Millis,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<UnitId>> {
     let mut redone = Vec::new();
     for c in changed {
         let detail = set_aside(root, c, found_by);
@@ -92,7 +93,7 @@ pub(crate) fn committed(
 pub(crate) fn corrupt_input_reported(
     shared: &Shared,
     worker: &str,
-    unit: &str,
+    unit: &UnitId,
     attempt: u32,
     input: &str,
     error: &str,
@@ -102,7 +103,7 @@ pub(crate) fn corrupt_input_reported(
     }
     let owner = shared.db().committed_output_owner(input)?;
     let reason = |what: &str| bounded(&format!("{what}; waits for it: {error}"), MAX_TEXT);
-    let Some((producer, checksum)) = owner else {
+    let Some(CommittedFile { unit: producer, checksum, .. }) = owner else {
         let why = reason(&format!("input {input} is being redone"));
         shared.db().release(worker, unit, attempt, &why, now_ms())?;
         return Ok(true);
@@ -145,16 +146,16 @@ fn is_output_path(rel: &str) -> bool {
     let p = PathBuf::from(rel);
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     let dir = p.parent().and_then(|d| d.to_str()).unwrap_or("");
-    plain && matches!(dir, "features" | "probes" | "alignment")
+    plain && UnitKind::is_output_dir(dir)
 }
 
 #[cfg(test)]
 mod tests {
-    use common::ids::UnitId;
     use common::spec::Pooling;
     use common::unit::{CaptureUnit, ProbeUnit, Representation, UnitSpec};
 
     use super::*;
+    use crate::db::UnitStatus;
     use crate::lease::RetryPolicy;
 
     const P: RetryPolicy = RetryPolicy { max_failures: 3, backoff_ms: 0, ttl_ms: 60_000 };
@@ -174,39 +175,42 @@ mod tests {
         });
         let capture =
             UnitSpec::Capture(CaptureUnit { shard: 0, start: 0, end: 1, representations: vec![] });
-        db.insert_units(&[(UnitId("u".into()), unit.clone()), (UnitId("v".into()), unit)], 0)
-            .unwrap();
-        for (u, bytes) in [("u", b"good u"), ("v", b"good v")] {
+        let (u, v) = (UnitId::of(UnitKind::Probe, &"u"), UnitId::of(UnitKind::Probe, &"v"));
+        db.insert_units(&[(u.clone(), unit.clone()), (v.clone(), unit)], 0).unwrap();
+        for (id, bytes) in [(&u, b"good u"), (&v, b"good v")] {
             db.lease_next("w1", 1, P).unwrap().unwrap();
-            let rel = RunLayout::unit_output("probes", u, 1);
+            let rel = RunLayout::unit_output("probes", id.as_str(), 1);
             std::fs::write(root.join(&rel), bytes).unwrap();
             let sum = blake3::hash(bytes).to_hex().to_string();
-            complete(&mut db, u, &rel, &sum, 2);
+            complete(&mut db, id, &rel, &sum, 2);
         }
         assert!(committed(root, &mut db, "test").unwrap().is_empty(), "intact files pass");
         // v's file rots.
-        std::fs::write(root.join("probes/v.a1.parquet"), b"bad  v").unwrap();
+        let v_file = RunLayout::unit_output("probes", v.as_str(), 1);
+        std::fs::write(root.join(&v_file), b"bad  v").unwrap();
         let changed = committed(root, &mut db, "test").unwrap();
         assert_eq!(changed.len(), 1);
-        assert_eq!(changed[0].unit, "v");
+        assert_eq!(changed[0].unit, v);
         assert!(matches!(changed[0].verdict, Verification::Differs { bytes: 6, .. }));
-        assert!(!root.join("probes/v.a1.parquet").exists());
-        assert_eq!(std::fs::read(root.join("corrupt/v.a1.parquet")).unwrap(), b"bad  v");
-        let states: Vec<(String, String)> =
-            db.unit_rows().unwrap().into_iter().map(|r| (r.0, r.2)).collect();
-        assert_eq!(states, [("u".into(), "committed".into()), ("v".into(), "pending".into())]);
+        assert!(!root.join(&v_file).exists());
+        let moved = format!("corrupt/{v}.a1.parquet");
+        assert_eq!(std::fs::read(root.join(&moved)).unwrap(), b"bad  v");
+        let states: Vec<(UnitId, UnitStatus)> =
+            db.unit_rows().unwrap().into_iter().map(|r| (r.id, r.state)).collect();
+        assert_eq!(states, [(u, UnitStatus::Committed), (v, UnitStatus::Pending)]);
         let events = db.corrupt_events().unwrap();
         assert_eq!(events.len(), 1);
-        assert!(events[0].1.contains("moved to corrupt/v.a1.parquet"), "{}", events[0].1);
+        assert!(events[0].1.contains(&format!("moved to {moved}")), "{}", events[0].1);
         // Nothing committed is left to fail: a second check finds nothing.
         assert!(committed(root, &mut db, "test").unwrap().is_empty());
         // A committed capture unit's file is not hashed here (its readers check it).
-        db.insert_units(&[(UnitId("c".into()), capture)], 3).unwrap();
-        let rel = RunLayout::unit_output("features", "c", 1);
+        let c = UnitId::of(UnitKind::Capture, &"c");
+        db.insert_units(&[(c.clone(), capture)], 3).unwrap();
+        let rel = RunLayout::unit_output("features", c.as_str(), 1);
         std::fs::write(root.join(&rel), b"features").unwrap();
         let leased = db.lease_next("w1", 4, P).unwrap().unwrap();
-        assert_eq!(leased.unit, "c");
-        complete(&mut db, "c", &rel, "not the checksum", 5);
+        assert_eq!(leased.unit, c);
+        complete(&mut db, &c, &rel, "not the checksum", 5);
         assert!(committed(root, &mut db, "test").unwrap().is_empty());
     }
 
@@ -220,9 +224,9 @@ mod tests {
     }
 
     /// Commits attempt 1 of `unit` with `output` and `checksum`.
-    fn complete(db: &mut StateDb, unit: &str, output: &str, checksum: &str, now: i64) {
+    fn complete(db: &mut StateDb, unit: &UnitId, output: &str, checksum: &str, now: i64) {
         let c = crate::db::Completion {
-            unit: unit.into(),
+            unit: unit.clone(),
             attempt: 1,
             output: output.into(),
             checksum: checksum.into(),

@@ -81,8 +81,8 @@ pub(crate) struct Facts {
 impl Facts {
     pub(crate) fn read(db: &StateDb) -> anyhow::Result<Facts> {
         let mut units = Vec::new();
-        for (id, kind, state, attempts, error, descriptor) in db.unit_rows()? {
-            let (what, representation) = match serde_json::from_str::<UnitSpec>(&descriptor) {
+        for row in db.unit_rows()? {
+            let (what, representation) = match serde_json::from_str::<UnitSpec>(&row.descriptor) {
                 Ok(UnitSpec::Capture(c)) => {
                     (format!("shard {} (stimuli {}–{})", c.shard, c.start, c.end), None)
                 }
@@ -106,7 +106,15 @@ impl Facts {
                 }
                 Err(e) => (format!("(unreadable descriptor: {e})"), None),
             };
-            units.push(UnitFact { id, kind, state, attempts, error, what, representation });
+            units.push(UnitFact {
+                id: row.id.0,
+                kind: row.kind.to_string(),
+                state: row.state.to_string(),
+                attempts: row.attempts,
+                error: row.error,
+                what,
+                representation,
+            });
         }
         let (sessions, wall_ms) = db.wall_time()?;
         let (cpu_hours, gpu_hours) = db.worker_hours()?;
@@ -1321,14 +1329,14 @@ impl<'a> Page<'a> {
             let rows: Vec<Vec<String>> = facts
                 .failed
                 .iter()
-                .map(|(unit, attempt, worker, outcome, error)| {
+                .map(|f| {
                     vec![
-                        code(unit),
-                        esc(what.get(unit.as_str()).copied().unwrap_or("")),
-                        attempt.to_string(),
-                        esc(worker),
-                        esc(outcome),
-                        esc(error),
+                        code(f.unit.as_str()),
+                        esc(what.get(f.unit.as_str()).copied().unwrap_or("")),
+                        f.attempt.to_string(),
+                        esc(&f.worker),
+                        esc(&f.outcome.to_string()),
+                        esc(&f.error),
                     ]
                 })
                 .collect();

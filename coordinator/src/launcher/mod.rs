@@ -9,7 +9,7 @@ pub(crate) mod slurm;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 
-use crate::db::StateDb;
+use crate::db::{EventKind, StateDb};
 use local::{LocalLauncher, WorkerExit};
 use slurm::SlurmLauncher;
 
@@ -74,9 +74,11 @@ impl Launcher {
                 l.scale(target, open);
                 for exit in l.poll(open) {
                     let (kind, tag, detail) = match &exit {
-                        WorkerExit::Clean { tag } => ("process_exited", tag, "exit 0".to_string()),
+                        WorkerExit::Clean { tag } => {
+                            (EventKind::ProcessExited, tag, "exit 0".to_string())
+                        }
                         WorkerExit::Crashed { tag, cause } => {
-                            ("process_crashed", tag, cause.clone())
+                            (EventKind::ProcessCrashed, tag, cause.clone())
                         }
                     };
                     db.log_event(now, kind, Some(tag), &detail)?;
@@ -104,7 +106,7 @@ impl Launcher {
                         let detail = format!(
                             "{id} (pid {pid}) sent nothing for a lease TTL (hung or stopped): SIGKILL to its process group; it is restarted while work remains"
                         );
-                        db.log_event(now, "worker_killed", Some(tag), &detail)?;
+                        db.log_event(now, EventKind::WorkerKilled, Some(tag), &detail)?;
                     }
                 }
                 Ok(())

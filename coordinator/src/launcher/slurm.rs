@@ -26,7 +26,7 @@ use anyhow::Context;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 
-use crate::db::StateDb;
+use crate::db::{EventKind, StateDb};
 
 /// Slurm states after which a task runs no more.
 const TERMINAL: [&str; 10] = [
@@ -263,7 +263,7 @@ impl SlurmLauncher {
             run_cmd(Command::new("scancel").args(&extra))?;
             db.log_event(
                 now_ms,
-                "slurm_scaled_down",
+                EventKind::SlurmScaledDown,
                 None,
                 &format!("cancelled {}", extra.join(" ")),
             )?;
@@ -287,7 +287,7 @@ impl SlurmLauncher {
     /// Records a failed Slurm command and waits exponentially longer before the next poll.
     fn back_off(&mut self, db: &mut StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
         let detail = format!("{e:#}; retrying in {} s", self.backoff.as_secs());
-        db.log_event(now_ms, "slurm_error", None, &detail)?;
+        db.log_event(now_ms, EventKind::SlurmError, None, &detail)?;
         let message = format!("{e:#}");
         if self.last_error.is_none() {
             db.set_meta("launcher_error_since", &now_ms.to_string(), now_ms)?;
@@ -316,7 +316,12 @@ impl SlurmLauncher {
         let alive = db.slurm_tasks_alive()?;
         if !alive.is_empty() {
             run_cmd(Command::new("scancel").args(&alive))?;
-            db.log_event(now_ms, "slurm_cancelled", None, &format!("{} tasks", alive.len()))?;
+            db.log_event(
+                now_ms,
+                EventKind::SlurmCancelled,
+                None,
+                &format!("{} tasks", alive.len()),
+            )?;
         }
         Ok(())
     }
