@@ -171,6 +171,10 @@ impl Worker {
             tokio::task::spawn_blocking(move || execute(&ctx, &a))
         };
         let result = tokio::select! {
+            // A unit that has finished is reported, not released, even when the drain came too:
+            // its output is already renamed into place, and committing it is cheaper than
+            // computing it again.
+            biased;
             r = work => r,
             () = self.drain.cancelled() => {
                 drop(beat);
