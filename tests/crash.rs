@@ -1,9 +1,9 @@
 //! Crash tests: a worker SIGKILLed mid-unit and the coordinator SIGKILLed mid-sweep, then
 //! `resume`: the report must be bit-identical to an undisturbed run, no unit lost, none
-//! committed twice.
+//! committed twice. Ctrl-C drains the workers; a second Ctrl-C kills them at once.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::util::{self, Proc};
 
@@ -226,6 +226,77 @@ fn ctrl_c_drains_workers_who_release_their_units_and_resume_finishes() {
         Command::new(util::bin()).args(["resume", "runs/e2e", "--workers", "2"]).current_dir(&dir),
     );
     assert!(resumed.wait(Duration::from_secs(120)).success());
+    let states: Vec<String> =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
+    assert_eq!(states, ["committed"]);
+    assert!(run_dir.join("report/report.md").exists());
+}
+
+/// Would catch a second Ctrl-C swallowed during `--grace-s` (the run then waits out the whole
+/// grace period for a worker that cannot drain): the workers' process groups are SIGKILLed at
+/// once, the run exits 130, every unit committed before stays committed, and `resume` finishes.
+#[test]
+fn a_second_ctrl_c_during_the_grace_period_kills_the_workers_at_once() {
+    let dir = util::scratch("sigint-twice");
+    let spec = util::small_spec(&dir, 100, "");
+    let run_dir = dir.join("runs/e2e");
+    let log = dir.join("coordinator.log");
+    let mut coord = Proc::spawn(
+        Command::new(util::bin())
+            .args(["run", spec.to_str().unwrap(), "--workers", "2", "--grace-s", "300"])
+            .env("DIFFPROBE_FAULT_UNIT_DELAY_MS", "300")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .current_dir(&dir),
+    );
+    let committed = || {
+        util::query(&run_dir, "SELECT id FROM units WHERE state = 'committed' ORDER BY id", |r| {
+            r.get::<_, String>(0)
+        })
+    };
+    // A worker stopped in the middle of a unit cannot drain: the run would wait 300 s for it.
+    let pid: i32 =
+        util::wait_for("a unit committed and another leased", Duration::from_secs(120), || {
+            if committed().is_empty() {
+                return None;
+            }
+            util::query(
+                &run_dir,
+                "SELECT w.pid FROM units u JOIN workers w ON w.id = u.worker
+             WHERE u.state = 'leased' LIMIT 1",
+                |r| r.get(0),
+            )
+            .pop()
+        });
+    util::kill(pid, libc::SIGSTOP);
+    util::kill(coord.pid(), libc::SIGINT);
+    util::wait_for("the coordinator draining", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("interrupted: draining workers").then_some(())
+    });
+    let before = committed();
+    std::thread::sleep(Duration::from_millis(500)); // inside the grace period
+    let second = Instant::now();
+    util::kill(coord.pid(), libc::SIGINT);
+    let status = loop {
+        if let Some(status) = coord.child.try_wait().unwrap() {
+            break status;
+        }
+        if second.elapsed() > Duration::from_secs(20) {
+            util::kill(pid, libc::SIGKILL); // not left stopped behind a failed test
+            panic!("the second Ctrl-C did not end the run within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "an interrupted run exits 130");
+    assert!(!util::alive(pid), "the stopped worker was killed with its process group");
+    let after = committed();
+    for unit in &before {
+        assert!(after.contains(unit), "unit {unit} was committed before the second Ctrl-C");
+    }
+    let mut resumed = Proc::spawn(
+        Command::new(util::bin()).args(["resume", "runs/e2e", "--workers", "2"]).current_dir(&dir),
+    );
+    assert!(resumed.wait(Duration::from_secs(180)).success(), "resume finishes the run");
     let states: Vec<String> =
         util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get(0));
     assert_eq!(states, ["committed"]);

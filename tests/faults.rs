@@ -179,7 +179,7 @@ fn local_workers_of_a_killed_coordinator_stop_and_resume_finishes() {
     // Heartbeats are every 0.5 s in the test spec; they stop at the next one (about 1 s here),
     // the deadline leaves room for a loaded machine running other tests beside this one.
     util::wait_for("orphaned workers to exit", Duration::from_secs(10), || {
-        pids.iter().all(|&pid| !alive(pid)).then_some(())
+        pids.iter().all(|&pid| !util::alive(pid)).then_some(())
     });
     // `report` on the interrupted run says, at the top of both pages, that it is incomplete.
     let out = util::run(&["report", "orphans/e2e"], dir);
@@ -337,7 +337,9 @@ fn a_stopped_worker_is_killed_and_replaced_and_the_run_does_not_wait_for_it() {
         });
     util::kill(pid, libc::SIGSTOP);
     let stopped = Instant::now();
-    util::wait_for("the stopped worker to be killed", 2 * ttl, || (!alive(pid)).then_some(()));
+    util::wait_for("the stopped worker to be killed", 2 * ttl, || {
+        (!util::alive(pid)).then_some(())
+    });
     let status = coord.wait(Duration::from_secs(240));
     let exited = std::time::SystemTime::now();
     assert!(status.success(), "the run with a stopped worker failed: {status}");
@@ -358,17 +360,6 @@ fn a_stopped_worker_is_killed_and_replaced_and_the_run_does_not_wait_for_it() {
     assert!(replaced >= 2, "{tag} was restarted and registered again ({replaced} registrations)");
     assert_all_committed_and_present(&run_dir);
     assert_report_as_clean(dir, &run_dir, "a SIGSTOPped worker killed and replaced");
-}
-
-/// Whether `pid` is a live process (a zombie waiting for its reaper counts as exited).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-            !matches!(state, Some('Z' | 'X'))
-        }
-        Err(_) => false,
-    }
 }
 
 /// A hand-started worker stopped past its lease's TTL while it computes a unit loses the lease;

@@ -143,6 +143,17 @@ pub(crate) fn kill(pid: i32, sig: i32) {
     }
 }
 
+/// Whether `pid` is a live process (a zombie waiting for its reaper counts as exited).
+pub(crate) fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        }
+        Err(_) => false,
+    }
+}
+
 /// Runs the binary to completion and returns its output.
 pub(crate) fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(bin()).args(args).current_dir(cwd).output().expect("run diffprobe")

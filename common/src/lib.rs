@@ -6,6 +6,7 @@
 //! schemas, run directory).
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod error;
 pub mod fs;
 pub mod ids;

@@ -3,7 +3,7 @@
 //!
 //! It plans synthetic runs straight into a state database (trivial capture units, and probe
 //! units that wait for them), starts a coordinator process on that run directory (`--serve`:
-//! the gRPC service and the same supervision tick `run::supervise` runs, without a launcher),
+//! the gRPC service and the same supervision events and steps as `supervise.rs`, without a launcher),
 //! and drives it with simulated gRPC workers from this process: each lease is answered by
 //! writing a few bytes to the attempt's output and completing it, so the coordinator verifies
 //! and commits a real file. The coordinator's CPU and RSS are read from `/proc`.
@@ -213,7 +213,8 @@ pub(crate) async fn serve(run_dir: &Path) -> anyhow::Result<()> {
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse()?)?;
     let addr = incoming.local_addr()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = crate::run::serve(shared.clone(), TOKEN.into(), incoming, shutdown.clone());
+    let server =
+        tokio::spawn(crate::run::serve(shared.clone(), TOKEN.into(), incoming, shutdown.clone()));
     println!("http://{addr}");
     std::io::stdout().flush()?;
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
@@ -222,14 +223,20 @@ pub(crate) async fn serve(run_dir: &Path) -> anyhow::Result<()> {
         while std::io::stdin().lock().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
         let _ = tx.send(());
     });
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // The run loop's events and steps, without a launcher.
+    let mut events = crate::supervise::Events::new(&shared)?;
     let mut since = shared.db().last_event_seq()?;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = events.next() => {}
             _ = &mut rx => break,
         }
-        let t = crate::run::tick(&shared, now_ms(), since, policy.ttl_ms)?;
+        let s = shared.clone();
+        let t = tokio::task::spawn_blocking(move || {
+            crate::supervise::tick(&s, now_ms(), since, policy.ttl_ms)
+        })
+        .await??;
+        events.stepped();
         since = t.events.last().map_or(since, |e| e.seq);
     }
     shutdown.cancel();

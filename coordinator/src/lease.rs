@@ -267,8 +267,9 @@ fn after_failure(
         return UnitState::Quarantined { attempts, failures, error: error.to_string() };
     }
     // Exponential backoff, capped at 64 × base.
-    let factor = 1i64 << (failures - 1).min(6);
-    UnitState::Pending { attempts, failures, not_before: now + p.backoff_ms * factor }
+    let base = std::time::Duration::from_millis(p.backoff_ms.max(0) as u64);
+    let wait = common::backoff::Backoff::new(base, base * 64).delay(failures - 1);
+    UnitState::Pending { attempts, failures, not_before: now + wait.as_millis() as Millis }
 }
 
 #[cfg(test)]

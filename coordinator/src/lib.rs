@@ -18,6 +18,7 @@ mod report;
 mod run;
 mod service;
 mod status;
+mod supervise;
 mod verify;
 
 pub use cli::main_with_args;

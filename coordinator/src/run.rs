@@ -10,27 +10,26 @@
 //! wait a grace period, kill what is left, shut the server down, then merge the probe outputs
 //! into the report.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use common::ids::UnitKind;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::db::{Counts, EventKind, EventRow, Gone, StateDb};
+use crate::db::{EventKind, StateDb};
 use crate::launcher::{Launcher, LauncherKind};
 use crate::lease::RetryPolicy;
 use crate::plan::Plan;
-use crate::progress::Progress;
 use crate::service::{self, now_ms, Shared};
+use crate::supervise::{supervise, Events, Supervisor};
 
 /// Options of `run` and `resume`.
 #[derive(Debug, Clone)]
@@ -161,35 +160,51 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     let address = format!("http://{addr}");
     let info = serde_json::json!({ "address": address, "pid": std::process::id() });
     common::fs::write_bytes_atomic(&layout.coordinator_file(), info.to_string().as_bytes())?;
-    let shutdown = CancellationToken::new();
-    let server = serve(shared.clone(), token.clone(), incoming, shutdown.clone());
-    shared.db().log_event(now_ms(), EventKind::CoordinatorStarted, None, &address)?;
-    // Print only what happens from now on (a resumed run has history).
-    let since = shared.db().last_event_seq()?;
-    let kind = resolve_launcher(&mut shared.db(), opts)?;
-    let mut launcher =
-        Launcher::start(kind, target_workers(&shared.db(), opts), &spec, layout, &address, &token)?;
-    eprintln!("coordinator {address}: {} launcher, run {}", kind.name(), layout.root().display());
-    let mut reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+    // From here SIGINT and SIGTERM are events of the loop, and every task is tracked.
+    let mut events = Events::new(&shared)?;
+    let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
+    tasks.spawn(serve(shared.clone(), token.clone(), incoming, shutdown.clone()));
+    let (kind, launcher, since) = blocking(&shared, {
+        let (spec, layout, opts) = (spec.clone(), layout.clone(), opts.clone());
+        move |shared| {
+            shared.db().log_event(now_ms(), EventKind::CoordinatorStarted, None, &address)?;
+            // Print only what happens from now on (a resumed run has history).
+            let since = shared.db().last_event_seq()?;
+            let kind = resolve_launcher(&mut shared.db(), &opts)?;
+            let target = crate::supervise::target_workers(&shared.db(), &opts);
+            let launcher = Launcher::start(kind, target, &spec, &layout, &address, &token)?;
+            eprintln!(
+                "coordinator {address}: {} launcher, run {}",
+                kind.name(),
+                layout.root().display()
+            );
+            Ok((kind, launcher, since))
+        }
+    })
+    .await?;
+    let mut sup = Supervisor::new(shared.clone(), launcher, opts, &spec);
+    let mut reason = supervise(&mut sup, &mut events, &spec, since).await?;
     // Check every committed file once more before merging; a changed one is redone first.
     while reason == StopReason::Complete {
-        let digests = shared.db().committed_digests()?;
-        let root = shared.run_dir.clone();
-        let changed =
-            tokio::task::spawn_blocking(move || crate::verify::find_changed(&root, &digests))
-                .await?;
-        if changed.is_empty() {
-            break;
-        }
-        let since = shared.db().last_event_seq()?;
-        crate::verify::requeue(
-            &shared.run_dir,
-            &mut shared.db(),
-            &changed,
-            "the coordinator before merging",
-            now_ms(),
-        )?;
-        reason = supervise(&shared, &mut launcher, &spec, opts, since).await?;
+        let requeued = blocking(&shared, |shared| {
+            let digests = shared.db().committed_digests()?;
+            let changed = crate::verify::find_changed(&shared.run_dir, &digests);
+            if changed.is_empty() {
+                return Ok(None);
+            }
+            let since = shared.db().last_event_seq()?;
+            crate::verify::requeue(
+                &shared.run_dir,
+                &mut shared.db(),
+                &changed,
+                "the coordinator before merging",
+                now_ms(),
+            )?;
+            Ok(Some(since))
+        })
+        .await?;
+        let Some(since) = requeued else { break };
+        reason = supervise(&mut sup, &mut events, &spec, since).await?;
     }
     // Say so before the server goes: a worker that then finds no coordinator exits at once
     // instead of waiting its patience out (unless the run was interrupted: `resume` may follow).
@@ -200,28 +215,37 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         eprintln!("warning: cannot record how the run ended: {e}");
     }
     // Stop: tell workers to drain, give them the grace period (the server stays up so their
-    // releases land), then kill what is left.
+    // releases land; another signal cuts it short), then kill what is left.
     shared.draining.store(true, Ordering::SeqCst);
-    let leased = |shared: &Shared| {
-        shared.db().counts().map(|c| c.values().map(|c| c.leased).sum::<u64>()).unwrap_or(0)
-    };
-    if reason == StopReason::Interrupted || matches!(launcher, Launcher::Slurm(_)) {
-        launcher.drain(&mut shared.db(), now_ms())?;
+    if reason == StopReason::Interrupted || kind == LauncherKind::Slurm {
+        sup.drain().await?;
     }
-    let deadline = Instant::now() + opts.grace;
-    while (launcher.running() > 0 || leased(&shared) > 0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(launcher); // SIGKILLs and reaps whatever is left
+    sup.grace(&mut events, opts.grace).await?;
+    sup.kill().await;
     shutdown.cancel();
-    let _ = server.await;
-    shared.db().log_event(now_ms(), EventKind::CoordinatorStopped, None, &format!("{reason:?}"))?;
-    let _ = std::fs::remove_file(layout.coordinator_file());
-    if reason == StopReason::Complete {
-        let db = shared.db();
-        crate::merge::write_report(layout, &spec, &data, &db)?;
-    }
+    tasks.close();
+    tasks.wait().await;
+    let layout = layout.clone();
+    blocking(&shared, move |shared| {
+        shared.db().log_event(now_ms(), EventKind::CoordinatorStopped, None, &format!("{reason:?}"))?;
+        let _ = std::fs::remove_file(layout.coordinator_file());
+        if reason == StopReason::Complete {
+            crate::merge::write_report(&layout, &spec, &data, &shared.db())?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(reason)
+}
+
+/// Runs `f` with the shared state on a blocking thread: SQLite and file work never holds up
+/// the async threads that serve workers.
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || f(&shared)).await?
 }
 
 impl Shared {
@@ -229,54 +253,6 @@ impl Shared {
     /// roll back), so a poisoned mutex is safe to keep using.
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, StateDb> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-async fn supervise(
-    shared: &Shared,
-    launcher: &mut Launcher,
-    spec: &JobSpec,
-    opts: &RunOptions,
-    since: i64,
-) -> anyhow::Result<StopReason> {
-    let mut progress = Progress::new(&spec.job.name);
-    let mut last_event = since;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut every = tokio::time::interval(Duration::from_millis(200));
-    let lost_after = (spec.sweep.lease_ttl_s * 1000.0) as i64;
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = sigint.recv() => { progress.line("interrupted: draining workers (resume with `diffprobe resume`)"); return Ok(StopReason::Interrupted) }
-            _ = sigterm.recv() => { progress.line("terminated: draining workers"); return Ok(StopReason::Interrupted) }
-        }
-        let now = now_ms();
-        let Tick { counts, events, open, lost } = tick(shared, now, last_event, lost_after)?;
-        launcher.kill_lost(&mut shared.db(), &lost, now)?;
-        for e in &events {
-            last_event = e.seq;
-            if let Some(line) = crate::progress::event_line(e) {
-                progress.line(&line);
-            }
-        }
-        let target = target_workers(&shared.db(), opts);
-        launcher.poll(&mut shared.db(), open, target, now)?;
-        progress.update(&counts);
-        if !open {
-            progress.finish();
-            let quarantined = counts.values().map(|c| c.quarantined).sum::<u64>();
-            return Ok(if quarantined > 0 {
-                StopReason::Quarantined
-            } else {
-                StopReason::Complete
-            });
-        }
-        if target > 0 && !launcher.will_run() {
-            // Every local worker exited and none will be restarted: say so rather than wait
-            // forever (external workers may still join a run started with --workers 0).
-            anyhow::bail!("every local worker exited or crashed repeatedly; see logs/*.log in the run directory, then `diffprobe resume`");
-        }
     }
 }
 
@@ -290,50 +266,23 @@ pub(crate) fn say_redone(changed: &[crate::verify::Changed]) {
     }
 }
 
-/// Serves the gRPC service on `incoming` until `shutdown`.
-pub(crate) fn serve(
+/// Serves the gRPC service on `incoming` until `shutdown` (the caller spawns it on its tracker).
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     token: String,
     incoming: tonic::transport::server::TcpIncoming,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+) {
     let svc = service::server(shared, token);
     // Small replies (a lease, a heartbeat) go out at once rather than waiting for more bytes.
     let incoming = incoming.with_nodelay(Some(true));
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await
-    })
-}
-
-/// What one supervision tick read from the database.
-pub(crate) struct Tick {
-    /// Unit counts by kind and state.
-    pub(crate) counts: BTreeMap<UnitKind, Counts>,
-    /// Events after the last one printed.
-    pub(crate) events: Vec<EventRow>,
-    /// Whether any unit is running or can still run.
-    pub(crate) open: bool,
-    /// Workers marked lost by this tick: id, pid, launcher tag.
-    pub(crate) lost: Vec<(String, u32, String)>,
-}
-
-/// The database part of one supervision tick: expire leases, mark lost workers, read the counts
-/// and the new events.
-pub(crate) fn tick(shared: &Shared, now: i64, since: i64, lost_after: i64) -> anyhow::Result<Tick> {
-    let seen = shared.take_seen();
-    let mut db = shared.db();
-    db.touch_workers(&seen)?;
-    db.expire(now, shared.policy)?;
-    let lost = mark_lost_workers(&mut db, now, lost_after)?;
-    Ok(Tick {
-        counts: db.counts()?,
-        events: db.events_since(since)?,
-        open: db.has_open_work()?,
-        lost,
-    })
+    let served = tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        eprintln!("warning: the gRPC server stopped: {e}");
+    }
 }
 
 /// The launcher of this run: the one asked for, else the one it ran with, else local.
@@ -350,39 +299,6 @@ fn resolve_launcher(db: &mut StateDb, opts: &RunOptions) -> anyhow::Result<Launc
         (None, Some(_)) => {}
     }
     Ok(kind)
-}
-
-/// Workers to keep: `diffprobe scale` writes it; `--workers` sets it; default what fits.
-fn target_workers(db: &StateDb, opts: &RunOptions) -> usize {
-    db.meta("target_workers")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-        .or(opts.workers)
-        .unwrap_or_else(default_workers)
-}
-
-/// Workers silent for longer than a lease TTL are marked lost (their leases expire on their own);
-/// returns them (id, pid, launcher tag) so that the launcher can kill a hung local one.
-fn mark_lost_workers(
-    db: &mut StateDb,
-    now: i64,
-    lost_after: i64,
-) -> anyhow::Result<Vec<(String, u32, String)>> {
-    let silent = db.silent_workers(now - lost_after)?;
-    if silent.is_empty() {
-        return Ok(Vec::new());
-    }
-    let workers = db.workers()?;
-    let mut lost = Vec::new();
-    for (id, last_seen) in silent {
-        let detail = format!("no contact for {} s", (now - last_seen) / 1000);
-        db.worker_gone(&id, Gone::Lost, &detail, now)?;
-        let pid = workers.iter().find(|w| w.id == id).map_or(0, |w| w.pid);
-        let tag = db.worker_tag(&id)?.unwrap_or_default();
-        lost.push((id, pid, tag));
-    }
-    Ok(lost)
 }
 
 fn bind(

@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use common::ids::{UnitId, UnitKind};
 use common::proto::coordinator_server::{Coordinator, CoordinatorServer};
@@ -39,6 +39,7 @@ use tonic::{Request, Response, Status};
 use crate::db::{Completion, CompletionOutcome, Gone, StateDb};
 use crate::lease::Millis;
 use crate::lease::RetryPolicy;
+use crate::supervise::ServiceEvent;
 
 /// State shared by the handlers and the run loop.
 pub(crate) struct Shared {
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     commits: Mutex<CommitQueue>,
     /// The inputs manifest of the current committed capture outputs: (generation, path).
     manifest: Mutex<Option<(u64, String)>>,
+    /// Where state changes are announced to the supervision loop (`Shared::subscribe`).
+    events: OnceLock<tokio::sync::mpsc::Sender<ServiceEvent>>,
 }
 
 /// Completions waiting to be committed, and whether a flush is running.
@@ -100,6 +103,7 @@ impl Shared {
             seen: Mutex::new(HashMap::new()),
             commits: Mutex::new(CommitQueue::default()),
             manifest: Mutex::new(None),
+            events: OnceLock::new(),
         })
     }
 
@@ -116,6 +120,21 @@ impl Shared {
         })
         .await
         .map_err(internal)
+    }
+
+    /// The state changes handlers make from now on (one subscriber: the supervision loop).
+    pub(crate) fn subscribe(&self) -> tokio::sync::mpsc::Receiver<ServiceEvent> {
+        // Small: the loop coalesces a burst into one step, so a full channel loses nothing.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let _ = self.events.set(tx);
+        rx
+    }
+
+    /// Wakes the supervision loop, if one listens; never waits.
+    fn notify(&self, event: ServiceEvent) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.try_send(event);
+        }
     }
 
     fn is_registered(&self, worker: &str) -> bool {
@@ -304,6 +323,7 @@ impl Coordinator for Service {
             .await?
             .map_err(internal)?;
         lock(&self.shared.workers).insert(id.clone());
+        self.shared.notify(ServiceEvent::Registered);
         Ok(Response::new(pb::RegisterReply {
             worker_id: id,
             run_dir: self.shared.run_dir.display().to_string(),
@@ -452,6 +472,9 @@ impl Coordinator for Service {
             }
             CompletionOutcome::Stale => (false, false),
         };
+        if committed {
+            shared.notify(ServiceEvent::Committed);
+        }
         Ok(Response::new(pb::CompleteReply { committed, duplicate }))
     }
 
@@ -482,6 +505,7 @@ impl Coordinator for Service {
             })
             .await?
             .map_err(internal)?;
+        self.shared.notify(ServiceEvent::Failed);
         Ok(Response::new(pb::FailReply {}))
     }
 
@@ -496,6 +520,7 @@ impl Coordinator for Service {
             .with_db(move |_, db| db.release(&r.worker_id, &unit, attempt, &reason, now_ms()))
             .await?
             .map_err(internal)?;
+        self.shared.notify(ServiceEvent::Released);
         Ok(Response::new(pb::ReleaseReply {}))
     }
 }

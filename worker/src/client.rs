@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::backoff::Backoff;
 use common::proto::coordinator_client::CoordinatorClient;
 use tonic::codegen::InterceptedService;
 use tonic::metadata::MetadataValue;
@@ -69,6 +70,9 @@ pub(crate) fn describe(call: &str, status: &Status) -> String {
     format!("{call}: {reading} (gRPC {:?}: {message})", status.code())
 }
 
+/// The wait between calls to an unreachable coordinator: 100 ms doubling up to 2 s.
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+
 /// Calls `f` until it succeeds, the error is not transient, or `patience` runs out.
 pub(crate) async fn with_retry<T, F, Fut>(patience: Duration, f: F) -> Result<T, Status>
 where
@@ -90,13 +94,13 @@ where
     Fut: std::future::Future<Output = Result<T, Status>>,
 {
     let start = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut retry = 0;
     loop {
         match f().await {
             Ok(v) => return Ok(v),
             Err(s) if is_transient(&s) && start.elapsed() < patience && !stop() => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(RETRY_BACKOFF.delay(retry)).await;
+                retry += 1;
             }
             Err(s) => return Err(s),
         }

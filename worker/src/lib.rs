@@ -12,5 +12,6 @@ mod error;
 mod probe_gram;
 mod probe_unit;
 pub mod run;
+mod session;
 
 pub use error::UnitError;

@@ -1,14 +1,7 @@
-//! The worker loop: lease → run → write to a temp file → fsync → rename → complete, with
-//! heartbeats in a background task. A capture unit's Parquet write runs in the background while
-//! the next unit computes (one write in flight; its lease keeps beating until it is committed).
-//! SIGTERM, SIGINT and SIGUSR1 flip the worker to draining: it takes no new lease, releases the
-//! unit it is computing, finishes the write in flight, and exits 0.
-//!
-//! A worker stops waiting for an unreachable coordinator, and exits 0, as soon as there is no
-//! point (`no_coordinator_coming`): the run directory's `ended.json` says the run is complete or
-//! quarantined, or the local coordinator that started it (`DIFFPROBE_COORDINATOR_PID`) is no
-//! longer its parent. An orphan also drains at its next heartbeat; only a unit it has already
-//! written is still offered to a coordinator (a `resume`) for the worker's patience.
+//! What a unit does on a worker: [`execute`] runs one leased unit synchronously and writes its
+//! output to a temp file → fsync → rename; a capture unit's Parquet write ([`FeatureWrite`]) is
+//! returned to run in the background while the next unit computes. Talking to the coordinator
+//! (register, lease, heartbeats, reports, drain) is `session.rs`.
 //!
 //! Inputs are trusted only while they match the blake3 they were committed with, which the
 //! lease's inputs manifest lists (`Assignment.inputs_manifest`): a stage-1 unit checks them before anything
@@ -20,22 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use common::layout::RunLayout;
 use common::proto as pb;
-use common::proto::lease_reply::Outcome;
 use common::spec::JobSpec;
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{ManifestInput, UnitSpec};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capturer;
-use crate::client::{self, with_retry, with_retry_until, Client};
 use crate::error::UnitError;
-
-/// The longest idle wait a worker accepts from a lease reply before polling again.
-const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -62,8 +47,8 @@ pub struct WorkerArgs {
 }
 
 /// What the worker knows about the sweep, loaded once.
-struct WorkerContext {
-    run_dir: PathBuf,
+pub(crate) struct WorkerContext {
+    pub(crate) run_dir: PathBuf,
     spec: JobSpec,
     data: Dataset,
     capturer: Mutex<Option<Arc<Capturer>>>,
@@ -73,7 +58,7 @@ struct WorkerContext {
     /// The last inputs manifest read: its name and the paths it lists.
     manifest: Mutex<Option<(String, Arc<Vec<ManifestInput>>)>>,
     unit_delay: Duration,
-    lose_complete_reply: bool,
+    pub(crate) lose_complete_reply: bool,
     disk_full_while: Option<PathBuf>,
     /// Inputs this worker has verified, with the checksum and the (length, mtime) they had
     /// then: a committed file is immutable, so it is hashed once per worker unless it changes.
@@ -83,317 +68,36 @@ struct WorkerContext {
 /// An input this worker has hashed: the checksum it matched and the file's (length, mtime) then.
 type Verified = (String, u64, Option<std::time::SystemTime>);
 
-/// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone.
+/// Runs the worker until the sweep is done, it is told to drain, or the coordinator is gone
+/// (`session::Worker`).
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    let mut rpc = client::connect(&args.coordinator, &args.token)?;
-    // Under Slurm the node name says more than the host name (several nodes may share a host).
-    let host = std::env::var("SLURMD_NODENAME")
-        .ok()
-        .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    let device = if crate::capture::cuda_present() { "cuda" } else { "cpu" };
-    let reg = with_retry(args.patience, || {
-        let mut rpc = rpc.clone();
-        let req = pb::RegisterRequest {
-            host: host.clone(),
-            pid: std::process::id(),
-            launcher_tag: args.tag.clone(),
-            device: device.into(),
-        };
-        async move { rpc.register(req).await }
-    })
-    .await
-    .context("cannot register with the coordinator")?
-    .into_inner();
-    let worker_id = reg.worker_id;
-    let layout = RunLayout::new(&reg.run_dir);
-    let spec = JobSpec::from_resolved_toml(&layout.spec())?;
-    let data = Dataset::open(&layout.root().join("dataset.json"))?;
-    let ctx = Arc::new(WorkerContext {
-        run_dir: layout.root().to_path_buf(),
-        spec,
-        data,
-        capturer: Mutex::new(None),
-        images_dir: layout.images_dir(),
-        alignment: Mutex::new(None),
-        manifest: Mutex::new(None),
-        unit_delay: args.unit_delay,
-        lose_complete_reply: args.lose_complete_reply,
-        disk_full_while: args.disk_full_while.clone(),
-        verified: Mutex::new(HashMap::new()),
-    });
-    eprintln!("worker {worker_id}: joined {} (run {})", args.coordinator, ctx.run_dir.display());
+    crate::session::Worker::register(&args).await?.run().await
+}
 
-    let drain = CancellationToken::new();
-    spawn_signal_watch(drain.clone())?;
-    let heartbeat = Duration::from_millis(reg.heartbeat_ms.max(100));
-    // The last capture unit's Parquet write, running while the next unit computes.
-    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
-    while !drain.is_cancelled() {
-        let stop = || no_coordinator_coming(&ctx.run_dir).is_some();
-        let reply = with_retry_until(args.patience, stop, || {
-            let mut rpc = rpc.clone();
-            let req = pb::LeaseRequest { worker_id: worker_id.clone() };
-            async move { rpc.lease(req).await }
+impl WorkerContext {
+    /// The sweep of the run directory a coordinator named at registration.
+    pub(crate) fn load(run_dir: &Path, args: &WorkerArgs) -> anyhow::Result<WorkerContext> {
+        let layout = RunLayout::new(run_dir);
+        let spec = JobSpec::from_resolved_toml(&layout.spec())?;
+        let data = Dataset::open(&layout.root().join("dataset.json"))?;
+        Ok(WorkerContext {
+            run_dir: layout.root().to_path_buf(),
+            spec,
+            data,
+            capturer: Mutex::new(None),
+            images_dir: layout.images_dir(),
+            alignment: Mutex::new(None),
+            manifest: Mutex::new(None),
+            unit_delay: args.unit_delay,
+            lose_complete_reply: args.lose_complete_reply,
+            disk_full_while: args.disk_full_while.clone(),
+            verified: Mutex::new(HashMap::new()),
         })
-        .await;
-        let reply = match reply {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                if let Some(why) = no_coordinator_coming(&ctx.run_dir) {
-                    eprintln!("worker {worker_id}: the coordinator is gone and {why}; exiting");
-                    break;
-                }
-                return Err(anyhow::anyhow!("{}", client::describe("lease", &status)));
-            }
-        };
-        match reply.outcome {
-            Some(Outcome::Assignment(a)) => {
-                let lease = Lease { id: a.lease_id.clone(), worker: worker_id.clone() };
-                run_leased(&mut rpc, &ctx, lease, a, heartbeat, &drain, args.patience, &mut pending)
-                    .await?
-            }
-            Some(Outcome::WaitMs(ms)) => {
-                // The coordinator spreads idle workers' polls; a wait is never longer than
-                // MAX_WAIT, whatever a reply says.
-                let wait = Duration::from_millis(ms).min(MAX_WAIT);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = drain.cancelled() => {}
-                }
-            }
-            Some(Outcome::Done(_)) | None => break,
-        }
-    }
-    if let Some(write) = pending.take() {
-        // Finish the last write before exiting: its unit is computed, and committing it is
-        // cheaper than computing it again.
-        let _ = write.await;
-    }
-    eprintln!("worker {worker_id}: exiting");
-    Ok(())
-}
-
-/// Why waiting for the coordinator is pointless, if it is: the run has ended, or this worker
-/// was started by a local coordinator that is no longer its parent.
-fn no_coordinator_coming(run_dir: &Path) -> Option<String> {
-    run_ended(run_dir).or_else(|| {
-        orphaned().then(|| "the coordinator that started this worker has exited".into())
-    })
-}
-
-/// Whether the run directory says the run is over (`RunLayout::is_over`).
-fn run_ended(run_dir: &Path) -> Option<String> {
-    RunLayout::new(run_dir).is_over().map(|reason| format!("the run has ended ({reason})"))
-}
-
-/// Whether this worker was started by a local coordinator that is no longer its parent (it was
-/// killed, and the worker re-parented).
-fn orphaned() -> bool {
-    let Some(pid) =
-        std::env::var(common::COORDINATOR_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok())
-    else {
-        return false;
-    };
-    // SAFETY: getppid has no preconditions and cannot fail.
-    unsafe { libc::getppid() != pid }
-}
-
-fn spawn_signal_watch(drain: CancellationToken) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = usr1.recv() => {}
-        }
-        drain.cancel();
-    });
-    Ok(())
-}
-
-/// One leased unit: its lease id and the worker holding it.
-#[derive(Clone)]
-struct Lease {
-    id: String,
-    worker: String,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_leased(
-    rpc: &mut Client,
-    ctx: &Arc<WorkerContext>,
-    lease: Lease,
-    a: pb::Assignment,
-    heartbeat: Duration,
-    drain: &CancellationToken,
-    patience: Duration,
-    pending: &mut Option<tokio::task::JoinHandle<()>>,
-) -> anyhow::Result<()> {
-    let beats = CancellationToken::new();
-    tokio::spawn(heartbeats(
-        rpc.clone(),
-        lease.worker.clone(),
-        lease.id.clone(),
-        heartbeat,
-        beats.clone(),
-        drain.clone(),
-    ));
-    let work = {
-        let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || execute(&ctx, &a))
-    };
-    let result = tokio::select! {
-        r = work => r,
-        () = drain.cancelled() => {
-            beats.cancel();
-            let req = pb::ReleaseRequest { lease_id: lease.id.clone(), reason: "worker received a shutdown signal".into(), worker_id: lease.worker.clone() };
-            let _ = rpc.release(req).await;
-            eprintln!("worker {}: released {} on shutdown", lease.worker, lease.id);
-            // The blocking task is abandoned; the process exits and its temp file is never renamed.
-            return Ok(());
-        }
-    };
-    let result = result.map_err(|e| UnitError::Invalid(format!("unit panicked: {e}")));
-    match result.and_then(|r| r) {
-        Ok(Executed::Written(out)) => {
-            beats.cancel();
-            report(rpc, ctx, &lease, Ok(out), patience).await
-        }
-        Ok(Executed::Capture(write)) => {
-            // One write in flight at a time: memory holds at most two units' features.
-            if let Some(previous) = pending.take() {
-                let _ = previous.await;
-            }
-            let (mut rpc, ctx) = (rpc.clone(), ctx.clone());
-            *pending = Some(tokio::spawn(async move {
-                let written = tokio::task::spawn_blocking({
-                    let ctx = ctx.clone();
-                    move || write.run(&ctx)
-                })
-                .await;
-                let written = written
-                    .map_err(|e| UnitError::Invalid(format!("write panicked: {e}")))
-                    .and_then(|r| r);
-                beats.cancel();
-                if let Err(e) = report(&mut rpc, &ctx, &lease, written, patience).await {
-                    eprintln!("worker {}: {e:#}", lease.worker);
-                }
-            }));
-            Ok(())
-        }
-        Err(e) => {
-            beats.cancel();
-            report(rpc, ctx, &lease, Err(e), patience).await
-        }
-    }
-}
-
-/// Tells the coordinator how a unit ended: its committed output, or its failure. A completion
-/// whose reply is lost is sent again, unchanged; the coordinator answers it committed again.
-async fn report(
-    rpc: &mut Client,
-    ctx: &WorkerContext,
-    lease: &Lease,
-    result: Result<(String, String, u64), UnitError>,
-    patience: Duration,
-) -> anyhow::Result<()> {
-    let (worker_id, lease_id) = (&lease.worker, &lease.id);
-    // Even an orphan keeps offering a finished unit for its patience: a `resume` rebinds the
-    // same address, and a finished unit is cheaper to commit than to compute again.
-    let stop = || run_ended(&ctx.run_dir).is_some();
-    match result {
-        Ok((rel, checksum, bytes)) => {
-            let mut lose_reply = ctx.lose_complete_reply;
-            let reply = with_retry_until(patience, stop, || {
-                let mut rpc = rpc.clone();
-                let req = pb::CompleteRequest {
-                    lease_id: lease_id.clone(),
-                    output_path: rel.clone(),
-                    checksum: checksum.clone(),
-                    bytes,
-                    worker_id: worker_id.clone(),
-                };
-                let lose = std::mem::take(&mut lose_reply);
-                async move {
-                    let reply = rpc.complete(req).await;
-                    if lose && reply.is_ok() {
-                        return Err(tonic::Status::unavailable("fault injection: reply lost"));
-                    }
-                    reply
-                }
-            })
-            .await;
-            match reply {
-                Ok(r) if r.get_ref().duplicate => eprintln!(
-                    "worker {worker_id}: {lease_id}: another attempt was committed first; this output is not used"
-                ),
-                Ok(r) if !r.get_ref().committed => eprintln!(
-                    "worker {worker_id}: {lease_id}: completion not taken (the unit no longer accepts this attempt)"
-                ),
-                Ok(_) => {}
-                Err(s) => eprintln!(
-                    "worker {worker_id}: completion of {lease_id} refused: {}",
-                    s.message()
-                ),
-            }
-        }
-        Err(e) => {
-            eprintln!("worker {worker_id}: {lease_id} failed: {e}");
-            let req = pb::FailRequest {
-                lease_id: lease_id.clone(),
-                error: e.to_string(),
-                retryable: e.is_retryable(),
-                worker_id: worker_id.clone(),
-                corrupt_input: e.corrupt_input().unwrap_or_default().to_string(),
-            };
-            with_retry_until(patience, stop, || {
-                let mut rpc = rpc.clone();
-                let req = req.clone();
-                async move { rpc.fail(req).await }
-            })
-            .await
-            .context("cannot report a failure")?;
-        }
-    }
-    Ok(())
-}
-
-async fn heartbeats(
-    mut rpc: Client,
-    worker: String,
-    lease: String,
-    every: Duration,
-    stop: CancellationToken,
-    drain: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = stop.cancelled() => return,
-        }
-        if orphaned() {
-            eprintln!(
-                "worker {worker}: the coordinator that started this worker has exited; draining"
-            );
-            drain.cancel();
-            return;
-        }
-        let req =
-            pb::HeartbeatRequest { worker_id: worker.clone(), lease_ids: vec![lease.clone()] };
-        // A failed beat is not fatal: the coordinator may be restarting; the lease TTL decides.
-        if let Ok(reply) = rpc.heartbeat(req).await {
-            if reply.get_ref().drain {
-                drain.cancel();
-            }
-        }
     }
 }
 
 /// How a unit's computation ended.
-enum Executed {
+pub(crate) enum Executed {
     /// Its output is written: the path relative to the run directory, checksum and size.
     Written((String, String, u64)),
     /// A capture unit's features, still to be written (off the compute thread).
@@ -401,7 +105,7 @@ enum Executed {
 }
 
 /// A capture unit's features and where they go.
-struct FeatureWrite {
+pub(crate) struct FeatureWrite {
     rel: String,
     target: PathBuf,
     blocks: Vec<common::table::FeatureBlock>,
@@ -409,7 +113,7 @@ struct FeatureWrite {
 
 impl FeatureWrite {
     /// Writes the Parquet file atomically; returns its relative path, checksum and size.
-    fn run(self, ctx: &WorkerContext) -> Result<(String, String, u64), UnitError> {
+    pub(crate) fn run(self, ctx: &WorkerContext) -> Result<(String, String, u64), UnitError> {
         let Self { rel, target, blocks } = self;
         if ctx.disk_full_while.as_deref().is_some_and(Path::exists) {
             // The real writer on a really full device, so the error is shaped as a full disk's.
@@ -432,7 +136,7 @@ impl FeatureWrite {
 /// Runs one unit synchronously. Probe, grid and alignment outputs are written atomically here;
 /// a capture unit returns its features for [`FeatureWrite::run`], so the next unit can start
 /// computing while they are encoded and written.
-fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitError> {
+pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Executed, UnitError> {
     let mut unit: UnitSpec = serde_json::from_str(&a.unit_json)
         .map_err(|e| UnitError::Invalid(format!("bad unit descriptor: {e}")))?;
     let manifest = match a.inputs_manifest.as_str() {

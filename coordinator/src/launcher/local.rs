@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::backoff::Backoff;
+
+/// The wait before restarting a crashed worker, by its restart count: 1 s, 2 s, … 16 s.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(16));
+
 /// One supervised worker process.
 struct Slot {
     tag: String,
@@ -107,8 +112,7 @@ impl LocalLauncher {
                         };
                         exits.push(WorkerExit::Crashed { tag: slot.tag.clone(), cause });
                         slot.restarts = slot.restarts.saturating_add(1);
-                        let backoff = Duration::from_millis(500u64 << slot.restarts.min(5));
-                        slot.not_before = Instant::now() + backoff;
+                        slot.not_before = Instant::now() + RESTART_BACKOFF.delay(slot.restarts);
                     }
                 }
             }

@@ -23,10 +23,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::backoff::Backoff;
 use common::layout::RunLayout;
 use common::spec::JobSpec;
 
 use crate::db::{EventKind, StateDb};
+
+/// The wait before polling again after failed Slurm commands: 2 s, 4 s, … 60 s.
+const SLURM_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
 
 /// Slurm states after which a task runs no more.
 const TERMINAL: [&str; 10] = [
@@ -49,7 +53,8 @@ pub(crate) struct SlurmLauncher {
     max_array: usize,
     parallelism: Option<u32>,
     next_poll: Instant,
-    backoff: Duration,
+    /// Consecutive failed Slurm commands: the backoff before the next poll grows with them.
+    errors: u32,
     /// The error recorded in `meta` while Slurm commands fail (so it is written when it changes
     /// and cleared once on success).
     last_error: Option<String>,
@@ -179,7 +184,7 @@ impl SlurmLauncher {
             max_array: max_array_size().saturating_sub(1).max(1),
             parallelism: spec.slurm.array_parallelism,
             next_poll: Instant::now(),
-            backoff: Duration::from_secs(2),
+            errors: 0,
             last_error: None,
         })
     }
@@ -286,7 +291,8 @@ impl SlurmLauncher {
 
     /// Records a failed Slurm command and waits exponentially longer before the next poll.
     fn back_off(&mut self, db: &mut StateDb, e: &anyhow::Error, now_ms: i64) -> anyhow::Result<()> {
-        let detail = format!("{e:#}; retrying in {} s", self.backoff.as_secs());
+        let wait = SLURM_BACKOFF.delay(self.errors);
+        let detail = format!("{e:#}; retrying in {} s", wait.as_secs());
         db.log_event(now_ms, EventKind::SlurmError, None, &detail)?;
         let message = format!("{e:#}");
         if self.last_error.is_none() {
@@ -296,14 +302,14 @@ impl SlurmLauncher {
             db.set_meta("launcher_error", &message, now_ms)?;
             self.last_error = Some(message);
         }
-        self.next_poll = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+        self.next_poll = Instant::now() + wait;
+        self.errors = self.errors.saturating_add(1);
         Ok(())
     }
 
     /// A Slurm command worked: reset the backoff and clear a recorded error.
     fn recovered(&mut self, db: &mut StateDb, now_ms: i64) -> anyhow::Result<()> {
-        self.backoff = Duration::from_secs(2);
+        self.errors = 0;
         if self.last_error.take().is_some() {
             db.set_meta("launcher_error", "", now_ms)?;
             db.set_meta("launcher_error_since", "", now_ms)?;
