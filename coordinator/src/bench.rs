@@ -262,7 +262,12 @@ fn synthetic_units(units: usize, captures: usize) -> Vec<(UnitId, UnitSpec)> {
                 };
                 (UnitId::of("capture", &("bench", &u)), UnitSpec::Capture(u))
             } else {
-                let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+                let u = ProbeUnit {
+                    representation: rep.clone(),
+                    folds: vec![i],
+                    settings: Default::default(),
+                    inputs: vec![],
+                };
                 (UnitId::of("probe", &("bench", &u)), UnitSpec::Probe(u))
             }
         })

@@ -1039,7 +1039,12 @@ mod tests {
             units.push((UnitId(format!("capture-{i}")), UnitSpec::Capture(u)));
         }
         for i in 0..probes {
-            let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+            let u = ProbeUnit {
+                representation: rep.clone(),
+                folds: vec![i],
+                settings: Default::default(),
+                inputs: vec![],
+            };
             units.push((UnitId(format!("probe-{i}")), UnitSpec::Probe(u)));
         }
         db.insert_units(&units, 0).unwrap();

@@ -101,8 +101,9 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
 
 /// The run directory's format: unit ids and output files as this binary makes them. 2: probe
 /// rows carry `effective_df` instead of `spread`; stage-1 unit ids hash one fingerprint of the
-/// capture ids instead of the whole list.
-const RUN_FORMAT: &str = "2";
+/// capture ids instead of the whole list. 3: stage-1 units carry their resolved settings and
+/// their ids hash the unit, not spec sections.
+const RUN_FORMAT: &str = "3";
 
 /// Refuses a run directory made by a diffprobe whose unit ids or output files differ from this
 /// one's (its committed outputs cannot be merged, and re-planning it would add units beside the

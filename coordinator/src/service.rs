@@ -649,6 +649,7 @@ mod tests {
             let u = common::unit::ProbeUnit {
                 representation: rep.clone(),
                 folds: vec![fold],
+                settings: Default::default(),
                 inputs: vec![],
             };
             units.push((UnitId(format!("probe-{fold}")), UnitSpec::Probe(u)));
@@ -825,6 +826,7 @@ mod tests {
                 common::spec::Pooling::Mean,
             ),
             folds: vec![0],
+            settings: Default::default(),
             inputs: vec![],
         });
         f.svc.shared.db().insert_units(&[(UnitId("p".into()), probe)], 0).unwrap();
