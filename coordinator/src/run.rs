@@ -476,7 +476,7 @@ mod tests {
         let mut db = StateDb::open(&old_layout.state_db()).unwrap();
         db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
         let e = check_run_format(&mut db, &old_layout).unwrap_err().to_string();
-        assert!(e.contains("run format 1, this one writes {RUN_FORMAT}"), "{e}");
+        assert!(e.contains(&format!("run format 1, this one writes {RUN_FORMAT}")), "{e}");
         // So is one of another recorded format.
         db.set_meta("run_format", "99", 0).unwrap();
         assert!(check_run_format(&mut db, &old_layout).is_err());
