@@ -1,6 +1,7 @@
-//! Stable content-hash ids. A unit id is a pure function of the spec fields that change the
-//! unit's output and of its coordinates: the same spec gives the same ids, so a re-run or a
-//! resume skips committed units, and a changed analysis re-runs only the units it touches.
+//! Stable content-hash ids. A unit id is a pure function of the unit (its coordinates and, for
+//! stage-1 units, the resolved settings it runs with, `crate::settings`) and of fingerprints of
+//! its inputs: the same spec gives the same ids, so a re-run or a resume skips committed units,
+//! and a changed analysis re-runs only the units it touches.
 //!
 //! Unit kinds and ids are stored and sent as text (the state database, the gRPC messages, file
 //! names); [`UnitKind`] and [`UnitId`] parse that text back with a typed error, so a string that

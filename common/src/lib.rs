@@ -11,6 +11,7 @@ pub mod error;
 pub mod fs;
 pub mod ids;
 pub mod layout;
+pub mod settings;
 pub mod spec;
 pub mod stimuli;
 pub mod table;

@@ -264,45 +264,37 @@ pub struct AnalysisSection {
 }
 
 /// `[analysis.attribute_probe]`: PCA + ridge probes with permutation tests.
+///
+/// Every key is optional: a missing one takes its value from [`Default`], the one place the
+/// defaults are written.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AttributeProbeSection {
     /// Number of cross-validation folds over stimuli (K).
-    #[serde(default = "default_folds")]
     pub folds: usize,
     /// PCA components kept (P), capped at training size − 1.
-    #[serde(default = "default_components")]
     pub components: usize,
     /// Ridge penalty α.
-    #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// A grid of α: when not empty, each attribute's α is chosen per fold from it by exact
     /// leave-one-out on the training rows (replacing `alpha`), and reported.
-    #[serde(default)]
     pub alphas: Vec<f64>,
     /// How α is chosen from `alphas`: 0 = exact leave-one-out (default), k ≥ 2 = k-fold inner
     /// cross-validation over the training rows (seeded).
-    #[serde(default)]
     pub alpha_inner_folds: usize,
     /// The hyper-parameter grid report (paper Fig. 5): PCA sizes P to try on fold 0, with
     /// `grid_alphas`; both empty (default) = no grid.
-    #[serde(default)]
     pub grid_components: Vec<usize>,
     /// The α values of the hyper-parameter grid report.
-    #[serde(default)]
     pub grid_alphas: Vec<f64>,
     /// Permutations per (representation, fold) (B), each reordering every attribute; 0 disables
     /// the test.
-    #[serde(default = "default_permutations")]
     pub permutations: usize,
     /// Seed of the fold shuffle and the permutations.
-    #[serde(default)]
     pub seed: u64,
     /// Z-score features on the training rows before PCA.
-    #[serde(default)]
     pub zscore: bool,
     /// Arithmetic of the Gram matrix and the permutation refits (`f64` default, `f32`).
-    #[serde(default)]
     pub precision: ProbePrecision,
 }
 
@@ -395,18 +387,6 @@ fn default_batch() -> usize {
 fn default_max_tokens() -> usize {
     128
 }
-fn default_folds() -> usize {
-    10
-}
-fn default_components() -> usize {
-    120
-}
-fn default_alpha() -> f64 {
-    150.0
-}
-fn default_permutations() -> usize {
-    1000
-}
 fn default_stimuli_per_unit() -> usize {
     250
 }
@@ -476,14 +456,14 @@ impl Default for CaptureSection {
 impl Default for AttributeProbeSection {
     fn default() -> Self {
         AttributeProbeSection {
-            folds: default_folds(),
-            components: default_components(),
-            alpha: default_alpha(),
+            folds: 10,
+            components: 120,
+            alpha: 150.0,
             alphas: Vec::new(),
             alpha_inner_folds: 0,
             grid_components: Vec::new(),
             grid_alphas: Vec::new(),
-            permutations: default_permutations(),
+            permutations: 1000,
             seed: 0,
             zscore: false,
             precision: ProbePrecision::F64,

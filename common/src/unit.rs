@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::{EvaluateSettings, GridSettings, LinearProbeSettings, ProbeSettings};
 use crate::spec::{Conditioning, Pooling};
 
 /// One representation of the stimuli.
@@ -127,7 +128,7 @@ pub enum UnitSpec {
     /// Fit probes for one representation on a block of folds.
     Probe(ProbeUnit),
     /// The P × α grid of one representation on fold 0 (paper Fig. 5).
-    Grid(ProbeUnit),
+    Grid(GridUnit),
     /// Odd-one-out alignment of one representation (`[analysis.alignment]`).
     Alignment(AlignmentUnit),
 }
@@ -150,10 +151,26 @@ pub struct CaptureUnit {
 pub struct ProbeUnit {
     /// The representation.
     pub representation: Representation,
-    /// Fold indices (0-based, of `analysis.attribute_probe.folds`).
+    /// Fold indices (0-based, of `settings.folds`).
     pub folds: Vec<usize>,
+    /// What the probes run with, resolved by the plan (part of the unit id).
+    pub settings: ProbeSettings,
     /// Capture outputs to read, relative to the run directory, in shard order. Filled in by
     /// the coordinator when the unit is leased (the committed attempt of each capture unit).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+/// The P × α grid of one representation on one fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridUnit {
+    /// The representation.
+    pub representation: Representation,
+    /// The fold (0-based, of `settings.folds`).
+    pub fold: usize,
+    /// What the grid runs with, resolved by the plan (part of the unit id).
+    pub settings: GridSettings,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
     #[serde(default)]
     pub inputs: Vec<String>,
 }
@@ -172,16 +189,19 @@ pub struct AlignmentUnit {
     pub inputs: Vec<String>,
 }
 
-/// The part of the alignment analyses one unit computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The part of the alignment analyses one unit computes, with the settings it runs with
+/// (resolved by the plan; part of the unit id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlignmentTask {
     /// Odd-one-out accuracy for every distance, and the embedding regression if asked for.
-    Evaluate,
+    Evaluate(EvaluateSettings),
     /// One fold of the linear-probe alignment.
     LinearProbe {
-        /// 0-based fold (of `analysis.alignment.probe_folds`).
+        /// 0-based fold (of `settings.folds`).
         fold: usize,
+        /// The probe's settings.
+        settings: LinearProbeSettings,
     },
 }
 
@@ -234,7 +254,8 @@ impl UnitSpec {
     pub fn feature_inputs(&mut self) -> Option<&mut Vec<String>> {
         match self {
             UnitSpec::Capture(_) => None,
-            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(&mut p.inputs),
+            UnitSpec::Probe(p) => Some(&mut p.inputs),
+            UnitSpec::Grid(g) => Some(&mut g.inputs),
             UnitSpec::Alignment(a) => Some(&mut a.inputs),
         }
     }
@@ -242,7 +263,8 @@ impl UnitSpec {
     pub fn representation(&self) -> Option<&Representation> {
         match self {
             UnitSpec::Capture(_) => None,
-            UnitSpec::Probe(p) | UnitSpec::Grid(p) => Some(&p.representation),
+            UnitSpec::Probe(p) => Some(&p.representation),
+            UnitSpec::Grid(g) => Some(&g.representation),
             UnitSpec::Alignment(a) => Some(&a.representation),
         }
     }

@@ -269,7 +269,12 @@ fn synthetic_units(units: usize, captures: usize) -> Vec<(UnitId, UnitSpec)> {
                 };
                 (UnitId::of(UnitKind::Capture, &("bench", &u)), UnitSpec::Capture(u))
             } else {
-                let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+                let u = ProbeUnit {
+                    representation: rep.clone(),
+                    folds: vec![i],
+                    settings: Default::default(),
+                    inputs: vec![],
+                };
                 (UnitId::of(UnitKind::Probe, &("bench", &u)), UnitSpec::Probe(u))
             }
         })

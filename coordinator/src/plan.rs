@@ -9,7 +9,7 @@ use common::ids::{UnitId, UnitKind};
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
-    AlignmentTask, AlignmentUnit, CaptureUnit, ProbeUnit, Representation, UnitSpec,
+    AlignmentTask, AlignmentUnit, CaptureUnit, GridUnit, ProbeUnit, Representation, UnitSpec,
 };
 use serde::Serialize;
 
@@ -172,11 +172,27 @@ impl Plan {
     }
 }
 
+/// What identifies the model in capture unit ids: its files' content (configs) and size
+/// (weights), not its path, and the compute dtype, which changes the activations. The dtype is
+/// left out when it is `f32`, so the ids of `f32` runs are those of versions before it was
+/// hashed.
 #[derive(Serialize)]
 struct ModelIdentity {
     kind: common::spec::ModelKind,
     config: String,
     weights_bytes: u64,
+    #[serde(skip_serializing_if = "is_f32")]
+    dtype: StorageDtype,
+}
+
+fn is_f32(dtype: &StorageDtype) -> bool {
+    *dtype == StorageDtype::F32
+}
+
+impl ModelIdentity {
+    fn new(model: &common::spec::ModelSection, config: String, weights_bytes: u64) -> Self {
+        ModelIdentity { kind: model.kind, config, weights_bytes, dtype: model.dtype }
+    }
 }
 
 fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, SpecError> {
@@ -204,11 +220,7 @@ fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, Spec
     for name in weights {
         weights_bytes += weight_bytes(&dir.join(name)).map_err(|e| missing(name, e))?;
     }
-    Ok(ModelIdentity {
-        kind: spec.model.kind,
-        config: common::ids::fingerprint(&config),
-        weights_bytes,
-    })
+    Ok(ModelIdentity::new(&spec.model, common::ids::fingerprint(&config), weights_bytes))
 }
 
 /// Size of a weights file, or of the `.safetensors` files in a folder.
@@ -234,117 +246,94 @@ fn units(
     spec_file: &str,
 ) -> anyhow::Result<Vec<(UnitId, UnitSpec)>> {
     let model = model_identity(spec, spec_file)?;
-    let reps_only: Vec<Representation> = reps.iter().map(|(r, _)| r.clone()).collect();
+    let reps: Vec<Representation> = reps.iter().map(|(r, _)| r.clone()).collect();
+    Ok(resolve_units(spec, &model, data, &reps, alignment))
+}
+
+/// The units of a plan and their ids, without I/O. Stage-1 units carry the settings they run
+/// with, resolved here once from the spec (`common::settings`); their id hashes the unit, so
+/// it hashes exactly what the worker runs, and nothing else of the spec.
+fn resolve_units(
+    spec: &JobSpec,
+    model: &ModelIdentity,
+    data: &Dataset,
+    reps: &[Representation],
+    alignment: Option<&AlignmentInputs>,
+) -> Vec<(UnitId, UnitSpec)> {
     let mut units = Vec::new();
     let mut capture_ids = Vec::new();
     let per = spec.sweep.stimuli_per_unit;
     for (shard, start) in (0..data.len()).step_by(per).enumerate() {
         let end = (start + per).min(data.len());
-        let unit = CaptureUnit { shard, start, end, representations: reps_only.clone() };
-        let id = UnitId::of("capture", &(&model, &spec.capture, &data.texts[start..end], &unit));
+        let unit = CaptureUnit { shard, start, end, representations: reps.to_vec() };
+        let id = UnitId::of("capture", &(model, &spec.capture, &data.texts[start..end], &unit));
         capture_ids.push(id.clone());
         units.push((id, UnitSpec::Capture(unit)));
     }
     // Every stage-1 unit depends on all capture units: hash their ids once, so that planning
     // costs capture units + stage-1 units, not their product (10⁵ × 9·10⁵ at full scale).
     let captures = UnitId::of("captures", &capture_ids);
-    let analysis = &spec.analysis.attribute_probe;
     let fingerprint = data.fingerprint();
-    let folds: Vec<usize> = (0..analysis.folds).collect();
-    for rep in &reps_only {
+    let probe = spec.analysis.attribute_probe.probe_settings();
+    let grid = spec.analysis.attribute_probe.grid_settings();
+    let folds: Vec<usize> = (0..probe.folds).collect();
+    let alignment = match (&spec.analysis.alignment, alignment) {
+        (Some(section), Some(inputs)) => Some((alignment_tasks(section), inputs.fingerprint())),
+        _ => None,
+    };
+    for rep in reps {
         for block in folds.chunks(spec.sweep.folds_per_unit) {
             let unit = ProbeUnit {
                 representation: rep.clone(),
                 folds: block.to_vec(),
+                settings: probe.clone(),
                 inputs: Vec::new(),
             };
-            let id = UnitId::of("probe", &(analysis, &fingerprint, &captures, &unit));
+            let id = UnitId::of("probe", &(&fingerprint, &captures, &unit));
             units.push((id, UnitSpec::Probe(unit)));
         }
-        if !analysis.grid_components.is_empty() {
+        if let Some(settings) = &grid {
             // The paper's Fig. 5: the grid on one fold (fold 0).
-            let unit =
-                ProbeUnit { representation: rep.clone(), folds: vec![0], inputs: Vec::new() };
-            let id = UnitId::of("grid", &(analysis, &fingerprint, &captures, &unit));
+            let unit = GridUnit {
+                representation: rep.clone(),
+                fold: 0,
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("grid", &(&fingerprint, &captures, &unit));
             units.push((id, UnitSpec::Grid(unit)));
         }
-        if let (Some(section), Some(inputs)) = (&spec.analysis.alignment, alignment) {
-            let inputs_fingerprint = inputs.fingerprint();
-            for task in alignment_tasks(section) {
-                let unit = AlignmentUnit { representation: rep.clone(), task, inputs: Vec::new() };
-                let settings = AlignmentSettings::of(section, task);
-                let id = UnitId::of(
-                    "alignment",
-                    &(&settings, &fingerprint, &inputs_fingerprint, &captures, &unit),
-                );
+        if let Some((tasks, inputs_fingerprint)) = &alignment {
+            // The triplets and the embedding enter the id through their content fingerprint.
+            for task in tasks {
+                let unit = AlignmentUnit {
+                    representation: rep.clone(),
+                    task: task.clone(),
+                    inputs: Vec::new(),
+                };
+                let id =
+                    UnitId::of("alignment", &(&fingerprint, inputs_fingerprint, &captures, &unit));
                 units.push((id, UnitSpec::Alignment(unit)));
             }
         }
     }
-    Ok(units)
+    units
 }
 
 /// The alignment units of one representation: the cheap analyses in one unit, then one unit
 /// per fold of the linear probe (each trains a D × D map: the expensive part, and the part a
-/// GPU worker helps with), so the folds run in parallel and a failed fold retries alone.
+/// GPU worker helps with), so the folds run in parallel and a failed fold retries alone. Each
+/// carries only its own settings: changing the linear probe's λ re-runs only the probe units,
+/// changing the distances only the evaluate units.
 fn alignment_tasks(a: &AlignmentSection) -> Vec<AlignmentTask> {
-    let mut tasks = vec![AlignmentTask::Evaluate];
-    if a.linear_probe {
-        tasks.extend((0..a.probe_folds).map(|fold| AlignmentTask::LinearProbe { fold }));
+    let mut tasks = vec![AlignmentTask::Evaluate(a.evaluate_settings())];
+    if let Some(settings) = a.linear_probe_settings() {
+        tasks.extend(
+            (0..settings.folds)
+                .map(|fold| AlignmentTask::LinearProbe { fold, settings: settings.clone() }),
+        );
     }
     tasks
-}
-
-/// The settings an alignment unit's output depends on (part of its id): changing the linear
-/// probe's λ re-runs only the probe units, changing the distances only the evaluate units.
-/// The triplets and the embedding enter the id through their content fingerprint, not paths.
-#[derive(Serialize)]
-enum AlignmentSettings<'a> {
-    Evaluate {
-        distances: &'a [common::spec::AlignmentDistance],
-        embedding_folds: usize,
-        embedding_alphas: &'a [f64],
-        seed: u64,
-    },
-    LinearProbe {
-        folds: usize,
-        seed: u64,
-        lambda: f64,
-        learning_rate: f64,
-        batch_size: usize,
-        max_epochs: usize,
-        patience: usize,
-        min_delta: f64,
-        max_grad_norm: f64,
-        early_stopping: common::spec::EarlyStoppingChoice,
-        validation_fraction: f64,
-    },
-}
-
-impl<'a> AlignmentSettings<'a> {
-    fn of(a: &'a AlignmentSection, task: AlignmentTask) -> Self {
-        match task {
-            AlignmentTask::Evaluate => AlignmentSettings::Evaluate {
-                distances: &a.distances,
-                embedding_folds: a.embedding_folds,
-                embedding_alphas: &a.embedding_alphas,
-                seed: a.seed,
-            },
-            AlignmentTask::LinearProbe { .. } => AlignmentSettings::LinearProbe {
-                folds: a.probe_folds,
-                seed: a.seed,
-                lambda: a.lambda,
-                learning_rate: a.learning_rate,
-                batch_size: a.batch_size,
-                max_epochs: a.max_epochs,
-                patience: a.patience,
-                min_delta: a.min_delta,
-                max_grad_norm: a.max_grad_norm,
-                early_stopping: a.early_stopping,
-                validation_fraction: a.validation_fraction,
-            },
-        }
-    }
 }
 
 /// Loads the spec given on the command line, with env and `--set` layers.
@@ -352,3 +341,6 @@ pub(crate) fn load_spec(path: &Path, sets: &[String]) -> anyhow::Result<JobSpec>
     let env: Vec<(String, String)> = std::env::vars().collect();
     Ok(JobSpec::load(path, &env, sets)?)
 }
+
+#[cfg(test)]
+mod tests;

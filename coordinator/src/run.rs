@@ -101,8 +101,9 @@ pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
 
 /// The run directory's format: unit ids and output files as this binary makes them. 2: probe
 /// rows carry `effective_df` instead of `spread`; stage-1 unit ids hash one fingerprint of the
-/// capture ids instead of the whole list.
-const RUN_FORMAT: &str = "2";
+/// capture ids instead of the whole list. 3: stage-1 units carry their resolved settings and
+/// their ids hash the unit, not spec sections.
+const RUN_FORMAT: &str = "3";
 
 /// Refuses a run directory made by a diffprobe whose unit ids or output files differ from this
 /// one's (its committed outputs cannot be merged, and re-planning it would add units beside the
@@ -390,9 +391,9 @@ mod tests {
         let mut db = StateDb::open(&old_layout.state_db()).unwrap();
         db.insert_units(&[(UnitId("u".into()), unit)], 0).unwrap();
         let e = check_run_format(&mut db, &old_layout).unwrap_err().to_string();
-        assert!(e.contains("run format 1, this one writes 2"), "{e}");
+        assert!(e.contains(&format!("run format 1, this one writes {RUN_FORMAT}")), "{e}");
         // So is one of another recorded format.
-        db.set_meta("run_format", "3", 0).unwrap();
+        db.set_meta("run_format", "99", 0).unwrap();
         assert!(check_run_format(&mut db, &old_layout).is_err());
     }
 }

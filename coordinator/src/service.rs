@@ -691,6 +691,7 @@ mod tests {
             let u = common::unit::ProbeUnit {
                 representation: rep.clone(),
                 folds: vec![fold],
+                settings: Default::default(),
                 inputs: vec![],
             };
             units.push((UnitId::of(UnitKind::Probe, &fold), UnitSpec::Probe(u)));
@@ -870,6 +871,7 @@ mod tests {
                 common::spec::Pooling::Mean,
             ),
             folds: vec![0],
+            settings: Default::default(),
             inputs: vec![],
         });
         f.svc.shared.db().insert_units(&[(p(), probe)], 0).unwrap();

@@ -171,6 +171,7 @@ mod tests {
         let unit = UnitSpec::Probe(ProbeUnit {
             representation: Representation::text("text.0", Pooling::Mean),
             folds: vec![0],
+            settings: Default::default(),
             inputs: vec![],
         });
         let capture =

@@ -5,35 +5,35 @@
 //! worker's device (`model.device`: the GPU when there is one and the spec allows it).
 //!
 //! The triplets and the embedding come from the run directory's `alignment.json`, resolved and
-//! validated by the coordinator at plan time; the statistics are the `alignment` crate's.
+//! validated by the coordinator at plan time; the settings come from the unit's task (resolved
+//! by the plan), never from `spec.toml`; the statistics are the `alignment` crate's.
 
 use std::path::Path;
 
 use alignment::{
-    embedding_regression, linear_probe_fold, odd_one_out, Distance, EarlyStopping,
-    EmbeddingRegressionConfig, LinearProbeConfig, Matrix, OddOneOut, Triplets, CHANCE,
+    embedding_regression, linear_probe_fold, odd_one_out, Matrix, OddOneOut, Triplets, CHANCE,
 };
-use common::spec::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, JobSpec};
+use common::settings::EvaluateSettings;
+use common::spec::{AlignmentDistance, DeviceChoice};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::table::{analysis, AlignmentRow};
 use common::unit::{AlignmentTask, AlignmentUnit};
 
 use crate::error::UnitError;
 use crate::probe_unit::gather;
+use crate::settings::{distance, linear_probe_config, regression_config};
 
 /// Runs the unit and returns its rows: for `Evaluate`, one `odd_one_out` row per distance,
 /// then (with an embedding) one `embedding_regression` row per fold and one per distance; for
-/// a linear-probe fold, one `linear_probe` row.
+/// a linear-probe fold, one `linear_probe` row. `device` (`model.device`) is where the linear
+/// probe trains.
 pub(crate) fn run(
     run_dir: &Path,
-    spec: &JobSpec,
+    device: DeviceChoice,
     data: &Dataset,
     inputs: &AlignmentInputs,
     unit: &AlignmentUnit,
 ) -> Result<Vec<AlignmentRow>, UnitError> {
-    let a = spec.analysis.alignment.as_ref().ok_or_else(|| {
-        UnitError::Invalid("an alignment unit, but the spec has no [analysis.alignment]".into())
-    })?;
     let key = unit.representation.key();
     let n = data.len();
     if inputs.n_concepts != n {
@@ -52,11 +52,14 @@ pub(crate) fn run(
         n_concepts: n as u32,
         ..AlignmentRow::default()
     };
-    match unit.task {
-        AlignmentTask::Evaluate => evaluate(a, &features, &triplets, inputs, &base),
-        AlignmentTask::LinearProbe { fold } => {
-            let device = crate::capture::device(spec.model.device)?;
-            let r = linear_probe_fold(&features, &triplets, fold, &probe_config(a), &device)?;
+    match &unit.task {
+        AlignmentTask::Evaluate(settings) => {
+            evaluate(settings, &features, &triplets, inputs, &base)
+        }
+        &AlignmentTask::LinearProbe { fold, ref settings } => {
+            let device = crate::capture::device(device)?;
+            let cfg = linear_probe_config(settings);
+            let r = linear_probe_fold(&features, &triplets, fold, &cfg, &device)?;
             Ok(vec![AlignmentRow {
                 analysis: analysis::LINEAR_PROBE.into(),
                 distance: Some(AlignmentDistance::Dot.name().into()),
@@ -78,50 +81,8 @@ pub(crate) fn run(
     }
 }
 
-/// The library's distance for a spec distance.
-pub(crate) fn distance(d: AlignmentDistance) -> Distance {
-    match d {
-        AlignmentDistance::Cosine => Distance::Cosine,
-        AlignmentDistance::Euclidean => Distance::Euclidean,
-        AlignmentDistance::Dot => Distance::NegDot,
-    }
-}
-
-/// The library's linear-probe settings from the spec (initialisation: the paper's).
-pub(crate) fn probe_config(a: &AlignmentSection) -> LinearProbeConfig {
-    LinearProbeConfig {
-        folds: a.probe_folds,
-        seed: a.seed,
-        lambda: a.lambda,
-        learning_rate: a.learning_rate,
-        batch_size: a.batch_size,
-        max_epochs: a.max_epochs,
-        patience: a.patience,
-        min_delta: a.min_delta,
-        max_grad_norm: a.max_grad_norm,
-        early_stopping: match a.early_stopping {
-            EarlyStoppingChoice::TestLoss => EarlyStopping::TestLoss,
-            EarlyStoppingChoice::ValidationLoss => {
-                EarlyStopping::ValidationLoss { fraction: a.validation_fraction }
-            }
-        },
-        ..LinearProbeConfig::default()
-    }
-}
-
-/// The library's embedding-regression settings from the spec.
-pub(crate) fn regression_config(a: &AlignmentSection) -> EmbeddingRegressionConfig {
-    EmbeddingRegressionConfig {
-        folds: a.embedding_folds,
-        seed: a.seed,
-        alphas: a.embedding_alphas.clone(),
-        zscore: false,
-        distance: distance(a.distances[0]),
-    }
-}
-
 fn evaluate(
-    a: &AlignmentSection,
+    s: &EvaluateSettings,
     features: &Matrix<'_, f32>,
     triplets: &Triplets,
     inputs: &AlignmentInputs,
@@ -137,15 +98,25 @@ fn evaluate(
         ..base.clone()
     };
     let mut rows = Vec::new();
-    for &d in &a.distances {
+    for &d in &s.distances {
         let r = odd_one_out(features, triplets, distance(d))?;
         rows.push(scored(analysis::ODD_ONE_OUT, d, &r));
     }
-    let Some(emb) = &inputs.embedding else { return Ok(rows) };
+    let (emb, regression) = match (&inputs.embedding, &s.regression) {
+        (None, None) => return Ok(rows),
+        (Some(emb), Some(regression)) => (emb, regression),
+        (emb, _) => {
+            return Err(UnitError::Invalid(format!(
+                "alignment.json {} an embedding but the unit {} an embedding regression",
+                if emb.is_some() { "has" } else { "has no" },
+                if emb.is_some() { "asks for no" } else { "asks for" },
+            )))
+        }
+    };
     let n = triplets.n_concepts();
     let k = emb.dimensions.len();
     let v = Matrix::new("embedding", &emb.values, n, k)?;
-    let cfg = regression_config(a);
+    let cfg = regression_config(regression);
     let r = embedding_regression(features, &v, triplets, &cfg)?;
     let folds = probe::kfold(n, cfg.folds, cfg.seed)?;
     for (f, (r2, alphas)) in r.r2.iter().zip(&r.alphas).enumerate() {
@@ -161,7 +132,7 @@ fn evaluate(
         });
     }
     let predicted = Matrix::new("predicted embedding", &r.predicted, n, k)?;
-    for &d in &a.distances {
+    for &d in &s.distances {
         let o = odd_one_out(&predicted, triplets, distance(d))?;
         rows.push(AlignmentRow {
             r2: Some(r.overall_r2),

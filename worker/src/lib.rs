@@ -3,7 +3,9 @@
 //! the `probe` crate, alignment units those of the `alignment` crate.
 //!
 //! **Architecture Invariant:** a worker never touches `state.sqlite`; everything it knows about
-//! the sweep comes from the lease, `spec.toml` and `dataset.json` in the run directory.
+//! the sweep comes from the lease, `spec.toml` and `dataset.json` in the run directory. A
+//! stage-1 unit's settings come from the unit alone (`settings`); `spec.toml` gives only the
+//! model and capture sections (capture units) and `model.device` (where to compute).
 
 mod alignment_unit;
 pub mod capture;
@@ -13,5 +15,6 @@ mod probe_gram;
 mod probe_unit;
 pub mod run;
 mod session;
+mod settings;
 
 pub use error::UnitError;

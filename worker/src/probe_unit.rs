@@ -1,54 +1,43 @@
 //! A probe unit: gather one representation's rows from every capture file (reading only that
 //! representation's row group), then fit the attribute probes on a block of folds (in kernel
-//! form from one Gram matrix, computed on the worker's GPU when it has one).
+//! form from one Gram matrix, computed on the worker's GPU when it has one). The settings come
+//! from the unit (resolved by the plan), never from `spec.toml`.
 
 use std::path::Path;
 
-use common::spec::{JobSpec, ProbePrecision};
+use common::spec::DeviceChoice;
 use common::stimuli::Dataset;
 use common::table::{read_feature_block, GridRow, ProbeRow};
-use common::unit::ProbeUnit;
+use common::unit::{GridUnit, ProbeUnit};
 
 use crate::error::UnitError;
 
-/// Runs the unit and returns its rows, ordered by fold then attribute.
+/// Runs the unit and returns its rows, ordered by fold then attribute. `device` (`model.device`)
+/// says where the Gram matrix may be computed.
 pub(crate) fn run(
     run_dir: &Path,
-    spec: &JobSpec,
+    device: DeviceChoice,
     data: &Dataset,
     unit: &ProbeUnit,
 ) -> Result<Vec<ProbeRow>, UnitError> {
     let key = unit.representation.key();
     let n = data.len();
     let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
-    let a = &spec.analysis.attribute_probe;
+    let s = &unit.settings;
     let j = data.attributes.len();
-    let cfg = probe::ProbeConfig {
-        n_components: a.components,
-        alpha: a.alpha,
-        alpha_grid: a.alphas.clone(),
-        alpha_inner_folds: a.alpha_inner_folds,
-        n_permutations: a.permutations,
-        seed: a.seed,
-        zscore: a.zscore,
-        precision: match a.precision {
-            ProbePrecision::F64 => probe::Precision::F64,
-            ProbePrecision::F32 => probe::Precision::F32,
-        },
-        ..probe::ProbeConfig::default()
-    };
-    let folds = probe::kfold(n, a.folds, a.seed)?;
+    let cfg = crate::settings::probe_config(s);
+    let folds = probe::kfold(n, s.folds, s.seed)?;
     let splits = unit
         .folds
         .iter()
         .map(|&f| {
             let test = folds.get(f).ok_or_else(|| {
-                UnitError::Invalid(format!("fold {f} out of range (folds = {})", a.folds))
+                UnitError::Invalid(format!("fold {f} out of range (folds = {})", s.folds))
             })?;
             Ok(probe::FoldSplit { fold: f, train: probe::complement(n, test), test: test.clone() })
         })
         .collect::<Result<Vec<_>, UnitError>>()?;
-    let results = match gpu_for_gram(spec, d, &splits, &cfg)? {
+    let results = match gpu_for_gram(device, d, &splits, &cfg)? {
         Some(device) => {
             let rows: Vec<usize> = (0..n).collect();
             let gram = crate::probe_gram::device_gram(&x, n, d, &rows, cfg.precision, &device)?;
@@ -81,7 +70,7 @@ pub(crate) fn run(
 /// The GPU to compute the unit's shared Gram matrix on: `Some` only when the folds share one
 /// ([`probe::shares_gram`]) and the worker's device (`model.device`) is a GPU.
 fn gpu_for_gram(
-    spec: &JobSpec,
+    device: DeviceChoice,
     d: usize,
     splits: &[probe::FoldSplit],
     cfg: &probe::ProbeConfig,
@@ -89,26 +78,25 @@ fn gpu_for_gram(
     if !probe::shares_gram(d, splits, cfg) {
         return Ok(None);
     }
-    let device = crate::capture::device(spec.model.device)?;
+    let device = crate::capture::device(device)?;
     Ok(if device.is_cpu() { None } else { Some(device) })
 }
 
-/// Runs a grid unit: mean held-out RMSE over attributes for every (P, α) of the spec's grid on
-/// the unit's fold, from one eigendecomposition.
+/// Runs a grid unit: mean held-out RMSE over attributes for every (P, α) of the unit's grid on
+/// its fold, from one eigendecomposition.
 pub(crate) fn run_grid(
     run_dir: &Path,
-    spec: &JobSpec,
     data: &Dataset,
-    unit: &ProbeUnit,
+    unit: &GridUnit,
 ) -> Result<Vec<GridRow>, UnitError> {
     let key = unit.representation.key();
     let n = data.len();
     let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
-    let a = &spec.analysis.attribute_probe;
-    let folds = probe::kfold(n, a.folds, a.seed)?;
-    let fold = unit.folds.first().copied().unwrap_or(0);
+    let s = &unit.settings;
+    let folds = probe::kfold(n, s.folds, s.seed)?;
+    let fold = unit.fold;
     let test = folds.get(fold).ok_or_else(|| {
-        UnitError::Invalid(format!("fold {fold} out of range (folds = {})", a.folds))
+        UnitError::Invalid(format!("fold {fold} out of range (folds = {})", s.folds))
     })?;
     let train = probe::complement(n, test);
     let j = data.attributes.len();
@@ -120,9 +108,9 @@ pub(crate) fn run_grid(
         j,
         &train,
         test,
-        &a.grid_components,
-        &a.grid_alphas,
-        a.zscore,
+        &s.components,
+        &s.alphas,
+        s.zscore,
     )?;
     Ok(cells
         .into_iter()

@@ -168,20 +168,26 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
             return Ok(Executed::Capture(FeatureWrite { rel, target, blocks }));
         }
         UnitSpec::Probe(p) => {
-            let rows = crate::probe_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
+            let rows = crate::probe_unit::run(&ctx.run_dir, ctx.spec.model.device, &ctx.data, p)?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_probe_rows(f, &target, &rows)
             })?;
         }
         UnitSpec::Grid(p) => {
-            let rows = crate::probe_unit::run_grid(&ctx.run_dir, &ctx.spec, &ctx.data, p)?;
+            let rows = crate::probe_unit::run_grid(&ctx.run_dir, &ctx.data, p)?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_grid_rows(f, &target, &rows)
             })?;
         }
         UnitSpec::Alignment(u) => {
             let inputs = ctx.alignment_inputs()?;
-            let rows = crate::alignment_unit::run(&ctx.run_dir, &ctx.spec, &ctx.data, &inputs, u)?;
+            let rows = crate::alignment_unit::run(
+                &ctx.run_dir,
+                ctx.spec.model.device,
+                &ctx.data,
+                &inputs,
+                u,
+            )?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_alignment_rows(f, &target, &rows)
             })?;

@@ -25,7 +25,12 @@ fn db(captures: usize, probes: usize) -> (tempfile::TempDir, StateDb) {
         units.push((UnitId::of(UnitKind::Capture, &i), UnitSpec::Capture(u)));
     }
     for i in 0..probes {
-        let u = ProbeUnit { representation: rep.clone(), folds: vec![i], inputs: vec![] };
+        let u = ProbeUnit {
+                representation: rep.clone(),
+                folds: vec![i],
+                settings: Default::default(),
+                inputs: vec![],
+            };
         units.push((UnitId::of(UnitKind::Probe, &i), UnitSpec::Probe(u)));
     }
     db.insert_units(&units, 0).unwrap();

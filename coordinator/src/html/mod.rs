@@ -97,8 +97,8 @@ impl Facts {
                 Ok(UnitSpec::Alignment(a)) => {
                     let key = a.representation.key();
                     let what = match a.task {
-                        AlignmentTask::Evaluate => format!("{key}, odd-one-out alignment"),
-                        AlignmentTask::LinearProbe { fold } => {
+                        AlignmentTask::Evaluate(_) => format!("{key}, odd-one-out alignment"),
+                        AlignmentTask::LinearProbe { fold, .. } => {
                             format!("{key}, linear probe fold {fold}")
                         }
                     };

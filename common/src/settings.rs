@@ -1,0 +1,214 @@
+//! Resolved library settings: what a stage-1 unit runs with, as one value. The plan resolves
+//! them once from the spec (the `*_settings` methods here, the only place a spec key becomes a
+//! library setting) and embeds them in the unit ([`crate::unit`]); the unit id hashes the unit,
+//! so it hashes exactly what the worker runs, and the worker converts them field for field into
+//! the library's config (`worker/src/settings.rs`, the one conversion per library type) without
+//! reading `spec.toml`.
+//!
+//! Field names and meanings are the libraries' (`probe::ProbeConfig`,
+//! `alignment::LinearProbeConfig`, `alignment::EmbeddingRegressionConfig`); every field of
+//! those configs has one here, so no library default fills in a value the id did not see.
+//! Settings without a spec key are the pipeline's fixed choices, resolved here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{
+    AlignmentDistance, AlignmentSection, AttributeProbeSection, EarlyStoppingChoice, ProbePrecision,
+};
+
+/// An attribute-probe unit's settings (`probe::ProbeConfig` plus the K-fold split).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    /// Folds K of the seeded split over stimuli (`probe::kfold`).
+    pub folds: usize,
+    /// Upper bound on PCA components P.
+    pub n_components: usize,
+    /// Fixed ridge penalty α (when `alpha_grid` is empty).
+    pub alpha: f64,
+    /// Candidate α per attribute; empty = `alpha`.
+    pub alpha_grid: Vec<f64>,
+    /// 0 = α by exact leave-one-out, k ≥ 2 = inner k-fold.
+    pub alpha_inner_folds: usize,
+    /// Permutations B; 0 disables the test.
+    pub n_permutations: usize,
+    /// Seed of the split and the permutations.
+    pub seed: u64,
+    /// What the permutation test permutes.
+    pub permute: Permute,
+    /// Z-score features on the training rows.
+    pub zscore: bool,
+    /// Choose α again for every permutation.
+    pub reselect_alpha_in_permutations: bool,
+    /// Arithmetic of the Gram matrix and the permutation refits.
+    pub precision: ProbePrecision,
+}
+
+/// The settings of a spec that sets no `[analysis.attribute_probe]` key (not a second set of
+/// defaults: the spec's).
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        AttributeProbeSection::default().probe_settings()
+    }
+}
+
+/// The permutation scheme (`probe::Permute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permute {
+    /// Training targets, a stream per fold.
+    TrainingPerFold,
+    /// The whole pool, one stream for every fold.
+    Pool,
+}
+
+/// A grid unit's settings (`probe::hyper_grid` on one fold).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSettings {
+    /// Folds K of the seeded split (the grid runs on fold 0 of it).
+    pub folds: usize,
+    /// Seed of the split.
+    pub seed: u64,
+    /// PCA sizes P.
+    pub components: Vec<usize>,
+    /// Ridge penalties α.
+    pub alphas: Vec<f64>,
+    /// Z-score features on the training rows.
+    pub zscore: bool,
+}
+
+/// An alignment `Evaluate` unit's settings: odd-one-out accuracy per distance and, when the
+/// spec names an embedding, the embedding regression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateSettings {
+    /// Distances of the odd-one-out accuracy, in report order.
+    pub distances: Vec<AlignmentDistance>,
+    /// The embedding regression; `None` when the spec names no embedding.
+    pub regression: Option<RegressionSettings>,
+}
+
+/// Embedding-regression settings (`alignment::EmbeddingRegressionConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionSettings {
+    /// Folds over concepts.
+    pub folds: usize,
+    /// Seed of the folds.
+    pub seed: u64,
+    /// Candidate ridge penalties.
+    pub alphas: Vec<f64>,
+    /// Z-score features on the training concepts.
+    pub zscore: bool,
+    /// Distance of the odd-one-out evaluation of the predicted embedding.
+    pub distance: AlignmentDistance,
+}
+
+/// Linear-probe alignment settings (`alignment::LinearProbeConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearProbeSettings {
+    /// Folds over concepts.
+    pub folds: usize,
+    /// Seed of the folds, weights, batches and validation split.
+    pub seed: u64,
+    /// λ of the penalty λ‖W‖_F.
+    pub lambda: f64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Triplets per batch.
+    pub batch_size: usize,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Least decrease of the monitored loss that counts.
+    pub min_delta: f64,
+    /// Largest global gradient norm (`inf`: no clipping).
+    pub max_grad_norm: f64,
+    /// Standard deviation of the initial W.
+    pub init_std: f64,
+    /// Initial value of every entry of b.
+    pub init_bias: f64,
+    /// The loss early stopping watches.
+    pub early_stopping: EarlyStopping,
+}
+
+/// The loss early stopping watches (`alignment::EarlyStopping`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarlyStopping {
+    /// The test fold's loss.
+    TestLoss,
+    /// The loss on a held-out share of the training triplets.
+    ValidationLoss {
+        /// The share held out.
+        fraction: f64,
+    },
+}
+
+impl AttributeProbeSection {
+    /// The probe units' settings. The permutation scheme and α reselection have no spec key:
+    /// the pipeline tests per fold with the α chosen for the observed targets.
+    pub fn probe_settings(&self) -> ProbeSettings {
+        ProbeSettings {
+            folds: self.folds,
+            n_components: self.components,
+            alpha: self.alpha,
+            alpha_grid: self.alphas.clone(),
+            alpha_inner_folds: self.alpha_inner_folds,
+            n_permutations: self.permutations,
+            seed: self.seed,
+            permute: Permute::TrainingPerFold,
+            zscore: self.zscore,
+            reselect_alpha_in_permutations: false,
+            precision: self.precision,
+        }
+    }
+
+    /// The grid units' settings, or `None` when the spec asks for no grid.
+    pub fn grid_settings(&self) -> Option<GridSettings> {
+        (!self.grid_components.is_empty()).then(|| GridSettings {
+            folds: self.folds,
+            seed: self.seed,
+            components: self.grid_components.clone(),
+            alphas: self.grid_alphas.clone(),
+            zscore: self.zscore,
+        })
+    }
+}
+
+impl AlignmentSection {
+    /// The `Evaluate` unit's settings. The regression's distance is the first of `distances`;
+    /// it does not z-score (no spec key).
+    pub fn evaluate_settings(&self) -> EvaluateSettings {
+        let regression = self.embedding.as_ref().map(|_| RegressionSettings {
+            folds: self.embedding_folds,
+            seed: self.seed,
+            alphas: self.embedding_alphas.clone(),
+            zscore: false,
+            distance: self.distances[0],
+        });
+        EvaluateSettings { distances: self.distances.clone(), regression }
+    }
+
+    /// The linear-probe units' settings, or `None` when the spec does not ask for the probe.
+    /// The initialisation has no spec key: the paper's (W ~ N(0, 1e-3²), b = 1e-3).
+    pub fn linear_probe_settings(&self) -> Option<LinearProbeSettings> {
+        self.linear_probe.then(|| LinearProbeSettings {
+            folds: self.probe_folds,
+            seed: self.seed,
+            lambda: self.lambda,
+            learning_rate: self.learning_rate,
+            batch_size: self.batch_size,
+            max_epochs: self.max_epochs,
+            patience: self.patience,
+            min_delta: self.min_delta,
+            max_grad_norm: self.max_grad_norm,
+            init_std: 1e-3,
+            init_bias: 1e-3,
+            early_stopping: match self.early_stopping {
+                EarlyStoppingChoice::TestLoss => EarlyStopping::TestLoss,
+                EarlyStoppingChoice::ValidationLoss => {
+                    EarlyStopping::ValidationLoss { fraction: self.validation_fraction }
+                }
+            },
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! Unit ids against spec changes (a property test): a change that can alter a unit's result
+//! changes the id of every unit it affects and of no other, and a change that cannot (job name,
+//! output folder, supervision and Slurm keys, the device, paths to the same content) changes no
+//! id. The plan's inputs are fixed (model identity, dataset, alignment inputs), so what varies
+//! is the spec alone. Worker counts are command-line flags, not spec keys, and never reach a
+//! unit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use common::spec::{
+    AlignmentDistance, DeviceChoice, EarlyStoppingChoice, ProbePrecision, StorageDtype,
+};
+use common::stimuli::Embedding;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::strategy::Union;
+
+use super::*;
+
+/// Which units a change may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Capture,
+    Probe,
+    Grid,
+    Evaluate,
+    LinearProbe,
+}
+use Class::*;
+
+const ALL: &[Class] = &[Capture, Probe, Grid, Evaluate, LinearProbe];
+
+/// One spec change: the units whose ids must all change (`must`), and those whose ids may
+/// change without it being wrong (`may`: e.g. regrouping folds into units). All others keep
+/// their ids.
+#[derive(Clone)]
+struct Change {
+    what: String,
+    must: &'static [Class],
+    may: &'static [Class],
+    apply: Arc<dyn Fn(&mut JobSpec)>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+fn change<T: std::fmt::Debug + Clone + 'static>(
+    key: &'static str,
+    must: &'static [Class],
+    may: &'static [Class],
+    set: fn(&mut JobSpec, T),
+) -> impl Fn(T) -> Change + Clone {
+    move |v: T| Change {
+        what: format!("{key} = {v:?}"),
+        must,
+        may,
+        apply: Arc::new(move |s: &mut JobSpec| set(s, v.clone())),
+    }
+}
+
+fn al(s: &mut JobSpec) -> &mut AlignmentSection {
+    s.analysis.alignment.as_mut().expect("the base spec has [analysis.alignment]")
+}
+
+fn base_spec() -> JobSpec {
+    toml::from_str(
+        r#"
+[job]
+name = "base"
+[model]
+kind = "bert"
+path = "model"
+[stimuli]
+file = "stimuli.csv"
+[targets]
+file = "ratings.csv"
+columns = { r = "size" }
+[analysis.attribute_probe]
+grid_components = [2, 3]
+grid_alphas = [1.0, 10.0]
+[analysis.alignment]
+triplets = "triplets.csv"
+linear_probe = true
+embedding = "embedding.csv"
+"#,
+    )
+    .expect("the base spec parses")
+}
+
+/// Unit ids by class, for a spec, on fixed plan inputs.
+fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
+    let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+    let data = Dataset {
+        stimuli: names.clone(),
+        texts: names,
+        attributes: vec!["size".into()],
+        groups: vec![None],
+        targets: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        dropped: Vec::new(),
+    };
+    let inputs = AlignmentInputs {
+        n_concepts: 5,
+        triplets: vec![[0, 1, 2], [2, 3, 4]],
+        embedding: Some(Embedding { dimensions: vec!["d".into()], values: vec![0.5; 5] }),
+    };
+    let reps = [Representation::text("text.0", common::spec::Pooling::Mean)];
+    let model = ModelIdentity::new(&spec.model, "config".into(), 1);
+    let mut by_class: BTreeMap<Class, BTreeSet<UnitId>> =
+        ALL.iter().map(|&c| (c, BTreeSet::new())).collect();
+    for (id, unit) in resolve_units(spec, &model, &data, &reps, Some(&inputs)) {
+        let class = match unit {
+            UnitSpec::Capture(_) => Capture,
+            UnitSpec::Probe(_) => Probe,
+            UnitSpec::Grid(_) => Grid,
+            UnitSpec::Alignment(AlignmentUnit { task: AlignmentTask::Evaluate(_), .. }) => Evaluate,
+            UnitSpec::Alignment(_) => LinearProbe,
+        };
+        by_class.get_mut(&class).expect("every class").insert(id);
+    }
+    by_class
+}
+
+fn alpha() -> impl Strategy<Value = f64> {
+    0.01f64..1e4
+}
+
+/// Changes that can alter a result, each with the units it affects.
+fn altering() -> impl Strategy<Value = Change> {
+    const STAGE1: &[Class] = &[Probe, Grid, Evaluate, LinearProbe];
+    Union::new([
+        (2usize..20)
+            .prop_map(change("folds", &[Probe, Grid], &[], |s, v| {
+                s.analysis.attribute_probe.folds = v
+            }))
+            .boxed(),
+        (1usize..500)
+            .prop_map(change("components", &[Probe], &[], |s, v| {
+                s.analysis.attribute_probe.components = v
+            }))
+            .boxed(),
+        alpha()
+            .prop_map(change("alpha", &[Probe], &[], |s, v| s.analysis.attribute_probe.alpha = v))
+            .boxed(),
+        vec(alpha(), 1..4)
+            .prop_map(change("alphas", &[Probe], &[], |s, v| s.analysis.attribute_probe.alphas = v))
+            .boxed(),
+        (2usize..10)
+            .prop_map(change("alpha_inner_folds", &[Probe], &[], |s, v| {
+                s.analysis.attribute_probe.alpha_inner_folds = v
+            }))
+            .boxed(),
+        (0usize..5000)
+            .prop_map(change("permutations", &[Probe], &[], |s, v| {
+                s.analysis.attribute_probe.permutations = v
+            }))
+            .boxed(),
+        any::<u64>()
+            .prop_map(change("probe seed", &[Probe, Grid], &[], |s, v| {
+                s.analysis.attribute_probe.seed = v
+            }))
+            .boxed(),
+        Just(true)
+            .prop_map(change("zscore", &[Probe, Grid], &[], |s, v| {
+                s.analysis.attribute_probe.zscore = v
+            }))
+            .boxed(),
+        Just(ProbePrecision::F32)
+            .prop_map(change("precision", &[Probe], &[], |s, v| {
+                s.analysis.attribute_probe.precision = v
+            }))
+            .boxed(),
+        vec(1usize..50, 1..4)
+            .prop_map(change("grid_components", &[Grid], &[], |s, v| {
+                s.analysis.attribute_probe.grid_components = v
+            }))
+            .boxed(),
+        vec(alpha(), 1..4)
+            .prop_map(change("grid_alphas", &[Grid], &[], |s, v| {
+                s.analysis.attribute_probe.grid_alphas = v
+            }))
+            .boxed(),
+        proptest::sample::subsequence(
+            vec![AlignmentDistance::Cosine, AlignmentDistance::Euclidean, AlignmentDistance::Dot],
+            1..=3,
+        )
+        .prop_shuffle()
+        .prop_map(change("distances", &[Evaluate], &[], |s, v| al(s).distances = v))
+        .boxed(),
+        any::<u64>()
+            .prop_map(change("alignment seed", &[Evaluate, LinearProbe], &[], |s, v| {
+                al(s).seed = v
+            }))
+            .boxed(),
+        Just(false)
+            .prop_map(change("linear_probe", &[LinearProbe], &[], |s, v| al(s).linear_probe = v))
+            .boxed(),
+        Just(None)
+            .prop_map(change("embedding", &[Evaluate], &[], |s, v| al(s).embedding = v))
+            .boxed(),
+        (2usize..10)
+            .prop_map(change("embedding_folds", &[Evaluate], &[], |s, v| al(s).embedding_folds = v))
+            .boxed(),
+        vec(alpha(), 1..4)
+            .prop_map(change("embedding_alphas", &[Evaluate], &[], |s, v| {
+                al(s).embedding_alphas = v
+            }))
+            .boxed(),
+        (2usize..10)
+            .prop_map(change("probe_folds", &[LinearProbe], &[], |s, v| al(s).probe_folds = v))
+            .boxed(),
+        (0.0f64..10.0)
+            .prop_map(change("lambda", &[LinearProbe], &[], |s, v| al(s).lambda = v))
+            .boxed(),
+        (1e-6f64..1.0)
+            .prop_map(change("learning_rate", &[LinearProbe], &[], |s, v| al(s).learning_rate = v))
+            .boxed(),
+        (1usize..1000)
+            .prop_map(change("batch_size", &[LinearProbe], &[], |s, v| al(s).batch_size = v))
+            .boxed(),
+        (1usize..1000)
+            .prop_map(change("max_epochs", &[LinearProbe], &[], |s, v| al(s).max_epochs = v))
+            .boxed(),
+        (1usize..50)
+            .prop_map(change("patience", &[LinearProbe], &[], |s, v| al(s).patience = v))
+            .boxed(),
+        (0.0f64..1.0)
+            .prop_map(change("min_delta", &[LinearProbe], &[], |s, v| al(s).min_delta = v))
+            .boxed(),
+        (0.01f64..100.0)
+            .prop_map(change("max_grad_norm", &[LinearProbe], &[], |s, v| al(s).max_grad_norm = v))
+            .boxed(),
+        (0.01f64..0.99)
+            .prop_map(change("early_stopping = validation_loss", &[LinearProbe], &[], |s, v| {
+                al(s).early_stopping = EarlyStoppingChoice::ValidationLoss;
+                al(s).validation_fraction = v;
+            }))
+            .boxed(),
+        // Capture settings change every capture unit, and so every unit that reads them.
+        (1usize..1000)
+            .prop_map(change("max_tokens", ALL, &[], |s, v| s.capture.max_tokens = v))
+            .boxed(),
+        (1usize..256)
+            .prop_map(change("capture batch_size", ALL, &[], |s, v| s.capture.batch_size = v))
+            .boxed(),
+        any::<u64>().prop_map(change("capture seed", ALL, &[], |s, v| s.capture.seed = v)).boxed(),
+        Just(StorageDtype::F16)
+            .prop_map(change("capture dtype", ALL, &[], |s, v| s.capture.dtype = v))
+            .boxed(),
+        Just(StorageDtype::F16)
+            .prop_map(change("model dtype", ALL, &[], |s, v| s.model.dtype = v))
+            .boxed(),
+        // Regrouping stimuli into capture units or folds into probe units does not change a
+        // result (module docs of `probe`), but the units are not the same units.
+        (1usize..8)
+            .prop_map(change("stimuli_per_unit", &[], ALL, |s, v| s.sweep.stimuli_per_unit = v))
+            .boxed(),
+        (1usize..20)
+            .prop_map(change("folds_per_unit", &[], &[Probe], |s, v| s.sweep.folds_per_unit = v))
+            .boxed(),
+        Just(())
+            .prop_map(change("any of them", STAGE1, &[], |s, ()| {
+                s.analysis.attribute_probe.folds = 3;
+                s.analysis.attribute_probe.zscore = true;
+                al(s).seed = 1;
+            }))
+            .boxed(),
+    ])
+}
+
+/// Changes that cannot alter a result.
+fn neutral() -> impl Strategy<Value = Change> {
+    let n = |key: &'static str, set: fn(&mut JobSpec, u32)| {
+        (0u32..1000).prop_map(change(key, &[], &[], set)).boxed()
+    };
+    Union::new([
+        n("job.name", |s, v| s.job.name = format!("job{v}")),
+        n("job.output_dir", |s, v| s.job.output_dir = format!("runs{v}").into()),
+        n("job.null_control", |s, v| s.job.null_control = v % 2 == 0),
+        n("model.path (same files)", |s, v| s.model.path = format!("models/m{v}").into()),
+        n("model.device", |s, v| {
+            s.model.device = [DeviceChoice::Cpu, DeviceChoice::Cuda][v as usize % 2]
+        }),
+        n("stimuli.file (same content)", |s, v| s.stimuli.file = format!("s{v}.csv").into()),
+        n("targets.file (same content)", |s, v| s.targets.file = format!("r{v}.csv").into()),
+        n("sweep.lease_ttl_s", |s, v| s.sweep.lease_ttl_s = 10.0 + v as f64),
+        n("sweep.heartbeat_s", |s, v| s.sweep.heartbeat_s = 1.0 + v as f64 / 1000.0),
+        n("sweep.max_attempts", |s, v| s.sweep.max_attempts = 1 + v),
+        n("sweep.retry_backoff_s", |s, v| s.sweep.retry_backoff_s = 0.5 + v as f64),
+        n("slurm.partition", |s, v| s.slurm.partition = Some(format!("p{v}"))),
+        n("slurm.account", |s, v| s.slurm.account = Some(format!("a{v}"))),
+        n("slurm.qos", |s, v| s.slurm.qos = Some(format!("q{v}"))),
+        n("slurm.time", |s, v| s.slurm.time = format!("{v}")),
+        n("slurm.gres", |s, v| s.slurm.gres = Some(format!("gpu:{v}"))),
+        n("slurm.cpus_per_task", |s, v| s.slurm.cpus_per_task = 1 + v),
+        n("slurm.mem", |s, v| s.slurm.mem = Some(format!("{v}G"))),
+        n("slurm.array_parallelism", |s, v| s.slurm.array_parallelism = Some(1 + v)),
+        n("slurm.signal", |s, v| s.slurm.signal = format!("B:USR2@{v}")),
+        n("slurm.extra", |s, v| s.slurm.extra = vec![format!("--nice={v}")]),
+        n("alignment.description", |s, v| al(s).description = Some(format!("d{v}"))),
+        n("alignment.triplets (same content)", |s, v| al(s).triplets = format!("t{v}").into()),
+        n("alignment.embedding (same content)", |s, v| {
+            al(s).embedding = Some(format!("e{v}").into())
+        }),
+        // Read only with early_stopping = "validation_loss"; the base uses the test loss.
+        n("alignment.validation_fraction", |s, v| {
+            al(s).validation_fraction = 0.01 + v as f64 / 2000.0
+        }),
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn unit_ids_change_exactly_with_what_the_units_run(
+        neutral in vec(neutral(), 0..4),
+        altering in proptest::option::of(altering()),
+    ) {
+        let base = base_spec();
+        let before = ids(&base);
+        let mut spec = base.clone();
+        for c in &neutral {
+            (c.apply)(&mut spec);
+        }
+        let unaltered = spec.clone();
+        let (mut must, mut may): (&[Class], &[Class]) = (&[], &[]);
+        if let Some(c) = &altering {
+            (c.apply)(&mut spec);
+            // A draw equal to the base value alters nothing.
+            if spec != unaltered {
+                (must, may) = (c.must, c.may);
+            }
+        }
+        let after = ids(&spec);
+        for class in ALL {
+            let (b, a) = (&before[class], &after[class]);
+            if must.contains(class) {
+                prop_assert!(b.is_disjoint(a), "{class:?}: some ids did not change");
+            } else if !may.contains(class) {
+                prop_assert_eq!(b, a, "{:?}: ids changed", class);
+            }
+        }
+    }
+}
+
+/// What a stage-1 unit runs with is in the unit, and is the spec's.
+#[test]
+fn stage1_units_carry_their_settings() {
+    let spec = base_spec();
+    let model = ModelIdentity::new(&spec.model, "config".into(), 1);
+    let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    let data = Dataset {
+        stimuli: names.clone(),
+        texts: names,
+        attributes: vec!["size".into()],
+        groups: vec![None],
+        targets: vec![1.0, 2.0],
+        dropped: Vec::new(),
+    };
+    let reps = [Representation::text("text.0", common::spec::Pooling::Mean)];
+    let a = &spec.analysis.attribute_probe;
+    for (_, unit) in resolve_units(&spec, &model, &data, &reps, None) {
+        match unit {
+            UnitSpec::Capture(_) => {}
+            UnitSpec::Probe(p) => assert_eq!(p.settings, a.probe_settings()),
+            UnitSpec::Grid(g) => assert_eq!(Some(g.settings), a.grid_settings()),
+            UnitSpec::Alignment(_) => panic!("no alignment inputs, no alignment units"),
+        }
+    }
+}
