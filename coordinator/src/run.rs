@@ -218,7 +218,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     let _ = std::fs::remove_file(layout.coordinator_file());
     if reason == StopReason::Complete {
         let db = shared.db();
-        crate::merge::write_report(layout, &spec, &data, &db)?;
+        crate::report::write(layout, &spec, &data, &db)?;
     }
     Ok(reason)
 }

@@ -1,54 +1,44 @@
-//! `report.md`: the merged results as a readable page. Deterministic (no timestamps, no paths
+//! `report.md`: the report model as a readable page. Deterministic (no timestamps, no paths
 //! that vary between runs), so equal sweeps give byte-identical reports.
 
 use std::fmt::Write;
 
-use common::spec::{EarlyStoppingChoice, JobSpec};
-use common::stimuli::Dataset;
-use common::table::{analysis, AlignmentRow, GridRow};
+use common::spec::{AlignmentSection, EarlyStoppingChoice};
 
-use crate::alignment::AlignmentResults;
-use crate::merge::{Cell, SummaryRow, SHRUNK_DF};
+use crate::report::calibration::{Calibration, NullVerdict};
+use crate::report::model::{Alignment, Fit, Grid, ReportModel, Series};
+use crate::report::probe::{SummaryRow, SHRUNK_DF};
+use crate::report::SIGNIFICANCE;
 
-/// Renders the report. `committed` is (units committed, units planned): when they differ the
-/// page opens with an "incomplete" banner.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn markdown(
-    spec: &JobSpec,
-    data: &Dataset,
-    cells: &[Cell],
-    summary: &[SummaryRow],
-    grid: &[GridRow],
-    alignment: Option<&AlignmentResults>,
-    quarantined: &[(String, String)],
-    committed: (u64, u64),
-) -> String {
-    let a = &spec.analysis.attribute_probe;
+/// Renders `report.md`. When units are uncommitted the page opens with an "incomplete" banner.
+pub(crate) fn render(m: &ReportModel) -> String {
+    let a = &m.settings.probe;
     let mut md = String::new();
-    let _ = writeln!(md, "# diffprobe report: {}\n", spec.job.name);
-    let model =
-        spec.model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let _ = writeln!(md, "# diffprobe report: {}\n", m.settings.job_name);
     let _ = writeln!(
         md,
-        "Model `{model}` ({:?}); {} stimuli ({} dropped for missing ratings); {} attributes; {} folds; PCA P = {}, ridge α = {}; {} permutations per fold (seed {}).\n",
-        spec.model.kind, data.len(), data.dropped.len(), data.attributes.len(), a.folds, a.components, a.alpha, a.permutations, a.seed
+        "Model `{}` ({}); {} stimuli ({} dropped for missing ratings); {} attributes; {} folds; PCA P = {}, ridge α = {}; {} permutations per fold (seed {}).\n",
+        m.settings.model_name, m.settings.model_kind, m.stimuli.n, m.stimuli.dropped, m.stimuli.attributes.len(), a.folds, a.components, a.alpha, a.permutations, a.seed
     );
-    let _ = writeln!(md, "An attribute is *significant* for a representation when its permutation p < 0.05 in every fold (the paper's rule). q = Benjamini–Hochberg over the representation's attributes on the largest fold p. Reduction = 1 − RMSE / RMSE of predicting the training mean: significance without an effect size misleads. r = Pearson's r between predictions and ratings within each fold, averaged over folds (the arithmetic mean of the per-fold r; pooled over folds, each fold's own intercept would enter it); \"–\" where it is undefined (predictions constant within every fold).\n");
-    let (done, total) = committed;
+    let _ = writeln!(md, "An attribute is *significant* for a representation when its permutation p < {SIGNIFICANCE} in every fold (the paper's rule). q = Benjamini–Hochberg over the representation's attributes on the largest fold p. Reduction = 1 − RMSE / RMSE of predicting the training mean: significance without an effect size misleads. r = Pearson's r between predictions and ratings within each fold, averaged over folds (the arithmetic mean of the per-fold r; pooled over folds, each fold's own intercept would enter it); \"–\" where it is undefined (predictions constant within every fold).\n");
+    let (done, total) = m.status.committed_of_total();
     if done < total {
         let _ = writeln!(
             md,
             "> **Incomplete: {done} of {total} units committed.** The tables below cover only the committed units; the run is still going, was interrupted, or has units to redo or quarantined. Finish it with `diffprobe resume`, then `diffprobe report` again.\n"
         );
     }
+    let quarantined: Vec<_> = m.status.quarantined().collect();
     if !quarantined.is_empty() {
         let _ = writeln!(md, "**Incomplete: {} units were quarantined.**\n", quarantined.len());
-        for (unit, err) in quarantined {
-            let _ = writeln!(md, "- `{unit}`: {err}");
+        for u in quarantined {
+            let _ = writeln!(md, "- `{}`: {}", u.id, u.error);
         }
         md.push('\n');
     }
-    calibration_section(&mut md, spec, cells);
+    if let Some(c) = &m.calibration {
+        calibration_section(&mut md, m, c);
+    }
     let _ = writeln!(md, "## Representations (all attributes)\n");
     let _ = writeln!(md, "Mean reduction ± SE over attributes leads: it is scale-free, while the mean RMSE mixes the attributes' rating scales. Effective df = Σ λ/(λ + α) over the retained components (mean over attributes and folds): below {SHRUNK_DF} the ridge has shrunk the probe to the training mean.\n");
     let _ = writeln!(
@@ -56,11 +46,11 @@ pub(crate) fn markdown(
         "| representation | mean reduction ± SE | mean RMSE ± SE | mean r | % significant | effective df |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for s in summary.iter().filter(|s| s.group == "all") {
-        let flag = match (s.shrunk(), constant(cells, &s.representation)) {
-            (_, true) => " (constant)",
-            (true, false) => " (shrunk to the mean)",
-            (false, false) => "",
+    for (s, fit) in all_rows(m) {
+        let flag = match fit {
+            Fit::Constant => " (constant)",
+            Fit::Shrunk => " (shrunk to the mean)",
+            Fit::Usable | Fit::NoResults => "",
         };
         let _ = writeln!(
             md,
@@ -81,28 +71,24 @@ pub(crate) fn markdown(
     let _ =
         writeln!(md, "| representation | identification accuracy | correlation-structure delta |");
     let _ = writeln!(md, "|---|---|---|");
-    for s in summary.iter().filter(|s| s.group == "all") {
+    for (s, _) in all_rows(m) {
         let delta =
             if s.corr_delta.is_nan() { "–".to_string() } else { format!("{:+.3}", s.corr_delta) };
         let _ =
             writeln!(md, "| `{}` | {} | {delta} |", s.representation, fixed(s.identification, 3));
     }
-    let groups: Vec<&str> = {
-        let mut g: Vec<&str> =
-            summary.iter().map(|s| s.group.as_str()).filter(|g| *g != "all").collect();
-        g.dedup();
-        g.sort();
-        g.dedup();
-        g
-    };
-    for g in groups {
+    for g in &m.groups {
+        let rows: Vec<&SummaryRow> = m.summary.iter().filter(|s| &s.group == g).collect();
+        if rows.is_empty() {
+            continue;
+        }
         let _ = writeln!(md, "\n## Group `{g}`\n");
         let _ = writeln!(
             md,
             "| representation | attributes | mean reduction ± SE | mean RMSE ± SE | mean r | % significant |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|");
-        for s in summary.iter().filter(|s| s.group == g) {
+        for s in rows {
             let _ = writeln!(
                 md,
                 "| `{}` | {} | {} | {:.4} ± {} | {} | {:.0} % |",
@@ -119,12 +105,8 @@ pub(crate) fn markdown(
     let _ = writeln!(md, "\n## Best representation per attribute (lowest mean RMSE)\n");
     let _ = writeln!(md, "| attribute | group | best representation | RMSE | baseline | reduction | r | significant in all folds | q | α (per fold) |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-    for attr in &data.attributes {
-        let best = cells
-            .iter()
-            .filter(|c| &c.attribute == attr)
-            .min_by(|x, y| x.rmse().total_cmp(&y.rmse()));
-        if let Some(c) = best {
+    for (attr, best) in &m.best_per_attribute {
+        if let Some(c) = best.map(|i| &m.cells[i]) {
             let _ = writeln!(
                 md,
                 "| {attr} | {} | `{}` | {:.4} | {:.4} | {:.1} % | {} | {} | {:.3} | {} |",
@@ -142,10 +124,17 @@ pub(crate) fn markdown(
             let _ = writeln!(md, "| {attr} | - | (no results: missing units) | | | | | | | |");
         }
     }
-    grid_section(&mut md, grid);
-    shrunk_note(&mut md, cells, summary);
-    alignment_section(&mut md, spec, alignment);
+    grid_section(&mut md, &m.grid);
+    shrunk_note(&mut md, m);
+    if let (Some(a), Some(al)) = (&m.settings.alignment, &m.alignment) {
+        alignment_section(&mut md, a, al);
+    }
     md
+}
+
+/// The `all` summary row of every representation with results, in plan order, with its fit.
+fn all_rows(m: &ReportModel) -> impl Iterator<Item = (&SummaryRow, Fit)> {
+    m.representations.iter().filter_map(|r| Some((&m.summary[r.all?], r.fit)))
 }
 
 /// A number with `decimals` decimals, or "–" when it is undefined (NaN).
@@ -176,134 +165,62 @@ fn reduction_se(s: &SummaryRow) -> String {
     format!("{:.1} % ± {se}", 100.0 * s.mean_reduction)
 }
 
-/// Whether no fold of `rep` had a component to fit: its features are constant across stimuli.
-fn constant(cells: &[Cell], rep: &str) -> bool {
-    cells.iter().filter(|c| c.representation == rep).all(|c| c.n_components == 0)
-}
-
 /// The representations whose probes the penalty shrank to the mean ([`SHRUNK_DF`]), named with
 /// what follows from it: the fit says nothing about the features, so rerun differently. Those
 /// with no varying component at all are constant, and no setting helps them.
-fn shrunk_note(md: &mut String, cells: &[Cell], summary: &[SummaryRow]) {
-    let shrunk: Vec<&SummaryRow> =
-        summary.iter().filter(|s| s.group == "all" && s.shrunk()).collect();
-    let (flat, small): (Vec<&SummaryRow>, Vec<&SummaryRow>) =
-        shrunk.into_iter().partition(|s| constant(cells, &s.representation));
+fn shrunk_note(md: &mut String, m: &ReportModel) {
+    let shrunk = all_rows(m).filter(|(s, _)| s.shrunk());
+    let (flat, small): (Vec<_>, Vec<_>) = shrunk.partition(|(_, fit)| *fit == Fit::Constant);
     if !small.is_empty() {
         let named: Vec<String> = small
             .iter()
-            .map(|s| format!("`{}` ({:.3})", s.representation, s.effective_df))
+            .map(|(s, _)| format!("`{}` ({:.3})", s.representation, s.effective_df))
             .collect();
         let _ = writeln!(md, "\n**Shrunk to the mean at this α; rerun with `zscore = true` or `alphas`**: {} (effective df in parentheses, below {SHRUNK_DF}). Their features vary little next to the penalty, so the ridge predicts almost the training mean whatever they hold: a reduction near 0 here says nothing about what these representations know, and a significant p is a tiny effect. Z-scoring the features or choosing α per attribute by leave-one-out tells.", named.join(", "));
     }
     if !flat.is_empty() {
-        let named: Vec<String> = flat.iter().map(|s| format!("`{}`", s.representation)).collect();
+        let named: Vec<String> =
+            flat.iter().map(|(s, _)| format!("`{}`", s.representation)).collect();
         let _ = writeln!(md, "\n**Constant across stimuli**: {}: no principal component varies, so the probe is the training mean under any setting.", named.join(", "));
     }
 }
 
-/// The per-fold rate of p < 0.05 over every (representation, attribute, fold). Under the null
-/// it is 5 %; a null-control run states whether it is.
-pub(crate) fn per_fold_rate(cells: &[Cell]) -> (usize, usize) {
-    let ps = cells.iter().flat_map(|c| c.p_fold.iter());
-    let total = ps.clone().count();
-    (ps.filter(|&&p| p < 0.05).count(), total)
+fn verdict_text(v: NullVerdict) -> &'static str {
+    match v {
+        NullVerdict::NoKnowledge => "consistent with no knowledge, as a null control should be",
+        NullVerdict::OffRate => {
+            "**not** at the nominal rate: the per-fold rate is outside the binomial interval; check this model and the ratings"
+        }
+        NullVerdict::AllFoldsPasses => {
+            "**not** consistent with no knowledge: a pair passes the all-folds rule, which under the null should essentially never happen; check this model and the ratings"
+        }
+    }
 }
 
-fn calibration_section(md: &mut String, spec: &JobSpec, cells: &[Cell]) {
-    let (hits, total) = per_fold_rate(cells);
-    if total == 0 {
-        return;
-    }
-    let rate = 100.0 * hits as f64 / total as f64;
-    let folds = spec.analysis.attribute_probe.folds;
-    let significant = cells.iter().filter(|c| c.significant(folds)).count();
-    if spec.job.null_control {
-        let verdict = null_verdict(hits, total, significant);
-        let (lo, hi) = binomial_band(total, 0.05, 0.99);
+fn calibration_section(md: &mut String, m: &ReportModel, c: &Calibration) {
+    let (hits, total, significant) = (c.hits, c.total, c.significant);
+    let rate = c.rate();
+    let nominal = 100.0 * SIGNIFICANCE;
+    let folds = m.settings.probe.folds;
+    if let Some(null) = &c.null {
         let pct = |k: usize| 100.0 * k as f64 / total as f64;
         let _ = writeln!(md, "## Null control\n");
         let _ = writeln!(
             md,
-            "This run is a **null control** (`job.null_control`): a model that should hold no knowledge of the ratings. Per-fold permutation p < 0.05 in {hits} of {total} tests = **{rate:.1} %** (nominal 5 %; the central 99 % of Binomial({total}, 0.05) is {lo}–{hi} tests, {:.1}–{:.1} %); {significant} of {} (representation, attribute) pairs pass the all-folds rule (under the null about 0.05^{folds} each, so none should). Folds and representations share data, so the tests are not independent and the interval is a guide rather than an exact test. Verdict: {}.\n",
-            pct(lo),
-            pct(hi),
-            cells.len(),
-            verdict.text()
+            "This run is a **null control** (`job.null_control`): a model that should hold no knowledge of the ratings. Per-fold permutation p < {SIGNIFICANCE} in {hits} of {total} tests = **{rate:.1} %** (nominal {nominal:.0} %; the central 99 % of Binomial({total}, {SIGNIFICANCE}) is {}–{} tests, {:.1}–{:.1} %); {significant} of {} (representation, attribute) pairs pass the all-folds rule (under the null about {SIGNIFICANCE}^{folds} each, so none should). Folds and representations share data, so the tests are not independent and the interval is a guide rather than an exact test. Verdict: {}.\n",
+            null.lo,
+            null.hi,
+            pct(null.lo),
+            pct(null.hi),
+            c.pairs,
+            verdict_text(null.verdict)
         );
     } else {
         let _ = writeln!(
             md,
-            "Per-fold permutation p < 0.05 in {hits} of {total} tests ({rate:.1} %; 5 % if no representation held any knowledge).\n"
+            "Per-fold permutation p < {SIGNIFICANCE} in {hits} of {total} tests ({rate:.1} %; {nominal:.0} % if no representation held any knowledge).\n"
         );
     }
-}
-
-/// What a null-control run's numbers say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NullVerdict {
-    /// The per-fold rate is inside the binomial band and no pair passes the all-folds rule.
-    NoKnowledge,
-    /// The per-fold rate is outside the band.
-    OffRate,
-    /// Some (representation, attribute) pair passes the all-folds rule.
-    AllFoldsPasses,
-}
-
-impl NullVerdict {
-    fn text(self) -> &'static str {
-        match self {
-            NullVerdict::NoKnowledge => {
-                "consistent with no knowledge, as a null control should be"
-            }
-            NullVerdict::OffRate => {
-                "**not** at the nominal rate: the per-fold rate is outside the binomial interval; check this model and the ratings"
-            }
-            NullVerdict::AllFoldsPasses => {
-                "**not** consistent with no knowledge: a pair passes the all-folds rule, which under the null should essentially never happen; check this model and the ratings"
-            }
-        }
-    }
-}
-
-/// The verdict of a null control from its per-fold hits out of `total` tests and the number of
-/// pairs significant in all folds: the per-fold rate must lie in the central 99 % of
-/// Binomial(total, 0.05), and no pair may pass the all-folds rule (with K folds a pair passes
-/// under the null with probability about 0.05^K were the folds independent).
-fn null_verdict(hits: usize, total: usize, significant: usize) -> NullVerdict {
-    let (lo, hi) = binomial_band(total, 0.05, 0.99);
-    if !(lo..=hi).contains(&hits) {
-        NullVerdict::OffRate
-    } else if significant > 0 {
-        NullVerdict::AllFoldsPasses
-    } else {
-        NullVerdict::NoKnowledge
-    }
-}
-
-/// The central `level` interval of Binomial(`n`, `p`) in counts: `(lo, hi)` with `lo` the
-/// smallest k whose CDF reaches (1 − level)/2 and `hi` the smallest k whose CDF reaches
-/// (1 + level)/2 (scipy's `binom.ppf` of those two quantiles). The probabilities are summed from
-/// log-space terms, so large `n` does not underflow.
-fn binomial_band(n: usize, p: f64, level: f64) -> (usize, usize) {
-    let (low_q, high_q) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
-    let mut log_pmf = n as f64 * (1.0 - p).ln();
-    let odds = (p / (1.0 - p)).ln();
-    let mut cdf = 0.0;
-    let mut lo = None;
-    for k in 0..=n {
-        if k > 0 {
-            log_pmf += ((n - k + 1) as f64 / k as f64).ln() + odds;
-        }
-        cdf += log_pmf.exp();
-        if lo.is_none() && cdf >= low_q {
-            lo = Some(k);
-        }
-        if cdf >= high_q {
-            return (lo.unwrap_or(k), k);
-        }
-    }
-    (lo.unwrap_or(n), n)
 }
 
 /// The α of each fold, compactly: one value when every fold used the same.
@@ -316,81 +233,39 @@ fn alphas(per_fold: &[f64]) -> String {
 
 /// The hyper-parameter grid (paper Fig. 5): the best (P, α) of each representation, and the
 /// whole grid of the representation with the lowest RMSE.
-fn grid_section(md: &mut String, grid: &[GridRow]) {
-    if grid.is_empty() {
-        return;
-    }
+fn grid_section(md: &mut String, grid: &Grid) {
+    let Some(first) = grid.rows.first() else { return };
     let _ = writeln!(
         md,
         "\n## Hyper-parameter grid (fold {}, mean RMSE over attributes)\n",
-        grid[0].fold
+        first.fold
     );
     let _ = writeln!(
         md,
         "Scored on held-out fold {}, one of the probes' own test folds: the best cell is chosen on test data, so adopting it for the probes above would leak and overstate them. To tune, choose α on the training rows of each fold (`alphas`, by leave-one-out) instead.\n",
-        grid[0].fold
+        first.fold
     );
     let _ = writeln!(md, "| representation | best P (used) | best α | mean RMSE |");
     let _ = writeln!(md, "|---|---|---|---|");
-    let mut reps: Vec<&str> = Vec::new();
-    for g in grid {
-        if !reps.contains(&g.representation.as_str()) {
-            reps.push(&g.representation);
-        }
+    for b in &grid.best_per_rep {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} ({}) | {} | {:.4} |",
+            b.representation, b.components, b.n_components, b.alpha, b.mean_rmse
+        );
     }
-    let best_of = |rep: &str| {
-        grid.iter()
-            .filter(|g| g.representation == rep)
-            .min_by(|a, b| a.mean_rmse.total_cmp(&b.mean_rmse))
-    };
-    for rep in &reps {
-        if let Some(b) = best_of(rep) {
-            let _ = writeln!(
-                md,
-                "| `{rep}` | {} ({}) | {} | {:.4} |",
-                b.components, b.n_components, b.alpha, b.mean_rmse
-            );
-        }
-    }
-    let Some(overall) = grid.iter().min_by(|a, b| a.mean_rmse.total_cmp(&b.mean_rmse)) else {
-        return;
-    };
-    let rep = &overall.representation;
-    let mut alphas: Vec<f64> =
-        grid.iter().filter(|g| &g.representation == rep).map(|g| g.alpha).collect();
-    alphas.dedup();
-    alphas.sort_by(f64::total_cmp);
-    alphas.dedup();
-    let _ = writeln!(md, "\nThe grid of `{rep}` (rows P, columns α):\n");
+    let Some(best) = &grid.best else { return };
+    let _ = writeln!(md, "\nThe grid of `{}` (rows P, columns α):\n", best.cell.representation);
     let _ = writeln!(
         md,
         "| P | {} |",
-        alphas.iter().map(|a| format!("α = {a}")).collect::<Vec<_>>().join(" | ")
+        best.alphas.iter().map(|a| format!("α = {a}")).collect::<Vec<_>>().join(" | ")
     );
-    let _ = writeln!(md, "|---|{}", "---|".repeat(alphas.len()));
-    let mut sizes: Vec<u32> =
-        grid.iter().filter(|g| &g.representation == rep).map(|g| g.components).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    for p in sizes {
-        let cells: Vec<String> = alphas
-            .iter()
-            .map(|a| {
-                grid.iter()
-                    .find(|g| &g.representation == rep && g.components == p && g.alpha == *a)
-                    .map_or("-".to_string(), |g| format!("{:.4}", g.mean_rmse))
-            })
-            .collect();
+    let _ = writeln!(md, "|---|{}", "---|".repeat(best.alphas.len()));
+    for (p, row) in best.components.iter().zip(&best.values) {
+        let cells: Vec<String> =
+            row.iter().map(|v| v.map_or("-".to_string(), |v| format!("{v:.4}"))).collect();
         let _ = writeln!(md, "| {p} | {} |", cells.join(" | "));
-    }
-}
-
-/// Names a representation key's context (step, noise level, conditioning) apart from its tap
-/// and pooling: `mid_block/flatten/k10` → (`mid_block/flatten`, `k10`).
-fn split_context(key: &str) -> (&str, &str) {
-    match key.match_indices('/').nth(1) {
-        Some((i, _)) => (&key[..i], &key[i + 1..]),
-        None => (key, ""),
     }
 }
 
@@ -401,8 +276,8 @@ fn acc(v: Option<f64>) -> String {
 /// `## Odd-one-out alignment`: accuracy per representation and distance, the linear probe and
 /// the embedding regression, the best representation named, and (for U-Net representations)
 /// the primary distance's accuracy as a tap × context table.
-fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&AlignmentResults>) {
-    let (Some(a), Some(res)) = (&spec.analysis.alignment, results) else { return };
+fn alignment_section(md: &mut String, a: &AlignmentSection, al: &Alignment) {
+    let res = &al.results;
     let file_name = |p: &std::path::Path| {
         p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     };
@@ -416,26 +291,17 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
         a.description.as_deref().map(|d| format!(" {d}")).unwrap_or_default()
     );
     let _ = writeln!(md, "Odd-one-out accuracy (OOOA): how often the element outside the closest pair of representations is the human's choice; ties count as wrong; chance = 1/3.\n");
-    let primary = a.distances[0].name();
+    let primary = &al.primary;
     if a.linear_probe {
         let _ = writeln!(md, "Linear probe: in each of {} folds over concepts, E = XW + b is trained on the triplets whose three concepts are all outside the fold and scored by its dot-product OOOA on the triplets wholly inside it (mixed triplets dropped); λ = {} on ‖W‖_F, Adam lr {}, batch {}, ≤ {} epochs (early stopping on the {}); the column is the mean test OOOA over folds.\n", a.probe_folds, a.lambda, a.learning_rate, a.batch_size, a.max_epochs, match a.early_stopping { EarlyStoppingChoice::TestLoss => "test-fold loss, as the paper's code", EarlyStoppingChoice::ValidationLoss => "held-out training triplets" });
     }
     if !res.dimensions.is_empty() {
-        let ceiling: Vec<String> = a
-            .distances
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {}",
-                    d.name(),
-                    acc(res.accuracy("", analysis::HUMAN_EMBEDDING, d.name()))
-                )
-            })
-            .collect();
+        let ceiling: Vec<String> =
+            al.ceiling.iter().map(|(d, v)| format!("{d} {}", acc(*v))).collect();
         let _ = writeln!(md, "Embedding regression: ridge from each representation to the human embedding `{}` ({} dimensions), {} folds over concepts, α per dimension by leave-one-out; R² on the test fold, averaged over dimensions and folds; *predicted* = OOOA ({primary}) of the out-of-fold predicted embedding. The human embedding itself scores {} (what a perfect prediction would reach).\n", a.embedding.as_deref().map(file_name).unwrap_or_default(), res.dimensions.len(), a.embedding_folds, ceiling.join(", "));
     }
-    let reps = res.representations();
-    if reps.is_empty() {
+    let rows: Vec<_> = al.rows.iter().filter(|r| r.has_results).collect();
+    if rows.is_empty() {
         let _ = writeln!(md, "No alignment results (see the quarantined units above).");
         return;
     }
@@ -449,113 +315,71 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
     }
     let _ = writeln!(md, "| representation | {} |", head.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(head.len()));
-    let mut silent = Vec::new();
-    for rep in &reps {
-        let mut cells: Vec<String> = a
-            .distances
-            .iter()
-            .map(|d| acc(res.accuracy(rep, analysis::ODD_ONE_OUT, d.name())))
-            .collect();
-        if a.linear_probe {
-            let folds: Vec<&AlignmentRow> = res
-                .rows
-                .iter()
-                .filter(|r| {
-                    &r.representation == rep
-                        && r.analysis == analysis::LINEAR_PROBE
-                        && r.fold.is_some()
-                })
-                .collect();
-            let mean = res.accuracy(rep, analysis::LINEAR_PROBE, "dot");
-            let missing = if folds.len() < a.probe_folds && !folds.is_empty() {
-                format!(" ({} of {} folds)", folds.len(), a.probe_folds)
-            } else {
-                String::new()
-            };
-            cells.push(format!("{}{missing}", acc(mean)));
-            if !folds.is_empty()
-                && folds.iter().all(|r| r.train_loss.is_some_and(|l| (l - 3f64.ln()).abs() < 1e-3))
-            {
-                silent.push(format!("`{rep}`"));
+    for row in rows {
+        let mut cells = Vec::new();
+        for (s, v) in al.series.iter().zip(&row.values) {
+            match s {
+                Series::OddOneOut(_) => cells.push(acc(*v)),
+                Series::LinearProbe => {
+                    let missing = row
+                        .probe_folds_run
+                        .map(|n| format!(" ({n} of {} folds)", a.probe_folds))
+                        .unwrap_or_default();
+                    cells.push(format!("{}{missing}", acc(*v)));
+                }
+                Series::PredictedEmbedding => {
+                    cells.push(acc(row.r2));
+                    cells.push(acc(*v));
+                }
             }
         }
-        if !res.dimensions.is_empty() {
-            let r = res.overall(rep, analysis::EMBEDDING_REGRESSION, Some(primary));
-            cells.push(acc(r.and_then(|r| r.r2)));
-            cells.push(acc(r.and_then(|r| r.accuracy)));
-        }
-        let _ = writeln!(md, "| `{rep}` | {} |", cells.join(" | "));
+        let _ = writeln!(md, "| `{}` | {} |", row.representation, cells.join(" | "));
     }
     md.push('\n');
-    if let Some((rep, best)) = res.best(analysis::ODD_ONE_OUT, primary) {
+    if let Some((rep, best)) = &al.best_odd_one_out {
         let _ = write!(
             md,
             "**Best representation** by {primary} OOOA: `{rep}`, {best:.3} (chance 0.333)."
         );
     }
-    if let Some((rep, best)) = res.best(analysis::LINEAR_PROBE, "dot") {
+    if let Some((rep, best)) = &al.best_linear_probe {
         let _ = write!(md, " By the linear probe: `{rep}`, {best:.3}.");
     }
-    if let Some((rep, best)) = res.best(analysis::EMBEDDING_REGRESSION, primary) {
+    if let Some((rep, best)) = &al.best_embedding {
         let _ = write!(md, " By the predicted embedding: `{rep}`, {best:.3}.");
     }
     md.push('\n');
-    let tied: Vec<String> = reps
-        .iter()
-        .filter_map(|rep| {
-            let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?;
-            let t = r.ties.filter(|&t| t > 0)?;
-            Some(format!("`{rep}` {t} of {}", r.n_triplets))
-        })
-        .collect();
-    if !tied.is_empty() {
+    if !al.ties.is_empty() {
+        let tied: Vec<String> =
+            al.ties.iter().map(|(rep, t, n)| format!("`{rep}` {t} of {n}")).collect();
         let _ = writeln!(md, "\n**Ties** ({primary}; no unique closest pair, counted wrong): {}. A representation whose every triplet ties is constant across stimuli (e.g. the `[CLS]` embedding at `text.0`) and scores 0, below chance, by this rule.", tied.join(", "));
     }
-    if !silent.is_empty() {
+    if !al.silent.is_empty() {
+        let silent: Vec<String> = al.silent.iter().map(|r| format!("`{r}`")).collect();
         let _ = writeln!(md, "\n**The linear probe did not learn** for {}: its training loss stayed at ln 3 ≈ 1.099 in every fold, so it answers at chance. Either the representation carries no usable signal (e.g. it is near-constant across stimuli), or the penalty λ‖W‖_F won: its gradient has norm λ however small W is, which beats a weak signal or a narrow representation; try a lower `analysis.alignment.lambda` (e.g. 1e-3).", silent.join(", "));
     }
-    // Diffusion representations: the primary OOOA as tap × (step | noise level / conditioning).
-    let contexts: Vec<&str> = {
-        let mut c: Vec<&str> =
-            reps.iter().map(|r| split_context(r).1).filter(|c| !c.is_empty()).collect();
-        c.dedup();
-        let mut unique = Vec::new();
-        for x in c {
-            if !unique.contains(&x) {
-                unique.push(x);
-            }
-        }
-        unique
-    };
-    if contexts.is_empty() {
+    if al.contexts.is_empty() {
         return;
     }
-    let mut bases: Vec<&str> = Vec::new();
-    for r in &reps {
-        let (b, c) = split_context(r);
-        if !c.is_empty() && !bases.contains(&b) {
-            bases.push(b);
-        }
-    }
     let _ = writeln!(md, "\nOOOA ({primary}) by tap and pooling (rows) and denoising step `k`, or noise level `n` / conditioning (columns):\n");
-    let _ = writeln!(md, "| tap | {} |", contexts.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---|".repeat(contexts.len()));
-    for b in bases {
-        let cells: Vec<String> = contexts
-            .iter()
-            .map(|c| acc(res.accuracy(&format!("{b}/{c}"), analysis::ODD_ONE_OUT, primary)))
-            .collect();
+    let _ = writeln!(md, "| tap | {} |", al.contexts.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(al.contexts.len()));
+    for (b, values) in &al.by_context {
+        let cells: Vec<String> = values.iter().map(|v| acc(*v)).collect();
         let _ = writeln!(md, "| `{b}` | {} |", cells.join(" | "));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use common::spec::JobSpec;
     use common::stimuli::Dataset;
     use common::table::GridRow;
 
     use super::*;
-    use crate::merge::{summarise, Truth};
+    use crate::report::probe::Cell;
+    use crate::report::reduce::assemble;
+    use crate::report::status::{RunStatus, UnitFact};
 
     fn spec(null_control: bool) -> JobSpec {
         toml::from_str(&format!(
@@ -626,46 +450,45 @@ folds = 2
             .collect()
     }
 
-    fn render(null_control: bool, all: &[Cell], grid: &[GridRow]) -> String {
+    /// A run of `total` units of which `done` are committed.
+    fn status(done: usize, total: usize) -> RunStatus {
+        let unit = |i: usize| UnitFact {
+            id: format!("u{i}"),
+            kind: "probe".into(),
+            state: if i < done { "committed" } else { "pending" }.into(),
+            attempts: 1,
+            error: String::new(),
+            what: String::new(),
+            representation: None,
+        };
+        RunStatus { units: (0..total).map(unit).collect(), ..RunStatus::default() }
+    }
+
+    fn markdown(null_control: bool, all: &[Cell], grid: &[GridRow], done: usize) -> String {
         let (spec, data) = (spec(null_control), data());
-        let summary = summarise(all, 2, &Truth::of(&data));
-        markdown(&spec, &data, all, &summary, grid, None, &[], (1, 1))
+        render(&assemble(&spec, &data, all.to_vec(), grid.to_vec(), None, status(done, 5)))
+    }
+
+    fn report(null_control: bool, all: &[Cell], grid: &[GridRow]) -> String {
+        markdown(null_control, all, grid, 5)
     }
 
     #[test]
     fn an_unfinished_run_opens_with_the_incomplete_banner() {
-        let (spec, data) = (spec(false), data());
-        let all = cells(&data, "text.1/mean", 3.0, 5, 0.01);
-        let summary = summarise(&all, 2, &Truth::of(&data));
-        let md = markdown(&spec, &data, &all, &summary, &[], None, &[], (3, 5));
+        let all = cells(&data(), "text.1/mean", 3.0, 5, 0.01);
+        let md = markdown(false, &all, &[], 3);
         assert!(md.contains("> **Incomplete: 3 of 5 units committed.**"), "{md}");
-        let md = markdown(&spec, &data, &all, &summary, &[], None, &[], (5, 5));
+        let md = markdown(false, &all, &[], 5);
         assert!(!md.contains("Incomplete"), "a complete run has no banner: {md}");
     }
 
     #[test]
-    fn binomial_band_matches_scipy() {
-        // scipy.stats.binom.ppf([0.005, 0.995], n, 0.05).
-        assert_eq!(binomial_band(630, 0.05, 0.99), (18, 46));
-        assert_eq!(binomial_band(980, 0.05, 0.99), (32, 67));
-        assert_eq!(binomial_band(100, 0.05, 0.99), (0, 11));
-        // Large n does not underflow: 0.95^100000 is below f64's range.
-        let (lo, hi) = binomial_band(100_000, 0.05, 0.99);
-        assert!(lo > 4800 && lo < 5000 && hi > 5000 && hi < 5200, "{lo} {hi}");
-    }
-
-    #[test]
-    fn the_null_verdict_needs_the_rate_in_band_and_no_all_folds_pass() {
-        assert_eq!(null_verdict(33, 630, 0), NullVerdict::NoKnowledge);
-        // One pair passing every fold fails, though it is under 5 % of 63 pairs (the old rule).
-        assert_eq!(null_verdict(33, 630, 1), NullVerdict::AllFoldsPasses);
-        assert_eq!(null_verdict(47, 630, 0), NullVerdict::OffRate);
-        assert_eq!(null_verdict(17, 630, 0), NullVerdict::OffRate);
-        // In the report: 6 tests at p = 0.5 (rate 0, inside the band of Binomial(6, 0.05)).
+    fn the_null_verdict_is_stated() {
+        // 6 tests at p = 0.5 (rate 0, inside the band of Binomial(6, 0.05)).
         let data = data();
-        let md = render(true, &cells(&data, "text.1/mean", 3.0, 5, 0.5), &[]);
+        let md = report(true, &cells(&data, "text.1/mean", 3.0, 5, 0.5), &[]);
         assert!(md.contains("Verdict: consistent with no knowledge"), "{md}");
-        let md = render(true, &cells(&data, "text.1/mean", 3.0, 5, 0.01), &[]);
+        let md = report(true, &cells(&data, "text.1/mean", 3.0, 5, 0.01), &[]);
         assert!(md.contains("Verdict: **not**") && !md.contains("Verdict: consistent"), "{md}");
     }
 
@@ -686,7 +509,7 @@ folds = 2
             alpha: 1.0,
             mean_rmse: 0.5,
         }];
-        let md = render(false, &all, &grid);
+        let md = report(false, &all, &grid);
         // Shrunk fits are named as such, with what to do; constant ones apart; usable ones not.
         let shrunk = md.lines().find(|l| l.starts_with("**Shrunk to the mean")).expect("flag");
         assert!(shrunk.contains("rerun with `zscore = true` or `alphas`"), "{shrunk}");
