@@ -124,3 +124,6 @@ pub(crate) fn summary_json(layout: &RunLayout, model: &ReportModel) -> serde_jso
         "summary": rows,
     })
 }
+
+#[cfg(test)]
+mod tests;
