@@ -18,6 +18,7 @@
 //! that is not byte-identical across restarts (the crash and Slurm tests compare the others).
 
 mod alignment;
+mod grid;
 mod probe;
 mod summary;
 #[cfg(test)]
