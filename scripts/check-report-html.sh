@@ -2,7 +2,7 @@
 # Opens a report.html in headless Chromium (Debian's chromium package) and checks it:
 #   - the page loads with no console message (it has no script, so any message is an error:
 #     an uncaught exception, a Content-Security-Policy refusal, a failed load);
-#   - every figure (the ids of coordinator/src/html/mod.rs FIGURE_IDS) and the run summary are
+#   - every figure (the ids of coordinator/src/report/render/html/mod.rs FIGURE_IDS) and the run summary are
 #     in the rendered DOM, each figure with an <svg> and a <table>, or, when the run has nothing
 #     to show for it (class "omitted"), one line saying why;
 #   - a screenshot is written to OUT_PNG.

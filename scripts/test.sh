@@ -84,6 +84,14 @@ print(f"test: null control ok: per-fold p < 0.05 in {100 * rate:.1f} % of {r['pe
 PY
 echo "test: null control took $(( $(date +%s) - start )) s"
 
+echo "test: the demos' report.md against their snapshots (coordinator/src/report/snapshots)"
+# After an intended change to the report, copy the new report.md over its snapshot and review
+# the diff.
+for run in demo demo-sd-null; do
+    diff -u "coordinator/src/report/snapshots/${run}_report.md" "target/demo-check/$run/report/report.md" \
+        || { echo "test: $run's report.md differs from its snapshot" >&2; exit 1; }
+done
+
 echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo/report/report.html target/report-screenshot.png
 # The null control's report: the U-Net panels (tap × denoising step) of an SD run.

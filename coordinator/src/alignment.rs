@@ -10,8 +10,8 @@
 //! **Names** are matched exactly (after trimming spaces) to the stimulus names.
 //!
 //! The result, [`AlignmentInputs`], is written once to the run directory (`alignment.json`);
-//! workers read only that file. After the sweep, [`merge`] joins the units' rows into
-//! `report/alignment.parquet` ([`AlignmentResults`]).
+//! workers read only that file. After the sweep, `report::alignment` joins the units' rows
+//! into `report/alignment.parquet`.
 
 use std::path::Path;
 
@@ -21,7 +21,6 @@ use common::spec::{
     AlignmentDistance, AlignmentSection, EarlyStoppingChoice, JobSpec, TripletEntries,
 };
 use common::stimuli::{AlignmentInputs, Dataset};
-use common::table::{analysis as table_analysis, AlignmentRow};
 
 const SECTION: &str = "analysis.alignment";
 
@@ -146,139 +145,4 @@ pub(crate) fn distance(d: AlignmentDistance) -> alignment::Distance {
         AlignmentDistance::Euclidean => alignment::Distance::Euclidean,
         AlignmentDistance::Dot => alignment::Distance::NegDot,
     }
-}
-
-/// The merged alignment results of a run and what they were computed on.
-#[derive(Debug, Clone)]
-pub(crate) struct AlignmentResults {
-    /// `report/alignment.parquet`'s rows, in plan order (see `merge`).
-    pub(crate) rows: Vec<AlignmentRow>,
-    /// Number of triplets M.
-    pub(crate) n_triplets: usize,
-    /// Number of concepts N.
-    pub(crate) n_concepts: usize,
-    /// Names of the human embedding's dimensions (empty without an embedding).
-    pub(crate) dimensions: Vec<String>,
-}
-
-impl AlignmentResults {
-    /// The accuracy of `analysis` under `distance` for `rep` (fold-free rows only).
-    pub(crate) fn accuracy(&self, rep: &str, analysis: &str, distance: &str) -> Option<f64> {
-        self.overall(rep, analysis, Some(distance)).and_then(|r| r.accuracy)
-    }
-
-    /// The fold-free row of (`rep`, `analysis`, `distance`).
-    pub(crate) fn overall(
-        &self,
-        rep: &str,
-        analysis: &str,
-        distance: Option<&str>,
-    ) -> Option<&AlignmentRow> {
-        self.rows.iter().find(|r| {
-            r.representation == rep
-                && r.analysis == analysis
-                && r.fold.is_none()
-                && r.distance.as_deref() == distance
-        })
-    }
-
-    /// The representations with results, in plan order.
-    pub(crate) fn representations(&self) -> Vec<&str> {
-        let mut reps: Vec<&str> = Vec::new();
-        for r in &self.rows {
-            if !r.representation.is_empty() && !reps.contains(&r.representation.as_str()) {
-                reps.push(&r.representation);
-            }
-        }
-        reps
-    }
-
-    /// The representation with the highest accuracy of `analysis` under `distance` (the first
-    /// in plan order on a tie), with that accuracy.
-    pub(crate) fn best(&self, analysis: &str, distance: &str) -> Option<(&str, f64)> {
-        let mut best: Option<(&str, f64)> = None;
-        for rep in self.representations() {
-            if let Some(acc) = self.accuracy(rep, analysis, distance).filter(|a| a.is_finite()) {
-                if best.is_none_or(|(_, b)| acc > b) {
-                    best = Some((rep, acc));
-                }
-            }
-        }
-        best
-    }
-}
-
-/// Merges the committed alignment outputs (`rows`, in plan order): each representation's
-/// evaluate rows, then its linear-probe folds in fold order followed by their mean (the
-/// paper's probing accuracy; over the folds that ran), then the human embedding's own
-/// accuracy per distance (representation empty).
-pub(crate) fn merge(
-    section: &AlignmentSection,
-    inputs: &AlignmentInputs,
-    rows: Vec<AlignmentRow>,
-) -> anyhow::Result<AlignmentResults> {
-    let mut order: Vec<String> = Vec::new();
-    for r in &rows {
-        if !order.contains(&r.representation) {
-            order.push(r.representation.clone());
-        }
-    }
-    let n = inputs.n_concepts;
-    let mut merged = Vec::with_capacity(rows.len() + order.len());
-    for rep in &order {
-        let mine = rows.iter().filter(|r| &r.representation == rep);
-        merged.extend(mine.clone().filter(|r| r.analysis != table_analysis::LINEAR_PROBE).cloned());
-        let mut folds: Vec<&AlignmentRow> =
-            mine.filter(|r| r.analysis == table_analysis::LINEAR_PROBE).collect();
-        folds.sort_by_key(|r| r.fold);
-        if folds.is_empty() {
-            continue;
-        }
-        let accuracies: Vec<f64> = folds.iter().filter_map(|r| r.accuracy).collect();
-        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
-        let total = AlignmentRow {
-            representation: rep.clone(),
-            analysis: table_analysis::LINEAR_PROBE.into(),
-            distance: Some(AlignmentDistance::Dot.name().into()),
-            fold: None,
-            accuracy: Some(mean),
-            correct: Some(folds.iter().filter_map(|r| r.correct).sum()),
-            n_triplets: folds.iter().map(|r| r.n_triplets).sum(),
-            n_concepts: n as u32,
-            chance: Some(alignment::CHANCE),
-            ..AlignmentRow::default()
-        };
-        merged.extend(folds.into_iter().cloned());
-        merged.push(total);
-    }
-    let triplets = Triplets::new(
-        inputs.triplets.iter().map(|t| t.map(|i| i as usize)).collect(),
-        inputs.n_concepts,
-    )?;
-    let mut dimensions = Vec::new();
-    if let Some(emb) = &inputs.embedding {
-        dimensions.clone_from(&emb.dimensions);
-        let v = alignment::Matrix::new("embedding", &emb.values, n, emb.dimensions.len())?;
-        for &d in &section.distances {
-            let o = alignment::odd_one_out(&v, &triplets, distance(d))?;
-            merged.push(AlignmentRow {
-                representation: String::new(),
-                analysis: table_analysis::HUMAN_EMBEDDING.into(),
-                distance: Some(d.name().into()),
-                accuracy: Some(o.accuracy),
-                correct: Some(o.correct as u32),
-                ties: Some(o.predictions.iter().filter(|p| p.is_none()).count() as u32),
-                n_triplets: triplets.len() as u32,
-                n_concepts: n as u32,
-                chance: Some(alignment::CHANCE),
-                ..AlignmentRow::default()
-            });
-        }
-    }
-    Ok(AlignmentResults {
-        rows: merged,
-        n_triplets: inputs.triplets.len(),
-        n_concepts: n,
-        dimensions,
-    })
 }

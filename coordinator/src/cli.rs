@@ -280,14 +280,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // and its unit re-queued for `resume`.
             let changed = crate::verify::committed(layout.root(), &mut db, "`diffprobe report`")?;
             crate::run::say_redone(&changed);
-            crate::merge::write_report(&layout, &spec, &data, &db)?;
+            let report = crate::report::write(&layout, &spec, &data, &db)?;
             if json {
-                let summary = crate::merge::summary_json(&layout, &spec, &data, &db)?;
+                let summary = crate::report::summary_json(&layout, &report);
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 println!("{}", layout.report_dir().join("report.md").display());
             }
-            let (done, total) = crate::merge::committed_of_total(&db)?;
+            let (done, total) = report.status.committed_of_total();
             if done < total {
                 eprintln!(
                     "report incomplete: {done} of {total} units committed; finish the run with `diffprobe resume {0}`, then `diffprobe report {0}`",

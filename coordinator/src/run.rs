@@ -231,7 +231,7 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
         shared.db().log_event(now_ms(), EventKind::CoordinatorStopped, None, &format!("{reason:?}"))?;
         let _ = std::fs::remove_file(layout.coordinator_file());
         if reason == StopReason::Complete {
-            crate::merge::write_report(&layout, &spec, &data, &shared.db())?;
+            crate::report::write(&layout, &spec, &data, &shared.db())?;
         }
         Ok(())
     })

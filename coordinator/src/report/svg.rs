@@ -3,10 +3,14 @@
 //! says why a panel is empty.
 //!
 //! Output is a pure function of the input: fixed number formatting, no ids (many charts share
-//! one page), no scripts, no external references. Every text is escaped here, so callers pass
-//! plain strings. Hovering a bar or cell shows its value (`<title>`), which needs no script.
+//! one page), no scripts, no external references. The charts are built from numbers and
+//! strings; every string goes through [`esc`], which is maud's own escaper (the one the page's
+//! templates use), and a chart is handed to the page as `maud::Markup`. Hovering a bar or cell
+//! shows its value (`<title>`), which needs no script.
 
 use std::fmt::Write;
+
+use maud::{Markup, PreEscaped};
 
 /// Series colours (Paul Tol's "bright" scheme, colour-blind safe).
 const PALETTE: [&str; 7] =
@@ -15,19 +19,10 @@ const FONT_PX: f64 = 11.0;
 /// Rough advance of one character at `FONT_PX` (labels are short; no font metrics needed).
 const CHAR_W: f64 = 6.4;
 
-/// Escapes text for HTML and SVG content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+/// Escapes text for SVG content and (double-quoted) attribute values, as maud escapes the page.
+fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    let _ = maud::Escaper::new(&mut out).write_str(s);
     out
 }
 
@@ -95,7 +90,7 @@ fn text_width(s: &str) -> f64 {
 }
 
 /// Renders a grouped bar chart.
-pub(crate) fn bar_chart(c: &Bars) -> String {
+pub(crate) fn bar_chart(c: &Bars) -> Markup {
     const PLOT_H: f64 = 190.0;
     const BAR_W: f64 = 16.0;
     const PAD: f64 = 10.0;
@@ -264,7 +259,7 @@ pub(crate) fn bar_chart(c: &Bars) -> String {
         );
     }
     s.push_str("</svg>");
-    s
+    PreEscaped(s)
 }
 
 /// How values map to colours.
@@ -357,7 +352,7 @@ pub(crate) struct Heatmap {
 }
 
 /// Renders a heat-map with a stepped colour bar on its right.
-pub(crate) fn heatmap(h: &Heatmap) -> String {
+pub(crate) fn heatmap(h: &Heatmap) -> Markup {
     // Cells fit their numbers; longer column labels are turned.
     let cell_w = (text_width(&"0".repeat(h.decimals + 3)) + 10.0).max(40.0);
     let longest = h.cols.iter().map(|c| text_width(c)).fold(0.0, f64::max);
@@ -482,121 +477,19 @@ pub(crate) fn heatmap(h: &Heatmap) -> String {
         num(lo, h.decimals)
     );
     s.push_str("</svg>");
-    s
+    PreEscaped(s)
 }
 
 /// An empty panel that says why it is empty.
-pub(crate) fn placeholder(message: &str) -> String {
+pub(crate) fn placeholder(message: &str) -> Markup {
     let width = (text_width(message) + 40.0).clamp(240.0, 640.0);
-    format!(
+    PreEscaped(format!(
         r##"<svg class="chart placeholder" width="{width:.0}" height="70" viewBox="0 0 {width:.0} 70" role="img" font-size="{FONT_PX}"><rect x="1" y="1" width="{:.0}" height="68" fill="#fafafa" stroke="#bbb" stroke-dasharray="4 3"/><text x="{:.0}" y="39" text-anchor="middle" fill="#666">{}</text></svg>"##,
         width - 2.0,
         width / 2.0,
         esc(message)
-    )
+    ))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bar(v: f64) -> Option<Bar> {
-        Some(Bar { value: v, err: Some(0.1), faded: false })
-    }
-
-    fn chart(categories: &[&str], series: &[&str], values: Vec<Vec<Option<Bar>>>) -> Bars {
-        Bars {
-            categories: categories.iter().map(|s| s.to_string()).collect(),
-            series: series.iter().map(|s| s.to_string()).collect(),
-            values,
-            x_label: "layer".into(),
-            y_label: "RMSE".into(),
-            y_max: None,
-            reference: Some((0.5, "best".into())),
-        }
-    }
-
-    #[test]
-    fn grouped_bars_count_bars_gaps_and_error_bars() {
-        let c = chart(
-            &["text.0", "text.1", "text.2"],
-            &["cls", "mean"],
-            vec![vec![bar(0.8), bar(0.7)], vec![bar(0.6), None], vec![bar(0.5), bar(0.4)]],
-        );
-        let s = bar_chart(&c);
-        assert_eq!(s.matches(r#"class="bar""#).count(), 5);
-        assert_eq!(s.matches(r#"class="err""#).count(), 5);
-        assert_eq!(s.matches(r#"class="missing""#).count(), 1, "a gap is marked n/a");
-        assert_eq!(s.matches(r#"class="ref""#).count(), 1);
-        assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
-    }
-
-    #[test]
-    fn empty_and_single_bar_charts_are_valid() {
-        let s = bar_chart(&chart(&[], &[], vec![]));
-        assert_eq!(s.matches(r#"class="bar""#).count(), 0);
-        assert!(s.starts_with("<svg") && s.ends_with("</svg>") && !s.contains("NaN"));
-        let s = bar_chart(&chart(&["text.0/mean"], &[""], vec![vec![bar(0.3)]]));
-        assert_eq!(s.matches(r#"class="bar""#).count(), 1);
-        assert!(!s.contains("NaN") && !s.contains("inf"));
-        // A NaN value is missing, not a broken rect.
-        let s = bar_chart(&chart(&["x"], &[""], vec![vec![bar(f64::NAN)]]));
-        assert_eq!(s.matches(r#"class="bar""#).count(), 0);
-        assert_eq!(s.matches(r#"class="missing""#).count(), 1);
-    }
-
-    #[test]
-    fn names_are_escaped() {
-        let c = chart(&["a<b&c"], &["x\"y", "z"], vec![vec![bar(1.0), bar(2.0)]]);
-        let s = bar_chart(&c);
-        assert!(s.contains("a&lt;b&amp;c") && s.contains("x&quot;y"));
-        assert!(!s.contains("a<b") && !s.contains("b&c"));
-        let h = heatmap(&Heatmap {
-            rows: vec!["<r>".into()],
-            cols: vec!["&".into()],
-            values: vec![vec![Some(1.0)]],
-            row_label: "P".into(),
-            col_label: "α".into(),
-            scale: Scale::Sequential { lo: 0.0, hi: 2.0 },
-            decimals: 2,
-            mark: None,
-        });
-        assert!(h.contains("&lt;r&gt;") && !h.contains("<r>"));
-        assert!(placeholder("no <grid>").contains("no &lt;grid&gt;"));
-    }
-
-    #[test]
-    fn heatmap_labels_every_cell_and_marks_the_best() {
-        let h = Heatmap {
-            rows: vec!["10".into(), "120".into()],
-            cols: vec!["1".into(), "150".into(), "1000".into()],
-            values: vec![vec![Some(0.9), Some(0.8), None], vec![Some(0.7), Some(0.6), Some(0.65)]],
-            row_label: "P".into(),
-            col_label: "α".into(),
-            scale: Scale::Sequential { lo: 0.6, hi: 0.9 },
-            decimals: 3,
-            mark: Some((1, 1)),
-        };
-        let s = heatmap(&h);
-        assert_eq!(s.matches(r#"class="cell""#).count(), 6);
-        assert_eq!(s.matches(r#"class="mark""#).count(), 1);
-        assert!(s.contains(">0.600<") && s.contains(">–<"));
-        // The ends of the scale get the first and last colours.
-        assert_eq!(hex(h.scale.rgb(0.6)), "#440154");
-        assert_eq!(hex(h.scale.rgb(0.9)), "#fde725");
-        assert_eq!(hex(Scale::Diverging { limit: 1.0 }.rgb(0.0)), "#f7f7f7");
-        let empty = heatmap(&Heatmap { rows: vec![], cols: vec![], values: vec![], ..h });
-        assert_eq!(empty.matches(r#"class="cell""#).count(), 0);
-    }
-
-    #[test]
-    fn ticks_are_round() {
-        assert_eq!(ticks(100.0), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
-        assert_eq!(ticks(0.9).len(), 6); // 0 .. 1.0 by 0.2
-        let t = ticks(0.0);
-        assert_eq!((t.len(), t[5]), (6, 1.0));
-        assert_eq!(tick_label(0.25, 0.25), "0.25");
-        assert_eq!(tick_label(0.4000000000000001, 0.2), "0.4");
-        assert_eq!(tick_label(40.0, 20.0), "40");
-    }
-}
+mod tests;

@@ -1,60 +1,24 @@
-//! Merge: reduce the committed probe rows into the report tables, `report.md` and
-//! `report.html` (`crate::html`).
-//!
-//! * `rmse.parquet` — per (representation, attribute): RMSE per fold and mean ± SE over folds,
-//!   the baseline (training-mean) RMSE and relative reduction, Pearson r per fold and its mean
-//!   over the folds where it is defined, and the fit's effective degrees of freedom (mean over
-//!   folds).
-//! * `significance.parquet` — per (representation, attribute): permutation p per fold, the
-//!   all-folds rule (significant iff p < 0.05 in every fold), and Benjamini–Hochberg q-values
-//!   across the representation's attributes on p_max = max over folds of p (a valid p-value
-//!   for the all-folds rule; pooling per-fold permutation nulls would be anti-conservative).
-//! * `summary.parquet` — per (representation, group; `all` = every attribute): mean relative
-//!   reduction ± SE and mean RMSE ± SE over attributes, mean r, % significant, both entanglement
-//!   measures (identification accuracy; correlation-structure delta), the mean effective degrees
-//!   of freedom and the shrunk-to-the-mean flag (`SHRUNK_DF`).
-//! * `entanglement.parquet` — per representation and attribute pair: human and model
-//!   correlation of the out-of-fold predictions, within folds (`probe::correlation_structure`).
-//! * `grid.parquet` — when the spec asks for it: mean held-out RMSE per (representation, P, α)
-//!   on fold 0 (paper Fig. 5), which is also one of the probes' test folds, so its best cell is
-//!   chosen on test data (the report says so).
-//! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
-//!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
-//!   mean over folds and the human embedding's own accuracy added (`crate::alignment::merge`).
+//! The attribute probe's reduction: committed probe rows merged into one [`Cell`] per
+//! (representation, attribute), Benjamini–Hochberg q-values, the per-group [`SummaryRow`]s and
+//! both entanglement measures.
 //!
 //! Pearson r is computed within each fold and averaged (the arithmetic mean of the per-fold r):
 //! pooled over folds, the out-of-fold predictions carry each fold's own intercept, which alone
 //! correlates (negatively) with the ratings. For the same reason the entanglement measures
 //! remove each fold's mean from predictions and ratings first.
-//!
-//! Everything is computed in a fixed order from the committed files, so equal inputs give
-//! byte-identical reports whichever workers, attempts or restarts produced them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::Context;
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array,
-};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema};
-use common::ids::UnitKind;
-use common::layout::RunLayout;
-use common::spec::JobSpec;
-use common::stimuli::{AlignmentInputs, Dataset};
-use common::table::{read_probe_rows, ProbeRow};
+use common::stimuli::Dataset;
+use common::table::ProbeRow;
 
-use crate::alignment::AlignmentResults;
-use crate::db::StateDb;
+use super::SIGNIFICANCE;
 
 /// Below this many effective degrees of freedom (`probe::effective_df`) the ridge penalty has
 /// shrunk the probe to the training mean: its features vary little next to α, which says
 /// nothing about whether they hold the attribute (z-scoring or a per-attribute α may recover
 /// it), so the report flags the fit, not the representation.
 pub(crate) const SHRUNK_DF: f64 = 1.0;
-const SIGNIFICANCE: f64 = 0.05;
 
 /// One merged (representation, attribute).
 #[derive(Debug, Clone)]
@@ -122,6 +86,8 @@ pub(crate) struct SummaryRow {
     /// Mean over attributes of each attribute's mean per-fold r (attributes with a defined r).
     pub(crate) mean_r: f64,
     pub(crate) pct_significant: f64,
+    /// Attributes significant in all folds.
+    pub(crate) n_significant: usize,
     /// Mean over attributes and folds of the fit's effective degrees of freedom.
     pub(crate) effective_df: f64,
     /// Entanglement (i): identification accuracy over the set's attribute pairs (chance 0.5),
@@ -222,21 +188,19 @@ pub(crate) fn se(v: &[f64]) -> f64 {
     (var / v.len() as f64).sqrt()
 }
 
-/// Reads every committed probe file and merges its rows into cells, in plan order.
-pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow::Result<Vec<Cell>> {
+/// Merges the committed probe rows (in commit order, which is plan order) into cells.
+pub(crate) fn merge(probe_rows: impl IntoIterator<Item = ProbeRow>, data: &Dataset) -> Vec<Cell> {
     let mut order: Vec<String> = Vec::new();
     let mut rows: BTreeMap<(usize, u32), Vec<ProbeRow>> = BTreeMap::new();
-    for rel in db.committed_outputs(UnitKind::Probe)? {
-        for row in read_probe_rows(&layout.root().join(&rel))? {
-            let idx = match order.iter().position(|r| r == &row.representation) {
-                Some(i) => i,
-                None => {
-                    order.push(row.representation.clone());
-                    order.len() - 1
-                }
-            };
-            rows.entry((idx, row.attribute)).or_default().push(row);
-        }
+    for row in probe_rows {
+        let idx = match order.iter().position(|r| r == &row.representation) {
+            Some(i) => i,
+            None => {
+                order.push(row.representation.clone());
+                order.len() - 1
+            }
+        };
+        rows.entry((idx, row.attribute)).or_default().push(row);
     }
     let mut out = Vec::new();
     for ((rep, attr), mut fold_rows) in rows {
@@ -273,7 +237,7 @@ pub(crate) fn cells(layout: &RunLayout, data: &Dataset, db: &StateDb) -> anyhow:
             out[i].q = q;
         }
     }
-    Ok(out)
+    out
 }
 
 /// Per representation and group (`all` first, then named groups in name order).
@@ -315,6 +279,7 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize, truth: &Truth) -> Vec<Summ
                 se_reduction: se(&reduction),
                 mean_r: mean_defined(&set.iter().map(|c| c.pearson_r()).collect::<Vec<_>>()),
                 pct_significant: 100.0 * sig as f64 / set.len() as f64,
+                n_significant: sig,
                 effective_df: mean(&set.iter().map(|c| c.effective_df()).collect::<Vec<_>>()),
                 identification,
                 corr_delta,
@@ -322,254 +287,6 @@ pub(crate) fn summarise(cells: &[Cell], folds: usize, truth: &Truth) -> Vec<Summ
         }
     }
     out
-}
-
-fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(v))
-}
-fn floats(v: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values(v))
-}
-fn float_lists(v: &[&[f64]]) -> ArrayRef {
-    let values = Float64Array::from_iter_values(v.iter().flat_map(|x| x.iter().copied()));
-    Arc::new(ListArray::new(
-        Arc::new(Field::new("item", DataType::Float64, false)),
-        OffsetBuffer::from_lengths(v.iter().map(|x| x.len())),
-        Arc::new(values),
-        None,
-    ))
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> anyhow::Result<RecordBatch> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
-        .collect();
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )?)
-}
-
-fn write(path: &Path, b: &RecordBatch) -> anyhow::Result<()> {
-    common::fs::write_atomic(path, |f| common::table::write_batch(f, path, b))
-        .with_context(|| path.display().to_string())
-}
-
-/// The summary table as JSON values (for `diffprobe report --json`).
-pub(crate) fn summary_json(
-    layout: &RunLayout,
-    spec: &JobSpec,
-    data: &Dataset,
-    db: &StateDb,
-) -> anyhow::Result<serde_json::Value> {
-    let cells = cells(layout, data, db)?;
-    let summary = summarise(&cells, spec.analysis.attribute_probe.folds, &Truth::of(data));
-    let rows: Vec<serde_json::Value> = summary
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "representation": s.representation,
-                "group": s.group,
-                "n_attributes": s.n_attributes,
-                "mean_rmse": s.mean_rmse,
-                "se_rmse": s.se_rmse,
-                "mean_relative_reduction": s.mean_reduction,
-                "se_relative_reduction": s.se_reduction,
-                "mean_pearson_r": s.mean_r,
-                "pct_significant": s.pct_significant,
-                "identification_accuracy": s.identification,
-                "corr_structure_delta": s.corr_delta,
-                "effective_df": s.effective_df,
-                "shrunk_to_mean": s.shrunk(),
-            })
-        })
-        .collect();
-    let (hits, tests) = crate::report::per_fold_rate(&cells);
-    Ok(serde_json::json!({
-        "run": layout.root().display().to_string(),
-        "report_dir": layout.report_dir().display().to_string(),
-        "null_control": spec.job.null_control,
-        "per_fold_tests": tests,
-        "per_fold_significant": hits,
-        "summary": rows,
-    }))
-}
-
-/// Merges the committed probe outputs and writes `report/`.
-pub(crate) fn write_report(
-    layout: &RunLayout,
-    spec: &JobSpec,
-    data: &Dataset,
-    db: &StateDb,
-) -> anyhow::Result<()> {
-    let folds = spec.analysis.attribute_probe.folds;
-    let cells = cells(layout, data, db)?;
-    let dir = layout.report_dir();
-    std::fs::create_dir_all(&dir)?;
-    let group = |c: &Cell| c.group.clone().unwrap_or_default();
-    let groups: Vec<String> = cells.iter().map(group).collect();
-    let rmse = batch(vec![
-        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
-        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
-        ("group", strings(groups.iter().map(String::as_str))),
-        ("rmse", floats(cells.iter().map(Cell::rmse))),
-        ("rmse_se_folds", floats(cells.iter().map(Cell::rmse_se))),
-        (
-            "rmse_fold",
-            float_lists(&cells.iter().map(|c| c.rmse_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-        ("baseline_rmse", floats(cells.iter().map(Cell::baseline))),
-        ("relative_reduction", floats(cells.iter().map(Cell::reduction))),
-        ("pearson_r", floats(cells.iter().map(Cell::pearson_r))),
-        (
-            "pearson_r_fold",
-            float_lists(&cells.iter().map(|c| c.r_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-        ("effective_df", floats(cells.iter().map(Cell::effective_df))),
-        (
-            "n_components",
-            Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components))),
-        ),
-        (
-            "alpha_fold",
-            float_lists(&cells.iter().map(|c| c.alpha_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-    ])?;
-    write(&dir.join("rmse.parquet"), &rmse)?;
-    let significance = batch(vec![
-        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
-        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
-        ("group", strings(groups.iter().map(String::as_str))),
-        ("p_fold", float_lists(&cells.iter().map(|c| c.p_fold.as_slice()).collect::<Vec<_>>())),
-        ("p_max", floats(cells.iter().map(Cell::p_max))),
-        (
-            "significant_all_folds",
-            Arc::new(BooleanArray::from(
-                cells.iter().map(|c| c.significant(folds)).collect::<Vec<_>>(),
-            )),
-        ),
-        ("q_bh", floats(cells.iter().map(|c| c.q))),
-    ])?;
-    write(&dir.join("significance.parquet"), &significance)?;
-    let truth = Truth::of(data);
-    let summary = summarise(&cells, folds, &truth);
-    let table = batch(vec![
-        ("representation", strings(summary.iter().map(|s| s.representation.as_str()))),
-        ("group", strings(summary.iter().map(|s| s.group.as_str()))),
-        (
-            "n_attributes",
-            Arc::new(UInt32Array::from_iter_values(summary.iter().map(|s| s.n_attributes as u32))),
-        ),
-        ("mean_rmse", floats(summary.iter().map(|s| s.mean_rmse))),
-        ("se_rmse", floats(summary.iter().map(|s| s.se_rmse))),
-        ("mean_relative_reduction", floats(summary.iter().map(|s| s.mean_reduction))),
-        ("se_relative_reduction", floats(summary.iter().map(|s| s.se_reduction))),
-        ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
-        ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
-        ("identification_accuracy", floats(summary.iter().map(|s| s.identification))),
-        ("corr_structure_delta", floats(summary.iter().map(|s| s.corr_delta))),
-        ("effective_df", floats(summary.iter().map(|s| s.effective_df))),
-        (
-            "shrunk_to_mean",
-            Arc::new(BooleanArray::from(
-                summary.iter().map(SummaryRow::shrunk).collect::<Vec<_>>(),
-            )),
-        ),
-    ])?;
-    write(&dir.join("summary.parquet"), &table)?;
-    write_entanglement(&dir.join("entanglement.parquet"), &cells, &truth)?;
-    let mut grid = Vec::new();
-    for rel in db.committed_outputs(UnitKind::Grid)? {
-        grid.extend(common::table::read_grid_rows(&layout.root().join(&rel))?);
-    }
-    if !grid.is_empty() {
-        let path = dir.join("grid.parquet");
-        common::fs::write_atomic(&path, |f| common::table::write_grid_rows(f, &path, &grid))?;
-    }
-    let alignment = alignment_results(layout, spec, db)?;
-    if let Some(a) = &alignment {
-        let path = dir.join("alignment.parquet");
-        common::fs::write_atomic(&path, |f| {
-            common::table::write_alignment_rows(f, &path, &a.rows)
-        })?;
-    }
-    let md = crate::report::markdown(
-        spec,
-        data,
-        &cells,
-        &summary,
-        &grid,
-        alignment.as_ref(),
-        &db.quarantined()?,
-        committed_of_total(db)?,
-    );
-    common::fs::write_bytes_atomic(&dir.join("report.md"), md.as_bytes())?;
-    let facts = crate::html::Facts::read(db)?;
-    let html = crate::html::render(&crate::html::Input {
-        spec,
-        data,
-        cells: &cells,
-        summary: &summary,
-        grid: &grid,
-        alignment: alignment.as_ref(),
-        truth: &truth,
-        facts: &facts,
-    });
-    common::fs::write_bytes_atomic(&dir.join("report.html"), html.as_bytes())?;
-    Ok(())
-}
-
-/// Units committed and units planned: the report says it is incomplete when they differ.
-pub(crate) fn committed_of_total(db: &StateDb) -> anyhow::Result<(u64, u64)> {
-    let counts = db.counts()?;
-    Ok((counts.values().map(|c| c.committed).sum(), counts.values().map(|c| c.total()).sum()))
-}
-
-/// The committed alignment outputs merged (`crate::alignment::merge`), or `None` when the
-/// spec asks for no alignment analyses.
-pub(crate) fn alignment_results(
-    layout: &RunLayout,
-    spec: &JobSpec,
-    db: &StateDb,
-) -> anyhow::Result<Option<AlignmentResults>> {
-    let Some(section) = &spec.analysis.alignment else { return Ok(None) };
-    let path = layout.alignment_inputs();
-    let inputs = AlignmentInputs::open(&path)?;
-    let mut rows = Vec::new();
-    for rel in db.committed_outputs(UnitKind::Alignment)? {
-        rows.extend(common::table::read_alignment_rows(&layout.root().join(&rel))?);
-    }
-    Ok(Some(crate::alignment::merge(section, &inputs, rows)?))
-}
-
-/// `entanglement.parquet`: per representation and attribute pair, the human and the model
-/// correlation within folds and the change in absolute correlation (positive: the predictions
-/// of the pair are more correlated than the ratings, which noise-free predictions are even for
-/// a perfect model; the human correlations are not corrected for rating noise).
-fn write_entanglement(path: &Path, cells: &[Cell], truth: &Truth) -> anyhow::Result<()> {
-    let mut reps: Vec<&str> = Vec::new();
-    for c in cells {
-        if !reps.contains(&c.representation.as_str()) {
-            reps.push(&c.representation);
-        }
-    }
-    let mut rows: Vec<(String, String, String, f64, f64)> = Vec::new();
-    for rep in reps {
-        let set: Vec<&Cell> = cells.iter().filter(|c| c.representation == rep).collect();
-        rows.extend(
-            pair_table(&set, truth).into_iter().map(|(a, b, h, m)| (rep.to_string(), a, b, h, m)),
-        );
-    }
-    let b = batch(vec![
-        ("representation", strings(rows.iter().map(|r| r.0.as_str()))),
-        ("attribute_a", strings(rows.iter().map(|r| r.1.as_str()))),
-        ("attribute_b", strings(rows.iter().map(|r| r.2.as_str()))),
-        ("human_r", floats(rows.iter().map(|r| r.3))),
-        ("model_r", floats(rows.iter().map(|r| r.4))),
-        ("abs_delta", floats(rows.iter().map(|r| r.4.abs() - r.3.abs()))),
-    ])?;
-    write(path, &b)
 }
 
 #[cfg(test)]

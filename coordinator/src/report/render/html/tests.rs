@@ -7,9 +7,11 @@ use common::table::GridRow;
 
 use common::table::{analysis, AlignmentRow};
 
-use crate::alignment::AlignmentResults;
-use crate::html::{render, Facts, Input, UnitFact, FIGURE_IDS};
-use crate::merge::{summarise, Cell, Truth};
+use super::{render, FIGURE_IDS};
+use crate::report::alignment::AlignmentResults;
+use crate::report::probe::Cell;
+use crate::report::reduce::assemble;
+use crate::report::status::{RunStatus as Facts, UnitFact};
 
 fn spec() -> JobSpec {
     toml::from_str(
@@ -94,22 +96,17 @@ fn page_with(
     reps: &[&str],
     facts: &Facts,
     grid: &[GridRow],
-    alignment: Option<&AlignmentResults>,
+    alignment: Option<AlignmentResults>,
 ) -> String {
     let data = data();
     let cells = cells(&data, reps);
-    let truth = Truth::of(&data);
-    let summary = summarise(&cells, 2, &truth);
-    render(&Input {
-        spec: &spec,
-        data: &data,
-        cells: &cells,
-        summary: &summary,
-        grid,
-        alignment,
-        truth: &truth,
-        facts,
-    })
+    let alignment = spec
+        .analysis
+        .alignment
+        .as_ref()
+        .zip(alignment)
+        .map(|(a, res)| crate::report::alignment::reduce(a, res, facts));
+    render(&assemble(&spec, &data, cells, grid.to_vec(), alignment, facts.clone()))
 }
 
 /// Every non-void element is closed in order; returns the number of elements opened.
@@ -321,7 +318,7 @@ fn grid_heatmap_has_a_cell_per_p_and_alpha() {
 
 #[test]
 fn the_browser_check_looks_for_every_figure() {
-    let script = include_str!("../../../scripts/check-report-html.sh");
+    let script = include_str!("../../../../../scripts/check-report-html.sh");
     for id in FIGURE_IDS.iter().chain(&["run-summary"]) {
         assert!(script.contains(id), "scripts/check-report-html.sh does not check {id}");
     }
@@ -379,7 +376,7 @@ description = "Synthetic <test> triplets."
         }],
         ..Facts::default()
     };
-    let html = page_with(spec, &REPS, &facts, &[], Some(&results));
+    let html = page_with(spec, &REPS, &facts, &[], Some(results));
     balanced(&html);
     let f = fig(&html, "fig-alignment");
     // Three representations (text.2/mean without results) × four series: 2 × 4 bars, 4 n/a.

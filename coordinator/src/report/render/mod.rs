@@ -1,0 +1,4 @@
+//! The renderers: each formats a [`super::ReportModel`] and computes nothing of its own.
+
+pub(crate) mod html;
+pub(crate) mod markdown;
