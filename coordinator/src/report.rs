@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use common::spec::{EarlyStoppingChoice, JobSpec};
 use common::stimuli::Dataset;
-use common::table::{analysis, AlignmentRow, GridRow};
+use common::table::{analysis, AlignmentRow, GridRow, ProbeTraining};
 
 use crate::alignment::AlignmentResults;
 use crate::merge::{Cell, SummaryRow, SHRUNK_DF};
@@ -457,13 +457,16 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
             .map(|d| acc(res.accuracy(rep, analysis::ODD_ONE_OUT, d.name())))
             .collect();
         if a.linear_probe {
-            let folds: Vec<&AlignmentRow> = res
+            let folds: Vec<&ProbeTraining> = res
                 .rows
                 .iter()
-                .filter(|r| {
-                    &r.representation == rep
-                        && r.analysis == analysis::LINEAR_PROBE
-                        && r.fold.is_some()
+                .filter_map(|r| match r {
+                    AlignmentRow::LinearProbeFold { representation, training, .. }
+                        if representation == rep =>
+                    {
+                        Some(training)
+                    }
+                    _ => None,
                 })
                 .collect();
             let mean = res.accuracy(rep, analysis::LINEAR_PROBE, "dot");
@@ -473,16 +476,14 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
                 String::new()
             };
             cells.push(format!("{}{missing}", acc(mean)));
-            if !folds.is_empty()
-                && folds.iter().all(|r| r.train_loss.is_some_and(|l| (l - 3f64.ln()).abs() < 1e-3))
-            {
+            if !folds.is_empty() && folds.iter().all(|t| (t.train_loss - 3f64.ln()).abs() < 1e-3) {
                 silent.push(format!("`{rep}`"));
             }
         }
         if !res.dimensions.is_empty() {
             let r = res.overall(rep, analysis::EMBEDDING_REGRESSION, Some(primary));
-            cells.push(acc(r.and_then(|r| r.r2)));
-            cells.push(acc(r.and_then(|r| r.accuracy)));
+            cells.push(acc(r.and_then(AlignmentRow::r2)));
+            cells.push(acc(r.and_then(AlignmentRow::accuracy)));
         }
         let _ = writeln!(md, "| `{rep}` | {} |", cells.join(" | "));
     }
@@ -503,8 +504,8 @@ fn alignment_section(md: &mut String, spec: &JobSpec, results: Option<&Alignment
     let tied: Vec<String> = reps
         .iter()
         .filter_map(|rep| {
-            let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?;
-            let t = r.ties.filter(|&t| t > 0)?;
+            let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?.triplet_score()?;
+            let t = Some(r.ties).filter(|&t| t > 0)?;
             Some(format!("`{rep}` {t} of {}", r.n_triplets))
         })
         .collect();

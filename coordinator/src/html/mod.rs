@@ -24,7 +24,7 @@ use std::fmt::Write;
 
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
-use common::table::{analysis, GridRow};
+use common::table::{analysis, AlignmentRow, GridRow};
 use common::unit::{AlignmentTask, UnitSpec};
 
 use crate::alignment::AlignmentResults;
@@ -1091,7 +1091,7 @@ impl<'a> Page<'a> {
                 if !res.dimensions.is_empty() {
                     let r2 = res
                         .overall(rep, analysis::EMBEDDING_REGRESSION, Some(primary))
-                        .and_then(|r| r.r2);
+                        .and_then(AlignmentRow::r2);
                     row.push(r2.map_or("–".into(), |v| num(v, 3)));
                 }
                 if !any {
@@ -1118,8 +1118,8 @@ impl<'a> Page<'a> {
         let tied: Vec<String> = reps
             .iter()
             .filter_map(|rep| {
-                let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?;
-                let t = r.ties.filter(|&t| t > 0)?;
+                let r = res.overall(rep, analysis::ODD_ONE_OUT, Some(primary))?.triplet_score()?;
+                let t = Some(r.ties).filter(|&t| t > 0)?;
                 Some(format!("{} ({t} of {})", code(rep), r.n_triplets))
             })
             .collect();
