@@ -114,10 +114,10 @@ fn find<'a>(
 ) -> &'a AlignmentRow {
     rows.iter()
         .find(|r| {
-            r.representation == rep
-                && r.analysis == an
-                && r.distance.as_deref() == distance
-                && r.fold == fold
+            r.representation() == rep
+                && r.analysis() == an
+                && r.distance().map(|d| d.name()) == distance
+                && r.fold() == fold
         })
         .unwrap_or_else(|| panic!("no row {rep} {an} {distance:?} {fold:?}"))
 }
@@ -166,10 +166,11 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
         for (name, distance) in distances {
             let want = odd_one_out(&f, &triplets, distance).unwrap();
             let got = find(&merged, &rep, analysis::ODD_ONE_OUT, Some(name), None);
-            assert_eq!(got.accuracy, Some(want.accuracy), "{rep} {name}");
-            assert_eq!(got.correct, Some(want.correct as u32));
+            let got = got.triplet_score().unwrap();
+            assert_eq!(got.accuracy, want.accuracy, "{rep} {name}");
+            assert_eq!(got.correct, want.correct as u32);
             let ties = want.predictions.iter().filter(|p| p.is_none()).count() as u32;
-            assert_eq!(got.ties, Some(ties));
+            assert_eq!(got.ties, ties);
             assert_eq!((got.n_triplets, got.n_concepts), (900, n as u32));
             if name == "cosine" {
                 cosine.insert(rep.clone(), want.accuracy);
@@ -179,30 +180,36 @@ fn alignment_sweep_equals_the_library_on_the_same_matrices() {
         for fold in 0..3 {
             let want = linear_probe_fold(&f, &triplets, fold, &probe_cfg, &Device::Cpu).unwrap();
             let got = find(&merged, &rep, analysis::LINEAR_PROBE, Some("dot"), Some(fold as u32));
-            assert_eq!(got.accuracy, Some(want.test_accuracy), "{rep} fold {fold}");
-            assert_eq!(got.n_triplets, want.n_test as u32);
-            assert_eq!(got.n_train, Some(want.n_train as u32));
-            assert_eq!(got.n_dropped, Some(want.n_dropped as u32));
-            assert_eq!(got.epochs, Some(want.epochs as u32));
-            let loss = got.test_loss.unwrap();
+            let AlignmentRow::LinearProbeFold { score, training, .. } = got else {
+                panic!("{got:?}")
+            };
+            assert_eq!(score.accuracy, want.test_accuracy, "{rep} fold {fold}");
+            assert_eq!(score.n_triplets, want.n_test as u32);
+            assert_eq!(training.n_train, want.n_train as u32);
+            assert_eq!(training.n_dropped, want.n_dropped as u32);
+            assert_eq!(training.epochs, want.epochs as u32);
+            let loss = training.test_loss;
             assert!((loss - want.test_loss).abs() <= 1e-9 * want.test_loss.abs(), "{rep}");
             fold_acc.push(want.test_accuracy);
         }
         let mean = find(&merged, &rep, analysis::LINEAR_PROBE, Some("dot"), None);
-        assert_eq!(mean.accuracy, Some(fold_acc.iter().sum::<f64>() / 3.0));
+        assert_eq!(mean.accuracy(), Some(fold_acc.iter().sum::<f64>() / 3.0));
         let want = embedding_regression(&f, &v, &triplets, &reg_cfg).unwrap();
         for fold in 0..4 {
             let got = find(&merged, &rep, analysis::EMBEDDING_REGRESSION, None, Some(fold));
-            assert_eq!(got.r2_dimensions, want.r2[fold as usize], "{rep} fold {fold}");
-            assert_eq!(got.alpha_dimensions, want.alphas[fold as usize]);
+            let AlignmentRow::RegressionFold { r2_dimensions, alpha_dimensions, .. } = got else {
+                panic!("{got:?}")
+            };
+            assert_eq!(r2_dimensions, &want.r2[fold as usize], "{rep} fold {fold}");
+            assert_eq!(alpha_dimensions, &want.alphas[fold as usize]);
         }
         let got = find(&merged, &rep, analysis::EMBEDDING_REGRESSION, Some("cosine"), None);
-        assert_eq!(got.r2, Some(want.overall_r2), "{rep}");
-        assert_eq!(got.accuracy, Some(want.predicted_odd_one_out.accuracy), "{rep}");
+        assert_eq!(got.r2(), Some(want.overall_r2), "{rep}");
+        assert_eq!(got.accuracy(), Some(want.predicted_odd_one_out.accuracy), "{rep}");
     }
     // The planted rule is Euclidean in the rating space, so that space answers every triplet.
     let human = find(&merged, "", analysis::HUMAN_EMBEDDING, Some("euclidean"), None);
-    assert_eq!(human.accuracy, Some(1.0));
+    assert_eq!(human.accuracy(), Some(1.0));
 
     let acc = cosine.values().copied().fold(f64::NEG_INFINITY, f64::max);
     let first_best = cosine.iter().find(|(_, &a)| a == acc).unwrap().0;

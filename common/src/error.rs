@@ -60,6 +60,16 @@ pub enum DataError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// Rows did not fit their table's schema (a column of the wrong type, a null where the row
+    /// type has no `Option`).
+    #[error("{path}: {source}")]
+    Rows {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_arrow::Error,
+    },
 }
 
 impl DataError {

@@ -228,7 +228,12 @@ pub(crate) async fn drive(layout: &RunLayout, opts: &RunOptions) -> anyhow::Resu
     tasks.wait().await;
     let layout = layout.clone();
     blocking(&shared, move |shared| {
-        shared.db().log_event(now_ms(), EventKind::CoordinatorStopped, None, &format!("{reason:?}"))?;
+        shared.db().log_event(
+            now_ms(),
+            EventKind::CoordinatorStopped,
+            None,
+            &format!("{reason:?}"),
+        )?;
         let _ = std::fs::remove_file(layout.coordinator_file());
         if reason == StopReason::Complete {
             crate::report::write(&layout, &spec, &data, &shared.db())?;

@@ -265,9 +265,7 @@ pub(crate) async fn supervise(
         events.stepped();
         for e in &rows {
             last_event = e.seq;
-            if let Some(line) =
-                crate::progress::event_line(e)
-            {
+            if let Some(line) = crate::progress::event_line(e) {
                 progress.line(&line);
             }
         }

@@ -16,7 +16,7 @@ use alignment::{
 use common::settings::EvaluateSettings;
 use common::spec::{AlignmentDistance, DeviceChoice};
 use common::stimuli::{AlignmentInputs, Dataset};
-use common::table::{analysis, AlignmentRow};
+use common::table::{AlignmentRow, ProbeScore, ProbeTraining, TripletScore};
 use common::unit::{AlignmentTask, AlignmentUnit};
 
 use crate::error::UnitError;
@@ -46,36 +46,30 @@ pub(crate) fn run(
     let features = Matrix::new("features", &x, n, d)?;
     let rows = inputs.triplets.iter().map(|t| t.map(|i| i as usize)).collect();
     let triplets = Triplets::new(rows, n)?;
-    let base = AlignmentRow {
-        representation: key,
-        n_triplets: triplets.len() as u32,
-        n_concepts: n as u32,
-        ..AlignmentRow::default()
-    };
     match &unit.task {
-        AlignmentTask::Evaluate(settings) => {
-            evaluate(settings, &features, &triplets, inputs, &base)
-        }
+        AlignmentTask::Evaluate(settings) => evaluate(settings, &features, &triplets, inputs, &key),
         &AlignmentTask::LinearProbe { fold, ref settings } => {
             let device = crate::capture::device(device)?;
             let cfg = linear_probe_config(settings);
             let r = linear_probe_fold(&features, &triplets, fold, &cfg, &device)?;
-            Ok(vec![AlignmentRow {
-                analysis: analysis::LINEAR_PROBE.into(),
-                distance: Some(AlignmentDistance::Dot.name().into()),
-                fold: Some(fold as u32),
-                accuracy: Some(r.test_accuracy),
-                correct: Some((r.test_accuracy * r.n_test as f64).round() as u32),
-                n_triplets: r.n_test as u32,
-                n_concepts: r.n_test_concepts as u32,
-                chance: Some(CHANCE),
-                n_train: Some(r.n_train as u32),
-                n_dropped: Some(r.n_dropped as u32),
-                epochs: Some(r.epochs as u32),
-                stopped_early: Some(r.stopped_early),
-                train_loss: Some(r.train_loss),
-                test_loss: Some(r.test_loss),
-                ..base
+            Ok(vec![AlignmentRow::LinearProbeFold {
+                representation: key,
+                fold: fold as u32,
+                score: ProbeScore {
+                    accuracy: r.test_accuracy,
+                    correct: (r.test_accuracy * r.n_test as f64).round() as u32,
+                    n_triplets: r.n_test as u32,
+                    n_concepts: r.n_test_concepts as u32,
+                    chance: CHANCE,
+                },
+                training: ProbeTraining {
+                    n_train: r.n_train as u32,
+                    n_dropped: r.n_dropped as u32,
+                    epochs: r.epochs as u32,
+                    stopped_early: r.stopped_early,
+                    train_loss: r.train_loss,
+                    test_loss: r.test_loss,
+                },
             }])
         }
     }
@@ -86,21 +80,21 @@ fn evaluate(
     features: &Matrix<'_, f32>,
     triplets: &Triplets,
     inputs: &AlignmentInputs,
-    base: &AlignmentRow,
+    key: &str,
 ) -> Result<Vec<AlignmentRow>, UnitError> {
-    let scored = |what: &str, d: AlignmentDistance, r: &OddOneOut| AlignmentRow {
-        analysis: what.into(),
-        distance: Some(d.name().into()),
-        accuracy: Some(r.accuracy),
-        correct: Some(r.correct as u32),
-        ties: Some(ties(r)),
-        chance: Some(CHANCE),
-        ..base.clone()
+    let scored = |d: AlignmentDistance, r: &OddOneOut| TripletScore {
+        distance: d,
+        accuracy: r.accuracy,
+        correct: r.correct as u32,
+        ties: ties(r),
+        n_triplets: triplets.len() as u32,
+        n_concepts: triplets.n_concepts() as u32,
+        chance: CHANCE,
     };
     let mut rows = Vec::new();
     for &d in &s.distances {
         let r = odd_one_out(features, triplets, distance(d))?;
-        rows.push(scored(analysis::ODD_ONE_OUT, d, &r));
+        rows.push(AlignmentRow::OddOneOut { representation: key.into(), score: scored(d, &r) });
     }
     let (emb, regression) = match (&inputs.embedding, &s.regression) {
         (None, None) => return Ok(rows),
@@ -120,24 +114,23 @@ fn evaluate(
     let r = embedding_regression(features, &v, triplets, &cfg)?;
     let folds = probe::kfold(n, cfg.folds, cfg.seed)?;
     for (f, (r2, alphas)) in r.r2.iter().zip(&r.alphas).enumerate() {
-        rows.push(AlignmentRow {
-            analysis: analysis::EMBEDDING_REGRESSION.into(),
-            fold: Some(f as u32),
-            n_triplets: 0,
+        rows.push(AlignmentRow::RegressionFold {
+            representation: key.into(),
+            fold: f as u32,
             n_concepts: folds[f].len() as u32,
-            r2: Some(r2.iter().sum::<f64>() / r2.len() as f64),
+            r2: r2.iter().sum::<f64>() / r2.len() as f64,
             r2_dimensions: r2.clone(),
             alpha_dimensions: alphas.clone(),
-            ..base.clone()
         });
     }
     let predicted = Matrix::new("predicted embedding", &r.predicted, n, k)?;
     for &d in &s.distances {
         let o = odd_one_out(&predicted, triplets, distance(d))?;
-        rows.push(AlignmentRow {
-            r2: Some(r.overall_r2),
+        rows.push(AlignmentRow::RegressionPredicted {
+            representation: key.into(),
+            score: scored(d, &o),
+            r2: r.overall_r2,
             r2_dimensions: r.mean_r2.clone(),
-            ..scored(analysis::EMBEDDING_REGRESSION, d, &o)
         });
     }
     Ok(rows)

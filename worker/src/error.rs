@@ -57,7 +57,7 @@ impl UnitError {
             UnitError::Data(DataError::Io { .. }) => true,
             UnitError::Data(DataError::Parquet { source, .. }) => transient_io(source),
             UnitError::Data(DataError::Arrow { source, .. }) => transient_io(source),
-            UnitError::Data(DataError::Table { .. }) => false,
+            UnitError::Data(DataError::Table { .. } | DataError::Rows { .. }) => false,
             // A device failure (out of memory, a lost GPU) may pass on another worker.
             UnitError::Alignment(alignment::AlignmentError::Tensor(_)) | UnitError::Device(_) => {
                 true

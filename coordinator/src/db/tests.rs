@@ -26,11 +26,11 @@ fn db(captures: usize, probes: usize) -> (tempfile::TempDir, StateDb) {
     }
     for i in 0..probes {
         let u = ProbeUnit {
-                representation: rep.clone(),
-                folds: vec![i],
-                settings: Default::default(),
-                inputs: vec![],
-            };
+            representation: rep.clone(),
+            folds: vec![i],
+            settings: Default::default(),
+            inputs: vec![],
+        };
         units.push((UnitId::of(UnitKind::Probe, &i), UnitSpec::Probe(u)));
     }
     db.insert_units(&units, 0).unwrap();

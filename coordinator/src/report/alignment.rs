@@ -4,7 +4,9 @@
 
 use common::spec::{AlignmentDistance, AlignmentSection};
 use common::stimuli::AlignmentInputs;
-use common::table::{analysis as table_analysis, AlignmentRow};
+use common::table::{
+    analysis as table_analysis, AlignmentRow, ProbeScore, ProbeTraining, TripletScore,
+};
 use common::unit::Representation;
 
 use alignment::Triplets;
@@ -29,7 +31,7 @@ pub(crate) struct AlignmentResults {
 impl AlignmentResults {
     /// The accuracy of `analysis` under `distance` for `rep` (fold-free rows only).
     pub(crate) fn accuracy(&self, rep: &str, analysis: &str, distance: &str) -> Option<f64> {
-        self.overall(rep, analysis, Some(distance)).and_then(|r| r.accuracy)
+        self.overall(rep, analysis, Some(distance)).and_then(AlignmentRow::accuracy)
     }
 
     /// The fold-free row of (`rep`, `analysis`, `distance`).
@@ -40,10 +42,10 @@ impl AlignmentResults {
         distance: Option<&str>,
     ) -> Option<&AlignmentRow> {
         self.rows.iter().find(|r| {
-            r.representation == rep
-                && r.analysis == analysis
-                && r.fold.is_none()
-                && r.distance.as_deref() == distance
+            r.representation() == rep
+                && r.analysis() == analysis
+                && r.fold().is_none()
+                && r.distance().map(AlignmentDistance::name) == distance
         })
     }
 
@@ -51,8 +53,8 @@ impl AlignmentResults {
     pub(crate) fn representations(&self) -> Vec<&str> {
         let mut reps: Vec<&str> = Vec::new();
         for r in &self.rows {
-            if !r.representation.is_empty() && !reps.contains(&r.representation.as_str()) {
-                reps.push(&r.representation);
+            if !r.representation().is_empty() && !reps.contains(&r.representation()) {
+                reps.push(r.representation());
             }
         }
         reps
@@ -84,36 +86,38 @@ pub(crate) fn merge(
 ) -> anyhow::Result<AlignmentResults> {
     let mut order: Vec<String> = Vec::new();
     for r in &rows {
-        if !order.contains(&r.representation) {
-            order.push(r.representation.clone());
+        if !order.iter().any(|o| o == r.representation()) {
+            order.push(r.representation().to_string());
         }
     }
     let n = inputs.n_concepts;
     let mut merged = Vec::with_capacity(rows.len() + order.len());
     for rep in &order {
-        let mine = rows.iter().filter(|r| &r.representation == rep);
-        merged.extend(mine.clone().filter(|r| r.analysis != table_analysis::LINEAR_PROBE).cloned());
-        let mut folds: Vec<&AlignmentRow> =
-            mine.filter(|r| r.analysis == table_analysis::LINEAR_PROBE).collect();
-        folds.sort_by_key(|r| r.fold);
+        let mine = rows.iter().filter(|r| r.representation() == rep);
+        let probe_fold = |r: &AlignmentRow| matches!(r, AlignmentRow::LinearProbeFold { .. });
+        merged.extend(mine.clone().filter(|r| !probe_fold(r)).cloned());
+        let mut folds: Vec<(&AlignmentRow, &ProbeScore)> = mine
+            .filter_map(|r| match r {
+                AlignmentRow::LinearProbeFold { score, .. } => Some((r, score)),
+                _ => None,
+            })
+            .collect();
+        folds.sort_by_key(|(r, _)| r.fold());
         if folds.is_empty() {
             continue;
         }
-        let accuracies: Vec<f64> = folds.iter().filter_map(|r| r.accuracy).collect();
-        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
-        let total = AlignmentRow {
+        let mean = folds.iter().map(|(_, s)| s.accuracy).sum::<f64>() / folds.len() as f64;
+        let total = AlignmentRow::LinearProbeMean {
             representation: rep.clone(),
-            analysis: table_analysis::LINEAR_PROBE.into(),
-            distance: Some(AlignmentDistance::Dot.name().into()),
-            fold: None,
-            accuracy: Some(mean),
-            correct: Some(folds.iter().filter_map(|r| r.correct).sum()),
-            n_triplets: folds.iter().map(|r| r.n_triplets).sum(),
-            n_concepts: n as u32,
-            chance: Some(alignment::CHANCE),
-            ..AlignmentRow::default()
+            score: ProbeScore {
+                accuracy: mean,
+                correct: folds.iter().map(|(_, s)| s.correct).sum(),
+                n_triplets: folds.iter().map(|(_, s)| s.n_triplets).sum(),
+                n_concepts: n as u32,
+                chance: alignment::CHANCE,
+            },
         };
-        merged.extend(folds.into_iter().cloned());
+        merged.extend(folds.into_iter().map(|(r, _)| r.clone()));
         merged.push(total);
     }
     let triplets = Triplets::new(
@@ -126,17 +130,16 @@ pub(crate) fn merge(
         let v = alignment::Matrix::new("embedding", &emb.values, n, emb.dimensions.len())?;
         for &d in &section.distances {
             let o = alignment::odd_one_out(&v, &triplets, distance(d))?;
-            merged.push(AlignmentRow {
-                representation: String::new(),
-                analysis: table_analysis::HUMAN_EMBEDDING.into(),
-                distance: Some(d.name().into()),
-                accuracy: Some(o.accuracy),
-                correct: Some(o.correct as u32),
-                ties: Some(o.predictions.iter().filter(|p| p.is_none()).count() as u32),
-                n_triplets: triplets.len() as u32,
-                n_concepts: n as u32,
-                chance: Some(alignment::CHANCE),
-                ..AlignmentRow::default()
+            merged.push(AlignmentRow::HumanEmbedding {
+                score: TripletScore {
+                    distance: d,
+                    accuracy: o.accuracy,
+                    correct: o.correct as u32,
+                    ties: o.predictions.iter().filter(|p| p.is_none()).count() as u32,
+                    n_triplets: triplets.len() as u32,
+                    n_concepts: n as u32,
+                    chance: alignment::CHANCE,
+                },
             });
         }
     }
@@ -177,13 +180,16 @@ pub(crate) fn reduce(a: &AlignmentSection, res: AlignmentResults, status: &RunSt
             reps.push(r);
         }
     }
-    let probe_folds = |rep: &str| -> Vec<&AlignmentRow> {
+    let probe_folds = |rep: &str| -> Vec<&ProbeTraining> {
         res.rows
             .iter()
-            .filter(|r| {
-                r.representation == rep
-                    && r.analysis == table_analysis::LINEAR_PROBE
-                    && r.fold.is_some()
+            .filter_map(|r| match r {
+                AlignmentRow::LinearProbeFold { representation, training, .. }
+                    if representation == rep =>
+                {
+                    Some(training)
+                }
+                _ => None,
             })
             .collect()
     };
@@ -199,7 +205,7 @@ pub(crate) fn reduce(a: &AlignmentSection, res: AlignmentResults, status: &RunSt
                     .then_some(folds),
                 r2: res
                     .overall(rep, table_analysis::EMBEDDING_REGRESSION, Some(&primary))
-                    .and_then(|r| r.r2),
+                    .and_then(AlignmentRow::r2),
             }
         })
         .collect();
@@ -209,15 +215,16 @@ pub(crate) fn reduce(a: &AlignmentSection, res: AlignmentResults, status: &RunSt
             let folds = probe_folds(rep);
             a.linear_probe
                 && !folds.is_empty()
-                && folds.iter().all(|r| r.train_loss.is_some_and(|l| (l - 3f64.ln()).abs() < 1e-3))
+                && folds.iter().all(|t| (t.train_loss - 3f64.ln()).abs() < 1e-3)
         })
         .map(|rep| rep.to_string())
         .collect();
     let ties = reps
         .iter()
         .filter_map(|&rep| {
-            let r = res.overall(rep, table_analysis::ODD_ONE_OUT, Some(&primary))?;
-            let t = r.ties.filter(|&t| t > 0)?;
+            let r =
+                res.overall(rep, table_analysis::ODD_ONE_OUT, Some(&primary))?.triplet_score()?;
+            let t = Some(r.ties).filter(|&t| t > 0)?;
             Some((rep.to_string(), t, r.n_triplets))
         })
         .collect();

@@ -7,9 +7,10 @@
 //! test (in CI, where `CI` is set, insta writes nothing and only fails). After an intended
 //! change, review with `cargo insta review` or rerun with `INSTA_UPDATE=always`.
 
+use common::spec::AlignmentDistance::{Cosine, Dot};
 use common::spec::JobSpec;
 use common::stimuli::{AlignmentInputs, Dataset, Embedding};
-use common::table::{analysis, AlignmentRow, GridRow, ProbeRow};
+use common::table::{AlignmentRow, GridRow, ProbeRow, ProbeScore, ProbeTraining, TripletScore};
 
 use super::reduce::{reduce, Inputs};
 use super::render;
@@ -159,33 +160,51 @@ fn grid_rows() -> Vec<GridRow> {
 }
 
 fn alignment_rows() -> Vec<AlignmentRow> {
-    let row = |an: &str, d: &str, fold: Option<u32>, acc: f64| AlignmentRow {
-        representation: "text.1/mean".into(),
-        analysis: an.into(),
-        distance: Some(d.into()),
-        fold,
-        accuracy: Some(acc),
-        correct: Some((acc * 4.0) as u32),
-        ties: (an == analysis::ODD_ONE_OUT).then_some(1),
+    let score = |distance, accuracy: f64, ties| TripletScore {
+        distance,
+        accuracy,
+        correct: (accuracy * 4.0) as u32,
+        ties,
         n_triplets: 4,
         n_concepts: N as u32,
-        r2: (an == analysis::EMBEDDING_REGRESSION).then_some(0.25),
-        train_loss: (an == analysis::LINEAR_PROBE).then_some(3f64.ln()),
-        ..AlignmentRow::default()
+        chance: alignment::CHANCE,
     };
+    let rep = "text.1/mean".to_string();
     let mut rows = vec![
-        row(analysis::ODD_ONE_OUT, "cosine", None, 0.5),
-        row(analysis::ODD_ONE_OUT, "dot", None, 0.25),
-        row(analysis::EMBEDDING_REGRESSION, "cosine", None, 0.75),
-        row(analysis::LINEAR_PROBE, "dot", Some(0), 0.5),
+        AlignmentRow::OddOneOut { representation: rep.clone(), score: score(Cosine, 0.5, 1) },
+        AlignmentRow::OddOneOut { representation: rep.clone(), score: score(Dot, 0.25, 1) },
+        AlignmentRow::RegressionPredicted {
+            representation: rep.clone(),
+            score: score(Cosine, 0.75, 0),
+            r2: 0.25,
+            r2_dimensions: Vec::new(),
+        },
+        AlignmentRow::LinearProbeFold {
+            representation: rep,
+            fold: 0,
+            score: ProbeScore {
+                accuracy: 0.5,
+                correct: 2,
+                n_triplets: 4,
+                n_concepts: N as u32,
+                chance: alignment::CHANCE,
+            },
+            training: ProbeTraining {
+                n_train: 0,
+                n_dropped: 0,
+                epochs: 0,
+                stopped_early: false,
+                train_loss: 3f64.ln(),
+                test_loss: 3f64.ln(),
+            },
+        },
     ];
     // U-Net representations with a context (step, noise level): the tap × context table.
     for (rep, acc) in [("mid/mean/k10", 0.75), ("mid/mean/n0.5", 0.5)] {
-        for d in ["cosine", "dot"] {
-            rows.push(AlignmentRow {
+        for d in [Cosine, Dot] {
+            rows.push(AlignmentRow::OddOneOut {
                 representation: rep.into(),
-                ties: Some(0),
-                ..row(analysis::ODD_ONE_OUT, d, None, acc)
+                score: score(d, acc, 0),
             });
         }
     }

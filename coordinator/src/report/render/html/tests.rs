@@ -5,7 +5,8 @@ use common::spec::JobSpec;
 use common::stimuli::Dataset;
 use common::table::GridRow;
 
-use common::table::{analysis, AlignmentRow};
+use common::spec::AlignmentDistance::{Cosine, Dot};
+use common::table::{AlignmentRow, ProbeScore, ProbeTraining, TripletScore};
 
 use super::{render, FIGURE_IDS};
 use crate::report::alignment::AlignmentResults;
@@ -339,25 +340,55 @@ description = "Synthetic <test> triplets."
         )
         .unwrap(),
     );
-    let row = |rep: &str, an: &str, d: Option<&str>, fold: Option<u32>, acc: f64| AlignmentRow {
-        representation: rep.into(),
-        analysis: an.into(),
-        distance: d.map(String::from),
-        fold,
-        accuracy: Some(acc),
-        r2: (an == analysis::EMBEDDING_REGRESSION).then_some(0.25),
-        ..AlignmentRow::default()
+    let triplets = |distance, accuracy| TripletScore {
+        distance,
+        accuracy,
+        correct: 0,
+        ties: 0,
+        n_triplets: 0,
+        n_concepts: 0,
+        chance: alignment::CHANCE,
+    };
+    let probe = |accuracy| ProbeScore {
+        accuracy,
+        correct: 0,
+        n_triplets: 0,
+        n_concepts: 0,
+        chance: alignment::CHANCE,
+    };
+    let training = ProbeTraining {
+        n_train: 0,
+        n_dropped: 0,
+        epochs: 0,
+        stopped_early: false,
+        train_loss: 1.0,
+        test_loss: 1.0,
     };
     let mut rows = Vec::new();
     for (i, rep) in ["text.0/mean", "text.1/mean"].into_iter().enumerate() {
         let x = 0.1 * i as f64;
-        rows.push(row(rep, analysis::ODD_ONE_OUT, Some("cosine"), None, 0.4 + x));
-        rows.push(row(rep, analysis::ODD_ONE_OUT, Some("dot"), None, 0.35 + x));
-        rows.push(row(rep, analysis::LINEAR_PROBE, Some("dot"), Some(0), 0.5));
-        rows.push(row(rep, analysis::LINEAR_PROBE, Some("dot"), None, 0.5 + x));
-        rows.push(row(rep, analysis::EMBEDDING_REGRESSION, Some("cosine"), None, 0.45));
+        rows.extend([
+            AlignmentRow::OddOneOut {
+                representation: rep.into(),
+                score: triplets(Cosine, 0.4 + x),
+            },
+            AlignmentRow::OddOneOut { representation: rep.into(), score: triplets(Dot, 0.35 + x) },
+            AlignmentRow::LinearProbeFold {
+                representation: rep.into(),
+                fold: 0,
+                score: probe(0.5),
+                training: training.clone(),
+            },
+            AlignmentRow::LinearProbeMean { representation: rep.into(), score: probe(0.5 + x) },
+            AlignmentRow::RegressionPredicted {
+                representation: rep.into(),
+                score: triplets(Cosine, 0.45),
+                r2: 0.25,
+                r2_dimensions: Vec::new(),
+            },
+        ]);
     }
-    rows.push(row("", analysis::HUMAN_EMBEDDING, Some("cosine"), None, 0.7));
+    rows.push(AlignmentRow::HumanEmbedding { score: triplets(Cosine, 0.7) });
     let results = AlignmentResults {
         rows,
         n_triplets: 300,
