@@ -191,7 +191,7 @@ impl AlignmentSection {
     /// The linear-probe units' settings, or `None` when the spec does not ask for the probe.
     /// The initialisation has no spec key: the paper's (W ~ N(0, 1e-3²), b = 1e-3).
     pub fn linear_probe_settings(&self) -> Option<LinearProbeSettings> {
-        self.linear_probe.then(|| LinearProbeSettings {
+        self.linear_probe.then_some(LinearProbeSettings {
             folds: self.probe_folds,
             seed: self.seed,
             lambda: self.lambda,

@@ -5,6 +5,8 @@
 //!   `report/grid.parquet`): [`ProbeRow`], [`GridRow`].
 //! * Alignment rows (`alignment/<unit>.a<n>.parquet`, merged into `report/alignment.parquet`):
 //!   [`AlignmentRow`], an enum in memory flattened to nullable columns only in this module.
+//! * The report's own tables (`report/rmse.parquet`, …): the rows of `report.rs`, one
+//!   [`ReportTable`] each.
 //!
 //! Each row type is defined once, as a serde struct: its Arrow schema is traced from the struct
 //! ([`serde_arrow`], strings as `Utf8`, lists as `List` with items named `item`, arrow's own
@@ -15,6 +17,7 @@
 mod alignment;
 mod features;
 mod probe;
+mod report;
 
 use std::fs::File;
 use std::path::Path;
@@ -37,6 +40,10 @@ pub use alignment::{
 pub use features::{feature_index, read_feature_block, write_features, FeatureBlock};
 pub use probe::{
     read_grid_rows, read_probe_rows, write_grid_rows, write_probe_rows, GridRow, ProbeRow,
+};
+pub use report::{
+    read_report_table, write_report_table, EntanglementRow, ReportTable, RmseRow, SignificanceRow,
+    SummaryTableRow,
 };
 
 fn writer_props() -> WriterProperties {

@@ -1,139 +1,94 @@
-//! The report's Parquet tables, written from the model (see the module doc of `report` for what
-//! each holds). Columns are in a fixed order and every value comes from the model, so equal
+//! The report's Parquet tables, written from the model: each row type is defined in
+//! `common::table` (beside the unit outputs they merge) and filled here from the model, so equal
 //! models give byte-identical files.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array,
-};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema};
+use common::table::{EntanglementRow, ReportTable, RmseRow, SignificanceRow, SummaryTableRow};
 
-use super::model::{Pair, ReportModel};
-use super::probe::{Cell, SummaryRow};
+use super::model::ReportModel;
 
-fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(v))
-}
-fn floats(v: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values(v))
-}
-fn float_lists(v: &[&[f64]]) -> ArrayRef {
-    let values = Float64Array::from_iter_values(v.iter().flat_map(|x| x.iter().copied()));
-    Arc::new(ListArray::new(
-        Arc::new(Field::new("item", DataType::Float64, false)),
-        OffsetBuffer::from_lengths(v.iter().map(|x| x.len())),
-        Arc::new(values),
-        None,
-    ))
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> anyhow::Result<RecordBatch> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
-        .collect();
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )?)
-}
-
-fn write(path: &Path, b: &RecordBatch) -> anyhow::Result<()> {
-    common::fs::write_atomic(path, |f| common::table::write_batch(f, path, b))
+fn write<T: ReportTable>(dir: &Path, rows: &[T]) -> anyhow::Result<()> {
+    let path = dir.join(T::FILE);
+    common::fs::write_atomic(&path, |f| common::table::write_report_table(f, &path, rows))
         .with_context(|| path.display().to_string())
 }
 
 /// Writes every report table of `model` into `dir`.
 pub(crate) fn write_all(dir: &Path, model: &ReportModel) -> anyhow::Result<()> {
     let folds = model.settings.probe.folds;
-    let cells = &model.cells;
-    let group = |c: &Cell| c.group.clone().unwrap_or_default();
-    let groups: Vec<String> = cells.iter().map(group).collect();
-    let rmse = batch(vec![
-        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
-        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
-        ("group", strings(groups.iter().map(String::as_str))),
-        ("rmse", floats(cells.iter().map(Cell::rmse))),
-        ("rmse_se_folds", floats(cells.iter().map(Cell::rmse_se))),
-        (
-            "rmse_fold",
-            float_lists(&cells.iter().map(|c| c.rmse_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-        ("baseline_rmse", floats(cells.iter().map(Cell::baseline))),
-        ("relative_reduction", floats(cells.iter().map(Cell::reduction))),
-        ("pearson_r", floats(cells.iter().map(Cell::pearson_r))),
-        (
-            "pearson_r_fold",
-            float_lists(&cells.iter().map(|c| c.r_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-        ("effective_df", floats(cells.iter().map(Cell::effective_df))),
-        (
-            "n_components",
-            Arc::new(UInt32Array::from_iter_values(cells.iter().map(|c| c.n_components))),
-        ),
-        (
-            "alpha_fold",
-            float_lists(&cells.iter().map(|c| c.alpha_fold.as_slice()).collect::<Vec<_>>()),
-        ),
-    ])?;
-    write(&dir.join("rmse.parquet"), &rmse)?;
-    let significance = batch(vec![
-        ("representation", strings(cells.iter().map(|c| c.representation.as_str()))),
-        ("attribute", strings(cells.iter().map(|c| c.attribute.as_str()))),
-        ("group", strings(groups.iter().map(String::as_str))),
-        ("p_fold", float_lists(&cells.iter().map(|c| c.p_fold.as_slice()).collect::<Vec<_>>())),
-        ("p_max", floats(cells.iter().map(Cell::p_max))),
-        (
-            "significant_all_folds",
-            Arc::new(BooleanArray::from(
-                cells.iter().map(|c| c.significant(folds)).collect::<Vec<_>>(),
-            )),
-        ),
-        ("q_bh", floats(cells.iter().map(|c| c.q))),
-    ])?;
-    write(&dir.join("significance.parquet"), &significance)?;
-    let summary = &model.summary;
-    let table = batch(vec![
-        ("representation", strings(summary.iter().map(|s| s.representation.as_str()))),
-        ("group", strings(summary.iter().map(|s| s.group.as_str()))),
-        (
-            "n_attributes",
-            Arc::new(UInt32Array::from_iter_values(summary.iter().map(|s| s.n_attributes as u32))),
-        ),
-        ("mean_rmse", floats(summary.iter().map(|s| s.mean_rmse))),
-        ("se_rmse", floats(summary.iter().map(|s| s.se_rmse))),
-        ("mean_relative_reduction", floats(summary.iter().map(|s| s.mean_reduction))),
-        ("se_relative_reduction", floats(summary.iter().map(|s| s.se_reduction))),
-        ("mean_pearson_r", floats(summary.iter().map(|s| s.mean_r))),
-        ("pct_significant", floats(summary.iter().map(|s| s.pct_significant))),
-        ("identification_accuracy", floats(summary.iter().map(|s| s.identification))),
-        ("corr_structure_delta", floats(summary.iter().map(|s| s.corr_delta))),
-        ("effective_df", floats(summary.iter().map(|s| s.effective_df))),
-        (
-            "shrunk_to_mean",
-            Arc::new(BooleanArray::from(
-                summary.iter().map(SummaryRow::shrunk).collect::<Vec<_>>(),
-            )),
-        ),
-    ])?;
-    write(&dir.join("summary.parquet"), &table)?;
+    let group = |g: &Option<String>| g.clone().unwrap_or_default();
+    let rmse: Vec<RmseRow> = model
+        .cells
+        .iter()
+        .map(|c| RmseRow {
+            representation: c.representation.clone(),
+            attribute: c.attribute.clone(),
+            group: group(&c.group),
+            rmse: c.rmse(),
+            rmse_se_folds: c.rmse_se(),
+            rmse_fold: c.rmse_fold.clone(),
+            baseline_rmse: c.baseline(),
+            relative_reduction: c.reduction(),
+            pearson_r: c.pearson_r(),
+            pearson_r_fold: c.r_fold.clone(),
+            effective_df: c.effective_df(),
+            n_components: c.n_components,
+            alpha_fold: c.alpha_fold.clone(),
+        })
+        .collect();
+    write(dir, &rmse)?;
+    let significance: Vec<SignificanceRow> = model
+        .cells
+        .iter()
+        .map(|c| SignificanceRow {
+            representation: c.representation.clone(),
+            attribute: c.attribute.clone(),
+            group: group(&c.group),
+            p_fold: c.p_fold.clone(),
+            p_max: c.p_max(),
+            significant_all_folds: c.significant(folds),
+            q_bh: c.q,
+        })
+        .collect();
+    write(dir, &significance)?;
+    let summary: Vec<SummaryTableRow> = model
+        .summary
+        .iter()
+        .map(|s| SummaryTableRow {
+            representation: s.representation.clone(),
+            group: s.group.clone(),
+            n_attributes: s.n_attributes as u32,
+            mean_rmse: s.mean_rmse,
+            se_rmse: s.se_rmse,
+            mean_relative_reduction: s.mean_reduction,
+            se_relative_reduction: s.se_reduction,
+            mean_pearson_r: s.mean_r,
+            pct_significant: s.pct_significant,
+            identification_accuracy: s.identification,
+            corr_structure_delta: s.corr_delta,
+            effective_df: s.effective_df,
+            shrunk_to_mean: s.shrunk(),
+        })
+        .collect();
+    write(dir, &summary)?;
     // Per representation and attribute pair: the change in absolute correlation is positive
     // when the predictions of the pair go together more than the ratings, which noise-free
     // predictions do even for a perfect model (the human r are not corrected for rating noise).
-    let rows = &model.pairs;
-    let entanglement = batch(vec![
-        ("representation", strings(rows.iter().map(|r| r.representation.as_str()))),
-        ("attribute_a", strings(rows.iter().map(|r| r.a.as_str()))),
-        ("attribute_b", strings(rows.iter().map(|r| r.b.as_str()))),
-        ("human_r", floats(rows.iter().map(|r| r.human_r))),
-        ("model_r", floats(rows.iter().map(|r| r.model_r))),
-        ("abs_delta", floats(rows.iter().map(Pair::abs_delta))),
-    ])?;
-    write(&dir.join("entanglement.parquet"), &entanglement)?;
+    let entanglement: Vec<EntanglementRow> = model
+        .pairs
+        .iter()
+        .map(|p| EntanglementRow {
+            representation: p.representation.clone(),
+            attribute_a: p.a.clone(),
+            attribute_b: p.b.clone(),
+            human_r: p.human_r,
+            model_r: p.model_r,
+            abs_delta: p.abs_delta(),
+        })
+        .collect();
+    write(dir, &entanglement)?;
     let grid = &model.grid.rows;
     if !grid.is_empty() {
         let path = dir.join("grid.parquet");
