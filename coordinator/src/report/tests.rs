@@ -126,7 +126,7 @@ fn status() -> RunStatus {
             unit("a1", "alignment", "committed", "text.1/mean", "text.1/mean, linear probe fold 0"),
             unit("a2", "alignment", "quarantined", "text.2/mean", "text.2/mean, odd-one-out"),
             unit("a3", "alignment", "committed", "mid/mean/k10", "mid/mean/k10, odd-one-out"),
-            unit("a4", "alignment", "committed", "mid/mean/n0.5", "mid/mean/n0.5, odd-one-out"),
+            unit("a4", "alignment", "committed", "mid/mean/n50/empty", "mid/mean/n50/empty, odd-one-out"),
         ],
         failed: vec![crate::db::FailedAttempt {
             unit: common::ids::UnitId("p3".into()),
@@ -200,7 +200,7 @@ fn alignment_rows() -> Vec<AlignmentRow> {
         },
     ];
     // U-Net representations with a context (step, noise level): the tap × context table.
-    for (rep, acc) in [("mid/mean/k10", 0.75), ("mid/mean/n0.5", 0.5)] {
+    for (rep, acc) in [("mid/mean/k10", 0.75), ("mid/mean/n50/empty", 0.5)] {
         for d in [Cosine, Dot] {
             rows.push(AlignmentRow::OddOneOut {
                 representation: rep.into(),
