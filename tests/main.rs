@@ -3,6 +3,8 @@
 //! - `crash`: kill -9 of workers and of the coordinator, resume, bit-identical reports;
 //! - `faults`: lost `Complete` replies, a full disk then `resume --retry-quarantined`, orphaned
 //!   workers of a killed coordinator; each ends in a report identical to an undisturbed run;
+//! - `grow`: a run given a changed analysis keeps its captures and reports as a fresh run;
+//!   changes that would alter a capture are refused;
 //! - `bad_input`: specs, data and models that must be refused with a clear message (exit 2),
 //!   and workers without the token;
 //! - `parity`: captured activations against transformers' golden values;
@@ -25,6 +27,7 @@ mod bad_input;
 mod crash;
 mod data;
 mod faults;
+mod grow;
 mod parity;
 mod probe_lib;
 mod refs;

@@ -225,7 +225,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run { spec, sets, opts } => {
             let plan = Plan::build(load_spec(&spec, &sets)?, &spec.display().to_string())?;
-            let layout = prepare(&plan)?;
+            let layout = prepare(&plan, &spec.display().to_string())?;
             finish(&layout, drive(&layout, &opts.options()).await?)
         }
         Command::Resume { run_dir, opts } => {

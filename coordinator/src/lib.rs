@@ -8,6 +8,7 @@ mod alignment;
 mod bench;
 mod cli;
 mod db;
+mod extend;
 mod launcher;
 mod lease;
 mod plan;

@@ -1,7 +1,8 @@
 //! `diffprobe run` and `diffprobe resume`: one dispatcher loop over the run's life.
 //!
 //! Start: write the resolved spec and dataset, insert the plan's units (existing ids are kept, so
-//! a re-run skips committed work), bind the gRPC service (loopback by default; a resumed run
+//! a re-run skips committed work; a spec changed outside the captures retires the analysis
+//! units it no longer plans, `extend.rs`), bind the gRPC service (loopback by default; a resumed run
 //! rebinds its previous address so surviving workers reconnect), start the launcher.
 //! Loop (every tick): expire leases, reap and restart workers, print events, update progress,
 //! and stop when every unit is committed or quarantined, or on a signal.
@@ -73,28 +74,41 @@ pub(crate) fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8)
 }
 
-/// Prepares a run directory from a spec (or checks it matches an existing one).
-pub(crate) fn prepare(plan: &Plan) -> anyhow::Result<RunLayout> {
+/// Prepares a run directory from a spec: a new one, the same run again, or an existing run
+/// given a spec whose changes leave its captures as they are (`extend.rs`); `spec_file` is the
+/// user's spec, for messages.
+pub(crate) fn prepare(plan: &Plan, spec_file: &str) -> anyhow::Result<RunLayout> {
     let layout = RunLayout::new(plan.spec.run_dir());
     let resolved = plan.spec.to_toml();
-    if let Ok(existing) = std::fs::read_to_string(layout.spec()) {
-        if existing != resolved {
-            anyhow::bail!(
-                "{} already holds a run with a different spec; use another [job] name, or `diffprobe resume {}` to finish it as it was",
-                layout.root().display(),
-                layout.root().display()
-            );
-        }
+    let previous = match std::fs::read_to_string(layout.spec()) {
+        Ok(text) if text != resolved => Some(JobSpec::from_resolved_toml(&layout.spec())?),
+        _ => None,
+    };
+    if let Some(previous) = &previous {
+        crate::extend::check_sections(&layout, previous, plan, spec_file)?;
     }
     layout.create_dirs().with_context(|| format!("cannot create {}", layout.root().display()))?;
+    // A running coordinator must not see its spec or units change under it.
+    let _lock = lock_run(&layout)?;
+    let mut db = StateDb::open(&layout.state_db())
+        .with_context(|| layout.state_db().display().to_string())?;
+    check_run_format(&mut db, &layout)?;
+    if previous.is_some() {
+        crate::extend::check_captures(&db, &layout, plan, spec_file)?;
+    }
     common::fs::write_bytes_atomic(&layout.spec(), resolved.as_bytes())?;
     plan.dataset.save(&layout.root().join("dataset.json"))?;
     if let Some(inputs) = &plan.alignment {
         inputs.save(&layout.alignment_inputs())?;
     }
-    let mut db = StateDb::open(&layout.state_db())
-        .with_context(|| layout.state_db().display().to_string())?;
-    check_run_format(&mut db, &layout)?;
+    if previous.is_some() {
+        let retired = db.retire_unplanned(&plan.units, now_ms())?;
+        eprintln!(
+            "{}: spec changed outside the captures; {retired} analysis units of the earlier \
+             spec retired (their files stay in units/), committed captures kept",
+            layout.root().display()
+        );
+    }
     db.insert_units(&plan.units, now_ms())?;
     Ok(layout)
 }

@@ -1,7 +1,7 @@
 //! Read-only queries for verification, `status`, the supervision tick and the reports. Each
 //! returns named rows (`rows.rs`); names in `WHERE` clauses are bound as their enums.
 
-use common::ids::UnitKind;
+use common::ids::{UnitId, UnitKind};
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::{CommittedFile, EventRow, FailedAttempt, UnitRow, WorkerRow};
@@ -47,6 +47,13 @@ impl StateDb {
             Ok((types::unit_id(r, 0, "events")?.0, r.get(1)?))
         })?;
         rows.collect()
+    }
+
+    /// The ids of every unit of `stage`, in plan order.
+    pub(crate) fn unit_ids_in_stage(&self, stage: u32) -> rusqlite::Result<Vec<UnitId>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM units WHERE stage = ?1 ORDER BY seq")?;
+        let ids = stmt.query_map([stage], |r| types::unit_id(r, 0, "units"))?;
+        ids.collect()
     }
 
     /// Committed output path of every committed unit of `kind`, in plan order.

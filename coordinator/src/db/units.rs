@@ -85,6 +85,36 @@ impl StateDb {
         Ok(added)
     }
 
+    /// Removes the stage-1 units, with their attempts, that `planned` no longer holds: what an
+    /// existing run given a changed `[analysis]` drops (`extend.rs`). Their output files stay in
+    /// `units/`; the report reads committed units only, so they leave it. A unit planned again
+    /// later is inserted afresh and redone. Returns how many were removed.
+    pub(crate) fn retire_unplanned(
+        &mut self,
+        planned: &[(UnitId, UnitSpec)],
+        now: Millis,
+    ) -> rusqlite::Result<usize> {
+        let tx = self.begin(true)?;
+        tx.execute_batch("CREATE TEMP TABLE planned(id TEXT PRIMARY KEY)")?;
+        {
+            let mut stmt = tx.prepare("INSERT OR IGNORE INTO temp.planned(id) VALUES (?1)")?;
+            for (id, _) in planned {
+                stmt.execute([id.as_str()])?;
+            }
+        }
+        let unplanned = "SELECT id FROM units WHERE stage > 0 AND id NOT IN temp.planned";
+        tx.execute(&format!("DELETE FROM attempts WHERE unit IN ({unplanned})"), [])?;
+        let removed = tx.execute(&format!("DELETE FROM units WHERE id IN ({unplanned})"), [])?;
+        tx.execute_batch("DROP TABLE temp.planned")?;
+        if removed > 0 {
+            let detail = format!("{removed} analysis units of the earlier spec retired");
+            event(&tx, now, EventKind::Planned, None, None, &detail)?;
+        }
+        tx.commit()?;
+        self.tally = self.recount()?;
+        Ok(removed)
+    }
+
     /// Leases the first ready unit to `worker`, if any. A unit is ready when it is pending, its
     /// backoff has passed, and every unit of a lower stage is committed.
     ///
