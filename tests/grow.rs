@@ -57,9 +57,8 @@ fn a_changed_analysis_keeps_the_captures_and_reports_as_a_fresh_run_of_the_new_s
     let stderr = run_ok(&dir, &spec, &changed);
     assert!(stderr.contains("analysis units of the earlier spec retired"), "{stderr}");
     assert_eq!(captures(&run_dir), before, "the captures were redone or changed");
-    let states = util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| {
-        r.get::<_, String>(0)
-    });
+    let states =
+        util::query(&run_dir, "SELECT DISTINCT state FROM units", |r| r.get::<_, String>(0));
     assert_eq!(states, ["committed"]);
 
     let mut fresh_sets = changed.to_vec();

@@ -126,7 +126,13 @@ fn status() -> RunStatus {
             unit("a1", "alignment", "committed", "text.1/mean", "text.1/mean, linear probe fold 0"),
             unit("a2", "alignment", "quarantined", "text.2/mean", "text.2/mean, odd-one-out"),
             unit("a3", "alignment", "committed", "mid/mean/k10", "mid/mean/k10, odd-one-out"),
-            unit("a4", "alignment", "committed", "mid/mean/n50/empty", "mid/mean/n50/empty, odd-one-out"),
+            unit(
+                "a4",
+                "alignment",
+                "committed",
+                "mid/mean/n50/empty",
+                "mid/mean/n50/empty, odd-one-out",
+            ),
         ],
         failed: vec![crate::db::FailedAttempt {
             unit: common::ids::UnitId("p3".into()),
