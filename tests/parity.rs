@@ -24,6 +24,7 @@ fn minilm_layers_match_transformers() {
         path: util::demo_data().join("minilm"),
         device: DeviceChoice::Cpu,
         dtype: StorageDtype::F32,
+        lora: Vec::new(),
     };
     let capture = CaptureSection::default();
     let capturer = worker::capture::Capturer::load(&model, &capture).unwrap();

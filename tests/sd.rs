@@ -239,3 +239,40 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
+
+/// LCM sampling with paired noise on a LoRA-merged tiny SD: a LoRA merged at scale 0 gives the
+/// base model's results bit for bit, at scale 1 other ones; a LoRA that does not fit the model, a
+/// missing LoRA file and more LCM steps than its schedule has are refused at plan time by name.
+#[test]
+fn tiny_sd_lcm_with_a_merged_lora_through_the_coordinator() {
+    let dir = util::scratch("sd_lcm_lora");
+    let capture =
+        format!("{GENERATE}scheduler = \"lcm\"\nguidance = 1.0\nnoise = \"per_replicate\"\n");
+    let spec = sd_spec(&dir, 12, &fixture("tiny-sd-1"), &capture);
+    let s = spec.to_str().unwrap();
+    let lora = fixture("tiny-sd-1-lora-kohya.safetensors");
+    let with_lora = |scale: f64| format!("model.lora=[{{ path = {:?}, scale = {scale} }}]", lora);
+    let run = |name: &str, sets: &[String]| {
+        let mut args = vec!["run".to_string(), s.to_string(), "--workers".into(), "2".into()];
+        args.extend(["--set".into(), format!("job.name={name:?}")]);
+        for set in sets {
+            args.extend(["--set".into(), set.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = util::run(&args, &dir);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(dir.join("runs").join(name).join("report/rmse.parquet")).unwrap()
+    };
+    let base = run("base", &[]);
+    assert_eq!(run("lora0", &[with_lora(0.0)]), base, "a LoRA at scale 0 changed the results");
+    assert_ne!(run("lora1", &[with_lora(1.0)]), base, "a LoRA at scale 1 changed nothing");
+
+    let e = util::plan_error(&dir, &spec, &["model.lora=[{ path = \"nowhere.safetensors\" }]"]);
+    assert!(e.contains("model.lora[0].path") && e.contains("nowhere.safetensors"), "{e}");
+    let e = util::plan_error(&dir, &spec, &["capture.generate.steps=60"]);
+    assert!(e.contains("capture.generate") && e.contains("60 steps"), "{e}");
+    // Last: this rewrites the spec for SD 2, which the SD 1 LoRA does not fit.
+    let other = sd_spec(&dir, 12, &fixture("tiny-sd-2"), &capture);
+    let e = util::plan_error(&dir, &other, &[&with_lora(1.0)]);
+    assert!(e.contains("tiny-sd-1-lora-kohya.safetensors"), "{e}");
+}

@@ -19,7 +19,8 @@ mod alignment;
 mod diffusion;
 pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use diffusion::{
-    CaptureMode, Conditioning, GenerateSection, ImageSection, SamplerKind, StepSelection,
+    CaptureMode, Conditioning, GenerateSection, GuidanceRecord, ImageSection, NoiseSeeding,
+    SamplerKind, StepSelection,
 };
 
 /// A whole job spec, with paths resolved against the spec file's directory.
@@ -80,6 +81,25 @@ pub struct ModelSection {
     /// Compute dtype on the device: `f32` (default) or `f16` (GPU inference).
     #[serde(default)]
     pub dtype: StorageDtype,
+    /// `sd` only: LoRA files merged into the U-Net and the text encoder as they load, in order
+    /// (diffusers/PEFT or kohya layout; a key that matches no layer is an error naming it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lora: Vec<LoraEntry>,
+}
+
+/// One `model.lora` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoraEntry {
+    /// The `.safetensors` file (relative to the spec).
+    pub path: PathBuf,
+    /// Merge strength s in `W + s·(alpha/r)·B·A` (default 1: as trained; 0 leaves the model).
+    #[serde(default = "default_lora_scale")]
+    pub scale: f64,
+}
+
+fn default_lora_scale() -> f64 {
+    1.0
 }
 
 /// Model families diffprobe can capture from.
@@ -570,6 +590,9 @@ impl JobSpec {
             }
         };
         join(&mut self.model.path);
+        for lora in &mut self.model.lora {
+            join(&mut lora.path);
+        }
         join(&mut self.stimuli.file);
         join(&mut self.targets.file);
         join(&mut self.capture.image.folder);
@@ -579,6 +602,24 @@ impl JobSpec {
         if let Some(a) = &mut self.analysis.alignment {
             a.resolve_paths(&join);
         }
+    }
+
+    fn validate_lora(&self, file: &str) -> Result<(), SpecError> {
+        for (i, lora) in self.model.lora.iter().enumerate() {
+            let err = |key: &str, msg: String| {
+                Err(SpecError::new(file, &format!("model.lora[{i}].{key}"), msg))
+            };
+            if self.model.kind != ModelKind::Sd {
+                return err("path", "LoRA merging is for `kind = \"sd\"` models".into());
+            }
+            if !lora.path.is_file() {
+                return err("path", format!("{} is not a file", lora.path.display()));
+            }
+            if !lora.scale.is_finite() {
+                return err("scale", format!("expected a finite number, found {}", lora.scale));
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -602,6 +643,7 @@ impl JobSpec {
                 return err(key, format!("{} does not exist", path.display()));
             }
         }
+        self.validate_lora(file)?;
         if !self.stimuli.template.contains("{stimulus}") {
             return err("stimuli.template", "expected a template containing {stimulus}".into());
         }

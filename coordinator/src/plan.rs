@@ -183,6 +183,9 @@ struct ModelIdentity {
     weights_bytes: u64,
     #[serde(skip_serializing_if = "is_f32")]
     dtype: StorageDtype,
+    /// The merged LoRAs: each file's fingerprint and its scale, in merge order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    loras: Vec<(String, f64)>,
 }
 
 fn is_f32(dtype: &StorageDtype) -> bool {
@@ -190,8 +193,13 @@ fn is_f32(dtype: &StorageDtype) -> bool {
 }
 
 impl ModelIdentity {
-    fn new(model: &common::spec::ModelSection, config: String, weights_bytes: u64) -> Self {
-        ModelIdentity { kind: model.kind, config, weights_bytes, dtype: model.dtype }
+    fn new(
+        model: &common::spec::ModelSection,
+        config: String,
+        weights_bytes: u64,
+        loras: Vec<(String, f64)>,
+    ) -> Self {
+        ModelIdentity { kind: model.kind, config, weights_bytes, dtype: model.dtype, loras }
     }
 }
 
@@ -220,7 +228,17 @@ fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, Spec
     for name in weights {
         weights_bytes += weight_bytes(&dir.join(name)).map_err(|e| missing(name, e))?;
     }
-    Ok(ModelIdentity::new(&spec.model, common::ids::fingerprint(&config), weights_bytes))
+    // A LoRA is hashed whole (tens of MB): retraining it under the same name must change ids.
+    let mut loras = Vec::new();
+    for (i, lora) in spec.model.lora.iter().enumerate() {
+        let bytes = std::fs::read(&lora.path).map_err(|e| {
+            let field = format!("model.lora[{i}].path");
+            SpecError::new(spec_file, &field, format!("{}: {e}", lora.path.display()))
+        })?;
+        loras.push((common::ids::fingerprint(&bytes), lora.scale));
+    }
+    let config = common::ids::fingerprint(&config);
+    Ok(ModelIdentity::new(&spec.model, config, weights_bytes, loras))
 }
 
 /// Size of a weights file, or of the `.safetensors` files in a folder.

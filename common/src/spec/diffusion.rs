@@ -31,6 +31,47 @@ pub enum SamplerKind {
     Euler,
     /// Linear multistep, order 4 (`LMSDiscreteScheduler`).
     Lms,
+    /// Latent Consistency Model sampling (`LCMScheduler`), for LCM-distilled U-Nets or SD with
+    /// an LCM-LoRA merged (`model.lora`): each step predicts the clean latent and, but at the
+    /// last step, re-noises it with seeded noise drawn as `capture.generate.noise` says.
+    Lcm,
+}
+
+/// Which U-Net rows a guided generation records.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GuidanceRecord {
+    /// The prompt-conditioned pass.
+    #[default]
+    Cond,
+    /// The unconditional (empty-prompt) pass of the same latents.
+    Uncond,
+    /// cond − uncond, tap by tap before pooling: the guidance direction (needs no base prompt).
+    Delta,
+}
+
+impl GuidanceRecord {
+    fn is_cond(&self) -> bool {
+        *self == GuidanceRecord::Cond
+    }
+}
+
+/// Whose seed the noise of a generated image comes from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseSeeding {
+    /// Each (stimulus, replicate) its own seed.
+    #[default]
+    PerStimulus,
+    /// Each replicate one seed shared by every stimulus: replicate r of every prompt starts from
+    /// the same latent (and LCM re-noises alike), so differences between prompts are paired.
+    PerReplicate,
+}
+
+impl NoiseSeeding {
+    fn is_per_stimulus(&self) -> bool {
+        *self == NoiseSeeding::PerStimulus
+    }
 }
 
 /// The text a real image is conditioned on.
@@ -109,7 +150,7 @@ fn parse_range(text: &str) -> Result<Vec<usize>, String> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateSection {
-    /// `ddim` (default), `euler` or `lms`.
+    /// `ddim` (default), `euler`, `lms` or `lcm`.
     #[serde(default)]
     pub scheduler: SamplerKind,
     /// Sampler steps S.
@@ -134,6 +175,12 @@ pub struct GenerateSection {
     /// `images/{stimulus}.r{replicate}.png` in the run directory (runs every step).
     #[serde(default)]
     pub save_images: bool,
+    /// `per_stimulus` (default) or `per_replicate`: see [`NoiseSeeding`].
+    #[serde(default, skip_serializing_if = "NoiseSeeding::is_per_stimulus")]
+    pub noise: NoiseSeeding,
+    /// U-Net taps of the `cond` (default), `uncond` or `delta` rows: see [`GuidanceRecord`].
+    #[serde(default, skip_serializing_if = "GuidanceRecord::is_cond")]
+    pub record: GuidanceRecord,
 }
 
 /// `[capture.image]`: real images, one U-Net pass per noise level.
@@ -192,6 +239,8 @@ impl Default for GenerateSection {
             height: None,
             width: None,
             save_images: false,
+            noise: NoiseSeeding::PerStimulus,
+            record: GuidanceRecord::Cond,
         }
     }
 }
@@ -226,6 +275,15 @@ impl GenerateSection {
         }
         if self.replicates == 0 {
             return err("capture.generate.replicates", "expected at least 1, found 0".into());
+        }
+        if !self.record.is_cond() && self.guidance <= 1.0 {
+            return err(
+                "capture.generate.record",
+                format!(
+                    "{:?} needs the unconditional pass, which runs only with guidance > 1 (found {})",
+                    self.record, self.guidance
+                ),
+            );
         }
         check_size(file, "capture.generate", self.height, self.width)
     }

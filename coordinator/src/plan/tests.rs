@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::spec::{
-    AlignmentDistance, DeviceChoice, EarlyStoppingChoice, ProbePrecision, StorageDtype,
+    AlignmentDistance, DeviceChoice, EarlyStoppingChoice, LoraEntry, NoiseSeeding, ProbePrecision,
+    SamplerKind, StorageDtype,
 };
 use common::stimuli::Embedding;
 use proptest::collection::vec;
@@ -108,7 +109,9 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
         embedding: Some(Embedding { dimensions: vec!["d".into()], values: vec![0.5; 5] }),
     };
     let reps = [Representation::text("text.0", common::spec::Pooling::Mean)];
-    let model = ModelIdentity::new(&spec.model, "config".into(), 1);
+    // The LoRA files' fingerprints stand fixed here; their scales come from the spec.
+    let loras = spec.model.lora.iter().map(|l| ("lora".to_string(), l.scale)).collect();
+    let model = ModelIdentity::new(&spec.model, "config".into(), 1, loras);
     let mut by_class: BTreeMap<Class, BTreeSet<UnitId>> =
         ALL.iter().map(|&c| (c, BTreeSet::new())).collect();
     for (id, unit) in resolve_units(spec, &model, &data, &reps, Some(&inputs)) {
@@ -253,6 +256,17 @@ fn altering() -> impl Strategy<Value = Change> {
         Just(StorageDtype::F16)
             .prop_map(change("model dtype", ALL, &[], |s, v| s.model.dtype = v))
             .boxed(),
+        (0.0f64..2.0)
+            .prop_map(change("lora scale", ALL, &[], |s, v| {
+                s.model.lora = vec![LoraEntry { path: "lora.safetensors".into(), scale: v }]
+            }))
+            .boxed(),
+        Just(SamplerKind::Lcm)
+            .prop_map(change("scheduler", ALL, &[], |s, v| s.capture.generate.scheduler = v))
+            .boxed(),
+        Just(NoiseSeeding::PerReplicate)
+            .prop_map(change("noise", ALL, &[], |s, v| s.capture.generate.noise = v))
+            .boxed(),
         // Regrouping stimuli into capture units or folds into probe units does not change a
         // result (module docs of `probe`), but the units are not the same units.
         (1usize..8)
@@ -351,7 +365,7 @@ proptest! {
 #[test]
 fn stage1_units_carry_their_settings() {
     let spec = base_spec();
-    let model = ModelIdentity::new(&spec.model, "config".into(), 1);
+    let model = ModelIdentity::new(&spec.model, "config".into(), 1, Vec::new());
     let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
     let data = Dataset {
         stimuli: names.clone(),

@@ -1,6 +1,6 @@
 //! The capture invariant: a stimulus's representation does not depend on its batch neighbours,
 //! the batch size or the order of the stimuli. One table over every model and capture mode
-//! (BERT, CLIP text, U-Net generation, U-Net real image, VAE encode, VAE decode) × batch sizes
+//! (BERT, CLIP text, U-Net generation with DDIM and LCM, U-Net real image, VAE encode, VAE decode) × batch sizes
 //! {1, 2, 3, 64} × two stimulus orders, each row checked against the same stimulus captured in
 //! a batch of one. 67 stimuli, so the last batch of 2, 3 and 64 is a partial one.
 //!
@@ -87,7 +87,13 @@ fn capturer_rows(
 }
 
 fn model(kind: ModelKind, path: PathBuf) -> ModelSection {
-    ModelSection { kind, path, device: DeviceChoice::Cpu, dtype: StorageDtype::F32 }
+    ModelSection {
+        kind,
+        path,
+        device: DeviceChoice::Cpu,
+        dtype: StorageDtype::F32,
+        lora: Vec::new(),
+    }
 }
 
 fn bert_case<'a>() -> Case<'a> {
@@ -132,11 +138,11 @@ fn unet_reps(
 }
 
 /// Generation mode: the text taps (`step` = None) or every U-Net tap at `step` of a guided
-/// 3-step DDIM trajectory.
-fn generation_case<'a>(fixture: &str, step: Option<usize>) -> Case<'a> {
+/// 3-step trajectory of `sampler` (LCM re-noises between steps, from each stimulus's stream).
+fn generation_case<'a>(fixture: &str, step: Option<usize>, sampler: SamplerKind) -> Case<'a> {
     let model = sd_model(fixture);
     let generate = GenerateSection {
-        scheduler: SamplerKind::Ddim,
+        scheduler: sampler,
         steps: 3,
         guidance: 7.5,
         record_steps: StepSelection::List(step.into_iter().collect()),
@@ -157,7 +163,7 @@ fn generation_case<'a>(fixture: &str, step: Option<usize>) -> Case<'a> {
         Some(k) => {
             let reps = unet_reps(&model, &capture, |r| vec![Representation { step: Some(k), ..r }]);
             let tolerance = if k == 0 { PASS_TOLERANCE } else { TRAJECTORY_TOLERANCE };
-            (reps, format!("U-Net generation, DDIM step {k} of 3"), tolerance)
+            (reps, format!("U-Net generation, {sampler:?} step {k} of 3"), tolerance)
         }
     };
     let capturer = Capturer::load(&model, &capture).unwrap();
@@ -297,13 +303,72 @@ fn representations_do_not_depend_on_batch_neighbours() {
     let names = write_images(images.path());
     let mut cases = vec![bert_case()];
     for fixture in ["tiny-sd-1", "tiny-sd-2"] {
-        cases.push(generation_case(fixture, None));
-        cases.push(generation_case(fixture, Some(0)));
-        cases.push(generation_case(fixture, Some(2)));
+        cases.push(generation_case(fixture, None, SamplerKind::Ddim));
+        cases.push(generation_case(fixture, Some(0), SamplerKind::Ddim));
+        cases.push(generation_case(fixture, Some(2), SamplerKind::Ddim));
+        cases.push(generation_case(fixture, Some(2), SamplerKind::Lcm));
         cases.push(image_case(fixture, images.path(), &names));
         cases.extend(vae_cases(fixture));
     }
     for case in &cases {
         check(case);
     }
+}
+
+/// Captures `texts` (named `s0, s1, …`) at step `k` of a guided 3-step DDIM trajectory on
+/// tiny-sd-1 with `generate`'s record and noise settings: one row per stimulus.
+fn generated_rows(
+    generate: GenerateSection,
+    texts: &[&str],
+    reps: &[Representation],
+) -> Vec<Vec<f32>> {
+    let generate = GenerateSection {
+        steps: 3,
+        guidance: 7.5,
+        record_steps: StepSelection::List(vec![1]),
+        height: Some(16),
+        width: Some(16),
+        ..generate
+    };
+    let capture =
+        CaptureSection { mode: CaptureMode::Generate, generate, ..CaptureSection::default() };
+    let capturer = Capturer::load(&sd_model("tiny-sd-1"), &capture).unwrap();
+    let names: Vec<String> = (0..texts.len()).map(|i| format!("s{i}")).collect();
+    let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let order: Vec<usize> = (0..texts.len()).collect();
+    capturer_rows(&capturer, &names, &texts, reps, &order, texts.len())
+}
+
+/// `record = "delta"` is cond − uncond tap by tap (bit for bit before a linear pooling, to
+/// rounding after a mean); `noise = "per_replicate"` gives one prompt under two names the same
+/// trajectory, bit for bit, where per-stimulus seeds give two.
+#[test]
+fn guidance_delta_and_paired_noise() {
+    use common::spec::{GuidanceRecord, NoiseSeeding};
+    let reps = [
+        Representation { step: Some(1), ..Representation::text("out", Pooling::Flatten) },
+        Representation { step: Some(1), ..Representation::text("mid_block", Pooling::Mean) },
+    ];
+    let texts = ["a red house", "an old tree"];
+    let with = |record| {
+        generated_rows(GenerateSection { record, ..GenerateSection::default() }, &texts, &reps)
+    };
+    let (cond, uncond, delta) =
+        (with(GuidanceRecord::Cond), with(GuidanceRecord::Uncond), with(GuidanceRecord::Delta));
+    let out_len = 4 * 8 * 8;
+    for i in 0..texts.len() {
+        let diff: Vec<f32> = cond[i].iter().zip(&uncond[i]).map(|(c, u)| c - u).collect();
+        assert_eq!(delta[i][..out_len], diff[..out_len], "flatten: stimulus {i}");
+        let e = relative_error(&delta[i][out_len..], &diff[out_len..]);
+        assert!(e < 1e-5, "mean of the delta vs delta of the means: {e}");
+        assert!(diff.iter().any(|d| d.abs() > 1e-3), "cond and uncond rows are distinct");
+    }
+    let same = ["a red house", "a red house"];
+    let seeded = |noise| {
+        generated_rows(GenerateSection { noise, ..GenerateSection::default() }, &same, &reps)
+    };
+    let paired = seeded(NoiseSeeding::PerReplicate);
+    assert_eq!(paired[0], paired[1], "one prompt, paired noise: one trajectory");
+    let unpaired = seeded(NoiseSeeding::PerStimulus);
+    assert_ne!(unpaired[0], unpaired[1], "per-stimulus seeds: two trajectories");
 }

@@ -56,14 +56,16 @@ pub struct Stimuli<'a> {
     pub images: Option<&'a std::path::Path>,
 }
 
-/// The taps of the model a spec names, at the spec's image size (reads configs only).
+/// The taps of the model a spec names, at the spec's image size. For `sd` this also loads the
+/// U-Net with its LoRAs merged (in f16, on the CPU) and builds the sampler, so that a LoRA key
+/// that matches nothing or a sampler the schedule cannot run is refused at plan time.
 pub fn available_taps(
     model: &ModelSection,
     capture: &CaptureSection,
 ) -> Result<Vec<TapInfo>, UnitError> {
     match model.kind {
         ModelKind::Bert => bert::taps(&model.path),
-        ModelKind::Sd => sd::taps(&model.path, capture),
+        ModelKind::Sd => sd::taps(model, capture),
     }
 }
 

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use common::spec::{
-    CaptureMode, CaptureSection, Conditioning, GenerateSection, ImageSection, Pooling, SamplerKind,
-    StepSelection,
+    CaptureMode, CaptureSection, Conditioning, GenerateSection, ImageSection, NoiseSeeding,
+    Pooling, SamplerKind, StepSelection,
 };
 use common::unit::Representation;
 use serde_json::Value;
 
 use super::image::Noised;
+use super::noise::NoiseStreams;
 use super::parity::{load, relative_error, repo, TOLERANCE};
 use super::SdCapture;
 
@@ -169,7 +170,8 @@ fn generation(sd: &SdCapture, g: &BatchGolden, batch: usize) -> f32 {
         let context = sd.encode_text(&texts, 0, b, false, &rec, &mut Vec::new()).unwrap();
         let mut sums = BTreeMap::new();
         let noise = g.flat("gen.noise", chunk);
-        sd.denoise(noise, &context, &rec, b, false, &mut sums).unwrap();
+        let mut streams = NoiseStreams::new(0, NoiseSeeding::PerStimulus, &texts, 0);
+        sd.denoise(noise, &mut streams, &context, &rec, b, false, &mut sums).unwrap();
         let mut out = Vec::new();
         sd.drain(sums, 1, &mut out).unwrap();
         let e = check_rows("generation", &reps, out, g, chunk, TRAJECTORY_TOLERANCE);

@@ -1,15 +1,17 @@
 //! Generation mode: the diffusers text-to-image loop with classifier-free guidance. The batch
-//! is `[uncond…, cond…]`; taps record the cond half at the selected steps, and the loop stops
-//! after the last recorded step since later steps cannot change what was recorded.
+//! is `[uncond…, cond…]`; taps record the cond half at the selected steps (or the uncond half,
+//! or cond − uncond: `capture.generate.record`), and the loop stops after the last recorded
+//! step since later steps cannot change what was recorded.
 
 use std::collections::BTreeMap;
 
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use common::spec::GuidanceRecord;
 use sd::scheduler::SchedulerError;
 
-use super::noise::{seed_for, SeededNormal};
+use super::noise::NoiseStreams;
 use super::sampler::Sampler;
 use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::Stimuli;
@@ -35,8 +37,10 @@ impl SdCapture {
         }
         let mut sums = BTreeMap::new();
         for replicate in 0..g.replicates {
-            let noise = self.initial_noise(part.names, replicate);
-            let last = self.denoise(noise, &context, rec, b, save.is_some(), &mut sums)?;
+            let mut streams = NoiseStreams::new(self.capture.seed, g.noise, part.names, replicate);
+            let noise = streams.draw(self.latent_len());
+            let last =
+                self.denoise(noise, &mut streams, &context, rec, b, save.is_some(), &mut sums)?;
             if let (Some(dir), Some(latents)) = (save, last) {
                 self.save_images(dir, part.names, replicate, latents)?;
             }
@@ -45,22 +49,14 @@ impl SdCapture {
         Ok(out)
     }
 
-    /// Standard-normal initial noise of one replicate, `b × C × h × w`, seeded per stimulus.
-    fn initial_noise(&self, names: &[String], replicate: usize) -> Vec<f32> {
-        let per = self.latent_len();
-        let mut noise = Vec::with_capacity(names.len() * per);
-        for name in names {
-            let seed = seed_for(self.capture.seed, name, replicate);
-            noise.extend(SeededNormal::new(seed).take(per));
-        }
-        noise
-    }
-
     /// The sampler loop from `noise` up to the last recorded step, adding each recorded step's
-    /// reductions of the cond rows to `sums`.
+    /// reductions of the cond rows to `sums`; a sampler that re-noises (LCM) draws from
+    /// `streams`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn denoise(
         &self,
         noise: Vec<f32>,
+        streams: &mut NoiseStreams,
         context: &Tensor,
         rec: &Recording,
         b: usize,
@@ -69,7 +65,13 @@ impl SdCapture {
     ) -> Result<Option<Vec<f32>>, UnitError> {
         let g = &self.capture.generate;
         let guided = g.guidance > 1.0;
-        let cond = if guided { (b, b) } else { (0, b) };
+        // Validation makes uncond and delta imply guidance.
+        let (rows, minus) = match (g.record, guided) {
+            (_, false) => ((0, b), None),
+            (GuidanceRecord::Cond, true) => ((b, b), None),
+            (GuidanceRecord::Uncond, true) => ((0, b), None),
+            (GuidanceRecord::Delta, true) => ((b, b), Some(0)),
+        };
         // Later steps cannot change what was recorded, so stop after the last recorded one
         // unless the final image is wanted.
         let last = match (to_the_end, rec.steps.keys().next_back()) {
@@ -92,14 +94,18 @@ impl SdCapture {
                 .map_err(unet_err)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
-            let what = PassRecording { taps: rec.steps.get(&k), rows: cond, masks: None };
+            let what = PassRecording { taps: rec.steps.get(&k), rows, minus, masks: None };
             let pred = self.unet_pass(&x, t, context, what, sums)?;
             if k == last && !to_the_end {
                 break;
             }
             let pred = pred.to_dtype(DType::F32).map_err(unet_err)?;
             let noise = if guided { guide(&pred, b, g.guidance).map_err(unet_err)? } else { pred };
-            latents = sampler.step(&noise, k, &latents).map_err(unet_err)?;
+            let fresh = match sampler.renoises(k) {
+                true => Some(self.latent_f32(streams.draw(self.latent_len()), b)?),
+                false => None,
+            };
+            latents = sampler.step(&noise, k, &latents, fresh.as_ref()).map_err(unet_err)?;
         }
         let latents = match to_the_end {
             true => Some(latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?),

@@ -183,7 +183,8 @@ impl SdCapture {
                 Conditioning::Prompt => contexts[1],
             }
             .expect("the caller encoded every conditioning it records");
-            let what = PassRecording { taps: Some(taps), rows: (0, b), masks: noised.masks };
+            let what =
+                PassRecording { taps: Some(taps), rows: (0, b), minus: None, masks: noised.masks };
             self.unet_pass(&x, t as f64, context, what, sums)?;
         }
         Ok(())

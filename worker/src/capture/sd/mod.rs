@@ -116,8 +116,18 @@ pub(super) fn pixel_size(
     Ok((size.height, size.width))
 }
 
-/// Text taps (`text.0..=L`, `text.final`) and U-Net taps at the run's image size.
-pub(super) fn taps(dir: &Path, capture: &CaptureSection) -> Result<Vec<TapInfo>, UnitError> {
+/// The spec's `model.lora` as the `sd` crate's merges.
+fn loras(model: &ModelSection) -> Vec<sd::Lora> {
+    model.lora.iter().map(|l| sd::Lora { path: l.path.clone(), scale: l.scale }).collect()
+}
+
+/// Text taps (`text.0..=L`, `text.final`) and U-Net taps at the run's image size; checks that
+/// the model's LoRAs merge and that its schedule runs the spec's sampler.
+pub(super) fn taps(
+    model: &ModelSection,
+    capture: &CaptureSection,
+) -> Result<Vec<TapInfo>, UnitError> {
+    let dir = &model.path;
     let text_file = dir.join("text_encoder/config.json");
     let text = read_json(&text_file)?;
     let layers = usize_field(&text, &text_file, "num_hidden_layers")?;
@@ -125,8 +135,22 @@ pub(super) fn taps(dir: &Path, capture: &CaptureSection) -> Result<Vec<TapInfo>,
     let size = image_size(dir, capture)?;
     let unet_dir = dir.join("unet");
     // Only the layout is needed: f16 halves what the plan holds in memory.
-    let unet =
-        sd::UNet::load(&unet_dir, DType::F16, &Device::Cpu).map_err(|e| model_err(&unet_dir, e))?;
+    let unet = sd::UNet::load_with_loras(&unet_dir, DType::F16, &Device::Cpu, &loras(model))
+        .map_err(|e| model_err(&unet_dir, e))?;
+    if capture.mode == CaptureMode::Generate {
+        let file = dir.join("scheduler/scheduler_config.json");
+        let config = SchedulerConfig::from_file(&file).map_err(|e| model_err(&file, e.0))?;
+        let g = &capture.generate;
+        sampler::Sampler::new(g.scheduler, &config, g.steps).map_err(|e| {
+            UnitError::Invalid(format!(
+                "capture.generate: the {:?} sampler cannot run {} steps on {}: {}",
+                g.scheduler,
+                g.steps,
+                file.display(),
+                e.0
+            ))
+        })?;
+    }
     Ok(tap_infos(layers, width, unet.taps(), size))
 }
 
@@ -158,6 +182,8 @@ fn tap_infos(
 struct PassRecording<'a> {
     taps: Option<&'a PassTaps>,
     rows: (usize, usize),
+    /// The start of rows to subtract from `rows` before reducing (`record = "delta"`).
+    minus: Option<usize>,
     masks: Option<&'a Tensor>,
 }
 
@@ -185,9 +211,11 @@ impl SdCapture {
         };
         let at = |sub: &str| dir.join(sub);
         let sd_err = |sub: &str, e: sd::SdError| model_err(&at(sub), e);
-        let text = sd::TextEncoder::load(&at("text_encoder"), dtype, &device)
+        let loras = loras(model);
+        let text = sd::TextEncoder::load_with_loras(&at("text_encoder"), dtype, &device, &loras)
             .map_err(|e| sd_err("text_encoder", e))?;
-        let unet = sd::UNet::load(&at("unet"), dtype, &device).map_err(|e| sd_err("unet", e))?;
+        let unet = sd::UNet::load_with_loras(&at("unet"), dtype, &device, &loras)
+            .map_err(|e| sd_err("unet", e))?;
         let vae = match capture.mode {
             CaptureMode::Image => {
                 Some(sd::Vae::load(&at("vae"), dtype, &device).map_err(|e| sd_err("vae", e))?)
@@ -376,7 +404,7 @@ impl SdCapture {
         let empty = PassTaps::new();
         let (start, len) = what.rows;
         let taps = what.taps.unwrap_or(&empty);
-        let mut sink = reduce::ReducingSink::new(taps, start, len, what.masks);
+        let mut sink = reduce::ReducingSink::new(taps, start, len, what.masks).minus(what.minus);
         let out = self.unet.forward(sample, timestep, context, &mut sink).map_err(|e| fail(&e))?;
         for (block, value) in sink.finish() {
             let sum = match sums.remove(&block) {

@@ -3,6 +3,7 @@
 //! f64; the exact algorithm is specified in `tests/golden/sd/README.md`, and the golden script
 //! implements the same one in Python.
 
+use common::spec::NoiseSeeding;
 use probe::SplitMix64;
 
 /// A seeded stream of standard-normal values.
@@ -35,6 +36,32 @@ impl SeededNormal {
     /// The next `n` values as f32.
     pub(crate) fn take(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next_normal() as f32).collect()
+    }
+}
+
+/// One noise stream per stimulus of a batch: the first draw is the initial latent, later draws
+/// are the re-noising of samplers that need it (LCM), so a stimulus' noise never depends on
+/// the batch it runs in.
+pub(crate) struct NoiseStreams(Vec<SeededNormal>);
+
+impl NoiseStreams {
+    /// The streams of `names`' replicate `replicate`, seeded as `seeding` says.
+    pub(crate) fn new(
+        base: u64,
+        seeding: NoiseSeeding,
+        names: &[String],
+        replicate: usize,
+    ) -> NoiseStreams {
+        let seed = |name: &str| match seeding {
+            NoiseSeeding::PerStimulus => seed_for(base, name, replicate),
+            NoiseSeeding::PerReplicate => seed_for(base, "", replicate),
+        };
+        NoiseStreams(names.iter().map(|n| SeededNormal::new(seed(n))).collect())
+    }
+
+    /// The next `per` values of every stream, stimulus-major (`b × per`).
+    pub(crate) fn draw(&mut self, per: usize) -> Vec<f32> {
+        self.0.iter_mut().flat_map(|s| s.take(per)).collect()
     }
 }
 
@@ -72,5 +99,23 @@ mod tests {
         assert_ne!(s, seed_for(2, "cat", 0));
         assert_ne!(s, seed_for(1, "dog", 0));
         assert_ne!(s, seed_for(1, "cat", 1));
+    }
+
+    /// Per-stimulus streams differ between stimuli and equal each stimulus' own stream in any
+    /// batch; per-replicate streams are one stream for every stimulus, and differ by replicate.
+    #[test]
+    fn streams_are_per_stimulus_or_shared_by_a_replicate() {
+        let names: Vec<String> = ["cat", "dog", "fish"].map(String::from).to_vec();
+        let mut batch = NoiseStreams::new(5, NoiseSeeding::PerStimulus, &names, 1);
+        let (first, second) = (batch.draw(4), batch.draw(4));
+        let mut alone = NoiseStreams::new(5, NoiseSeeding::PerStimulus, &names[1..2], 1);
+        assert_eq!(alone.draw(4), first[4..8]);
+        assert_eq!(alone.draw(4), second[4..8]);
+        assert_ne!(first[..4], first[4..8]);
+        let mut paired = NoiseStreams::new(5, NoiseSeeding::PerReplicate, &names, 1);
+        let shared = paired.draw(4);
+        assert!(shared.chunks(4).all(|c| c == &shared[..4]));
+        let mut other = NoiseStreams::new(5, NoiseSeeding::PerReplicate, &names, 2);
+        assert_ne!(other.draw(4)[..4], shared[..4]);
     }
 }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use common::spec::{
     CaptureMode, CaptureSection, Conditioning, GenerateSection, ImageSection, ModelKind,
-    ModelSection, Pooling, SamplerKind, StepSelection, StorageDtype,
+    ModelSection, NoiseSeeding, Pooling, SamplerKind, StepSelection, StorageDtype,
 };
 use common::unit::Representation;
 use serde_json::Value;
 
-use super::noise::SeededNormal;
+use super::noise::{NoiseStreams, SeededNormal};
 use super::SdCapture;
 
 /// Relative to the largest reference magnitude, in f32 on the CPU: a pass on the same inputs as
@@ -82,6 +82,7 @@ pub(super) fn load(fixture: &str, capture: &CaptureSection) -> SdCapture {
         path: repo().join("tests/fixtures").join(fixture),
         device: common::spec::DeviceChoice::Cpu,
         dtype: StorageDtype::F32,
+        lora: Vec::new(),
     };
     SdCapture::load(&model, capture, Device::Cpu).unwrap()
 }
@@ -155,7 +156,8 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
     let prompt = vec![g.meta["prompt"].as_str().unwrap().to_string()];
     let context = sd.encode_text(&prompt, 0, 1, false, &rec, &mut Vec::new()).unwrap();
     let mut sums = BTreeMap::new();
-    sd.denoise(noise, &context, &rec, 1, false, &mut sums).unwrap();
+    let mut streams = NoiseStreams::new(0, NoiseSeeding::PerStimulus, &prompt, 0);
+    sd.denoise(noise, &mut streams, &context, &rec, 1, false, &mut sums).unwrap();
     let mut out = Vec::new();
     sd.drain(sums, 1, &mut out).unwrap();
     assert_eq!(out.len(), reps.len(), "every tap recorded");

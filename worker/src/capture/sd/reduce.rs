@@ -15,6 +15,7 @@ pub(crate) type PassTaps = HashMap<String, Vec<(usize, Pooling)>>;
 pub(crate) struct ReducingSink<'a> {
     taps: &'a PassTaps,
     rows: (usize, usize),
+    minus: Option<usize>,
     masks: Option<&'a Tensor>,
     reduced: Vec<(usize, Tensor)>,
 }
@@ -28,7 +29,13 @@ impl<'a> ReducingSink<'a> {
         len: usize,
         masks: Option<&'a Tensor>,
     ) -> ReducingSink<'a> {
-        ReducingSink { taps, rows: (start, len), masks, reduced: Vec::new() }
+        ReducingSink { taps, rows: (start, len), minus: None, masks, reduced: Vec::new() }
+    }
+
+    /// Records `rows − rows starting at minus` instead (the guidance delta cond − uncond),
+    /// element by element before any reduction.
+    pub(crate) fn minus(self, minus: Option<usize>) -> ReducingSink<'a> {
+        ReducingSink { minus, ..self }
     }
 
     /// The reduced values as (block index, `len × D` f32 tensor on the device).
@@ -45,6 +52,14 @@ impl sd::TapSink for ReducingSink<'_> {
     fn record(&mut self, name: &str, value: &Tensor) -> candle_core::Result<()> {
         let Some(wanted) = self.taps.get(name) else { return Ok(()) };
         let kept = value.narrow(0, self.rows.0, self.rows.1)?;
+        let kept = match self.minus {
+            // In f32: an f16 difference of two close activations loses digits.
+            Some(start) => {
+                let other = value.narrow(0, start, self.rows.1)?.to_dtype(DType::F32)?;
+                (kept.to_dtype(DType::F32)? - other)?
+            }
+            None => kept,
+        };
         for &(block, pooling) in wanted {
             let value = match (pooling, self.masks) {
                 (Pooling::MaskMean, Some(masks)) => mask_mean(&kept, masks)?,

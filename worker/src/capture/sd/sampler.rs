@@ -1,12 +1,12 @@
-//! The samplers' updates as device ops: DDIM, Euler and LMS step the latents where the U-Net
-//! runs, so a denoising step moves nothing to the host. Each update follows the host formulas
+//! The samplers' updates as device ops: DDIM, Euler, LMS and LCM step the latents where the
+//! U-Net runs, so a denoising step moves nothing to the host. Each update follows the host formulas
 //! of `sd::scheduler` operation by operation (the schedules' scalars come from there), so
 //! on a CPU the two agree bit for bit.
 
 use candle_core::{Result, Tensor};
 use common::spec::SamplerKind;
 use sd::scheduler::{
-    Ddim, DdimScalars, Euler, Lms, PredictionType, SchedulerConfig, SchedulerError,
+    Ddim, DdimScalars, Euler, Lcm, LcmScalars, Lms, PredictionType, SchedulerConfig, SchedulerError,
 };
 
 /// One of the supported samplers.
@@ -15,6 +15,7 @@ pub(super) enum Sampler {
     Euler(Euler),
     /// LMS keeps its last derivatives (newest last) on the device.
     Lms(Lms, Vec<Tensor>),
+    Lcm(Lcm),
 }
 
 impl Sampler {
@@ -27,6 +28,7 @@ impl Sampler {
             SamplerKind::Ddim => Sampler::Ddim(Ddim::new(config, steps)?),
             SamplerKind::Euler => Sampler::Euler(Euler::new(config, steps)?),
             SamplerKind::Lms => Sampler::Lms(Lms::new(config, steps)?, Vec::new()),
+            SamplerKind::Lcm => Sampler::Lcm(Lcm::new(config, steps)?),
         })
     }
 
@@ -35,6 +37,7 @@ impl Sampler {
             Sampler::Ddim(s) => s.init_noise_sigma(),
             Sampler::Euler(s) => s.init_noise_sigma(),
             Sampler::Lms(s, _) => s.init_noise_sigma(),
+            Sampler::Lcm(s) => s.init_noise_sigma(),
         }
     }
 
@@ -44,22 +47,39 @@ impl Sampler {
             Sampler::Ddim(s) => s.timesteps()[k] as f64,
             Sampler::Euler(s) => s.timesteps()[k] as f64,
             Sampler::Lms(s, _) => s.timesteps()[k] as f64,
+            Sampler::Lcm(s) => s.timesteps()[k] as f64,
         }
     }
 
     /// The U-Net input at step `k`: the latents, divided by `√(σ_k² + 1)` for the σ samplers.
     pub(super) fn scale_input(&self, x: &Tensor, k: usize) -> Result<Tensor> {
         let sigma = match self {
-            Sampler::Ddim(_) => return Ok(x.clone()),
+            Sampler::Ddim(_) | Sampler::Lcm(_) => return Ok(x.clone()),
             Sampler::Euler(s) => s.sigmas()[k],
             Sampler::Lms(s, _) => s.sigmas()[k],
         };
         x.broadcast_div(&scalar(x, (sigma * sigma + 1.0).sqrt())?)
     }
 
-    /// The latents after step `k`, from the guided model output `pred` and the latents `x`
-    /// (both f32). LMS steps must come in order `k = 0, 1, …`.
-    pub(super) fn step(&mut self, pred: &Tensor, k: usize, x: &Tensor) -> Result<Tensor> {
+    /// Whether step `k` re-noises, and so needs `fresh` noise in [`Sampler::step`] (LCM, every
+    /// step but the last).
+    pub(super) fn renoises(&self, k: usize) -> bool {
+        match self {
+            Sampler::Lcm(s) => k + 1 < s.timesteps().len(),
+            _ => false,
+        }
+    }
+
+    /// The latents after step `k`, from the guided model output `pred`, the latents `x` and, when
+    /// [`Sampler::renoises`], standard-normal `fresh` noise (all f32). LMS steps must come in
+    /// order `k = 0, 1, …`.
+    pub(super) fn step(
+        &mut self,
+        pred: &Tensor,
+        k: usize,
+        x: &Tensor,
+        fresh: Option<&Tensor>,
+    ) -> Result<Tensor> {
         match self {
             Sampler::Ddim(s) => {
                 let scalars = s.step_scalars(s.timesteps()[k], 0.0).map_err(msg)?;
@@ -85,7 +105,27 @@ impl Sampler {
                 }
                 x + acc
             }
+            Sampler::Lcm(s) => lcm_step(&s.step_scalars(k).map_err(msg)?, pred, x, fresh),
         }
+    }
+}
+
+/// The LCM update, in [`Lcm::step`]'s order of operations: x̂₀ as DDIM's, the boundary-condition
+/// mix `c_out·x̂₀ + c_skip·x`, then (but at the last step) `√ᾱ_prev·denoised + √(1−ᾱ_prev)·z`.
+fn lcm_step(s: &LcmScalars, pred: &Tensor, x: &Tensor, fresh: Option<&Tensor>) -> Result<Tensor> {
+    let x0 = match s.prediction_type {
+        PredictionType::Epsilon => (x - scale(pred, s.sb)?)?.broadcast_div(&scalar(x, s.sa)?)?,
+        PredictionType::VPrediction => (scale(x, s.sa)? - scale(pred, s.sb)?)?,
+    };
+    let x0 = match s.clip {
+        Some(r) => x0.clamp(-r, r)?,
+        None => x0,
+    };
+    let denoised = (scale(&x0, s.c_out)? + scale(x, s.c_skip)?)?;
+    match (s.noise, fresh) {
+        (None, _) => Ok(denoised),
+        (Some(sq), Some(z)) => scale(&denoised, s.sp)? + scale(z, sq)?,
+        (Some(_), None) => Err(candle_core::Error::Msg("LCM re-noising needs noise".into())),
     }
 }
 
@@ -159,7 +199,8 @@ mod tests {
         for (prediction_type, clip_sample) in cases {
             let config =
                 SchedulerConfig { prediction_type, clip_sample, ..SchedulerConfig::sd15() };
-            for kind in [SamplerKind::Ddim, SamplerKind::Euler, SamplerKind::Lms] {
+            for kind in [SamplerKind::Ddim, SamplerKind::Euler, SamplerKind::Lms, SamplerKind::Lcm]
+            {
                 let mut device = Sampler::new(kind, &config, 8).unwrap();
                 let mut host = Sampler::new(kind, &config, 8).unwrap();
                 let (mut x_host, mut x_dev) = (values(n, 1), tensor(&values(n, 1)));
@@ -167,8 +208,10 @@ mod tests {
                     let pred = values(n, 10 + k as u32);
                     let scaled = device.scale_input(&x_dev, k).unwrap();
                     assert_eq!(scaled.to_vec1::<f32>().unwrap(), host_scale(&host, &x_host, k));
-                    x_dev = device.step(&tensor(&pred), k, &x_dev).unwrap();
-                    x_host = host_step(&mut host, &pred, k, &x_host);
+                    let z = values(n, 100 + k as u32);
+                    let fresh = device.renoises(k).then(|| tensor(&z));
+                    x_dev = device.step(&tensor(&pred), k, &x_dev, fresh.as_ref()).unwrap();
+                    x_host = host_step(&mut host, &pred, k, &x_host, &z);
                     let what = format!("{kind:?} {prediction_type:?} clip {clip_sample} k {k}");
                     assert_eq!(x_dev.to_vec1::<f32>().unwrap(), x_host, "{what}");
                 }
@@ -181,15 +224,16 @@ mod tests {
             Sampler::Ddim(s) => s.scale_model_input(x),
             Sampler::Euler(s) => s.scale_model_input(x, k).unwrap(),
             Sampler::Lms(s, _) => s.scale_model_input(x, k).unwrap(),
+            Sampler::Lcm(s) => s.scale_model_input(x),
         }
     }
 
-    fn host_step(s: &mut Sampler, pred: &[f32], k: usize, x: &[f32]) -> Vec<f32> {
-        let out = match s {
-            Sampler::Ddim(s) => s.step(pred, s.timesteps()[k], x),
-            Sampler::Euler(s) => s.step(pred, k, x),
-            Sampler::Lms(s, _) => s.step(pred, k, x),
-        };
-        out.unwrap().prev_sample
+    fn host_step(s: &mut Sampler, pred: &[f32], k: usize, x: &[f32], z: &[f32]) -> Vec<f32> {
+        match s {
+            Sampler::Ddim(s) => s.step(pred, s.timesteps()[k], x).unwrap().prev_sample,
+            Sampler::Euler(s) => s.step(pred, k, x).unwrap().prev_sample,
+            Sampler::Lms(s, _) => s.step(pred, k, x).unwrap().prev_sample,
+            Sampler::Lcm(s) => s.step(pred, k, x, Some(z)).unwrap().prev_sample,
+        }
     }
 }
