@@ -607,7 +607,7 @@ impl JobSpec {
     fn validate_lora(&self, file: &str) -> Result<(), SpecError> {
         for (i, lora) in self.model.lora.iter().enumerate() {
             let err = |key: &str, msg: String| {
-                Err(SpecError::new(file, &format!("model.lora[{i}].{key}"), msg))
+                Err(SpecError::new(file, format!("model.lora[{i}].{key}"), msg))
             };
             if self.model.kind != ModelKind::Sd {
                 return err("path", "LoRA merging is for `kind = \"sd\"` models".into());
