@@ -22,6 +22,8 @@
 //! of a single stimulus is allowed (its Pearson r is NaN).
 #![deny(missing_docs)]
 
+mod checks;
+mod config;
 pub mod dense;
 mod entangle;
 mod error;
@@ -33,8 +35,12 @@ mod rng;
 mod stats;
 mod tuning;
 
-use faer::{Mat, MatMut, MatRef};
+use faer::{MatMut, MatRef};
 
+pub(crate) use crate::checks::{
+    check_alpha, check_len, check_split, check_target_shape, check_targets, component_cap, prepare,
+};
+pub use crate::config::{FoldResult, FoldSplit, Permute, Precision, ProbeConfig};
 pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
@@ -44,142 +50,6 @@ pub use crate::stats::{bh_qvalues, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};
 
 use crate::ridge::Decomposition;
-
-/// Settings of one probe analysis.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeConfig {
-    /// Upper bound on the number of PCA components P (paper: 120). The number used is
-    /// `min(n_components, n_train − 1, D, numerical rank)`.
-    pub n_components: usize,
-    /// Ridge penalty α on the PCA weights (paper: 150); the intercept is not penalised.
-    pub alpha: f64,
-    /// Number of permutations B per (attribute, fold); 0 skips the test (p = 1).
-    pub n_permutations: usize,
-    /// Seed of the permutation streams.
-    pub seed: u64,
-    /// What the permutation test permutes (see [`Permute`]).
-    pub permute: Permute,
-    /// Divide each feature by its training standard deviation (population, ddof 0) after
-    /// centring; features constant on the training rows are set to 0.
-    pub zscore: bool,
-    /// Candidate penalties for a per-attribute α chosen by exact leave-one-out on the training
-    /// rows ([`select_alpha`]); empty (the default) uses the fixed [`alpha`](Self::alpha).
-    /// Each value must be finite and non-negative.
-    pub alpha_grid: Vec<f64>,
-    /// With a non-empty [`alpha_grid`](Self::alpha_grid), choose α again by leave-one-out for
-    /// every permuted training column, so the null distribution includes the selection (the
-    /// fully honest null; it costs one `n_train × P × (B + 1)` product per grid value and
-    /// attribute). Off by default: each permutation is then refitted with the α chosen for the
-    /// observed targets, which makes the test slightly anti-conservative because the selection
-    /// has seen the observed training targets.
-    pub reselect_alpha_in_permutations: bool,
-    /// How α is chosen from a non-empty [`alpha_grid`](Self::alpha_grid): 0 (the default) by
-    /// exact leave-one-out ([`select_alpha`]); `k ≥ 2` by inner K-fold cross-validation on the
-    /// training rows ([`select_alpha_kfold`]) over the seeded split
-    /// [`inner_kfold`]`(train, k, seed, fold)`, the choice minimising the mean over the `k`
-    /// inner folds of the held-out MSE (himalaya's `KernelRidgeCV(cv=k)` rule). 1 or more than
-    /// `n_train` is an error ([`ProbeError::InvalidFolds`]).
-    pub alpha_inner_folds: usize,
-    /// Arithmetic of the large products: the Gram matrix and the permutation refits (see
-    /// [`Precision`]).
-    pub precision: Precision,
-}
-
-/// The arithmetic of the two large products of a probe: the Gram matrix of the features and the
-/// refits of the permuted targets. The eigendecomposition, the observed fit, the α choice and
-/// every statistic are `f64` in both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// `f64` throughout (the default; agrees with scikit-learn to 1e-6).
-    #[default]
-    F64,
-    /// `f32` products (accumulated in `f32` by the matrix kernels, summed in `f64` between
-    /// blocks): about twice the throughput. Observed predictions move by the relative error
-    /// of an `f32` Gram matrix (about 1e-5 of the largest eigenvalue's share), null RMSEs by
-    /// about 1e-6 relative, so a p-value changes only when a permuted RMSE is that close to the
-    /// observed one.
-    F32,
-}
-
-/// One fold of a K-fold split: its index and its training and test stimuli.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoldSplit {
-    /// Fold index (keys the per-fold permutations and labels the results).
-    pub fold: usize,
-    /// Training stimuli.
-    pub train: Vec<usize>,
-    /// Test stimuli.
-    pub test: Vec<usize>,
-}
-
-impl Default for ProbeConfig {
-    fn default() -> Self {
-        Self {
-            n_components: 120,
-            alpha: 150.0,
-            n_permutations: 1000,
-            seed: 0,
-            permute: Permute::TrainingPerFold,
-            zscore: false,
-            alpha_grid: Vec::new(),
-            reselect_alpha_in_permutations: false,
-            alpha_inner_folds: 0,
-            precision: Precision::F64,
-        }
-    }
-}
-
-/// The permutation scheme of the significance test. Both give an exact per-fold p-value under
-/// the null (targets exchangeable and independent of the representation); they differ in what
-/// can be pooled over folds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Permute {
-    /// Permute the training targets only, test targets fixed, with a stream seeded by
-    /// `(seed, fold)` (science.md B1). The most powerful per-fold test, but the folds'
-    /// permutations are independent, so [`pooled_p_value`] over them is anti-conservative: about
-    /// 10 % false positives at a nominal 5 % (and 3.5 % at 1 %) in our simulations.
-    #[default]
-    TrainingPerFold,
-    /// Permute the targets of the whole pool `train ∪ test` (train and test targets move
-    /// together) with a stream seeded by `seed` alone, the same in every fold of a
-    /// K-fold split: [`pooled_p_value`] is then an exact test, at some cost in per-fold power
-    /// because the null also varies the test targets.
-    Pool,
-}
-
-/// The outcome of probing one attribute in one fold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FoldResult {
-    /// Attribute (target column) index.
-    pub attribute: usize,
-    /// Fold index, as passed to [`probe_fold`].
-    pub fold: usize,
-    /// Held-out RMSE of the probe.
-    pub rmse: f64,
-    /// Held-out RMSE of predicting the training mean (the effect-size baseline).
-    pub baseline_rmse: f64,
-    /// Pearson r between predictions and targets within the test fold; NaN if undefined
-    /// (for example when the probe predicts a constant).
-    pub pearson_r: f64,
-    /// Permutation p-value `(1 + #{null_rmse ≤ rmse}) / (B + 1)`.
-    pub p_value: f64,
-    /// The B held-out RMSEs under permuted targets, in permutation order (see [`probe_fold`]).
-    pub null_rmse: Vec<f64>,
-    /// The test stimuli, in the order given to [`probe_fold`].
-    pub test_indices: Vec<usize>,
-    /// Predictions for `test_indices`, in the same order.
-    pub predictions: Vec<f64>,
-    /// Number of PCA components actually used (0 when the features are constant on the
-    /// training rows; the probe then predicts the training mean and p = 1).
-    pub n_components: usize,
-    /// The ridge penalty used for the observed targets: `cfg.alpha`, or the leave-one-out
-    /// choice from `cfg.alpha_grid`.
-    pub alpha: f64,
-    /// Effective degrees of freedom of the fit, [`effective_df`] of the retained components'
-    /// eigenvalues at [`alpha`](Self::alpha): below about 1 the penalty has shrunk the fit to
-    /// the training mean, whatever the features hold.
-    pub effective_df: f64,
-}
 
 /// Effective degrees of freedom of ridge regression on principal components with eigenvalues
 /// `lambda` (`λ_p = s_p²`, the squared singular values of the centred training features) and
@@ -469,170 +339,6 @@ impl AlphaSelection<'_> {
             out.as_mut().subcols_mut(a * c, c).copy_from(fitted.as_ref());
         }
     }
-}
-
-/// Checks that a ridge penalty is finite and non-negative.
-pub(crate) fn check_alpha(alpha: f64) -> Result<(), ProbeError> {
-    if alpha.is_finite() && alpha >= 0.0 {
-        Ok(())
-    } else {
-        Err(ProbeError::InvalidAlpha { alpha })
-    }
-}
-
-/// Checks the shape of `y` and that it has columns.
-pub(crate) fn check_target_shape(y: &[f64], n: usize, j: usize) -> Result<(), ProbeError> {
-    check_len("y", y.len(), n, j)?;
-    if j == 0 {
-        return Err(ProbeError::NoTargets);
-    }
-    Ok(())
-}
-
-/// Checks that the listed rows (in range: call after [`prepare`]) hold finite targets.
-pub(crate) fn check_targets<'a>(
-    y: &[f64],
-    j: usize,
-    rows: impl Iterator<Item = &'a usize>,
-) -> Result<(), ProbeError> {
-    for &row in rows {
-        for (column, &value) in y[row * j..(row + 1) * j].iter().enumerate() {
-            if !value.is_finite() {
-                return Err(ProbeError::NonFiniteTarget { column, row, value });
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn check_len(
-    what: &'static str,
-    got: usize,
-    rows: usize,
-    cols: usize,
-) -> Result<(), ProbeError> {
-    if rows.checked_mul(cols) == Some(got) {
-        Ok(())
-    } else {
-        Err(ProbeError::Shape { what, got, rows, cols })
-    }
-}
-
-/// Checks that a split's indices are in range and distinct, with at least 2 training stimuli
-/// and (when `need_test`) a test stimulus.
-fn check_split(
-    n: usize,
-    train: &[usize],
-    test: &[usize],
-    fold: usize,
-    need_test: bool,
-) -> Result<(), ProbeError> {
-    let mut used = vec![false; n];
-    for (which, list) in [("train", train), ("test", test)] {
-        for &index in list {
-            if index >= n {
-                return Err(ProbeError::IndexOutOfRange { which, index, n });
-            }
-            if std::mem::replace(&mut used[index], true) {
-                return Err(ProbeError::DuplicateIndex { index, fold });
-            }
-        }
-    }
-    if train.len() < 2 {
-        return Err(ProbeError::TooFewTraining { fold, n_train: train.len() });
-    }
-    if need_test && test.is_empty() {
-        return Err(ProbeError::EmptyTest { fold });
-    }
-    Ok(())
-}
-
-/// Validates the split and the used rows of `x`, and returns the training and test rows
-/// centred (and optionally z-scored) with training statistics. An empty `test` is an error
-/// only when `need_test`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare<T: Copy + Into<f64>>(
-    x: &[T],
-    n: usize,
-    d: usize,
-    train: &[usize],
-    test: &[usize],
-    fold: usize,
-    zscore: bool,
-    need_test: bool,
-) -> Result<(Mat<f64>, Mat<f64>), ProbeError> {
-    check_len("x", x.len(), n, d)?;
-    check_split(n, train, test, fold, need_test)?;
-    for &row in train.iter().chain(test) {
-        for (column, &v) in x[row * d..(row + 1) * d].iter().enumerate() {
-            let value: f64 = v.into();
-            if !value.is_finite() {
-                return Err(ProbeError::NonFiniteFeature { row, column, value });
-            }
-        }
-    }
-
-    // Row-wise passes (cache-friendly for row-major `x`); each column's sums add the training
-    // rows in the order given, as a per-column sum would.
-    let row = |r: usize| &x[r * d..(r + 1) * d];
-    let first: Vec<f64> = row(train[0]).iter().map(|&v| v.into()).collect();
-    let mut constant = vec![true; d];
-    let mut sum = vec![-0.0_f64; d];
-    for &r in train {
-        for (c, &v) in row(r).iter().enumerate() {
-            let v: f64 = v.into();
-            constant[c] &= v == first[c];
-            sum[c] += v;
-        }
-    }
-    let mut shift: Vec<f64> = sum.iter().map(|s| s / train.len() as f64).collect();
-    let mut scale = vec![1.0; d];
-    if zscore {
-        let mut ss = vec![-0.0_f64; d];
-        for &r in train {
-            for (c, &v) in row(r).iter().enumerate() {
-                let v: f64 = v.into();
-                ss[c] += (v - shift[c]).powi(2);
-            }
-        }
-        for c in 0..d {
-            scale[c] = 1.0 / (ss[c] / train.len() as f64).sqrt();
-        }
-    }
-    for c in 0..d {
-        if constant[c] {
-            // Exactly constant on the training rows: centre exactly (the mean of equal values
-            // can be off by an ulp) and, when z-scoring, zero the column out.
-            shift[c] = first[c];
-            if zscore {
-                scale[c] = 0.0;
-            }
-        }
-    }
-    let build = |rows: &[usize]| {
-        // Column blocks: contiguous reads of `x`, sequential writes down each column.
-        const BLOCK: usize = 64;
-        let mut out = Mat::<f64>::zeros(rows.len(), d);
-        for c0 in (0..d).step_by(BLOCK) {
-            let c1 = (c0 + BLOCK).min(d);
-            for (i, &r) in rows.iter().enumerate() {
-                for (c, &v) in row(r)[c0..c1].iter().enumerate() {
-                    let c = c0 + c;
-                    let v: f64 = v.into();
-                    out[(i, c)] = (v - shift[c]) * scale[c];
-                }
-            }
-        }
-        out
-    };
-    Ok((build(train), build(test)))
-}
-
-/// The PCA size fitted for `requested` components: at most the training size minus one (centring
-/// removes one dimension) and the representation's width `d`. The fit may use fewer still, down
-/// to the rank of the training matrix.
-pub(crate) fn component_cap(requested: usize, n_train: usize, d: usize) -> usize {
-    requested.min(n_train - 1).min(d)
 }
 
 #[cfg(test)]
