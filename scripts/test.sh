@@ -27,12 +27,14 @@ mkdir -p target
 .venv/bin/python scripts/ref_alignment.py target/alignment_ref.json
 .venv/bin/python scripts/ref_dense_probe.py target/dense_ref.json
 .venv/bin/python scripts/ref_semantic.py target/semantic_ref.json
+.venv/bin/python scripts/ref_directions.py target/directions_ref.json
 
 echo "test: cargo test --release --workspace"
 export DIFFPROBE_SKLEARN_REF="$ROOT/target/sklearn_ref.json"
 export DIFFPROBE_ALIGNMENT_REF="$ROOT/target/alignment_ref.json"
 export DIFFPROBE_DENSE_REF="$ROOT/target/dense_ref.json"
 export DIFFPROBE_SEMANTIC_REF="$ROOT/target/semantic_ref.json"
+export DIFFPROBE_DIRECTIONS_REF="$ROOT/target/directions_ref.json"
 export DIFFPROBE_REQUIRE_REFS=1
 # --lib --tests --examples: unit and integration tests and the examples' build, no doc-tests
 # (there are none; their empty "0 passed" blocks would be the runner's last words) and no test

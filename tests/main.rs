@@ -18,7 +18,9 @@
 //! - `probe_lib`: the `probe` crate against scikit-learn, calibration, folds, speed;
 //! - `alignment_lib`: the `alignment` crate against numpy, planted alignment, calibration;
 //! - `semantic_lib`: the `alignment` crate's semantic lens against scipy / scikit-learn;
-//! - `refs` (the reference files of both, named by environment variables) and `data` (seeded
+//! - `directions_lib`: the `alignment` crate's prompt-direction clusters and cluster metrics
+//!   against scikit-learn;
+//! - `refs` (the reference files of these, named by environment variables) and `data` (seeded
 //!   Gaussian data) are their helpers.
 
 mod alignment;
@@ -26,6 +28,7 @@ mod alignment_lib;
 mod bad_input;
 mod crash;
 mod data;
+mod directions_lib;
 mod faults;
 mod grow;
 mod parity;

@@ -1,7 +1,7 @@
 //! The reference files of the library tests, written by `scripts/ref_probe.py`
-//! (`DIFFPROBE_SKLEARN_REF`), `scripts/ref_alignment.py` (`DIFFPROBE_ALIGNMENT_REF`) and
-//! `scripts/ref_semantic.py` (`DIFFPROBE_SEMANTIC_REF`), as
-//! `scripts/test.sh` sets them; a relative path is relative to `coordinator/` (the package of
+//! (`DIFFPROBE_SKLEARN_REF`), `scripts/ref_alignment.py` (`DIFFPROBE_ALIGNMENT_REF`),
+//! `scripts/ref_semantic.py` (`DIFFPROBE_SEMANTIC_REF`) and `scripts/ref_directions.py`
+//! (`DIFFPROBE_DIRECTIONS_REF`), as `scripts/test.sh` sets them; a relative path is relative to `coordinator/` (the package of
 //! this binary). Without the variable a test reports that it skipped, unless
 //! `DIFFPROBE_REQUIRE_REFS=1`, which makes it fail.
 

@@ -149,6 +149,51 @@ pub enum AlignmentError {
         /// Why.
         problem: String,
     },
+    /// Per-replicate h rows cannot be split into prompts × replicates.
+    #[error("{what} has {rows} rows, not a positive multiple of {replicates} replicates")]
+    ReplicateLayout {
+        /// Which matrix (`"h"`).
+        what: &'static str,
+        /// Its number of rows.
+        rows: usize,
+        /// Replicates per prompt.
+        replicates: usize,
+    },
+    /// A prompt index is not below the number of prompts.
+    #[error("prompt {index} is out of range for {prompts} prompts")]
+    PromptIndex {
+        /// The index.
+        index: usize,
+        /// Number of prompts.
+        prompts: usize,
+    },
+    /// Two matrices that must have the same width (points and centroids, two replicate sets) do
+    /// not.
+    #[error("{what} has {cols} columns but {want} are expected")]
+    WidthMismatch {
+        /// Which matrix.
+        what: &'static str,
+        /// Its columns.
+        cols: usize,
+        /// The width expected.
+        want: usize,
+    },
+    /// A clustering was asked for a number of clusters it cannot make.
+    #[error("cannot make {k} clusters of {points} points (need 1 ≤ k ≤ points)")]
+    ClusterCount {
+        /// Clusters asked for.
+        k: usize,
+        /// Number of points.
+        points: usize,
+    },
+    /// Two labellings compared by a cluster metric differ in length.
+    #[error("the true labels have {truth} entries but the predicted labels {predicted}")]
+    LabelMismatch {
+        /// Entries of the true labels.
+        truth: usize,
+        /// Entries of the predicted labels.
+        predicted: usize,
+    },
     /// The ridge regression of the `probe` crate refused its input.
     #[error(transparent)]
     Probe(#[from] probe::ProbeError),

@@ -9,6 +9,9 @@
 //!   GPU;
 //! - [`embedding_regression`]: ridge from the features to a human embedding (VICE), R² per
 //!   dimension and the accuracy of the predicted embedding;
+//! - [`directions`]: prompt directions in h-space (science-2.md §H, seed 004): paired directions,
+//!   bias along a contrast axis, descriptor rankings with bootstrap CIs over replicates, k-means and
+//!   agglomerative clusters and their agreement with given categories;
 //! - [`semantic`]: the semantic lens (science-2.md §L): class-semantics scores of object
 //!   descriptors under five distances, invariance to transforms, the layer ablation.
 //!
@@ -19,6 +22,7 @@
 //! `f32` sums on a GPU may still differ in the last bits between devices.
 #![deny(missing_docs)]
 
+pub mod directions;
 mod embedding_regression;
 mod error;
 mod linear_probe;

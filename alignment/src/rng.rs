@@ -23,6 +23,10 @@ pub(crate) enum Stream {
     Bootstrap = 4,
     /// The label permutations of a semantic score's chance level (`fold` = which score).
     Permutation = 5,
+    /// The replicate resamples of the prompt-direction bootstrap (`fold` = which analysis).
+    Replicates = 6,
+    /// The k-means++ seeding of the direction clusters (`fold` = which restart).
+    KMeans = 7,
 }
 
 /// The generator of `stream` for `seed` and `fold`.
@@ -32,7 +36,7 @@ pub(crate) fn stream(which: Stream, seed: u64, fold: usize) -> ChaCha8Rng {
 }
 
 /// A uniform value in `[0, 1)` with 53 random bits.
-fn uniform(rng: &mut impl RngCore) -> f64 {
+pub(crate) fn uniform(rng: &mut impl RngCore) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 

@@ -35,5 +35,8 @@ pub use self::pairs::{inter_intra_ratio, pair_auc, silhouette};
 pub use self::score::{Score, SemanticConfig};
 pub use self::scores::{knn_accuracy, map_at_r, scores, SemanticScores};
 
+/// numpy's linear quantile, shared with the direction bootstrap.
+pub(crate) use self::score::quantile;
+
 #[allow(unused_imports)] // for the doc links above
 use crate::odd_one_out::Distance;

@@ -106,7 +106,7 @@ pub(crate) fn weighted_mean(values: &[f64], weights: &[f64]) -> f64 {
 }
 
 /// numpy's default (linear) quantile of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
     if lo + 1 < sorted.len() {
