@@ -25,12 +25,23 @@ pub struct Representation {
     /// Real-image mode: the conditioning text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditioning: Option<Conditioning>,
+    /// Generation mode with `capture.generate.keep_replicates`: one replicate's row (0-based)
+    /// rather than the mean over replicates (U-Net taps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<u32>,
 }
 
 impl Representation {
     /// A text-encoder (or step-independent) representation.
     pub fn text(tap: impl Into<String>, pooling: Pooling) -> Representation {
-        Representation { tap: tap.into(), pooling, step: None, noise: None, conditioning: None }
+        Representation {
+            tap: tap.into(),
+            pooling,
+            step: None,
+            noise: None,
+            conditioning: None,
+            replicate: None,
+        }
     }
 
     /// The key used in files and reports, e.g. `text.3/mean`, `mid_block/flatten/k49`,
@@ -40,8 +51,19 @@ impl Representation {
         self.to_string()
     }
 
-    /// The step, noise level and conditioning part of the key (`k49`, `n20/empty`; empty for a
-    /// text-encoder representation): what tells apart the representations of one tap and pooling.
+    /// The replicate-mean representation this one is a replicate of (itself when it is a mean).
+    pub fn mean(&self) -> Representation {
+        Representation { replicate: None, ..self.clone() }
+    }
+
+    /// Replicate `r` of this representation.
+    pub fn of_replicate(&self, r: u32) -> Representation {
+        Representation { replicate: Some(r), ..self.clone() }
+    }
+
+    /// The step, noise level, conditioning and replicate part of the key (`k49`, `n20/empty`,
+    /// `k3/r1`; empty for a text-encoder representation): what tells apart the representations
+    /// of one tap and pooling.
     pub fn context(&self) -> String {
         let mut parts = Vec::new();
         if let Some(k) = self.step {
@@ -52,6 +74,9 @@ impl Representation {
         }
         if let Some(c) = self.conditioning {
             parts.push(c.name().to_string());
+        }
+        if let Some(r) = self.replicate {
+            parts.push(format!("r{r}"));
         }
         parts.join("/")
     }
@@ -70,17 +95,18 @@ impl std::fmt::Display for Representation {
 
 /// Text that is not a representation key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/k<step>][/n<noise>][/<conditioning>])")]
+#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/k<step>][/n<noise>][/<conditioning>][/r<replicate>])")]
 pub struct RepresentationKeyError(pub String);
 
 impl std::str::FromStr for Representation {
     type Err = RepresentationKeyError;
 
-    /// Parses a key from the right: the optional conditioning, noise level and step, then the
-    /// pooling; what is left is the tap, which may itself contain `/`.
+    /// Parses a key from the right: the optional replicate, conditioning, noise level and step,
+    /// then the pooling; what is left is the tap, which may itself contain `/`.
     fn from_str(key: &str) -> Result<Representation, RepresentationKeyError> {
         let bad = || RepresentationKeyError(key.to_string());
         let mut segments: Vec<&str> = key.split('/').collect();
+        let replicate = numbered(&mut segments, 'r');
         let conditioning = match segments.last().and_then(|s| by_name::<Conditioning>(s)) {
             Some(c) => {
                 segments.pop();
@@ -95,7 +121,7 @@ impl std::str::FromStr for Representation {
         if tap.is_empty() {
             return Err(bad());
         }
-        Ok(Representation { tap, pooling, step, noise, conditioning })
+        Ok(Representation { tap, pooling, step, noise, conditioning, replicate })
     }
 }
 
@@ -297,7 +323,8 @@ mod tests {
             Pooling::None,
             Pooling::MaskMean,
         ];
-        let taps = ["text.3", "mid_block", "up_blocks.1/attentions.0", "a/mean", "k3", "n/empty"];
+        let taps =
+            ["text.3", "mid_block", "up_blocks.1/attentions.0", "a/mean", "k3", "n/empty", "r2"];
         for tap in taps {
             for pooling in poolings {
                 for step in [None, Some(0), Some(49)] {
@@ -305,19 +332,18 @@ mod tests {
                         for conditioning in
                             [None, Some(Conditioning::Empty), Some(Conditioning::Prompt)]
                         {
-                            let r = Representation {
-                                tap: tap.into(),
-                                pooling,
-                                step,
-                                noise,
-                                conditioning,
-                            };
-                            assert_eq!(
-                                r.key().parse::<Representation>(),
-                                Ok(r.clone()),
-                                "{}",
-                                r.key()
-                            );
+                            for replicate in [None, Some(0), Some(7)] {
+                                let r = Representation {
+                                    tap: tap.into(),
+                                    pooling,
+                                    step,
+                                    noise,
+                                    conditioning,
+                                    replicate,
+                                };
+                                let parsed = r.key().parse::<Representation>();
+                                assert_eq!(parsed, Ok(r.clone()), "{}", r.key());
+                            }
                         }
                     }
                 }
@@ -329,6 +355,8 @@ mod tests {
         };
         assert_eq!(unet.key(), "mid_block/flatten/k49");
         assert_eq!(unet.context(), "k49");
+        assert_eq!(unet.of_replicate(3).key(), "mid_block/flatten/k49/r3");
+        assert_eq!(unet.of_replicate(3).mean(), unet);
         for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1"] {
             assert_eq!(bad.parse::<Representation>(), Err(RepresentationKeyError(bad.into())));
         }

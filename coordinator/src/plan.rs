@@ -84,18 +84,18 @@ impl Plan {
             StorageDtype::F32 => 4,
             StorageDtype::F16 => 2,
         };
-        let reps = self.representations.len();
+        let reps = self.representations.iter().filter(|(r, _)| r.replicate.is_none()).count();
         let count = |k: UnitKind| self.units.iter().filter(|(_, u)| u.kind() == k).count();
         Estimate {
             stimuli: n,
             dropped_stimuli: self.dataset.dropped.len(),
             attributes: j,
-            representations: reps,
+            representations: self.representations.len(),
             capture_units: count(UnitKind::Capture),
             probe_units: count(UnitKind::Probe) + count(UnitKind::Grid),
             alignment_units: count(UnitKind::Alignment),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
-            feature_bytes: (n * width * bytes_per + n * reps * 8) as u64,
+            feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
             probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
                 as u64,
@@ -126,10 +126,17 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
             }
         }
     }
+    let replicates = match (c.mode, c.generate.keep_replicates) {
+        (CaptureMode::Generate, true) => c.generate.replicates as u32,
+        _ => 0,
+    };
     let mut reps = Vec::new();
     for (step, noise, conditioning) in contexts {
         for pooling in c.unet_poolings(&tap.name) {
-            reps.push(Representation { tap: tap.name.clone(), pooling, step, noise, conditioning });
+            let tap = tap.name.clone();
+            let mean = Representation { tap, pooling, step, noise, conditioning, replicate: None };
+            reps.extend((0..replicates).map(|r| mean.of_replicate(r)));
+            reps.push(mean);
         }
     }
     reps
@@ -299,7 +306,8 @@ fn resolve_units(
         (Some(section), Some(inputs)) => Some((alignment_tasks(section), inputs.fingerprint())),
         _ => None,
     };
-    for rep in reps {
+    // Per-replicate rows serve analyses over replicates; probes fit on their mean.
+    for rep in reps.iter().filter(|r| r.replicate.is_none()) {
         for block in folds.chunks(spec.sweep.folds_per_unit) {
             let unit = ProbeUnit {
                 representation: rep.clone(),

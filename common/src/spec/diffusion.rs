@@ -181,6 +181,10 @@ pub struct GenerateSection {
     /// U-Net taps of the `cond` (default), `uncond` or `delta` rows: see [`GuidanceRecord`].
     #[serde(default, skip_serializing_if = "GuidanceRecord::is_cond")]
     pub record: GuidanceRecord,
+    /// Also keep each replicate's U-Net rows (`…/k3/r0`, `…/k3/r1`, …) beside their mean, for
+    /// analyses over replicates (`[analysis.directions]`); probes fit on the mean only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_replicates: bool,
 }
 
 /// `[capture.image]`: real images, one U-Net pass per noise level.
@@ -241,6 +245,7 @@ impl Default for GenerateSection {
             save_images: false,
             noise: NoiseSeeding::PerStimulus,
             record: GuidanceRecord::Cond,
+            keep_replicates: false,
         }
     }
 }

@@ -372,3 +372,33 @@ fn guidance_delta_and_paired_noise() {
     let unpaired = seeded(NoiseSeeding::PerStimulus);
     assert_ne!(unpaired[0], unpaired[1], "per-stimulus seeds: two trajectories");
 }
+
+/// `keep_replicates` rows are each replicate's own trajectory: their mean is the mean row (to
+/// rounding), replicate 0 of three equals the only replicate of a one-replicate run bit for bit
+/// (the seed of a replicate does not depend on how many there are), and replicates differ.
+#[test]
+fn kept_replicates_average_to_the_mean_row() {
+    let mean = [
+        Representation { step: Some(1), ..Representation::text("out", Pooling::Flatten) },
+        Representation { step: Some(1), ..Representation::text("mid_block", Pooling::Mean) },
+    ];
+    let per_rep = |r| mean.iter().map(|m| m.of_replicate(r)).collect::<Vec<_>>();
+    let mut reps = mean.to_vec();
+    for r in 0..3 {
+        reps.extend(per_rep(r));
+    }
+    let texts = ["a red house", "an old tree"];
+    let three = GenerateSection { replicates: 3, keep_replicates: true, ..Default::default() };
+    let rows = generated_rows(three, &texts, &reps);
+    let one = generated_rows(GenerateSection::default(), &texts, &mean);
+    let width = rows[0].len() / 4;
+    for (i, row) in rows.iter().enumerate() {
+        let part = |r: usize| &row[(r + 1) * width..(r + 2) * width];
+        let avg: Vec<f32> =
+            (0..width).map(|j| (part(0)[j] + part(1)[j] + part(2)[j]) / 3.0).collect();
+        let e = relative_error(&row[..width], &avg);
+        assert!(e < 1e-6, "stimulus {i}: mean row vs mean of the kept replicates: {e}");
+        assert_eq!(part(0), &one[i][..], "stimulus {i}: replicate 0 of 3 = the only replicate");
+        assert_ne!(part(0), part(1), "stimulus {i}: replicates 0 and 1 differ");
+    }
+}

@@ -3,8 +3,8 @@
 //! or cond − uncond: `capture.generate.record`), and the loop stops after the last recorded
 //! step since later steps cannot change what was recorded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
@@ -12,6 +12,7 @@ use common::spec::GuidanceRecord;
 use sd::scheduler::SchedulerError;
 
 use super::noise::NoiseStreams;
+use super::reduce::PassTaps;
 use super::sampler::Sampler;
 use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::Stimuli;
@@ -32,33 +33,42 @@ impl SdCapture {
         let mut out = Vec::new();
         let context = self.encode_text(part.texts, part.first, uncond, true, rec, &mut out)?;
         let save = part.images.filter(|_| self.decoder.is_some());
-        if rec.steps.is_empty() && save.is_none() {
+        if rec.steps.is_empty() && rec.replicate_steps.is_empty() && save.is_none() {
             return Ok(out);
         }
-        let mut sums = BTreeMap::new();
+        let (mut sums, mut kept) = (BTreeMap::new(), BTreeMap::new());
         for replicate in 0..g.replicates {
             let mut streams = NoiseStreams::new(self.capture.seed, g.noise, part.names, replicate);
             let noise = streams.draw(self.latent_len());
-            let last =
-                self.denoise(noise, &mut streams, &context, rec, b, save.is_some(), &mut sums)?;
+            let own = rec.replicate_steps.get(&replicate);
+            let steps = with_replicate(&rec.steps, own);
+            let to_end = save.is_some();
+            let last = self.denoise(noise, &mut streams, &context, &steps, b, to_end, &mut sums)?;
+            // A replicate's own blocks were added once, in this replicate: move them aside
+            // before the mean divides the rest.
+            let own_blocks = own.into_iter().flat_map(|s| s.values()).flat_map(|t| t.values());
+            for &(block, _) in own_blocks.flatten() {
+                kept.extend(sums.remove_entry(&block));
+            }
             if let (Some(dir), Some(latents)) = (save, last) {
                 self.save_images(dir, part.names, replicate, latents)?;
             }
         }
         self.drain(sums, g.replicates, &mut out)?;
+        self.drain(kept, 1, &mut out)?;
         Ok(out)
     }
 
     /// The sampler loop from `noise` up to the last recorded step, adding each recorded step's
-    /// reductions of the cond rows to `sums`; a sampler that re-noises (LCM) draws from
-    /// `streams`.
+    /// reductions (`steps`: step k → taps) of the cond rows to `sums`; a sampler that re-noises
+    /// (LCM) draws from `streams`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn denoise(
         &self,
         noise: Vec<f32>,
         streams: &mut NoiseStreams,
         context: &Tensor,
-        rec: &Recording,
+        steps: &BTreeMap<usize, PassTaps>,
         b: usize,
         to_the_end: bool,
         sums: &mut BTreeMap<usize, Tensor>,
@@ -74,7 +84,7 @@ impl SdCapture {
         };
         // Later steps cannot change what was recorded, so stop after the last recorded one
         // unless the final image is wanted.
-        let last = match (to_the_end, rec.steps.keys().next_back()) {
+        let last = match (to_the_end, steps.keys().next_back()) {
             (true, _) => g.steps - 1,
             (false, Some(&k)) => k,
             (false, None) => return Ok(None),
@@ -94,7 +104,7 @@ impl SdCapture {
                 .map_err(unet_err)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
-            let what = PassRecording { taps: rec.steps.get(&k), rows, minus, masks: None };
+            let what = PassRecording { taps: steps.get(&k), rows, minus, masks: None };
             let pred = self.unet_pass(&x, t, context, what, sums)?;
             if k == last && !to_the_end {
                 break;
@@ -147,6 +157,22 @@ impl SdCapture {
 fn guide(pred: &Tensor, b: usize, guidance: f64) -> candle_core::Result<Tensor> {
     let (u, c) = (pred.narrow(0, 0, b)?, pred.narrow(0, b, b)?);
     &u + (c - &u)?.affine(f64::from(guidance as f32), 0.0)?
+}
+
+/// The taps of every step: the replicate means' and, when given, one replicate's own.
+fn with_replicate<'a>(
+    mean: &'a BTreeMap<usize, PassTaps>,
+    own: Option<&BTreeMap<usize, PassTaps>>,
+) -> Cow<'a, BTreeMap<usize, PassTaps>> {
+    let Some(own) = own else { return Cow::Borrowed(mean) };
+    let mut steps = mean.clone();
+    for (&k, taps) in own {
+        let merged = steps.entry(k).or_default();
+        for (tap, uses) in taps {
+            merged.entry(tap.clone()).or_default().extend(uses.iter().copied());
+        }
+    }
+    Cow::Owned(steps)
 }
 
 /// A file-name-safe form of a stimulus name.

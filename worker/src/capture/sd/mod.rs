@@ -193,6 +193,9 @@ struct Recording {
     text: Vec<(usize, usize, Pooling)>,
     /// Generation: step k → taps. Image: (noise %, conditioning) → taps.
     steps: BTreeMap<usize, PassTaps>,
+    /// Generation with `keep_replicates`: replicate → step k → the taps of that replicate's
+    /// own rows (blocks that are not averaged).
+    replicate_steps: BTreeMap<usize, BTreeMap<usize, PassTaps>>,
     images: BTreeMap<(u32, Conditioning), PassTaps>,
     /// Whether some representation is `mask_mean` (object masks must be loaded).
     masked: bool,
@@ -307,6 +310,7 @@ impl SdCapture {
         let mut rec = Recording {
             text: Vec::new(),
             steps: BTreeMap::new(),
+            replicate_steps: BTreeMap::new(),
             images: BTreeMap::new(),
             masked: reps.iter().any(|r| r.pooling == Pooling::MaskMean),
         };
@@ -318,11 +322,17 @@ impl SdCapture {
                 continue;
             }
             let entry = (block, r.pooling);
-            match (self.capture.mode, r.step, r.noise, r.conditioning) {
-                (CaptureMode::Generate, Some(k), None, None) => {
+            match (self.capture.mode, r.step, r.noise, r.conditioning, r.replicate) {
+                (CaptureMode::Generate, Some(k), None, None, None) => {
                     rec.steps.entry(k).or_default().entry(r.tap.clone()).or_default().push(entry)
                 }
-                (CaptureMode::Image, None, Some(n), Some(c)) => rec
+                (CaptureMode::Generate, Some(k), None, None, Some(replicate))
+                    if (replicate as usize) < self.capture.generate.replicates =>
+                {
+                    let steps = rec.replicate_steps.entry(replicate as usize).or_default();
+                    steps.entry(k).or_default().entry(r.tap.clone()).or_default().push(entry)
+                }
+                (CaptureMode::Image, None, Some(n), Some(c), None) => rec
                     .images
                     .entry((n, c))
                     .or_default()
