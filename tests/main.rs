@@ -10,6 +10,8 @@
 //! - `parity`: captured activations against transformers' golden values;
 //! - `alignment`: `[analysis.alignment]` through the coordinator, equal to the `alignment`
 //!   library on the same matrices, and bad triplet / embedding files refused at plan time;
+//! - `directions`: `[analysis.directions]`/`[analysis.clusters]` on the demo spec, equal to the
+//!   `alignment` library on the committed replicate rows, β negated when the axis is swapped;
 //! - `sd`: Stable Diffusion sweeps on the tiny fixtures (generation, real images, bad models);
 //! - `slurm`: the Slurm launcher on a real cluster (only with `DIFFPROBE_SLURM=1`).
 //!
@@ -28,6 +30,7 @@ mod alignment_lib;
 mod bad_input;
 mod crash;
 mod data;
+mod directions;
 mod directions_lib;
 mod faults;
 mod grow;

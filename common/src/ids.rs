@@ -38,6 +38,10 @@ pub enum UnitKind {
     Grid,
     /// Odd-one-out alignment of one representation.
     Alignment,
+    /// Prompt directions (biases, rankings) of one representation.
+    Directions,
+    /// Concept clusters of one representation.
+    Clusters,
 }
 
 impl UnitKind {
@@ -47,6 +51,8 @@ impl UnitKind {
             UnitKind::Capture => "features",
             UnitKind::Probe | UnitKind::Grid => "probes",
             UnitKind::Alignment => "alignment",
+            UnitKind::Directions => "directions",
+            UnitKind::Clusters => "clusters",
         }
     }
 

@@ -112,15 +112,12 @@ impl RunLayout {
     pub fn inputs_manifest(hash: &str) -> String {
         format!("manifests/inputs-{hash}.json")
     }
-    /// Creates the directories a run needs.
+    /// Creates the directories a run needs: every unit kind's output folder, the report's and
+    /// the logs'.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in [
-            self.features_dir(),
-            self.probes_dir(),
-            self.alignment_dir(),
-            self.report_dir(),
-            self.logs_dir(),
-        ] {
+        use strum::IntoEnumIterator;
+        let outputs = crate::ids::UnitKind::iter().map(|k| self.root.join(k.output_dir()));
+        for dir in outputs.chain([self.report_dir(), self.logs_dir()]) {
             std::fs::create_dir_all(dir)?;
         }
         Ok(())

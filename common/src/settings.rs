@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{
-    AlignmentDistance, AlignmentSection, AttributeProbeSection, EarlyStoppingChoice, ProbePrecision,
+    AlignmentDistance, AlignmentSection, AttributeProbeSection, ClusterSpace, ClustersSection,
+    DirectionsSection, EarlyStoppingChoice, ProbePrecision,
 };
 
 /// An attribute-probe unit's settings (`probe::ProbeConfig` plus the K-fold split).
@@ -210,5 +211,98 @@ impl AlignmentSection {
                 }
             },
         })
+    }
+}
+
+/// The prompts of `[analysis.directions]`' contrasts file as dataset rows, resolved by the plan
+/// (`coordinator/src/directions.rs`); the roles are the file's (`spec::DirectionsSection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contrasts {
+    /// The neutral prompt b.
+    pub base: usize,
+    /// The axes, in file order.
+    pub axes: Vec<ContrastAxis>,
+    /// The query prompts, in file order.
+    pub queries: Vec<usize>,
+    /// Each query's category (empty = none).
+    pub categories: Vec<String>,
+    /// The descriptors, in file order.
+    pub descriptors: Vec<usize>,
+    /// The concepts the descriptors are ranked against, in file order.
+    pub concepts: Vec<usize>,
+}
+
+/// One axis of a contrasts file: a = d(positive | base) − d(negative | base).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContrastAxis {
+    /// The axis name (the file's label).
+    pub name: String,
+    /// The `axis+` prompt x.
+    pub positive: usize,
+    /// The `axis-` prompt y.
+    pub negative: usize,
+}
+
+/// A directions unit's settings (`alignment::directions::DirectionsConfig` and its prompts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectionsSettings {
+    /// The prompts and their roles.
+    pub contrasts: Contrasts,
+    /// Bootstrap resamples over replicates (0 = no CI).
+    pub bootstrap: usize,
+    /// Seed of the resamples.
+    pub seed: u64,
+}
+
+/// A clusters unit's settings (`alignment::directions::KMeansConfig`, the agglomerative
+/// clustering's k, and what is clustered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// The neutral prompt b of the directions.
+    pub base: usize,
+    /// The query prompts clustered.
+    pub queries: Vec<usize>,
+    /// Each query's category (empty = none), the truth of ARI, NMI and purity.
+    pub categories: Vec<String>,
+    /// Directions or means.
+    pub space: ClusterSpace,
+    /// Clusters k (resolved: never 0).
+    pub k: usize,
+    /// PCA components kept before clustering (0 = none).
+    pub pca: usize,
+    /// k-means++ restarts.
+    pub restarts: usize,
+    /// Lloyd iterations per restart, at most.
+    pub max_iter: usize,
+    /// Seed of the restarts.
+    pub seed: u64,
+}
+
+impl DirectionsSection {
+    /// The directions units' settings for resolved `contrasts`.
+    pub fn directions_settings(&self, contrasts: Contrasts) -> DirectionsSettings {
+        DirectionsSettings { contrasts, bootstrap: self.bootstrap, seed: self.seed }
+    }
+}
+
+impl ClustersSection {
+    /// The clusters units' settings for resolved `contrasts`; k = 0 becomes the number of
+    /// distinct query categories (at least 2).
+    pub fn cluster_settings(&self, contrasts: &Contrasts) -> ClusterSettings {
+        let mut distinct: Vec<&String> = contrasts.categories.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        let k = if self.k == 0 { distinct.len().max(2) } else { self.k };
+        ClusterSettings {
+            base: contrasts.base,
+            queries: contrasts.queries.clone(),
+            categories: contrasts.categories.clone(),
+            space: self.space,
+            k,
+            pca: self.pca,
+            restarts: self.restarts,
+            max_iter: self.max_iter,
+            seed: self.seed,
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::error::SpecError;
 mod alignment;
 mod analysis;
 mod diffusion;
+mod directions;
 mod layers;
 mod sweep;
 mod validate;
@@ -27,6 +28,7 @@ pub use diffusion::{
     CaptureMode, Conditioning, GenerateSection, GuidanceRecord, ImageSection, NoiseSeeding,
     SamplerKind, StepSelection,
 };
+pub use directions::{ClusterSpace, ClustersSection, DirectionsSection};
 use layers::{env_provider, figment_error, insert_path, parse_set, Layer, ENV_LAYER, SET_LAYER};
 pub use sweep::{SlurmSection, SweepSection};
 
@@ -418,6 +420,9 @@ impl JobSpec {
         }
         if let Some(a) = &mut self.analysis.alignment {
             a.resolve_paths(&join);
+        }
+        if let Some(d) = &mut self.analysis.directions {
+            d.resolve_paths(&join);
         }
     }
 }

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{EvaluateSettings, GridSettings, LinearProbeSettings, ProbeSettings};
+use crate::settings::{
+    ClusterSettings, DirectionsSettings, EvaluateSettings, GridSettings, LinearProbeSettings,
+    ProbeSettings,
+};
 use crate::spec::{Conditioning, Pooling};
 
 /// One representation of the stimuli.
@@ -157,6 +160,11 @@ pub enum UnitSpec {
     Grid(GridUnit),
     /// Odd-one-out alignment of one representation (`[analysis.alignment]`).
     Alignment(AlignmentUnit),
+    /// Biases and descriptor rankings of one representation's replicates
+    /// (`[analysis.directions]`).
+    Directions(DirectionsUnit),
+    /// Concept clusters of one representation's replicates (`[analysis.clusters]`).
+    Clusters(ClustersUnit),
 }
 
 /// A shard of stimuli to run through the model.
@@ -231,6 +239,35 @@ pub enum AlignmentTask {
     },
 }
 
+/// The directions of one replicate-mean representation, read from its per-replicate rows
+/// (`representation.of_replicate(r)` for r < `replicates`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectionsUnit {
+    /// The representation (its replicate mean; the unit reads the replicates).
+    pub representation: Representation,
+    /// Replicates R.
+    pub replicates: usize,
+    /// What the unit runs with, resolved by the plan (part of the unit id).
+    pub settings: DirectionsSettings,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+/// The concept clusters of one replicate-mean representation, as [`DirectionsUnit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClustersUnit {
+    /// The representation (its replicate mean; the unit reads the replicates).
+    pub representation: Representation,
+    /// Replicates R.
+    pub replicates: usize,
+    /// What the unit runs with, resolved by the plan (part of the unit id).
+    pub settings: ClusterSettings,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
 /// The committed capture outputs a probe, grid or alignment unit reads, in shard order: written
 /// once by the coordinator to `manifests/inputs-<hash>.json` (`RunLayout::inputs_manifest`) and
 /// named by the lease, which then carries no inputs itself.
@@ -272,7 +309,11 @@ impl UnitSpec {
     pub fn stage(&self) -> u32 {
         match self {
             UnitSpec::Capture(_) => 0,
-            UnitSpec::Probe(_) | UnitSpec::Grid(_) | UnitSpec::Alignment(_) => 1,
+            UnitSpec::Probe(_)
+            | UnitSpec::Grid(_)
+            | UnitSpec::Alignment(_)
+            | UnitSpec::Directions(_)
+            | UnitSpec::Clusters(_) => 1,
         }
     }
     /// The capture outputs a stage-1 unit reads, for the coordinator to fill in at lease time
@@ -283,6 +324,8 @@ impl UnitSpec {
             UnitSpec::Probe(p) => Some(&mut p.inputs),
             UnitSpec::Grid(g) => Some(&mut g.inputs),
             UnitSpec::Alignment(a) => Some(&mut a.inputs),
+            UnitSpec::Directions(d) => Some(&mut d.inputs),
+            UnitSpec::Clusters(c) => Some(&mut c.inputs),
         }
     }
     /// The representation a stage-1 unit analyses.
@@ -292,6 +335,8 @@ impl UnitSpec {
             UnitSpec::Probe(p) => Some(&p.representation),
             UnitSpec::Grid(g) => Some(&g.representation),
             UnitSpec::Alignment(a) => Some(&a.representation),
+            UnitSpec::Directions(d) => Some(&d.representation),
+            UnitSpec::Clusters(c) => Some(&c.representation),
         }
     }
     /// The unit's kind.
@@ -301,6 +346,8 @@ impl UnitSpec {
             UnitSpec::Probe(_) => crate::ids::UnitKind::Probe,
             UnitSpec::Grid(_) => crate::ids::UnitKind::Grid,
             UnitSpec::Alignment(_) => crate::ids::UnitKind::Alignment,
+            UnitSpec::Directions(_) => crate::ids::UnitKind::Directions,
+            UnitSpec::Clusters(_) => crate::ids::UnitKind::Clusters,
         }
     }
 }

@@ -408,14 +408,14 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
                 as u64)
         );
     }
+    let mut units = format!("units: {} capture + {} probe", e.capture_units, e.probe_units);
     if e.alignment_units > 0 {
-        println!(
-            "units: {} capture + {} probe + {} alignment ({} triplets)",
-            e.capture_units, e.probe_units, e.alignment_units, e.triplets
-        );
-    } else {
-        println!("units: {} capture + {} probe", e.capture_units, e.probe_units);
+        units += &format!(" + {} alignment ({} triplets)", e.alignment_units, e.triplets);
     }
+    if e.direction_units > 0 {
+        units += &format!(" + {} directions/clusters", e.direction_units);
+    }
+    println!("{units}");
     println!(
         "bytes to write: {:.1} MiB features + {:.1} MiB probe results",
         mib(e.feature_bytes),

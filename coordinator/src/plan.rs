@@ -6,10 +6,12 @@ use std::path::Path;
 
 use common::error::SpecError;
 use common::ids::{UnitId, UnitKind};
+use common::settings::Contrasts;
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
-    AlignmentTask, AlignmentUnit, CaptureUnit, GridUnit, ProbeUnit, Representation, UnitSpec,
+    AlignmentTask, AlignmentUnit, CaptureUnit, ClustersUnit, DirectionsUnit, GridUnit, ProbeUnit,
+    Representation, UnitSpec,
 };
 use serde::Serialize;
 
@@ -33,6 +35,7 @@ pub(crate) struct Estimate {
     pub(crate) capture_units: usize,
     pub(crate) probe_units: usize,
     pub(crate) alignment_units: usize,
+    pub(crate) direction_units: usize,
     pub(crate) triplets: usize,
     pub(crate) feature_bytes: u64,
     pub(crate) probe_bytes: u64,
@@ -71,7 +74,10 @@ impl Plan {
             check_images(&spec, &dataset, spec_file)?;
         }
         let alignment = crate::alignment::resolve(&spec, spec_file, &dataset)?;
-        let units = units(&spec, &dataset, &representations, alignment.as_ref(), spec_file)?;
+        let contrasts = crate::directions::resolve(&spec, spec_file, &dataset)?;
+        let inputs =
+            AnalysisInputs { alignment: alignment.as_ref(), contrasts: contrasts.as_ref() };
+        let units = units(&spec, &dataset, &representations, inputs, spec_file)?;
         Ok(Plan { spec, dataset, representations, alignment, units })
     }
 
@@ -94,6 +100,7 @@ impl Plan {
             capture_units: count(UnitKind::Capture),
             probe_units: count(UnitKind::Probe) + count(UnitKind::Grid),
             alignment_units: count(UnitKind::Alignment),
+            direction_units: count(UnitKind::Directions) + count(UnitKind::Clusters),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
             feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
@@ -263,16 +270,23 @@ fn weight_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// The plan-time inputs of the analyses that have them.
+#[derive(Clone, Copy, Default)]
+struct AnalysisInputs<'a> {
+    alignment: Option<&'a AlignmentInputs>,
+    contrasts: Option<&'a Contrasts>,
+}
+
 fn units(
     spec: &JobSpec,
     data: &Dataset,
     reps: &[(Representation, usize)],
-    alignment: Option<&AlignmentInputs>,
+    inputs: AnalysisInputs<'_>,
     spec_file: &str,
 ) -> anyhow::Result<Vec<(UnitId, UnitSpec)>> {
     let model = model_identity(spec, spec_file)?;
     let reps: Vec<Representation> = reps.iter().map(|(r, _)| r.clone()).collect();
-    Ok(resolve_units(spec, &model, data, &reps, alignment))
+    Ok(resolve_units(spec, &model, data, &reps, inputs))
 }
 
 /// The units of a plan and their ids, without I/O. Stage-1 units carry the settings they run
@@ -283,7 +297,7 @@ fn resolve_units(
     model: &ModelIdentity,
     data: &Dataset,
     reps: &[Representation],
-    alignment: Option<&AlignmentInputs>,
+    inputs: AnalysisInputs<'_>,
 ) -> Vec<(UnitId, UnitSpec)> {
     let mut units = Vec::new();
     let mut capture_ids = Vec::new();
@@ -302,7 +316,7 @@ fn resolve_units(
     let probe = spec.analysis.attribute_probe.probe_settings();
     let grid = spec.analysis.attribute_probe.grid_settings();
     let folds: Vec<usize> = (0..probe.folds).collect();
-    let alignment = match (&spec.analysis.alignment, alignment) {
+    let alignment = match (&spec.analysis.alignment, inputs.alignment) {
         (Some(section), Some(inputs)) => Some((alignment_tasks(section), inputs.fingerprint())),
         _ => None,
     };
@@ -341,6 +355,49 @@ fn resolve_units(
                     UnitId::of("alignment", &(&fingerprint, inputs_fingerprint, &captures, &unit));
                 units.push((id, UnitSpec::Alignment(unit)));
             }
+        }
+    }
+    if let Some(contrasts) = inputs.contrasts {
+        let ids = (&fingerprint, &captures);
+        units.extend(direction_units(spec, reps, contrasts, ids));
+    }
+    units
+}
+
+/// The directions and clusters units: one of each per replicate-mean representation whose
+/// replicates are kept (the spec's validation makes `[analysis.directions]` keep them).
+fn direction_units(
+    spec: &JobSpec,
+    reps: &[Representation],
+    contrasts: &Contrasts,
+    inputs: (&String, &UnitId),
+) -> Vec<(UnitId, UnitSpec)> {
+    let replicates = spec.capture.generate.replicates;
+    let kept = |r: &Representation| r.replicate.is_none() && reps.contains(&r.of_replicate(0));
+    let settings =
+        spec.analysis.directions.as_ref().map(|d| d.directions_settings(contrasts.clone()));
+    let clusters = spec.analysis.clusters.as_ref().map(|c| c.cluster_settings(contrasts));
+    let mut units = Vec::new();
+    for rep in reps.iter().filter(|r| kept(r)) {
+        if let Some(settings) = &settings {
+            let unit = DirectionsUnit {
+                representation: rep.clone(),
+                replicates,
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("directions", &(inputs, &unit));
+            units.push((id, UnitSpec::Directions(unit)));
+        }
+        if let Some(settings) = &clusters {
+            let unit = ClustersUnit {
+                representation: rep.clone(),
+                replicates,
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("clusters", &(inputs, &unit));
+            units.push((id, UnitSpec::Clusters(unit)));
         }
     }
     units

@@ -30,6 +30,7 @@ mod error;
 mod folds;
 mod gram;
 mod null;
+mod pca;
 mod ridge;
 mod rng;
 mod stats;
@@ -45,6 +46,7 @@ pub use crate::entangle::{correlation_structure, identification_accuracy, CorrSt
 pub use crate::error::ProbeError;
 pub use crate::folds::{complement, inner_kfold, kfold};
 pub use crate::gram::StimulusGram;
+pub use crate::pca::pca_scores;
 pub use crate::rng::{seed_of, shuffle, SplitMix64};
 pub use crate::stats::{bh_qvalues, pearson, pooled_p_value};
 pub use crate::tuning::{hyper_grid, select_alpha, select_alpha_kfold, AlphaChoice, GridCell};

@@ -368,7 +368,7 @@ fn cholesky_solve(mut a: faer::MatMut<'_, f64>, rhs: faer::MatMut<'_, f64>) -> b
 
 /// Eigendecomposition of a symmetric matrix (lower half read), sequentially; `None` if the
 /// solver did not converge.
-fn sym_eigen(a: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
+pub(crate) fn sym_eigen(a: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
     let n = a.nrows();
     let mut vectors = Mat::<f64>::zeros(n, n);
     let mut values = Diag::<f64>::zeros(n);

@@ -1,6 +1,6 @@
 //! The diffprobe worker: leases units from the coordinator, runs them, writes Parquet atomically
 //! and reports completion. Capture runs models with candle; probe units fit the statistics of
-//! the `probe` crate, alignment units those of the `alignment` crate.
+//! the `probe` crate, alignment, direction and cluster units those of the `alignment` crate.
 //!
 //! **Architecture Invariant:** a worker never touches `state.sqlite`; everything it knows about
 //! the sweep comes from the lease, `spec.toml` and `dataset.json` in the run directory. A
@@ -10,6 +10,7 @@
 mod alignment_unit;
 pub mod capture;
 mod client;
+mod directions_unit;
 mod error;
 mod probe_gram;
 mod probe_unit;

@@ -192,6 +192,18 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
                 common::table::write_alignment_rows(f, &target, &rows)
             })?;
         }
+        UnitSpec::Directions(u) => {
+            let rows = crate::directions_unit::run_directions(&ctx.run_dir, &ctx.data, u)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_direction_rows(f, &target, &rows)
+            })?;
+        }
+        UnitSpec::Clusters(u) => {
+            let rows = crate::directions_unit::run_clusters(&ctx.run_dir, &ctx.data, u)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_cluster_rows(f, &target, &rows)
+            })?;
+        }
     }
     let (sum, bytes) = common::fs::checksum_file(&target)?;
     Ok(Executed::Written((rel, sum, bytes)))

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::AlignmentSection;
+use super::{AlignmentSection, ClustersSection, DirectionsSection};
 
 /// `[analysis]`: which analyses run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -15,6 +15,12 @@ pub struct AnalysisSection {
     /// `[analysis.alignment]` (science.md B2); absent = no alignment units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alignment: Option<AlignmentSection>,
+    /// `[analysis.directions]` (science-2.md §H); absent = no direction units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directions: Option<DirectionsSection>,
+    /// `[analysis.clusters]` (science-2.md §H); absent = no cluster units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<ClustersSection>,
 }
 
 /// `[analysis.attribute_probe]`: PCA + ridge probes with permutation tests.

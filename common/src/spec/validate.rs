@@ -23,6 +23,45 @@ impl JobSpec {
         Ok(())
     }
 
+    /// `[analysis.directions]`/`[analysis.clusters]` need paired per-replicate rows of a
+    /// generation run, and clusters need the directions' contrasts.
+    fn validate_directions(&self, file: &str) -> Result<(), SpecError> {
+        let a = &self.analysis;
+        let section = match (&a.directions, &a.clusters) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => {
+                let msg = "needs [analysis.directions] (its contrasts file names the queries)";
+                return Err(SpecError::new(file, "analysis.clusters", msg));
+            }
+            (Some(_), Some(c)) => {
+                c.validate(file)?;
+                "analysis.directions"
+            }
+            (Some(_), None) => "analysis.directions",
+        };
+        if let Some(d) = &a.directions {
+            d.validate(file)?;
+        }
+        let g = &self.capture.generate;
+        let needs = |key: &str, what: &str| {
+            let msg = format!("[{section}] needs {what}");
+            Err(SpecError::new(file, key, msg))
+        };
+        if self.model.kind != ModelKind::Sd || self.capture.mode != CaptureMode::Generate {
+            return needs("capture.mode", "`kind = \"sd\"` and `mode = \"generate\"`");
+        }
+        if !g.keep_replicates {
+            return needs("capture.generate.keep_replicates", "`keep_replicates = true`");
+        }
+        if g.noise != super::NoiseSeeding::PerReplicate {
+            return needs("capture.generate.noise", "paired noise: `noise = \"per_replicate\"`");
+        }
+        if g.replicates < 2 {
+            return needs("capture.generate.replicates", "at least 2 replicates");
+        }
+        Ok(())
+    }
+
     pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
         let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
         let name = &self.job.name;
@@ -152,6 +191,7 @@ impl JobSpec {
         if let Some(a) = &self.analysis.alignment {
             a.validate(file)?;
         }
+        self.validate_directions(file)?;
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;
         positive(file, "sweep.folds_per_unit", s.folds_per_unit)?;

@@ -5,6 +5,8 @@
 //!   `report/grid.parquet`): [`ProbeRow`], [`GridRow`].
 //! * Alignment rows (`alignment/<unit>.a<n>.parquet`, merged into `report/alignment.parquet`):
 //!   [`AlignmentRow`], an enum in memory flattened to nullable columns only in this module.
+//! * Direction and cluster rows (`directions/…`, `clusters/…`, merged into
+//!   `report/directions.parquet` and `report/clusters.parquet`): [`DirectionsRow`], [`ClusterRow`].
 //! * The report's own tables (`report/rmse.parquet`, …): the rows of `report.rs`, one
 //!   [`ReportTable`] each.
 //!
@@ -15,6 +17,7 @@
 //! written by the hand-written writers this replaced; the tests pin the bytes to them.
 
 mod alignment;
+mod directions;
 mod features;
 mod probe;
 mod report;
@@ -36,6 +39,10 @@ use crate::error::DataError;
 pub use alignment::{
     analysis, read_alignment_rows, write_alignment_rows, AlignmentRow, ProbeScore, ProbeTraining,
     TripletScore,
+};
+pub use directions::{
+    direction_analysis, read_cluster_rows, read_direction_rows, write_cluster_rows,
+    write_direction_rows, ClusterRow, DirectionsRow,
 };
 pub use features::{feature_index, read_feature_block, write_features, FeatureBlock};
 pub use probe::{

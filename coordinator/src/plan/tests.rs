@@ -27,10 +27,12 @@ enum Class {
     Grid,
     Evaluate,
     LinearProbe,
+    Directions,
+    Clusters,
 }
 use Class::*;
 
-const ALL: &[Class] = &[Capture, Probe, Grid, Evaluate, LinearProbe];
+const ALL: &[Class] = &[Capture, Probe, Grid, Evaluate, LinearProbe, Directions, Clusters];
 
 /// One spec change: the units whose ids must all change (`must`), and those whose ids may
 /// change without it being wrong (`may`: e.g. regrouping folds into units). All others keep
@@ -67,6 +69,14 @@ fn al(s: &mut JobSpec) -> &mut AlignmentSection {
     s.analysis.alignment.as_mut().expect("the base spec has [analysis.alignment]")
 }
 
+fn dirs(s: &mut JobSpec) -> &mut common::spec::DirectionsSection {
+    s.analysis.directions.as_mut().expect("the base spec has [analysis.directions]")
+}
+
+fn clu(s: &mut JobSpec) -> &mut common::spec::ClustersSection {
+    s.analysis.clusters.as_mut().expect("the base spec has [analysis.clusters]")
+}
+
 fn base_spec() -> JobSpec {
     toml::from_str(
         r#"
@@ -87,6 +97,9 @@ grid_alphas = [1.0, 10.0]
 triplets = "triplets.csv"
 linear_probe = true
 embedding = "embedding.csv"
+[analysis.directions]
+contrasts = "contrasts.csv"
+[analysis.clusters]
 "#,
     )
     .expect("the base spec parses")
@@ -108,19 +121,44 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
         triplets: vec![[0, 1, 2], [2, 3, 4]],
         embedding: Some(Embedding { dimensions: vec!["d".into()], values: vec![0.5; 5] }),
     };
-    let reps = [Representation::text("text.0", common::spec::Pooling::Mean)];
+    let h = Representation {
+        step: Some(0),
+        ..Representation::text("mid_block", common::spec::Pooling::Flatten)
+    };
+    let reps = [
+        Representation::text("text.0", common::spec::Pooling::Mean),
+        h.clone(),
+        h.of_replicate(0),
+        h.of_replicate(1),
+    ];
+    let contrasts = common::settings::Contrasts {
+        base: 0,
+        axes: vec![common::settings::ContrastAxis { name: "g".into(), positive: 1, negative: 2 }],
+        queries: vec![3, 4],
+        categories: vec!["x".into(), "y".into()],
+        descriptors: vec![1],
+        concepts: vec![3],
+    };
     // The LoRA files' fingerprints stand fixed here; their scales come from the spec.
     let loras = spec.model.lora.iter().map(|l| ("lora".to_string(), l.scale)).collect();
     let model = ModelIdentity::new(&spec.model, "config".into(), 1, loras);
     let mut by_class: BTreeMap<Class, BTreeSet<UnitId>> =
         ALL.iter().map(|&c| (c, BTreeSet::new())).collect();
-    for (id, unit) in resolve_units(spec, &model, &data, &reps, Some(&inputs)) {
+    for (id, unit) in resolve_units(
+        spec,
+        &model,
+        &data,
+        &reps,
+        AnalysisInputs { alignment: Some(&inputs), contrasts: Some(&contrasts) },
+    ) {
         let class = match unit {
             UnitSpec::Capture(_) => Capture,
             UnitSpec::Probe(_) => Probe,
             UnitSpec::Grid(_) => Grid,
             UnitSpec::Alignment(AlignmentUnit { task: AlignmentTask::Evaluate(_), .. }) => Evaluate,
             UnitSpec::Alignment(_) => LinearProbe,
+            UnitSpec::Directions(_) => Directions,
+            UnitSpec::Clusters(_) => Clusters,
         };
         by_class.get_mut(&class).expect("every class").insert(id);
     }
@@ -242,7 +280,33 @@ fn altering() -> impl Strategy<Value = Change> {
                 al(s).validation_fraction = v;
             }))
             .boxed(),
+        (0usize..5000)
+            .prop_map(change("directions bootstrap", &[Directions], &[], |s, v| {
+                dirs(s).bootstrap = v
+            }))
+            .boxed(),
+        (1u64..u64::MAX)
+            .prop_map(change("directions seed", &[Directions], &[], |s, v| dirs(s).seed = v))
+            .boxed(),
+        (3usize..10).prop_map(change("clusters k", &[Clusters], &[], |s, v| clu(s).k = v)).boxed(),
+        (1usize..100)
+            .prop_map(change("clusters pca", &[Clusters], &[], |s, v| clu(s).pca = v))
+            .boxed(),
+        (11usize..50)
+            .prop_map(change("clusters restarts", &[Clusters], &[], |s, v| clu(s).restarts = v))
+            .boxed(),
+        (1u64..u64::MAX)
+            .prop_map(change("clusters seed", &[Clusters], &[], |s, v| clu(s).seed = v))
+            .boxed(),
+        Just(common::spec::ClusterSpace::Mean)
+            .prop_map(change("clusters space", &[Clusters], &[], |s, v| clu(s).space = v))
+            .boxed(),
         // Capture settings change every capture unit, and so every unit that reads them.
+        Just(true)
+            .prop_map(change("keep_replicates", ALL, &[], |s, v| {
+                s.capture.generate.keep_replicates = v
+            }))
+            .boxed(),
         (1usize..1000)
             .prop_map(change("max_tokens", ALL, &[], |s, v| s.capture.max_tokens = v))
             .boxed(),
@@ -377,12 +441,14 @@ fn stage1_units_carry_their_settings() {
     };
     let reps = [Representation::text("text.0", common::spec::Pooling::Mean)];
     let a = &spec.analysis.attribute_probe;
-    for (_, unit) in resolve_units(&spec, &model, &data, &reps, None) {
+    for (_, unit) in resolve_units(&spec, &model, &data, &reps, AnalysisInputs::default()) {
         match unit {
             UnitSpec::Capture(_) => {}
             UnitSpec::Probe(p) => assert_eq!(p.settings, a.probe_settings()),
             UnitSpec::Grid(g) => assert_eq!(Some(g.settings), a.grid_settings()),
-            UnitSpec::Alignment(_) => panic!("no alignment inputs, no alignment units"),
+            UnitSpec::Alignment(_) | UnitSpec::Directions(_) | UnitSpec::Clusters(_) => {
+                panic!("no alignment inputs or contrasts, no such units")
+            }
         }
     }
 }

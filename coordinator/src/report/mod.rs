@@ -26,6 +26,10 @@
 //! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
 //!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
 //!   mean over folds and the human embedding's own accuracy added (`alignment::merge`).
+//! * `directions.parquet` and `clusters.parquet` — when the spec has `[analysis.directions]`
+//!   (and `[analysis.clusters]`): the direction and cluster units' rows
+//!   (`common::table::DirectionsRow`, `ClusterRow`) in plan order; the report adds the sign test
+//!   of each axis (`directions`).
 //!
 //! Everything but the HTML's run summary is computed in a fixed order from the committed files,
 //! so equal inputs give byte-identical reports whichever workers, attempts or restarts produced
@@ -33,6 +37,7 @@
 
 pub(crate) mod alignment;
 mod calibration;
+mod directions;
 pub(crate) mod model;
 mod probe;
 mod reduce;
@@ -81,7 +86,21 @@ pub(crate) fn write(
             Some((inputs, rows))
         }
     };
-    let model = reduce::reduce(reduce::Inputs { spec, data, probe, grid, alignment, status })?;
+    let directions = match &spec.analysis.directions {
+        None => None,
+        Some(_) => {
+            let (mut rows, mut clusters) = (Vec::new(), Vec::new());
+            for rel in db.committed_outputs(UnitKind::Directions)? {
+                rows.extend(common::table::read_direction_rows(&layout.root().join(&rel))?);
+            }
+            for rel in db.committed_outputs(UnitKind::Clusters)? {
+                clusters.extend(common::table::read_cluster_rows(&layout.root().join(&rel))?);
+            }
+            Some(directions::reduce(rows, clusters))
+        }
+    };
+    let inputs = reduce::Inputs { spec, data, probe, grid, alignment, directions, status };
+    let model = reduce::reduce(inputs)?;
     let dir = layout.report_dir();
     std::fs::create_dir_all(&dir)?;
     tables::write_all(&dir, &model)?;

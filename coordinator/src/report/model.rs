@@ -36,6 +36,8 @@ pub(crate) struct ReportModel {
     pub(crate) correlation: Correlation,
     pub(crate) grid: Grid,
     pub(crate) alignment: Option<Alignment>,
+    /// Prompt directions and clusters (`[analysis.directions]`).
+    pub(crate) directions: Option<super::directions::Directions>,
     pub(crate) status: RunStatus,
 }
 

@@ -23,12 +23,14 @@ pub(crate) struct Inputs<'a> {
     pub(crate) grid: Vec<GridRow>,
     /// The alignment inputs and committed rows (plan order), when the spec asks for alignment.
     pub(crate) alignment: Option<(AlignmentInputs, Vec<AlignmentRow>)>,
+    /// The directions part, when the spec asks for directions.
+    pub(crate) directions: Option<super::directions::Directions>,
     pub(crate) status: RunStatus,
 }
 
 /// Reduces the inputs to the report model.
 pub(crate) fn reduce(inputs: Inputs<'_>) -> anyhow::Result<ReportModel> {
-    let Inputs { spec, data, probe, grid, alignment, status } = inputs;
+    let Inputs { spec, data, probe, grid, alignment, directions, status } = inputs;
     let alignment = match (&spec.analysis.alignment, alignment) {
         (Some(section), Some((inputs, rows))) => {
             let results = super::alignment::merge(section, &inputs, rows)?;
@@ -36,7 +38,9 @@ pub(crate) fn reduce(inputs: Inputs<'_>) -> anyhow::Result<ReportModel> {
         }
         _ => None,
     };
-    Ok(assemble(spec, data, probe::merge(probe, data), grid, alignment, status))
+    let mut model = assemble(spec, data, probe::merge(probe, data), grid, alignment, status);
+    model.directions = directions;
+    Ok(model)
 }
 
 /// The model from merged probe cells and alignment results (tests build cells directly).
@@ -108,6 +112,7 @@ pub(crate) fn assemble(
         cells,
         summary,
         alignment,
+        directions: None,
         status,
     }
 }

@@ -67,6 +67,14 @@ impl RunStatus {
                     let key = p.representation.key();
                     (format!("{key}, P × α grid"), Some(key))
                 }
+                Ok(UnitSpec::Directions(d)) => {
+                    let key = d.representation.key();
+                    (format!("{key}, prompt directions"), Some(key))
+                }
+                Ok(UnitSpec::Clusters(c)) => {
+                    let key = c.representation.key();
+                    (format!("{key}, concept clusters"), Some(key))
+                }
                 Ok(UnitSpec::Alignment(a)) => {
                     let key = a.representation.key();
                     let what = match a.task {

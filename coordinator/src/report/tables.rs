@@ -100,5 +100,15 @@ pub(crate) fn write_all(dir: &Path, model: &ReportModel) -> anyhow::Result<()> {
             common::table::write_alignment_rows(f, &path, &a.results.rows)
         })?;
     }
+    if let Some(d) = &model.directions {
+        let path = dir.join("directions.parquet");
+        common::fs::write_atomic(&path, |f| {
+            common::table::write_direction_rows(f, &path, &d.rows)
+        })?;
+        let path = dir.join("clusters.parquet");
+        common::fs::write_atomic(&path, |f| {
+            common::table::write_cluster_rows(f, &path, &d.clusters)
+        })?;
+    }
     Ok(())
 }

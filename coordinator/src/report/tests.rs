@@ -241,6 +241,7 @@ fn planted(null_control: bool) -> super::ReportModel {
         probe,
         grid: grid_rows(),
         alignment: Some((alignment_inputs(), alignment_rows())),
+        directions: None,
         status: status(),
     })
     .unwrap()

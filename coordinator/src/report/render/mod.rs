@@ -1,4 +1,5 @@
 //! The renderers: each formats a [`super::ReportModel`] and computes nothing of its own.
 
+mod directions;
 pub(crate) mod html;
 pub(crate) mod markdown;

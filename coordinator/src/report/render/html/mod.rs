@@ -18,6 +18,7 @@
 //! that is not byte-identical across restarts (the crash and Slurm tests compare the others).
 
 mod alignment;
+mod directions;
 mod grid;
 mod probe;
 mod summary;
@@ -35,7 +36,7 @@ use crate::report::svg::{self, Bar, Bars};
 const STYLE: &str = include_str!("style.css");
 
 /// The figure ids, in page order (the browser check looks for each).
-pub(crate) const FIGURE_IDS: [&str; 7] = [
+pub(crate) const FIGURE_IDS: [&str; 8] = [
     "fig-significance",
     "fig-rmse",
     "fig-rmse-groups",
@@ -43,9 +44,10 @@ pub(crate) const FIGURE_IDS: [&str; 7] = [
     "fig-identification",
     "fig-correlation",
     "fig-alignment",
+    "fig-directions",
 ];
 
-const FIGURE_NAMES: [&str; 7] = [
+const FIGURE_NAMES: [&str; 8] = [
     "Significance",
     "RMSE",
     "RMSE by group",
@@ -53,6 +55,7 @@ const FIGURE_NAMES: [&str; 7] = [
     "Identification",
     "Correlation structure",
     "Alignment",
+    "Directions",
 ];
 
 /// Renders the page.
@@ -80,6 +83,7 @@ pub(crate) fn render(model: &ReportModel) -> String {
                     (page.identification())
                     (page.correlation())
                     (page.alignment())
+                    (page.directions())
                     (page.run_summary())
                 }
             }

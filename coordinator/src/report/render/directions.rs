@@ -1,0 +1,110 @@
+//! `## Prompt directions` of `report.md` (science-2.md §H): per axis and representation the
+//! queries' β and the sign-test verdict, the top descriptors per concept, and the clusterings.
+
+use std::fmt::Write;
+
+use common::table::direction_analysis;
+
+use crate::report::directions::Directions;
+
+/// Descriptors listed per (representation, concept).
+const TOP: usize = 5;
+
+fn fixed(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "–".to_string()
+    }
+}
+
+fn ci(low: f64, high: f64) -> String {
+    if low.is_finite() && high.is_finite() {
+        format!("[{low:.3}, {high:.3}]")
+    } else {
+        "–".to_string()
+    }
+}
+
+/// Appends the section.
+pub(crate) fn section(md: &mut String, d: &Directions) {
+    let _ = writeln!(md, "\n## Prompt directions in h-space (seed 004)\n");
+    let _ = writeln!(
+        md,
+        "Directions d(p | b) are paired differences of U-Net features averaged over replicates \
+         that share their noise; β(q) = cos(d(q | b), a) for an axis a = d(x | b) − d(y | b); \
+         95 % CIs are percentile bootstraps over replicates. No code of the seed is public: \
+         science-2.md §H is this tool's definition, implemented as written. On a model with \
+         random weights β carries no meaning and should show no lean."
+    );
+    if d.axes.is_empty() && d.rows.is_empty() && d.clusters.is_empty() {
+        let _ = writeln!(md, "\nNo direction results (see the quarantined units above).");
+        return;
+    }
+    if !d.axes.is_empty() {
+        let _ = writeln!(md, "\n| representation | axis | queries | mean β | verdict |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for a in &d.axes {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} |",
+                a.representation,
+                a.axis,
+                a.queries,
+                fixed(a.mean_beta, 3),
+                a.sentence()
+            );
+        }
+    }
+    let mut concepts: Vec<(&str, &str)> = Vec::new();
+    for r in d.rows.iter().filter(|r| r.analysis == direction_analysis::RANKING) {
+        if !concepts.contains(&(r.representation.as_str(), r.reference.as_str())) {
+            concepts.push((&r.representation, &r.reference));
+        }
+    }
+    if !concepts.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nDescriptors closest to each concept (top {TOP}, cosine of directions):\n"
+        );
+        let _ = writeln!(md, "| representation | concept | rank | descriptor | cos | 95 % CI |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        for (rep, concept) in concepts {
+            let ranked = d.rows.iter().filter(|r| {
+                r.analysis == direction_analysis::RANKING
+                    && r.representation == rep
+                    && r.reference == concept
+            });
+            for r in ranked.take(TOP) {
+                let _ = writeln!(
+                    md,
+                    "| `{rep}` | {concept} | {} | {} | {} | {} |",
+                    r.rank,
+                    r.prompt,
+                    fixed(r.value, 3),
+                    ci(r.ci_low, r.ci_high)
+                );
+            }
+        }
+    }
+    if !d.clusters.is_empty() {
+        let _ =
+            writeln!(md, "\nClusters of the queries (L2-normalised {}):\n", d.clusters[0].space);
+        let _ = writeln!(md, "| representation | method | k | ARI | NMI | purity | silhouette |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        for c in &d.clusters {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                c.representation,
+                c.method,
+                c.k,
+                fixed(c.ari, 3),
+                fixed(c.nmi, 3),
+                fixed(c.purity, 3),
+                fixed(c.silhouette, 3)
+            );
+        }
+    }
+    let _ = writeln!(md, "\nEvery β, projection and CI is in directions.parquet; labels and map coordinates in clusters.parquet.");
+}
