@@ -11,7 +11,8 @@
 #    worker processes, kill -9, resume, MiniLM parity)
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
 #    (and its alignment part on the synthetic triplets: above chance, below the rating space),
-#    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate
+#    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate,
+#    and the prompt-directions demo (jobs/demo-directions.toml), checked against its snapshot
 # 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
 #    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
@@ -86,10 +87,18 @@ print(f"test: null control ok: per-fold p < 0.05 in {100 * rate:.1f} % of {r['pe
 PY
 echo "test: null control took $(( $(date +%s) - start )) s"
 
+echo "test: prompt directions (tiny SD + LoRA, LCM, paired noise: jobs/demo-directions.toml)"
+start=$(date +%s)
+./target/release/diffprobe run jobs/demo-directions.toml --set job.output_dir=target/demo-check
+for f in directions.parquet clusters.parquet report.md report.html; do
+    test -s "target/demo-check/demo-directions/report/$f" || { echo "test: demo-directions has no $f" >&2; exit 1; }
+done
+echo "test: directions demo took $(( $(date +%s) - start )) s"
+
 echo "test: the demos' report.md against their snapshots (coordinator/src/report/snapshots)"
 # After an intended change to the report, copy the new report.md over its snapshot and review
 # the diff.
-for run in demo demo-sd-null; do
+for run in demo demo-sd-null demo-directions; do
     diff -u "coordinator/src/report/snapshots/${run}_report.md" "target/demo-check/$run/report/report.md" \
         || { echo "test: $run's report.md differs from its snapshot" >&2; exit 1; }
 done
@@ -98,5 +107,7 @@ echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo/report/report.html target/report-screenshot.png
 # The null control's report: the U-Net panels (tap × denoising step) of an SD run.
 ./scripts/check-report-html.sh target/demo-check/demo-sd-null/report/report.html target/report-screenshot-sd.png
+# The directions demo's report: β bars and the query map (Figure 8).
+./scripts/check-report-html.sh target/demo-check/demo-directions/report/report.html target/report-screenshot-directions.png
 
-echo "tests: $((cargo_passed + 3)) passed, 0 failed"
+echo "tests: $((cargo_passed + 4)) passed, 0 failed"

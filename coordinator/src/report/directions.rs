@@ -101,8 +101,8 @@ impl AxisVerdict {
         );
         match self.lean {
             Lean::None => format!("no lean detected ({counts})"),
-            Lean::Positive => format!("the queries lean toward the `axis+` pole ({counts})"),
-            Lean::Negative => format!("the queries lean toward the `axis-` pole ({counts})"),
+            Lean::Positive => format!("the queries lean toward the axis+ pole ({counts})"),
+            Lean::Negative => format!("the queries lean toward the axis- pole ({counts})"),
         }
     }
 }

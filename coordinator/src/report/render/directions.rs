@@ -33,9 +33,12 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
         md,
         "Directions d(p | b) are paired differences of U-Net features averaged over replicates \
          that share their noise; β(q) = cos(d(q | b), a) for an axis a = d(x | b) − d(y | b); \
-         95 % CIs are percentile bootstraps over replicates. No code of the seed is public: \
-         science-2.md §H is this tool's definition, implemented as written. On a model with \
-         random weights β carries no meaning and should show no lean."
+         95 % CIs are percentile bootstraps over replicates; the verdict is the exact sign \
+         test over the queries. No code of the seed is public: science-2.md §H is this tool's \
+         definition, implemented as written. A lean is not knowledge by itself: every d(q | b) \
+         shares the component h̄(queries) − h(b), and nothing makes an axis orthogonal to it, \
+         so even a model with random weights can lean; read an axis against control axes \
+         (pairs of prompts that should not matter)."
     );
     if d.axes.is_empty() && d.rows.is_empty() && d.clusters.is_empty() {
         let _ = writeln!(md, "\nNo direction results (see the quarantined units above).");

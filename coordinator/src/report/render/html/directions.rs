@@ -59,7 +59,9 @@ impl Page<'_> {
             "β(q) = cos(d(q | b), a) of each query's direction from the base prompt with the axis \
             a = d(x | b) − d(y | b), averaged over replicates that share their noise; whiskers are \
             95 % bootstrap CIs over replicates. The verdict is the exact sign test over the \
-            queries. On random weights β should show no lean. The map places each query by the \
+            queries. A lean is not knowledge by itself: every d(q | b) shares h̄(queries) − h(b), \
+            which an axis need not be orthogonal to, so even random weights can lean; read an \
+            axis against control axes (prompt pairs that should not matter). The map places each query by the \
             first two principal components of the clustered vectors, coloured by k-means cluster. \
             No code of seed 004 is public: science-2.md §H is this tool's definition. Every \
             number is in directions.parquet and clusters.parquet."
