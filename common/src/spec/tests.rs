@@ -62,6 +62,14 @@ const ALL_OPTIONS: &[&str] = &[
     "analysis.alignment.index_list=\"ratings.csv\"",
     "analysis.alignment.embedding=\"ratings.csv\"",
     "analysis.alignment.description=\"synthetic\"",
+    "model.kind=\"sd\"",
+    "model.lora=[{ path = \"ratings.csv\" }]",
+    "capture.generate.noise=\"per_replicate\"",
+    "capture.generate.record=\"delta\"",
+    "capture.generate.replicates=2",
+    "capture.generate.keep_replicates=true",
+    "analysis.directions.contrasts=\"ratings.csv\"",
+    "analysis.clusters.k=2",
 ];
 
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
