@@ -71,8 +71,8 @@ fn directions_equal_the_library_and_flip_with_the_axis() {
     let ranking = rows.iter().filter(|r| r.analysis == direction_analysis::RANKING).count();
     assert_eq!(
         (bias_rows.len(), ranking),
-        (2 * 16, 2 * 2 * 6),
-        "2 steps × queries, × concepts × descriptors"
+        (2 * 2 * 16, 2 * 2 * 6),
+        "2 steps × 2 axes × queries, and × concepts × descriptors"
     );
     let clusters = read_cluster_rows(&report.join("clusters.parquet")).unwrap();
     assert_eq!(clusters.len(), 4, "2 steps × (k-means, agglomerative)");
@@ -133,6 +133,19 @@ fn directions_equal_the_library_and_flip_with_the_axis() {
     let text =
         std::fs::read_to_string(util::repo().join("data/demo/directions/contrasts.csv")).unwrap();
     let text = text.replace("axis+,man", "axis-,man").replace("axis-,woman", "axis+,woman");
+    // And reference rates for the queries (1, 2, …, 16 in file order), in a fourth column.
+    let mut rate = 0;
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("query,") {
+            true => {
+                rate += 1;
+                format!("{l},{rate}\n")
+            }
+            false if l.starts_with("role,") => format!("{l},reference\n"),
+            false => format!("{l},\n"),
+        })
+        .collect();
     std::fs::write(&swapped, text).unwrap();
     let captures_before = std::fs::read_dir(first.join("features")).unwrap().count();
     let set = format!("analysis.directions.contrasts={swapped:?}");
@@ -151,11 +164,16 @@ fn directions_equal_the_library_and_flip_with_the_axis() {
             (a.prompt.as_str(), a.representation.as_str()),
             (b.prompt.as_str(), b.representation.as_str())
         );
-        assert_eq!(b.value, -a.value, "β of {} not negated", a.prompt);
-        assert_eq!(b.projection, -a.projection, "projection of {} not negated", a.prompt);
+        // The gender axis was swapped; the control axis was not.
+        let sign = if a.reference == "gender" { -1.0 } else { 1.0 };
+        assert_eq!(b.value, sign * a.value, "β of {} along {}", a.prompt, a.reference);
+        assert_eq!(b.projection, sign * a.projection, "projection of {}", a.prompt);
+        let want = queries.iter().position(|&q| data.stimuli[q] == b.prompt).unwrap() + 1;
+        assert_eq!(b.reference_rate, want as f64, "{}'s reference rate", b.prompt);
     }
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("## Prompt directions in h-space (seed 004)"), "{md}");
+    assert!(md.contains("β vs reference: r, ρ (queries)") && md.contains("(16) |"), "{md}");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(
         html.contains("id=\"fig-directions\"")

@@ -216,7 +216,7 @@ impl AlignmentSection {
 
 /// The prompts of `[analysis.directions]`' contrasts file as dataset rows, resolved by the plan
 /// (`coordinator/src/directions.rs`); the roles are the file's (`spec::DirectionsSection`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contrasts {
     /// The neutral prompt b.
     pub base: usize,
@@ -226,6 +226,10 @@ pub struct Contrasts {
     pub queries: Vec<usize>,
     /// Each query's category (empty = none).
     pub categories: Vec<String>,
+    /// Each query's reference rate (the file's optional `reference` column, e.g. a labour
+    /// statistic), correlated with β in the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Option<f64>>,
     /// The descriptors, in file order.
     pub descriptors: Vec<usize>,
     /// The concepts the descriptors are ranked against, in file order.

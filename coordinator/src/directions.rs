@@ -21,6 +21,8 @@ struct Line {
     stimulus: String,
     #[serde(default)]
     label: String,
+    #[serde(default)]
+    reference: Option<f64>,
 }
 
 /// The spec's resolved contrasts, or `None` when it has no `[analysis.directions]`.
@@ -56,6 +58,7 @@ fn read(path: &Path, data: &Dataset) -> Result<Contrasts, String> {
         axes: Vec::new(),
         queries: Vec::new(),
         categories: Vec::new(),
+        references: Vec::new(),
         descriptors: Vec::new(),
         concepts: Vec::new(),
     };
@@ -81,8 +84,12 @@ fn read(path: &Path, data: &Dataset) -> Result<Contrasts, String> {
                 }
             }
             "query" => {
+                if l.reference.is_some_and(|r| !r.is_finite()) {
+                    return Err(at(line, "the reference rate is not a finite number".into()));
+                }
                 c.queries.push(row);
                 c.categories.push(l.label);
+                c.references.push(l.reference);
             }
             "descriptor" => c.descriptors.push(row),
             "concept" => c.concepts.push(row),
@@ -91,6 +98,9 @@ fn read(path: &Path, data: &Dataset) -> Result<Contrasts, String> {
                 return Err(at(line, format!("role {other:?} is none of {roles}")));
             }
         }
+    }
+    if c.references.iter().all(Option::is_none) {
+        c.references.clear();
     }
     c.base = base.ok_or_else(|| format!("{}: no `base` prompt", path.display()))?;
     for name in axis_order {
@@ -162,6 +172,14 @@ mod tests {
         assert_eq!(c.axes, vec![ContrastAxis { name: "gender".into(), positive: 1, negative: 2 }]);
         assert_eq!((c.queries, c.categories), (vec![3, 4], vec!["care".into(), "law".into()]));
         assert_eq!((c.descriptors, c.concepts), (vec![5], vec![3]));
+        assert!(c.references.is_empty(), "no reference column, no references");
+        let c = resolve_text(
+            "role,stimulus,label,reference\nbase,person,,\nquery,nurse,care,0.87\nquery,judge,law,\n",
+        )
+        .unwrap();
+        assert_eq!(c.references, vec![Some(0.87), None]);
+        let e = resolve_text("role,stimulus,label,reference\nbase,person,,\nquery,nurse,,lots\n");
+        assert!(e.unwrap_err().starts_with("F:3: "), "a rate that is no number names its line");
     }
 
     /// Each bad file is refused naming the file, the line and what is wrong.

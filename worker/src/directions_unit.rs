@@ -69,15 +69,18 @@ pub(crate) fn run_directions(
         projection: f64::NAN,
         projection_ci_low: f64::NAN,
         projection_ci_high: f64::NAN,
+        reference_rate: f64::NAN,
         replicates: r as u32,
     };
     let mut rows = Vec::new();
     for a in &c.axes {
         let axis = Axis { positive: a.positive, negative: a.negative, neutral: c.base };
         let report = bias(&h, axis, &c.queries, c.base, &config)?;
-        for (b, category) in report.biases.iter().zip(&c.categories) {
+        for (i, (b, category)) in report.biases.iter().zip(&c.categories).enumerate() {
+            let rate = c.references.get(i).copied().flatten().unwrap_or(f64::NAN);
             rows.push(DirectionsRow {
                 category: category.clone(),
+                reference_rate: rate,
                 value: b.beta.value,
                 ci_low: b.beta.ci_low,
                 ci_high: b.beta.ci_high,

@@ -13,7 +13,8 @@
 //! | `descriptor` | a descriptor D ranked against each concept | — |
 //! | `concept` | a concept the descriptors are ranked against | — |
 //!
-//! Stimuli are named as in `stimuli.file`; the plan resolves them (`coordinator/src/directions.rs`).
+//! An optional `reference` column gives a query's reference rate (e.g. a labour statistic); the
+//! report correlates β with it. Stimuli are named as in `stimuli.file`; the plan resolves them (`coordinator/src/directions.rs`).
 
 use std::path::PathBuf;
 

@@ -45,6 +45,8 @@ pub struct DirectionsRow {
     pub projection_ci_low: f64,
     /// Bias: 97.5 % bootstrap quantile of the projection; ranking: NaN.
     pub projection_ci_high: f64,
+    /// Bias: the query's reference rate from the contrasts file (NaN = none); ranking: NaN.
+    pub reference_rate: f64,
     /// Replicates R the directions averaged.
     pub replicates: u32,
 }
@@ -134,6 +136,7 @@ mod tests {
             projection: f64::NAN,
             projection_ci_low: f64::NAN,
             projection_ci_high: f64::NAN,
+            reference_rate: f64::NAN,
             replicates: 4,
         };
         let path = dir.path().join("d.parquet");

@@ -136,6 +136,7 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
         axes: vec![common::settings::ContrastAxis { name: "g".into(), positive: 1, negative: 2 }],
         queries: vec![3, 4],
         categories: vec!["x".into(), "y".into()],
+        references: Vec::new(),
         descriptors: vec![1],
         concepts: vec![3],
     };

@@ -36,6 +36,17 @@ pub(crate) struct AxisVerdict {
     pub(crate) nonzero: usize,
     pub(crate) p_value: f64,
     pub(crate) lean: Lean,
+    /// Pearson r and Spearman ρ of β with the queries' reference rates, over the queries that
+    /// have one (at least 3), and how many.
+    pub(crate) reference: Option<Reference>,
+}
+
+/// β against the contrasts file's reference rates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reference {
+    pub(crate) queries: usize,
+    pub(crate) pearson: f64,
+    pub(crate) spearman: f64,
 }
 
 /// Which way the queries of an axis lean, if they do.
@@ -60,13 +71,18 @@ pub(crate) fn reduce(rows: Vec<DirectionsRow>, clusters: Vec<ClusterRow>) -> Dir
     let axes = keys
         .iter()
         .map(|&(rep, axis)| {
-            let betas: Vec<f64> = rows
+            let of_axis: Vec<&DirectionsRow> = rows
                 .iter()
                 .filter(|r| r.analysis == direction_analysis::BIAS)
                 .filter(|r| r.representation == rep && r.reference == axis)
-                .map(|r| r.value)
                 .collect();
-            verdict(rep, axis, &betas)
+            let betas: Vec<f64> = of_axis.iter().map(|r| r.value).collect();
+            let rated: Vec<(f64, f64)> = of_axis
+                .iter()
+                .filter(|r| r.reference_rate.is_finite())
+                .map(|r| (r.value, r.reference_rate))
+                .collect();
+            AxisVerdict { reference: reference(&rated), ..verdict(rep, axis, &betas) }
         })
         .collect();
     Directions { rows, clusters, axes }
@@ -89,7 +105,41 @@ pub(crate) fn verdict(representation: &str, axis: &str, betas: &[f64]) -> AxisVe
         nonzero: t.nonzero,
         p_value: t.p_value,
         lean,
+        reference: None,
     }
+}
+
+/// Pearson r and Spearman ρ (Pearson of average ranks) of (β, rate) pairs; `None` under 3.
+pub(crate) fn reference(pairs: &[(f64, f64)]) -> Option<Reference> {
+    if pairs.len() < 3 {
+        return None;
+    }
+    let (betas, rates): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+    Some(Reference {
+        queries: pairs.len(),
+        pearson: probe::pearson(&betas, &rates),
+        spearman: probe::pearson(&ranks(&betas), &ranks(&rates)),
+    })
+}
+
+/// 1-based ranks, ties given their average rank (as scipy's `rankdata`).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
 }
 
 impl AxisVerdict {
@@ -133,6 +183,19 @@ mod tests {
         assert!(v.sentence().starts_with("no lean detected (5 of 5"), "{}", v.sentence());
     }
 
+    /// Spearman ρ is Pearson's r of average ranks: a monotone but non-linear relation gives
+    /// ρ = 1 and r < 1; ties share their rank; fewer than 3 rated queries give none.
+    #[test]
+    fn reference_correlations() {
+        let pairs: Vec<(f64, f64)> = (1..=6).map(|i| (i as f64, (i as f64).powi(3))).collect();
+        let r = reference(&pairs).unwrap();
+        assert!((r.spearman - 1.0).abs() < 1e-12 && r.pearson < 0.99, "{r:?}");
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert!(reference(&pairs[..2]).is_none());
+        let flipped: Vec<(f64, f64)> = pairs.iter().map(|&(b, r)| (-b, r)).collect();
+        assert!((reference(&flipped).unwrap().spearman + 1.0).abs() < 1e-12);
+    }
+
     /// Axes are kept apart by representation and axis, in row order.
     #[test]
     fn one_verdict_per_representation_and_axis() {
@@ -149,6 +212,7 @@ mod tests {
             projection: v,
             projection_ci_low: f64::NAN,
             projection_ci_high: f64::NAN,
+            reference_rate: f64::NAN,
             replicates: 2,
         };
         let mut rows = Vec::new();

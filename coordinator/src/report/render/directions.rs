@@ -45,10 +45,12 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
         return;
     }
     if !d.axes.is_empty() {
-        let _ = writeln!(md, "\n| representation | axis | queries | mean β | verdict |");
-        let _ = writeln!(md, "|---|---|---|---|---|");
+        let rated = d.axes.iter().any(|a| a.reference.is_some());
+        let _ = write!(md, "\n| representation | axis | queries | mean β | verdict |");
+        let _ = writeln!(md, "{}", if rated { " β vs reference: r, ρ (queries) |" } else { "" });
+        let _ = writeln!(md, "|---|---|---|---|---|{}", if rated { "---|" } else { "" });
         for a in &d.axes {
-            let _ = writeln!(
+            let _ = write!(
                 md,
                 "| `{}` | {} | {} | {} | {} |",
                 a.representation,
@@ -57,6 +59,14 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
                 fixed(a.mean_beta, 3),
                 a.sentence()
             );
+            let reference = match a.reference {
+                Some(r) => {
+                    format!(" {}, {} ({}) |", fixed(r.pearson, 3), fixed(r.spearman, 3), r.queries)
+                }
+                None if rated => " – |".to_string(),
+                None => String::new(),
+            };
+            let _ = writeln!(md, "{reference}");
         }
     }
     let mut concepts: Vec<(&str, &str)> = Vec::new();
