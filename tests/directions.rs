@@ -131,7 +131,7 @@ fn directions_equal_the_library_and_flip_with_the_axis() {
     // negated exactly, and the verdict turns around.
     let swapped = dir.join("swapped.csv");
     let text =
-        std::fs::read_to_string(util::repo().join("data/demo/directions/contrasts.csv")).unwrap();
+        std::fs::read_to_string(util::repo().join("jobs/data/directions/contrasts.csv")).unwrap();
     let text = text.replace("axis+,man", "axis-,man").replace("axis-,woman", "axis+,woman");
     // And reference rates for the queries (1, 2, …, 16 in file order), in a fourth column.
     let mut rate = 0;
