@@ -129,6 +129,17 @@ else
     say "demo triplets: sampling $DEMO/triplets.csv with scripts/make_demo_triplets.py"
     "$VENV/bin/python" scripts/make_demo_triplets.py "$DEMO" | sed 's/^/    /'
 fi
+# Synthetic scenes with exact depth, masks and shading (the dense-probe demo, seeded: the same
+# files on every machine). Rebuilt when the generator changes.
+scenes_sha="$(sha256sum scripts/make_scenes.py | cut -d' ' -f1)"
+if [ "$(cat "$DEMO/scenes/.complete" 2>/dev/null)" = "$scenes_sha" ]; then
+    say "demo scenes: $DEMO/scenes is up to date, skipping"
+else
+    say "demo scenes: rendering $DEMO/scenes with scripts/make_scenes.py"
+    rm -rf "$DEMO/scenes"
+    "$VENV/bin/python" scripts/make_scenes.py "$DEMO/scenes" | sed 's/^/    /'
+    echo "$scenes_sha" > "$DEMO/scenes/.complete"
+fi
 
 # ---------------------------------------------------------------- 6. build
 if [ "$BUILD" -eq 0 ]; then

@@ -10,6 +10,8 @@
 //! - `parity`: captured activations against transformers' golden values;
 //! - `alignment`: `[analysis.alignment]` through the coordinator, equal to the `alignment`
 //!   library on the same matrices, and bad triplet / embedding files refused at plan time;
+//! - `dense`: `[analysis.dense_probe]` on the scenes demo: planted linear targets recovered with
+//!   ρ = 1 and Dice = 1 in a run grown with new labels; missing labels refused at plan time;
 //! - `directions`: `[analysis.directions]`/`[analysis.clusters]` on the demo spec, equal to the
 //!   `alignment` library on the committed replicate rows, β negated when the axis is swapped;
 //! - `sd`: Stable Diffusion sweeps on the tiny fixtures (generation, real images, bad models);
@@ -30,6 +32,7 @@ mod alignment_lib;
 mod bad_input;
 mod crash;
 mod data;
+mod dense;
 mod directions;
 mod directions_lib;
 mod faults;

@@ -42,6 +42,8 @@ pub enum UnitKind {
     Directions,
     /// Concept clusters of one representation.
     Clusters,
+    /// Dense probes of one unreduced representation.
+    Dense,
 }
 
 impl UnitKind {
@@ -53,6 +55,7 @@ impl UnitKind {
             UnitKind::Alignment => "alignment",
             UnitKind::Directions => "directions",
             UnitKind::Clusters => "clusters",
+            UnitKind::Dense => "dense",
         }
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{
     AlignmentDistance, AlignmentSection, AttributeProbeSection, ClusterSpace, ClustersSection,
-    DirectionsSection, EarlyStoppingChoice, ProbePrecision,
+    DenseTargetKind, DirectionsSection, EarlyStoppingChoice, ProbePrecision,
 };
 
 /// An attribute-probe unit's settings (`probe::ProbeConfig` plus the K-fold split).
@@ -309,4 +309,33 @@ impl ClustersSection {
             seed: self.seed,
         }
     }
+}
+
+/// One target of a dense unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenseTarget {
+    /// The target's name (the label files' suffix).
+    pub name: String,
+    /// Mask or continuous.
+    pub kind: DenseTargetKind,
+}
+
+/// A dense unit's settings (`probe::dense`'s ridge α and `LogisticConfig`), its split and the
+/// fingerprint of the label files it reads, resolved by the plan (`coordinator/src/dense.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseSettings {
+    /// The targets, in name order.
+    pub targets: Vec<DenseTarget>,
+    /// Training stimuli (dataset rows), ascending.
+    pub train: Vec<usize>,
+    /// Test stimuli (dataset rows), ascending.
+    pub test: Vec<usize>,
+    /// Ridge α on the per-token objective.
+    pub alpha: f64,
+    /// Logistic L2 λ on the per-token objective.
+    pub l2: f64,
+    /// Label files are `{stimulus}.r0.{target}.*` (generation) rather than `{stimulus}.{target}.*`.
+    pub generated: bool,
+    /// blake3 of every label file read (names and bytes): new labels are new units.
+    pub labels_fingerprint: String,
 }

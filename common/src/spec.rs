@@ -17,6 +17,7 @@ use crate::error::SpecError;
 
 mod alignment;
 mod analysis;
+mod dense;
 mod diffusion;
 mod directions;
 mod layers;
@@ -24,6 +25,7 @@ mod sweep;
 mod validate;
 pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use analysis::{AnalysisSection, AttributeProbeSection, ProbePrecision};
+pub use dense::{DenseProbeSection, DenseTargetKind};
 pub use diffusion::{
     CaptureMode, Conditioning, GenerateSection, GuidanceRecord, ImageSection, NoiseSeeding,
     SamplerKind, StepSelection,
@@ -422,6 +424,9 @@ impl JobSpec {
             a.resolve_paths(&join);
         }
         if let Some(d) = &mut self.analysis.directions {
+            d.resolve_paths(&join);
+        }
+        if let Some(d) = &mut self.analysis.dense_probe {
             d.resolve_paths(&join);
         }
     }

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{
-    ClusterSettings, DirectionsSettings, EvaluateSettings, GridSettings, LinearProbeSettings,
-    ProbeSettings,
+    ClusterSettings, DenseSettings, DirectionsSettings, EvaluateSettings, GridSettings,
+    LinearProbeSettings, ProbeSettings,
 };
 use crate::spec::{Conditioning, Pooling};
 
@@ -165,6 +165,8 @@ pub enum UnitSpec {
     Directions(DirectionsUnit),
     /// Concept clusters of one representation's replicates (`[analysis.clusters]`).
     Clusters(ClustersUnit),
+    /// Dense probes of one unreduced representation (`[analysis.dense_probe]`).
+    Dense(DenseUnit),
 }
 
 /// A shard of stimuli to run through the model.
@@ -268,6 +270,21 @@ pub struct ClustersUnit {
     pub inputs: Vec<String>,
 }
 
+/// Dense probes of one unreduced (`none`) U-Net representation: every target fitted on the
+/// training images and scored on each test image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseUnit {
+    /// The representation (`tokens × channels` per stimulus, token-major).
+    pub representation: Representation,
+    /// Channels C of a token.
+    pub channels: usize,
+    /// What the unit runs with, resolved by the plan (part of the unit id).
+    pub settings: DenseSettings,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
 /// The committed capture outputs a probe, grid or alignment unit reads, in shard order: written
 /// once by the coordinator to `manifests/inputs-<hash>.json` (`RunLayout::inputs_manifest`) and
 /// named by the lease, which then carries no inputs itself.
@@ -313,7 +330,8 @@ impl UnitSpec {
             | UnitSpec::Grid(_)
             | UnitSpec::Alignment(_)
             | UnitSpec::Directions(_)
-            | UnitSpec::Clusters(_) => 1,
+            | UnitSpec::Clusters(_)
+            | UnitSpec::Dense(_) => 1,
         }
     }
     /// The capture outputs a stage-1 unit reads, for the coordinator to fill in at lease time
@@ -326,6 +344,7 @@ impl UnitSpec {
             UnitSpec::Alignment(a) => Some(&mut a.inputs),
             UnitSpec::Directions(d) => Some(&mut d.inputs),
             UnitSpec::Clusters(c) => Some(&mut c.inputs),
+            UnitSpec::Dense(d) => Some(&mut d.inputs),
         }
     }
     /// The representation a stage-1 unit analyses.
@@ -337,6 +356,7 @@ impl UnitSpec {
             UnitSpec::Alignment(a) => Some(&a.representation),
             UnitSpec::Directions(d) => Some(&d.representation),
             UnitSpec::Clusters(c) => Some(&c.representation),
+            UnitSpec::Dense(d) => Some(&d.representation),
         }
     }
     /// The unit's kind.
@@ -348,6 +368,7 @@ impl UnitSpec {
             UnitSpec::Alignment(_) => crate::ids::UnitKind::Alignment,
             UnitSpec::Directions(_) => crate::ids::UnitKind::Directions,
             UnitSpec::Clusters(_) => crate::ids::UnitKind::Clusters,
+            UnitSpec::Dense(_) => crate::ids::UnitKind::Dense,
         }
     }
 }

@@ -415,6 +415,9 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
     if e.direction_units > 0 {
         units += &format!(" + {} directions/clusters", e.direction_units);
     }
+    if e.dense_units > 0 {
+        units += &format!(" + {} dense", e.dense_units);
+    }
     println!("{units}");
     println!(
         "bytes to write: {:.1} MiB features + {:.1} MiB probe results",

@@ -8,6 +8,7 @@ mod alignment;
 mod bench;
 mod cli;
 mod db;
+mod dense;
 mod directions;
 mod extend;
 mod launcher;

@@ -10,8 +10,8 @@ use common::settings::Contrasts;
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
-    AlignmentTask, AlignmentUnit, CaptureUnit, ClustersUnit, DirectionsUnit, GridUnit, ProbeUnit,
-    Representation, UnitSpec,
+    AlignmentTask, AlignmentUnit, CaptureUnit, ClustersUnit, DenseUnit, DirectionsUnit, GridUnit,
+    ProbeUnit, Representation, UnitSpec,
 };
 use serde::Serialize;
 
@@ -36,6 +36,7 @@ pub(crate) struct Estimate {
     pub(crate) probe_units: usize,
     pub(crate) alignment_units: usize,
     pub(crate) direction_units: usize,
+    pub(crate) dense_units: usize,
     pub(crate) triplets: usize,
     pub(crate) feature_bytes: u64,
     pub(crate) probe_bytes: u64,
@@ -75,8 +76,13 @@ impl Plan {
         }
         let alignment = crate::alignment::resolve(&spec, spec_file, &dataset)?;
         let contrasts = crate::directions::resolve(&spec, spec_file, &dataset)?;
-        let inputs =
-            AnalysisInputs { alignment: alignment.as_ref(), contrasts: contrasts.as_ref() };
+        let channels = taps.iter().map(|t| (t.name.clone(), t.channels)).collect();
+        let dense = crate::dense::resolve(&spec, spec_file, &dataset, channels)?;
+        let inputs = AnalysisInputs {
+            alignment: alignment.as_ref(),
+            contrasts: contrasts.as_ref(),
+            dense: dense.as_ref(),
+        };
         let units = units(&spec, &dataset, &representations, inputs, spec_file)?;
         Ok(Plan { spec, dataset, representations, alignment, units })
     }
@@ -101,6 +107,7 @@ impl Plan {
             probe_units: count(UnitKind::Probe) + count(UnitKind::Grid),
             alignment_units: count(UnitKind::Alignment),
             direction_units: count(UnitKind::Directions) + count(UnitKind::Clusters),
+            dense_units: count(UnitKind::Dense),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
             feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
@@ -275,6 +282,7 @@ fn weight_bytes(path: &Path) -> std::io::Result<u64> {
 struct AnalysisInputs<'a> {
     alignment: Option<&'a AlignmentInputs>,
     contrasts: Option<&'a Contrasts>,
+    dense: Option<&'a crate::dense::DenseInputs>,
 }
 
 fn units(
@@ -361,7 +369,35 @@ fn resolve_units(
         let ids = (&fingerprint, &captures);
         units.extend(direction_units(spec, reps, contrasts, ids));
     }
+    if let Some(dense) = inputs.dense {
+        units.extend(dense_units(reps, dense, (&fingerprint, &captures)));
+    }
     units
+}
+
+/// One dense unit per unreduced (`none`) U-Net representation (replicate means only).
+fn dense_units(
+    reps: &[Representation],
+    dense: &crate::dense::DenseInputs,
+    inputs: (&String, &UnitId),
+) -> Vec<(UnitId, UnitSpec)> {
+    let unreduced = reps.iter().filter(|r| {
+        r.pooling == common::spec::Pooling::None
+            && r.replicate.is_none()
+            && (r.step.is_some() || r.noise.is_some())
+    });
+    unreduced
+        .filter_map(|rep| {
+            let channels = *dense.channels.get(&rep.tap)?;
+            let unit = DenseUnit {
+                representation: rep.clone(),
+                channels,
+                settings: dense.settings.clone(),
+                inputs: Vec::new(),
+            };
+            Some((UnitId::of("dense", &(inputs, &unit)), UnitSpec::Dense(unit)))
+        })
+        .collect()
 }
 
 /// The directions and clusters units: one of each per replicate-mean representation whose

@@ -6,6 +6,18 @@
 use crate::error::ProbeError;
 use crate::rng;
 
+/// A seeded train/test split of `0..n`: the first ⌈fraction·n⌉ of a shuffle train; each side
+/// sorted. Depends on `seed` alone (its own stream).
+pub fn train_test_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    rng::shuffle(&mut order, &mut rng::split_rng(seed));
+    let k = ((fraction * n as f64).ceil() as usize).min(n);
+    let (mut train, mut test) = (order[..k].to_vec(), order[k..].to_vec());
+    train.sort_unstable();
+    test.sort_unstable();
+    (train, test)
+}
+
 /// Splits `n` stimuli into `k` folds after a seeded shuffle and returns each fold's test indices.
 ///
 /// Like scikit-learn's `KFold(shuffle=True)`, the shuffled order is cut into consecutive

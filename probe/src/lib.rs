@@ -44,7 +44,7 @@ pub(crate) use crate::checks::{
 pub use crate::config::{FoldResult, FoldSplit, Permute, Precision, ProbeConfig};
 pub use crate::entangle::{correlation_structure, identification_accuracy, CorrStructure};
 pub use crate::error::ProbeError;
-pub use crate::folds::{complement, inner_kfold, kfold};
+pub use crate::folds::{complement, inner_kfold, kfold, train_test_split};
 pub use crate::gram::StimulusGram;
 pub use crate::pca::pca_scores;
 pub use crate::rng::{seed_of, shuffle, SplitMix64};

@@ -62,6 +62,13 @@ pub(crate) fn inner_kfold_seed(seed: u64, fold: usize) -> u64 {
 }
 
 /// The generator that assigns stimuli to folds for `seed`.
+/// The stream of the dense probes' train/test split.
+const TAG_SPLIT: u64 = 0x7370_6c69_7400_0005;
+
+pub(crate) fn split_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed_of(TAG_SPLIT, &[seed]))
+}
+
 pub(crate) fn kfold_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed_of(TAG_KFOLD, &[seed]))
 }

@@ -31,6 +31,9 @@ pub enum UnitError {
     /// The probe statistics rejected the data.
     #[error("probe: {0}")]
     Probe(#[from] probe::ProbeError),
+    /// The dense-probe statistics rejected the data.
+    #[error("dense probe: {0}")]
+    Dense(#[from] probe::dense::DenseError),
     /// The worker's device failed (out of memory, a lost GPU).
     #[error("device: {0}")]
     Device(#[from] candle_core::Error),
@@ -68,6 +71,7 @@ impl UnitError {
             UnitError::Model { .. }
             | UnitError::Invalid(_)
             | UnitError::Probe(_)
+            | UnitError::Dense(_)
             | UnitError::Alignment(_) => false,
         }
     }
@@ -83,6 +87,7 @@ impl UnitError {
             | UnitError::Model { .. }
             | UnitError::Invalid(_)
             | UnitError::Probe(_)
+            | UnitError::Dense(_)
             | UnitError::Device(_)
             | UnitError::Alignment(_) => None,
         }

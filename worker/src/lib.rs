@@ -10,6 +10,8 @@
 mod alignment_unit;
 pub mod capture;
 mod client;
+pub mod dense_labels;
+mod dense_unit;
 mod directions_unit;
 mod error;
 mod probe_gram;

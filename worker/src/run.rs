@@ -198,6 +198,17 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
                 common::table::write_direction_rows(f, &target, &rows)
             })?;
         }
+        UnitSpec::Dense(u) => {
+            let Some(section) = &ctx.spec.analysis.dense_probe else {
+                return Err(UnitError::Invalid(
+                    "a dense unit in a run without [analysis.dense_probe]".into(),
+                ));
+            };
+            let rows = crate::dense_unit::run(&ctx.run_dir, &section.labels, &ctx.data, u)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_dense_rows(f, &target, &rows)
+            })?;
+        }
         UnitSpec::Clusters(u) => {
             let rows = crate::directions_unit::run_clusters(&ctx.run_dir, &ctx.data, u)?;
             common::fs::write_atomic(&target, |f| {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlignmentSection, ClustersSection, DirectionsSection};
+use super::{AlignmentSection, ClustersSection, DenseProbeSection, DirectionsSection};
 
 /// `[analysis]`: which analyses run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -18,6 +18,9 @@ pub struct AnalysisSection {
     /// `[analysis.directions]` (science-2.md §H); absent = no direction units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directions: Option<DirectionsSection>,
+    /// `[analysis.dense_probe]` (science-2.md §D); absent = no dense units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_probe: Option<DenseProbeSection>,
     /// `[analysis.clusters]` (science-2.md §H); absent = no cluster units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clusters: Option<ClustersSection>,

@@ -62,6 +62,29 @@ impl JobSpec {
         Ok(())
     }
 
+    /// `[analysis.dense_probe]` needs an `sd` model with an unreduced U-Net pooling, and one
+    /// image per stimulus in generation mode (its labels are of that image).
+    fn validate_dense(&self, file: &str) -> Result<(), SpecError> {
+        let Some(d) = &self.analysis.dense_probe else { return Ok(()) };
+        d.validate(file)?;
+        let needs = |key: &str, what: &str| {
+            Err(SpecError::new(file, key, format!("[analysis.dense_probe] needs {what}")))
+        };
+        if self.model.kind != ModelKind::Sd {
+            return needs("model.kind", "an `sd` model");
+        }
+        if !self.capture.unet_pooling.contains(&Pooling::None) {
+            return needs("capture.unet_pooling", "the unreduced U-Net pooling `\"none\"`");
+        }
+        if self.capture.mode == CaptureMode::Generate && self.capture.generate.replicates != 1 {
+            return needs(
+                "capture.generate.replicates",
+                "one image per stimulus (`replicates = 1`)",
+            );
+        }
+        Ok(())
+    }
+
     pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
         let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
         let name = &self.job.name;
@@ -192,6 +215,7 @@ impl JobSpec {
             a.validate(file)?;
         }
         self.validate_directions(file)?;
+        self.validate_dense(file)?;
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;
         positive(file, "sweep.folds_per_unit", s.folds_per_unit)?;

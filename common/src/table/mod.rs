@@ -7,6 +7,7 @@
 //!   [`AlignmentRow`], an enum in memory flattened to nullable columns only in this module.
 //! * Direction and cluster rows (`directions/…`, `clusters/…`, merged into
 //!   `report/directions.parquet` and `report/clusters.parquet`): [`DirectionsRow`], [`ClusterRow`].
+//! * Dense-probe rows (`dense/…`, merged into `report/dense.parquet`): [`DenseRow`].
 //! * The report's own tables (`report/rmse.parquet`, …): the rows of `report.rs`, one
 //!   [`ReportTable`] each.
 //!
@@ -17,6 +18,7 @@
 //! written by the hand-written writers this replaced; the tests pin the bytes to them.
 
 mod alignment;
+mod dense;
 mod directions;
 mod features;
 mod probe;
@@ -40,6 +42,7 @@ pub use alignment::{
     analysis, read_alignment_rows, write_alignment_rows, AlignmentRow, ProbeScore, ProbeTraining,
     TripletScore,
 };
+pub use dense::{read_dense_rows, write_dense_rows, DenseRow};
 pub use directions::{
     direction_analysis, read_cluster_rows, read_direction_rows, write_cluster_rows,
     write_direction_rows, ClusterRow, DirectionsRow,

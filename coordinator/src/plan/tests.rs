@@ -150,7 +150,7 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
         &model,
         &data,
         &reps,
-        AnalysisInputs { alignment: Some(&inputs), contrasts: Some(&contrasts) },
+        AnalysisInputs { alignment: Some(&inputs), contrasts: Some(&contrasts), dense: None },
     ) {
         let class = match unit {
             UnitSpec::Capture(_) => Capture,
@@ -160,6 +160,7 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
             UnitSpec::Alignment(_) => LinearProbe,
             UnitSpec::Directions(_) => Directions,
             UnitSpec::Clusters(_) => Clusters,
+            UnitSpec::Dense(_) => unreachable!("no dense inputs"),
         };
         by_class.get_mut(&class).expect("every class").insert(id);
     }
@@ -447,7 +448,10 @@ fn stage1_units_carry_their_settings() {
             UnitSpec::Capture(_) => {}
             UnitSpec::Probe(p) => assert_eq!(p.settings, a.probe_settings()),
             UnitSpec::Grid(g) => assert_eq!(Some(g.settings), a.grid_settings()),
-            UnitSpec::Alignment(_) | UnitSpec::Directions(_) | UnitSpec::Clusters(_) => {
+            UnitSpec::Alignment(_)
+            | UnitSpec::Directions(_)
+            | UnitSpec::Clusters(_)
+            | UnitSpec::Dense(_) => {
                 panic!("no alignment inputs or contrasts, no such units")
             }
         }

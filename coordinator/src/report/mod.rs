@@ -26,6 +26,8 @@
 //! * `alignment.parquet` — when the spec has `[analysis.alignment]`: the alignment units' rows
 //!   (`common::table::AlignmentRow`) in plan order, with each representation's linear-probe
 //!   mean over folds and the human embedding's own accuracy added (`alignment::merge`).
+//! * `dense.parquet` — when the spec has `[analysis.dense_probe]`: the dense units' rows
+//!   (`common::table::DenseRow`, one per representation, target and test image) in plan order.
 //! * `directions.parquet` and `clusters.parquet` — when the spec has `[analysis.directions]`
 //!   (and `[analysis.clusters]`): the direction and cluster units' rows
 //!   (`common::table::DirectionsRow`, `ClusterRow`) in plan order; the report adds the sign test
@@ -37,6 +39,7 @@
 
 pub(crate) mod alignment;
 mod calibration;
+mod dense;
 mod directions;
 pub(crate) mod model;
 mod probe;
@@ -99,8 +102,19 @@ pub(crate) fn write(
             Some(directions::reduce(rows, clusters))
         }
     };
+    let dense = match &spec.analysis.dense_probe {
+        None => None,
+        Some(_) => {
+            let mut rows = Vec::new();
+            for rel in db.committed_outputs(UnitKind::Dense)? {
+                rows.extend(common::table::read_dense_rows(&layout.root().join(&rel))?);
+            }
+            Some(dense::reduce(rows))
+        }
+    };
     let inputs = reduce::Inputs { spec, data, probe, grid, alignment, directions, status };
-    let model = reduce::reduce(inputs)?;
+    let mut model = reduce::reduce(inputs)?;
+    model.dense = dense;
     let dir = layout.report_dir();
     std::fs::create_dir_all(&dir)?;
     tables::write_all(&dir, &model)?;

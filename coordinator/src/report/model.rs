@@ -38,6 +38,8 @@ pub(crate) struct ReportModel {
     pub(crate) alignment: Option<Alignment>,
     /// Prompt directions and clusters (`[analysis.directions]`).
     pub(crate) directions: Option<super::directions::Directions>,
+    /// Dense probes (`[analysis.dense_probe]`).
+    pub(crate) dense: Option<super::dense::Dense>,
     pub(crate) status: RunStatus,
 }
 

@@ -113,6 +113,7 @@ pub(crate) fn assemble(
         summary,
         alignment,
         directions: None,
+        dense: None,
         status,
     }
 }

@@ -71,6 +71,10 @@ impl RunStatus {
                     let key = d.representation.key();
                     (format!("{key}, prompt directions"), Some(key))
                 }
+                Ok(UnitSpec::Dense(d)) => {
+                    let key = d.representation.key();
+                    (format!("{key}, dense probes"), Some(key))
+                }
                 Ok(UnitSpec::Clusters(c)) => {
                     let key = c.representation.key();
                     (format!("{key}, concept clusters"), Some(key))

@@ -100,6 +100,10 @@ pub(crate) fn write_all(dir: &Path, model: &ReportModel) -> anyhow::Result<()> {
             common::table::write_alignment_rows(f, &path, &a.results.rows)
         })?;
     }
+    if let Some(d) = &model.dense {
+        let path = dir.join("dense.parquet");
+        common::fs::write_atomic(&path, |f| common::table::write_dense_rows(f, &path, &d.rows))?;
+    }
     if let Some(d) = &model.directions {
         let path = dir.join("directions.parquet");
         common::fs::write_atomic(&path, |f| {

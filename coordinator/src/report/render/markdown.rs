@@ -129,6 +129,9 @@ pub(crate) fn render(m: &ReportModel) -> String {
     if let (Some(a), Some(al)) = (&m.settings.alignment, &m.alignment) {
         alignment_section(&mut md, a, al);
     }
+    if let Some(d) = &m.dense {
+        super::dense::section(&mut md, d);
+    }
     if let Some(d) = &m.directions {
         super::directions::section(&mut md, d);
     }

@@ -145,7 +145,8 @@ impl SdCapture {
             image
                 .write_to(&mut png, ::image::ImageFormat::Png)
                 .map_err(|e| UnitError::Invalid(format!("cannot encode a PNG: {e}")))?;
-            let file = dir.join(format!("{}.r{replicate}.png", file_stem(name)));
+            let file =
+                dir.join(format!("{}.r{replicate}.png", crate::dense_labels::file_stem(name)));
             common::fs::write_bytes_atomic(&file, png.get_ref())?;
         }
         Ok(())
@@ -173,13 +174,6 @@ fn with_replicate<'a>(
         }
     }
     Cow::Owned(steps)
-}
-
-/// A file-name-safe form of a stimulus name.
-fn file_stem(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
-        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! that is not byte-identical across restarts (the crash and Slurm tests compare the others).
 
 mod alignment;
+mod dense;
 mod directions;
 mod grid;
 mod probe;
@@ -36,7 +37,7 @@ use crate::report::svg::{self, Bar, Bars};
 const STYLE: &str = include_str!("style.css");
 
 /// The figure ids, in page order (the browser check looks for each).
-pub(crate) const FIGURE_IDS: [&str; 8] = [
+pub(crate) const FIGURE_IDS: [&str; 9] = [
     "fig-significance",
     "fig-rmse",
     "fig-rmse-groups",
@@ -45,9 +46,10 @@ pub(crate) const FIGURE_IDS: [&str; 8] = [
     "fig-correlation",
     "fig-alignment",
     "fig-directions",
+    "fig-dense",
 ];
 
-const FIGURE_NAMES: [&str; 8] = [
+const FIGURE_NAMES: [&str; 9] = [
     "Significance",
     "RMSE",
     "RMSE by group",
@@ -56,6 +58,7 @@ const FIGURE_NAMES: [&str; 8] = [
     "Correlation structure",
     "Alignment",
     "Directions",
+    "Dense probes",
 ];
 
 /// Renders the page.
@@ -84,6 +87,7 @@ pub(crate) fn render(model: &ReportModel) -> String {
                     (page.correlation())
                     (page.alignment())
                     (page.directions())
+                    (page.dense())
                     (page.run_summary())
                 }
             }

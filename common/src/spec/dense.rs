@@ -1,0 +1,111 @@
+//! `[analysis.dense_probe]`: dense probes per denoising step (science-2.md §D, seed 002). A
+//! linear map from every token of an unreduced U-Net representation (`unet_pooling = "none"`)
+//! to a per-pixel label map, fitted in exact closed form (ridge on block means for continuous
+//! maps, soft-label logistic regression for masks) and scored per test image at full
+//! resolution (`probe::dense`).
+//!
+//! **Label files** live in `labels`, one per (stimulus, target): `{stimulus}.{target}.png` or
+//! `.npy` in real-image mode, `{stimulus}.r0.{target}.png` / `.npy` in generation mode (the image
+//! `save_images` wrote as `images/{stimulus}.r0.png`). A mask is a grayscale PNG (foreground =
+//! value above 127) or an `.npy` of 0/1; a continuous map is an `.npy` of float32/float64
+//! (`H × W`, C order) or a grayscale PNG (its 0–255 values). Every label map has the images'
+//! size.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// `[analysis.dense_probe]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DenseProbeSection {
+    /// The label folder (relative to the spec; module doc).
+    pub labels: PathBuf,
+    /// Target name → kind: `mask` (Dice) or `continuous` (Spearman ρ, Pearson r, RMSE).
+    pub targets: BTreeMap<String, DenseTargetKind>,
+    /// Share of the stimuli the probes train on (a seeded split; the rest are the test images).
+    #[serde(default = "default_train_fraction")]
+    pub train_fraction: f64,
+    /// Seed of the split.
+    #[serde(default)]
+    pub seed: u64,
+    /// Ridge penalty α on the per-token objective of continuous targets (α_pix = f²·α).
+    #[serde(default = "default_penalty")]
+    pub alpha: f64,
+    /// L2 penalty λ on the per-token logistic objective of masks (scikit-learn's 1/C).
+    #[serde(default = "default_penalty")]
+    pub l2: f64,
+}
+
+/// What a dense target is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DenseTargetKind {
+    /// A binary mask: soft-label logistic probe, Dice.
+    Mask,
+    /// A continuous map (depth, shading): ridge probe, Spearman ρ, Pearson r, RMSE.
+    Continuous,
+}
+
+impl DenseTargetKind {
+    /// The name used in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            DenseTargetKind::Mask => "mask",
+            DenseTargetKind::Continuous => "continuous",
+        }
+    }
+}
+
+fn default_train_fraction() -> f64 {
+    0.4
+}
+
+fn default_penalty() -> f64 {
+    1.0
+}
+
+impl DenseProbeSection {
+    pub(super) fn resolve_paths(&mut self, join: &dyn Fn(&mut PathBuf)) {
+        join(&mut self.labels);
+    }
+
+    pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
+        let err = |key: &str, msg: String| {
+            Err(SpecError::new(file, format!("analysis.dense_probe.{key}"), msg))
+        };
+        if !self.labels.is_dir() {
+            return err("labels", format!("{} is not a folder", self.labels.display()));
+        }
+        if self.targets.is_empty() {
+            return err("targets", "expected at least one target".into());
+        }
+        for name in self.targets.keys() {
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                return err(
+                    "targets",
+                    format!("target names are letters, digits, '-' or '_'; found {name:?}"),
+                );
+            }
+        }
+        let f = self.train_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return err(
+                "train_fraction",
+                format!("expected a number strictly between 0 and 1, found {f}"),
+            );
+        }
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            return err("alpha", format!("expected a non-negative number, found {}", self.alpha));
+        }
+        if !(self.l2.is_finite() && self.l2 > 0.0) {
+            return err("l2", format!("expected a positive number, found {}", self.l2));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Plan-time inputs of `[analysis.dense_probe]`: the seeded train/test split over stimuli, the
+//! label file of every (stimulus, target) found (a missing one is refused before any model
+//! runs, naming the file), and the fingerprint of their contents, which enters the dense
+//! units' ids so new labels are new units while the captures stay.
+
+use std::collections::BTreeMap;
+
+use common::error::SpecError;
+use common::settings::{DenseSettings, DenseTarget};
+use common::spec::{CaptureMode, JobSpec};
+use common::stimuli::Dataset;
+
+const KEY: &str = "analysis.dense_probe";
+
+/// What the dense units of a plan share: their settings, and each U-Net tap's channels.
+pub(crate) struct DenseInputs {
+    pub(crate) settings: DenseSettings,
+    pub(crate) channels: BTreeMap<String, usize>,
+}
+
+/// The spec's dense settings, or `None` without `[analysis.dense_probe]`.
+pub(crate) fn resolve(
+    spec: &JobSpec,
+    spec_file: &str,
+    data: &Dataset,
+    channels: BTreeMap<String, usize>,
+) -> Result<Option<DenseInputs>, SpecError> {
+    let Some(d) = &spec.analysis.dense_probe else { return Ok(None) };
+    let err = |key: &str, msg: String| SpecError::new(spec_file, format!("{KEY}.{key}"), msg);
+    let n = data.len();
+    let (train, test) = probe::train_test_split(n, d.train_fraction, d.seed);
+    if train.is_empty() || test.is_empty() {
+        let msg = format!("{n} stimuli leave no training or no test image at {}", d.train_fraction);
+        return Err(err("train_fraction", msg));
+    }
+    let generated = spec.capture.mode == CaptureMode::Generate;
+    let targets: Vec<DenseTarget> =
+        d.targets.iter().map(|(name, &kind)| DenseTarget { name: name.clone(), kind }).collect();
+    let mut hasher = blake3::Hasher::new();
+    for stimulus in &data.stimuli {
+        for t in &targets {
+            let path = worker::dense_labels::label_path(&d.labels, stimulus, &t.name, generated)
+                .map_err(|m| err("labels", m))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| err("labels", format!("{}: {e}", path.display())))?;
+            hasher.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    let settings = DenseSettings {
+        targets,
+        train,
+        test,
+        alpha: d.alpha,
+        l2: d.l2,
+        generated,
+        labels_fingerprint: hasher.finalize().to_hex().to_string(),
+    };
+    Ok(Some(DenseInputs { settings, channels }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The split is a partition of the stimuli, its size the stated fraction, and it depends on
+    /// the seed alone.
+    #[test]
+    fn split_partitions_the_stimuli() {
+        let split = probe::train_test_split;
+        let (train, test) = split(617, 0.4, 7);
+        assert_eq!((train.len(), test.len()), (247, 370));
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..617).collect::<Vec<_>>());
+        assert_eq!(split(617, 0.4, 7), (train.clone(), test));
+        assert_ne!(split(617, 0.4, 8).0, train);
+    }
+}

@@ -1,0 +1,203 @@
+//! The dense-probe part of the report (`[analysis.dense_probe]`, science-2.md §D): the committed
+//! rows in plan order (`report/dense.parquet`), per (target, representation) the mean ± SE of
+//! the primary score over test images (Dice for a mask, Spearman ρ for a continuous map) beside
+//! the all-foreground Dice, and per target where the score emerges along denoising.
+//!
+//! **Emergence** (the paper's "by step 3"): the contexts of a target's cells are put in
+//! denoising order (generation: step 0 first; real images: the highest noise level first); the
+//! statement names the first context at which some tap reaches [`EMERGENCE`] of the target's
+//! best mean score. It is made only when the best beats its floor: ρ > 0 for a continuous map,
+//! the all-foreground Dice for a mask; otherwise the report says there is nothing to emerge.
+
+use common::table::DenseRow;
+use common::unit::Representation;
+
+use probe::dense::summarize;
+
+/// The share of the best score at which a property counts as emerged.
+pub(crate) const EMERGENCE: f64 = 0.9;
+
+/// The dense part of the model.
+#[derive(Debug, Clone)]
+pub(crate) struct Dense {
+    /// Every row, in plan order.
+    pub(crate) rows: Vec<DenseRow>,
+    /// Per (target, representation), in order of first appearance.
+    pub(crate) cells: Vec<DenseCell>,
+    /// Per target, in order of first appearance.
+    pub(crate) targets: Vec<TargetSummary>,
+}
+
+/// One target on one representation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DenseCell {
+    pub(crate) target: String,
+    pub(crate) kind: String,
+    pub(crate) representation: String,
+    /// Mean and SE of the primary score over test images with one (NaN scores skipped).
+    pub(crate) mean: f64,
+    pub(crate) se: f64,
+    pub(crate) images: usize,
+    pub(crate) skipped: usize,
+    /// Masks: mean all-foreground Dice of the same images; continuous: NaN.
+    pub(crate) baseline: f64,
+}
+
+/// Where a target is best, and where it emerges.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TargetSummary {
+    pub(crate) target: String,
+    pub(crate) kind: String,
+    /// Index into `cells` of the best mean score, if any cell has one.
+    pub(crate) best: Option<usize>,
+    /// The first context (in denoising order) where some tap reaches [`EMERGENCE`] of the best,
+    /// with that cell's index; `None` unless the best is positive.
+    pub(crate) emerges: Option<(String, usize)>,
+}
+
+/// The model part from the committed rows (plan order).
+pub(crate) fn reduce(rows: Vec<DenseRow>) -> Dense {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in &rows {
+        if !keys.contains(&(r.target.as_str(), r.representation.as_str())) {
+            keys.push((&r.target, &r.representation));
+        }
+    }
+    let cells: Vec<DenseCell> = keys
+        .iter()
+        .map(|&(target, rep)| {
+            let of: Vec<&DenseRow> =
+                rows.iter().filter(|r| r.target == target && r.representation == rep).collect();
+            let scores: Vec<f64> = of.iter().map(|r| r.score()).collect();
+            let s = summarize(&scores);
+            let baselines: Vec<f64> = of.iter().map(|r| r.all_foreground_dice).collect();
+            DenseCell {
+                target: target.into(),
+                kind: of[0].kind.clone(),
+                representation: rep.into(),
+                mean: s.mean,
+                se: s.se,
+                images: s.n,
+                skipped: s.skipped,
+                baseline: summarize(&baselines).mean,
+            }
+        })
+        .collect();
+    let mut names: Vec<&str> = Vec::new();
+    for c in &cells {
+        if !names.contains(&c.target.as_str()) {
+            names.push(&c.target);
+        }
+    }
+    let targets = names.iter().map(|t| summary(&cells, t)).collect();
+    Dense { rows, cells, targets }
+}
+
+/// The best cell of `target` and where it emerges (module doc).
+pub(crate) fn summary(cells: &[DenseCell], target: &str) -> TargetSummary {
+    let of: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].target == target).collect();
+    let best = of
+        .iter()
+        .copied()
+        .filter(|&i| cells[i].mean.is_finite())
+        .max_by(|&a, &b| cells[a].mean.total_cmp(&cells[b].mean));
+    let emerges = best.filter(|&b| cells[b].mean > floor(&cells[b])).and_then(|b| {
+        let bar = EMERGENCE * cells[b].mean;
+        let mut order: Vec<(Order, usize)> =
+            of.iter().map(|&i| (denoising_order(&cells[i].representation), i)).collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        order.into_iter().find(|&(_, i)| cells[i].mean >= bar).map(|(o, i)| (o.name, i))
+    });
+    TargetSummary { target: target.into(), kind: cells[of[0]].kind.clone(), best, emerges }
+}
+
+/// What the best score must beat for emergence to be stated: the all-foreground Dice of a
+/// mask, 0 for a continuous map's ρ.
+fn floor(c: &DenseCell) -> f64 {
+    if c.baseline.is_finite() {
+        c.baseline
+    } else {
+        0.0
+    }
+}
+
+/// A context's place along denoising, and its name (`step 2`, `noise 80 %`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Order {
+    rank: i64,
+    pub(crate) name: String,
+}
+
+pub(crate) fn denoising_order(key: &str) -> Order {
+    match key.parse::<Representation>() {
+        Ok(Representation { step: Some(k), .. }) => {
+            Order { rank: k as i64, name: format!("step {k}") }
+        }
+        Ok(Representation { noise: Some(n), conditioning, .. }) => {
+            let c = conditioning.map_or(String::new(), |c| format!(", {}", c.name()));
+            Order { rank: -i64::from(n), name: format!("noise {n} %{c}") }
+        }
+        _ => Order { rank: i64::MAX, name: key.into() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(rep: &str, target: &str, score: f64) -> DenseRow {
+        DenseRow {
+            representation: rep.into(),
+            target: target.into(),
+            kind: "continuous".into(),
+            stimulus: "s".into(),
+            dice: f64::NAN,
+            dice_background: f64::NAN,
+            all_foreground_dice: f64::NAN,
+            spearman: score,
+            pearson: score,
+            rmse: 1.0,
+            n_train: 4,
+        }
+    }
+
+    /// Emergence is the first step (denoising order) where some tap reaches 90 % of the best,
+    /// not the first best; noise levels run from high to low; a target whose best is not
+    /// positive emerges nowhere.
+    #[test]
+    fn emergence_is_stated_where_it_holds_and_not_otherwise() {
+        let mut rows = Vec::new();
+        for (k, v) in [(0, 0.1), (1, 0.5), (2, 0.91), (3, 1.0), (4, 0.95)] {
+            rows.push(row(&format!("a/none/k{k}"), "depth", v));
+            rows.push(row(&format!("b/none/k{k}"), "depth", v * 0.5));
+            rows.push(row(&format!("a/none/k{k}"), "flat", -0.2 + 0.01 * k as f64));
+        }
+        for (n, v) in [(20, 0.9), (50, 0.8), (80, 0.3)] {
+            rows.push(row(&format!("a/none/n{n}/empty"), "shade", v));
+        }
+        let d = reduce(rows);
+        let name = |t: &TargetSummary| {
+            t.emerges.as_ref().map(|(n, i)| (n.clone(), d.cells[*i].representation.clone()))
+        };
+        let depth = &d.targets[0];
+        assert_eq!(d.cells[depth.best.unwrap()].representation, "a/none/k3");
+        assert_eq!(name(depth), Some(("step 2".into(), "a/none/k2".into())));
+        assert_eq!(d.targets[1].target, "flat");
+        assert!(d.targets[1].emerges.is_none(), "a best of −0.16 emerges nowhere");
+        assert_eq!(
+            name(&d.targets[2]),
+            Some(("noise 50 %, empty".into(), "a/none/n50/empty".into()))
+        );
+        // A mask whose best Dice does not beat predicting all foreground emerges nowhere.
+        let mask = |rep: &str, dice: f64| DenseRow {
+            kind: "mask".into(),
+            dice,
+            all_foreground_dice: 0.4,
+            ..row(rep, "fg", f64::NAN)
+        };
+        let d = reduce(vec![mask("a/none/k0", 0.2), mask("a/none/k1", 0.39)]);
+        assert!(d.targets[0].emerges.is_none(), "Dice 0.39 < all-foreground 0.4");
+        let d = reduce(vec![mask("a/none/k0", 0.5), mask("a/none/k1", 0.8)]);
+        assert_eq!(d.targets[0].emerges.as_ref().map(|e| e.0.as_str()), Some("step 1"));
+    }
+}

@@ -1,0 +1,81 @@
+//! `## Dense probes` of `report.md` (science-2.md §D): per target the best representation with
+//! the all-foreground baseline for masks, where the score emerges along denoising, and the
+//! table of every (target, representation).
+
+use std::fmt::Write;
+
+use crate::report::dense::{Dense, EMERGENCE};
+
+fn fixed(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "–".to_string()
+    }
+}
+
+/// Appends the section.
+pub(crate) fn section(md: &mut String, d: &Dense) {
+    let _ = writeln!(md, "\n## Dense probes (seed 002)\n");
+    let _ = writeln!(
+        md,
+        "A linear map from every token of an unreduced U-Net representation to each label map, \
+         fitted in exact closed form on the training images (ridge on block means for \
+         continuous maps, soft-label logistic regression for masks; science-2.md §D) and scored \
+         on each test image at full resolution: Dice of the predicted mask, Spearman ρ of a \
+         continuous map; mean ± SE over test images. The weight-permuted control of the paper \
+         is not run here; for masks the all-foreground Dice is the baseline."
+    );
+    if d.cells.is_empty() {
+        let _ = writeln!(md, "\nNo dense results (see the quarantined units above).");
+        return;
+    }
+    for t in &d.targets {
+        let metric = if t.kind == "mask" { "Dice" } else { "Spearman ρ" };
+        let Some(b) = t.best.map(|i| &d.cells[i]) else {
+            let _ = writeln!(md, "\n- **{}**: no scored test image.", t.target);
+            continue;
+        };
+        let baseline = match t.kind.as_str() {
+            "mask" => format!(" (all-foreground Dice {})", fixed(b.baseline, 3)),
+            _ => String::new(),
+        };
+        let emerges = match &t.emerges {
+            Some((context, i)) => format!(
+                "; it first reaches {:.0} % of that at {context} (`{}`, {})",
+                100.0 * EMERGENCE,
+                d.cells[*i].representation,
+                fixed(d.cells[*i].mean, 3)
+            ),
+            None if t.kind == "mask" => {
+                "; it does not beat predicting all foreground, so nothing emerges".into()
+            }
+            None => "; the best ρ is not positive, so nothing emerges".into(),
+        };
+        let _ = writeln!(
+            md,
+            "\n- **{}** ({}): best {metric} {} ± {} at `{}`{baseline}{emerges}.",
+            t.target,
+            t.kind,
+            fixed(b.mean, 3),
+            fixed(b.se, 3),
+            b.representation
+        );
+    }
+    let _ = writeln!(md, "\n| target | representation | score (mean ± SE) | test images | skipped | all-foreground Dice |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for c in &d.cells {
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} ± {} | {} | {} | {} |",
+            c.target,
+            c.representation,
+            fixed(c.mean, 3),
+            fixed(c.se, 3),
+            c.images,
+            c.skipped,
+            fixed(c.baseline, 3)
+        );
+    }
+    let _ = writeln!(md, "\nEvery test image's Dice, ρ, r and RMSE is in dense.parquet.");
+}

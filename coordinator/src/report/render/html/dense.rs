@@ -1,0 +1,117 @@
+//! Figure 9: dense probes (science-2.md §D): per target a tap × context heat-map of the mean
+//! primary score over test images (Dice for masks, Spearman ρ for continuous maps), contexts in
+//! denoising order, the best cell outlined.
+
+use maud::{html, Markup};
+
+use super::{code, figure, omitted, table, text, Page, Row};
+use crate::report::dense::{denoising_order, DenseCell, EMERGENCE};
+use crate::report::svg::{self, num, Heatmap, Scale};
+
+impl Page<'_> {
+    pub(super) fn dense(&self) -> Markup {
+        let title = "Figure 9. Dense probes per denoising step";
+        let id = "fig-dense";
+        let Some(d) = &self.m.dense else {
+            return omitted(
+                id,
+                title,
+                "no dense probes in this run ([analysis.dense_probe] is not set).",
+            );
+        };
+        let mut panels = Vec::new();
+        for t in &d.targets {
+            let cells: Vec<&DenseCell> = d.cells.iter().filter(|c| c.target == t.target).collect();
+            let metric = if t.kind == "mask" { "Dice" } else { "Spearman ρ" };
+            panels.push((
+                format!("{} ({metric})", t.target),
+                heat(&cells, t.best.map(|i| &d.cells[i])),
+            ));
+        }
+        if panels.is_empty() {
+            panels.push((String::new(), svg::placeholder("No results: no dense unit was merged")));
+        }
+        let head = [
+            ("target", false),
+            ("best representation", false),
+            ("score ± SE", true),
+            ("all-foreground Dice", true),
+            ("emerges at", false),
+        ];
+        let rows: Vec<Row> = d
+            .targets
+            .iter()
+            .map(|t| {
+                let best = t.best.map(|i| &d.cells[i]);
+                let cells = vec![
+                    text(&t.target),
+                    best.map_or(text("–"), |b| code(&b.representation)),
+                    text(best.map_or("–".into(), |b| {
+                        format!("{} ± {}", num(b.mean, 3), num(b.se, 3))
+                    })),
+                    text(best.map_or("–".into(), |b| num(b.baseline, 3))),
+                    text(t.emerges.as_ref().map_or("–".into(), |(c, _)| c.clone())),
+                ];
+                if best.is_none() {
+                    Row::missing(cells)
+                } else {
+                    Row::new(cells)
+                }
+            })
+            .collect();
+        let caption = html! {
+            "Each cell: a linear probe from every token of the tap at that step (or noise level) \
+            to the label map, fitted in exact closed form on the training images and scored on \
+            each test image at full resolution; the mean over test images. Contexts run in \
+            denoising order; the best cell is outlined. \"Emerges at\" is the first context where \
+            some tap reaches " (format!("{:.0}", 100.0 * EMERGENCE)) " % of the best. Every \
+            image's score is in dense.parquet."
+        };
+        figure(id, title, &panels, caption, html! {}, table(&head, &rows))
+    }
+}
+
+/// The tap × context heat-map of one target's cells.
+fn heat(cells: &[&DenseCell], best: Option<&DenseCell>) -> Markup {
+    let split = |key: &str| -> (String, String) {
+        let tap = key.split("/none").next().unwrap_or(key).to_string();
+        (tap, denoising_order(key).name)
+    };
+    let mut taps: Vec<String> = Vec::new();
+    let mut contexts: Vec<(crate::report::dense::Order, String)> = Vec::new();
+    for c in cells {
+        let (tap, _) = split(&c.representation);
+        if !taps.contains(&tap) {
+            taps.push(tap);
+        }
+        let o = denoising_order(&c.representation);
+        if !contexts.iter().any(|(x, _)| x == &o) {
+            contexts.push((o.clone(), o.name));
+        }
+    }
+    contexts.sort_by(|a, b| a.0.cmp(&b.0));
+    let value = |tap: &str, ctx: &str| {
+        cells
+            .iter()
+            .find(|c| split(&c.representation) == (tap.to_string(), ctx.to_string()))
+            .map(|c| c.mean)
+            .filter(|v| v.is_finite())
+    };
+    let values: Vec<Vec<Option<f64>>> =
+        taps.iter().map(|t| contexts.iter().map(|(_, c)| value(t, c)).collect()).collect();
+    let mark = best.and_then(|b| {
+        let (tap, ctx) = split(&b.representation);
+        Some((taps.iter().position(|t| *t == tap)?, contexts.iter().position(|(_, c)| *c == ctx)?))
+    });
+    let hi = values.iter().flatten().flatten().copied().fold(0.0_f64, f64::max).max(1e-9);
+    svg::heatmap(&Heatmap {
+        rows: taps,
+        cols: contexts.into_iter().map(|(_, c)| c).collect(),
+        values,
+        row_label: "tap".into(),
+        col_label: "denoising →".into(),
+        scale: Scale::Sequential { lo: 0.0, hi },
+        decimals: 2,
+        mark,
+    })
+}

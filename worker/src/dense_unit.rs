@@ -1,0 +1,143 @@
+//! A dense unit (`[analysis.dense_probe]`, science-2.md §D): gather one unreduced
+//! representation (`tokens × C` per stimulus, [`gather`]), read each stimulus's label maps
+//! ([`crate::dense_labels`]) down to their block statistics, fit every target on the training
+//! images in exact closed form (`probe::dense`: ridge on block means, soft-label logistic for
+//! masks) and score each test image at full resolution. One representation and the `C × C`
+//! normal equations are in memory; no full-resolution prediction is ever built.
+
+use std::path::Path;
+
+use common::settings::{DenseSettings, DenseTarget};
+use common::spec::DenseTargetKind;
+use common::stimuli::Dataset;
+use common::table::DenseRow;
+use common::unit::DenseUnit;
+use probe::dense::{
+    all_foreground_dice, continuous_metrics, fit_logistic, mask_metrics, predict, BlockStats,
+    LogisticConfig, NormalEquations,
+};
+
+use crate::dense_labels::{label_path, read_label};
+use crate::error::UnitError;
+use crate::probe_unit::gather;
+
+/// Runs the unit: one row per (target, test image).
+pub(crate) fn run(
+    run_dir: &Path,
+    labels: &Path,
+    data: &Dataset,
+    unit: &DenseUnit,
+) -> Result<Vec<DenseRow>, UnitError> {
+    let key = unit.representation.key();
+    let n = data.len();
+    let (x, d) = gather(run_dir, &unit.inputs, &key, n)?;
+    let c = unit.channels;
+    if c == 0 || d % c != 0 {
+        return Err(UnitError::Invalid(format!("{key}: width {d} is not tokens × {c} channels")));
+    }
+    let tokens = d / c;
+    let s = &unit.settings;
+    let features = |i: usize| &x[i * d..(i + 1) * d];
+    let mut rows = Vec::new();
+    for target in &s.targets {
+        let stats = |i: usize| block_stats(labels, data, s, target, i, tokens);
+        let train: Vec<(usize, BlockStats)> =
+            s.train.iter().map(|&i| Ok((i, stats(i)?))).collect::<Result<_, UnitError>>()?;
+        let weights = fit(target.kind, &train, &features, c, s)?;
+        for &i in &s.test {
+            let truth = stats(i)?;
+            let z = predict(features(i), &weights)?;
+            rows.push(score(&key, target, &data.stimuli[i], &truth, &z, train.len())?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The block statistics of stimulus `i`'s label map of `target`.
+fn block_stats(
+    labels: &Path,
+    data: &Dataset,
+    s: &DenseSettings,
+    target: &DenseTarget,
+    i: usize,
+    tokens: usize,
+) -> Result<BlockStats, UnitError> {
+    let path = label_path(labels, &data.stimuli[i], &target.name, s.generated)
+        .map_err(UnitError::Invalid)?;
+    let map = read_label(&path, target.kind).map_err(UnitError::Invalid)?;
+    let named =
+        |e: probe::dense::DenseError| UnitError::Invalid(format!("{}: {e}", path.display()));
+    match target.kind {
+        DenseTargetKind::Mask => {
+            let png = path.extension().is_some_and(|e| e == "png");
+            BlockStats::from_mask(&map.mask(png), tokens, map.height, map.width).map_err(named)
+        }
+        DenseTargetKind::Continuous => {
+            BlockStats::from_map(&map.values, tokens, map.height, map.width).map_err(named)
+        }
+    }
+}
+
+/// The target's `C` weights fitted on the training images.
+fn fit<'a>(
+    kind: DenseTargetKind,
+    train: &[(usize, BlockStats)],
+    features: &dyn Fn(usize) -> &'a [f32],
+    c: usize,
+    s: &DenseSettings,
+) -> Result<Vec<f64>, UnitError> {
+    match kind {
+        DenseTargetKind::Continuous => {
+            let mut eq = NormalEquations::new(c, 1);
+            for (i, stats) in train {
+                eq.add_image(features(*i), &[stats])?;
+            }
+            Ok(eq.solve(s.alpha)?.weights(0))
+        }
+        DenseTargetKind::Mask => {
+            let images: Vec<(&[f32], &BlockStats)> =
+                train.iter().map(|(i, st)| (features(*i), st)).collect();
+            let cfg = LogisticConfig { l2: s.l2, ..LogisticConfig::default() };
+            Ok(fit_logistic(images.as_slice(), c, &cfg)?.weights)
+        }
+    }
+}
+
+/// The row of one test image: Dice (and the all-foreground baseline) for a mask, Spearman ρ,
+/// Pearson r and RMSE for a continuous map; the other kind's columns NaN.
+fn score(
+    key: &str,
+    target: &DenseTarget,
+    stimulus: &str,
+    truth: &BlockStats,
+    z: &[f64],
+    n_train: usize,
+) -> Result<DenseRow, UnitError> {
+    let mut row = DenseRow {
+        representation: key.into(),
+        target: target.name.clone(),
+        kind: target.kind.name().into(),
+        stimulus: stimulus.into(),
+        dice: f64::NAN,
+        dice_background: f64::NAN,
+        all_foreground_dice: f64::NAN,
+        spearman: f64::NAN,
+        pearson: f64::NAN,
+        rmse: f64::NAN,
+        n_train: n_train as u32,
+    };
+    match target.kind {
+        DenseTargetKind::Mask => {
+            let foreground: Vec<bool> = z.iter().map(|&v| v > 0.0).collect();
+            let m = mask_metrics(truth, &foreground)?;
+            row.dice = m.dice;
+            row.dice_background = m.dice_background;
+            row.all_foreground_dice = all_foreground_dice(truth)?;
+        }
+        DenseTargetKind::Continuous => {
+            let m = continuous_metrics(truth, z)?;
+            (row.spearman, row.pearson, row.rmse) = (m.spearman, m.pearson, m.rmse);
+        }
+    }
+    Ok(row)
+}
