@@ -12,7 +12,8 @@
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
 #    (and its alignment part on the synthetic triplets: above chance, below the rating space),
 #    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate,
-#    and the prompt-directions demo (jobs/demo-directions.toml), checked against its snapshot
+#    and the prompt-directions and dense-probe demos (jobs/demo-directions.toml,
+#    jobs/demo-dense.toml), checked against their snapshots
 # 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
 #    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
@@ -95,10 +96,16 @@ for f in directions.parquet clusters.parquet report.md report.html; do
 done
 echo "test: directions demo took $(( $(date +%s) - start )) s"
 
+echo "test: dense probes (tiny SD over synthetic scenes, real-image mode: jobs/demo-dense.toml)"
+start=$(date +%s)
+./target/release/diffprobe run jobs/demo-dense.toml --set job.output_dir=target/demo-check
+test -s target/demo-check/demo-dense/report/dense.parquet || { echo "test: demo-dense has no dense.parquet" >&2; exit 1; }
+echo "test: dense demo took $(( $(date +%s) - start )) s"
+
 echo "test: the demos' report.md against their snapshots (coordinator/src/report/snapshots)"
 # After an intended change to the report, copy the new report.md over its snapshot and review
 # the diff.
-for run in demo demo-sd-null demo-directions; do
+for run in demo demo-sd-null demo-directions demo-dense; do
     diff -u "coordinator/src/report/snapshots/${run}_report.md" "target/demo-check/$run/report/report.md" \
         || { echo "test: $run's report.md differs from its snapshot" >&2; exit 1; }
 done
@@ -109,5 +116,7 @@ echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo-sd-null/report/report.html target/report-screenshot-sd.png
 # The directions demo's report: β bars and the query map (Figure 8).
 ./scripts/check-report-html.sh target/demo-check/demo-directions/report/report.html target/report-screenshot-directions.png
+# The dense demo's report: the tap × noise-level heat-maps (Figure 9).
+./scripts/check-report-html.sh target/demo-check/demo-dense/report/report.html target/report-screenshot-dense.png
 
-echo "tests: $((cargo_passed + 4)) passed, 0 failed"
+echo "tests: $((cargo_passed + 5)) passed, 0 failed"

@@ -72,9 +72,18 @@ const ALL_OPTIONS: &[&str] = &[
     "analysis.clusters.k=2",
 ];
 
+/// The dense-probe section's keys (real-image mode, unreduced U-Net taps).
+const DENSE_OPTIONS: &[&str] = &[
+    "model.kind=\"sd\"",
+    "capture.mode=\"image\"",
+    "capture.unet_pooling=[\"none\"]",
+    "analysis.dense_probe.labels=\"labels\"",
+    "analysis.dense_probe.targets={ fg = \"mask\" }",
+];
+
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
 fn key_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
-    const MAPS: &[&str] = &["targets.columns", "targets.groups"];
+    const MAPS: &[&str] = &["targets.columns", "targets.groups", "analysis.dense_probe.targets"];
     if let toml::Value::Table(table) = value {
         if !MAPS.contains(&prefix) {
             for (k, v) in table {
@@ -113,10 +122,17 @@ fn documented_keys() -> Vec<String> {
 #[test]
 fn readme_documents_every_key_and_no_other() {
     let f = fixture(MINIMAL);
-    let spec = load(&f, &[], ALL_OPTIONS).unwrap();
-    let value = toml::Value::try_from(&spec).unwrap();
+    std::fs::create_dir(f.dir.path().join("labels")).unwrap();
+    std::fs::create_dir(f.dir.path().join("images")).unwrap();
     let mut keys = Vec::new();
-    key_paths(&value, "", &mut keys);
+    // Directions need generation with replicates, dense probes one image per stimulus: two
+    // specs between them set every key.
+    for sets in [ALL_OPTIONS, DENSE_OPTIONS] {
+        let spec = load(&f, &[], sets).unwrap();
+        key_paths(&toml::Value::try_from(&spec).unwrap(), "", &mut keys);
+    }
+    keys.sort();
+    keys.dedup();
     assert!(keys.len() > 40, "walked too few keys: {keys:?}");
     let documented = documented_keys();
     let undocumented: Vec<&String> = keys.iter().filter(|k| !documented.contains(k)).collect();

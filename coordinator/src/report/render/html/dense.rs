@@ -25,7 +25,7 @@ impl Page<'_> {
             let metric = if t.kind == "mask" { "Dice" } else { "Spearman ρ" };
             panels.push((
                 format!("{} ({metric})", t.target),
-                heat(&cells, t.best.map(|i| &d.cells[i])),
+                heat(&cells, t.best.map(|i| &d.cells[i]), t.kind == "mask"),
             ));
         }
         if panels.is_empty() {
@@ -72,7 +72,8 @@ impl Page<'_> {
 }
 
 /// The tap × context heat-map of one target's cells.
-fn heat(cells: &[&DenseCell], best: Option<&DenseCell>) -> Markup {
+/// Dice is drawn on [0, 1]; ρ from 0 to its largest value.
+fn heat(cells: &[&DenseCell], best: Option<&DenseCell>, mask: bool) -> Markup {
     let split = |key: &str| -> (String, String) {
         let tap = key.split("/none").next().unwrap_or(key).to_string();
         (tap, denoising_order(key).name)
@@ -103,7 +104,8 @@ fn heat(cells: &[&DenseCell], best: Option<&DenseCell>) -> Markup {
         let (tap, ctx) = split(&b.representation);
         Some((taps.iter().position(|t| *t == tap)?, contexts.iter().position(|(_, c)| *c == ctx)?))
     });
-    let hi = values.iter().flatten().flatten().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let largest = values.iter().flatten().flatten().copied().fold(0.0_f64, f64::max);
+    let hi = if mask { 1.0 } else { largest.max(1e-9) };
     svg::heatmap(&Heatmap {
         rows: taps,
         cols: contexts.into_iter().map(|(_, c)| c).collect(),
