@@ -428,4 +428,43 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
         "work: {} forward passes, {} eigendecompositions, {} permutation refits",
         e.forward_passes, e.eigendecompositions, e.permutation_fits
     );
+    print_dense(plan);
+}
+
+/// Per dense unit (one representation): what a worker holds and the multiply-adds of its
+/// normal equations (`N_train · tokens · C²` per pass; one pass for a ridge target, one per
+/// Newton iteration, about 10, for a mask).
+fn print_dense(plan: &Plan) {
+    use common::spec::DenseTargetKind;
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    let n = plan.dataset.len();
+    let mut total = 0.0;
+    let mut largest: Option<(String, f64, f64)> = None;
+    for (_, unit) in &plan.units {
+        let common::unit::UnitSpec::Dense(d) = unit else { continue };
+        let dim = plan.representations.iter().find(|(r, _)| *r == d.representation).map_or(0, |r| r.1);
+        let c = d.channels as f64;
+        let tokens = dim as f64 / c;
+        let passes: f64 = d
+            .settings
+            .targets
+            .iter()
+            .map(|t| if t.kind == DenseTargetKind::Mask { 10.0 } else { 1.0 })
+            .sum();
+        let macs = d.settings.train.len() as f64 * tokens * c * c * passes;
+        let memory = (n * dim * 4) as f64 + 2.0 * c * c * 8.0;
+        total += macs;
+        if largest.as_ref().is_none_or(|l| memory > l.1) {
+            largest = Some((d.representation.key(), memory, macs));
+        }
+    }
+    if let Some((key, memory, macs)) = largest {
+        println!(
+            "dense: {:.1} GMAC in all; the largest unit ({key}) holds {:.1} MiB (one \
+             representation in f32 plus its C × C equations) and does {:.2} GMAC",
+            total / 1e9,
+            mib(memory),
+            macs / 1e9
+        );
+    }
 }
