@@ -19,7 +19,7 @@ html="$(realpath "$1")"
 out_png="$(realpath -m "$2")"
 test -s "$html" || { echo "check-report-html: $html is missing or empty" >&2; exit 1; }
 
-FIGURES=(fig-significance fig-rmse fig-rmse-groups fig-grid fig-identification fig-correlation fig-alignment fig-directions fig-dense run-summary)
+FIGURES=(fig-significance fig-rmse fig-rmse-groups fig-grid fig-identification fig-correlation fig-alignment fig-directions fig-dense fig-semantic run-summary)
 
 chromium_bin="$(command -v chromium || true)"
 if [ -z "$chromium_bin" ]; then

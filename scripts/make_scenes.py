@@ -12,7 +12,9 @@ Writes, under OUT (default data/demo/scenes):
     images/{name}.png                       the RGB image (SIZE x SIZE)
     labels/{name}.mask.png                  255 = foreground
     labels/{name}.depth.npy, .shading.npy   float32 SIZE x SIZE
+    objmasks/{name}.png                     the mask of the scene's most visible object
     scenes.csv                              name, objects, foreground (share of pixels)
+    objects.csv                             stimulus, class (that object's shape: sphere, box)
 
 Usage: make_scenes.py [OUT] [--n N] [--size S] [--seed SEED]
 """
@@ -53,6 +55,8 @@ def render(rng, size):
     normal = np.zeros((size, size, 3))
     albedo = np.ones((size, size, 3))
     fg = np.zeros((size, size), bool)
+    owner = np.full((size, size), -1)  # which object each pixel shows
+    shapes = []
     # Ground plane y = -1.
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (-1.0) / d[..., 1]
@@ -65,7 +69,9 @@ def render(rng, size):
     for _ in range(objects):
         colour = rng.uniform(0.2, 1.0, 3)
         c = np.array([rng.uniform(-1.5, 1.5), 0.0, rng.uniform(3.5, 7.0)])
-        if rng.random() < 0.5:  # sphere resting on the plane
+        sphere = rng.random() < 0.5
+        shapes.append("sphere" if sphere else "box")
+        if sphere:  # resting on the plane
             r = rng.uniform(0.5, 1.0)
             c[1] = -1 + r
             b = d @ c
@@ -92,6 +98,7 @@ def render(rng, size):
         normal[hit] = n
         albedo[hit] = colour
         fg[hit] = True
+        owner[hit] = len(shapes) - 1
     sky = ~np.isfinite(t_best)
     depth = np.where(sky, FAR, np.minimum(t_best * d[..., 2], FAR))
     light = np.array([0.4, 0.8, -0.45])
@@ -100,7 +107,10 @@ def render(rng, size):
     shading[sky] = 1.0
     albedo[sky] = [0.6, 0.75, 0.95]
     image = np.clip(albedo * shading[..., None], 0, 1)
-    return image, fg, depth.astype(np.float32), shading.astype(np.float32), objects
+    # The object with the most visible pixels: the scene's object for the semantic lens.
+    counts = [(owner == k).sum() for k in range(len(shapes))]
+    main = int(np.argmax(counts))
+    return image, fg, depth.astype(np.float32), shading.astype(np.float32), objects, owner == main, shapes[main]
 
 
 def main():
@@ -113,17 +123,23 @@ def main():
     rng = np.random.default_rng(a.seed)
     os.makedirs(os.path.join(a.out, "images"), exist_ok=True)
     os.makedirs(os.path.join(a.out, "labels"), exist_ok=True)
+    os.makedirs(os.path.join(a.out, "objmasks"), exist_ok=True)
     rows = ["name,objects,foreground"]
+    objects_rows = ["stimulus,class"]
     for i in range(a.n):
         name = f"scene{i:03d}"
-        image, fg, depth, shading, objects = render(rng, a.size)
+        image, fg, depth, shading, objects, main, shape = render(rng, a.size)
         png(os.path.join(a.out, "images", f"{name}.png"), np.round(image * 255))
         png(os.path.join(a.out, "labels", f"{name}.mask.png"), fg * 255)
         np.save(os.path.join(a.out, "labels", f"{name}.depth.npy"), depth)
         np.save(os.path.join(a.out, "labels", f"{name}.shading.npy"), shading)
         rows.append(f"{name},{objects},{fg.mean():.6f}")
+        png(os.path.join(a.out, "objmasks", f"{name}.png"), main * 255)
+        objects_rows.append(f"{name},{shape}")
     with open(os.path.join(a.out, "scenes.csv"), "w") as f:
         f.write("\n".join(rows) + "\n")
+    with open(os.path.join(a.out, "objects.csv"), "w") as f:
+        f.write("\n".join(objects_rows) + "\n")
     print(f"make_scenes: {a.n} scenes of {a.size} x {a.size} in {a.out}")
 
 

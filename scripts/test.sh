@@ -12,8 +12,8 @@
 # 4. the demo, as a user runs it, into target/demo-check, checked for every report file
 #    (and its alignment part on the synthetic triplets: above chance, below the rating space),
 #    and its null control (a random-weight tiny SD), checked to be significant at the nominal rate,
-#    and the prompt-directions and dense-probe demos (jobs/demo-directions.toml,
-#    jobs/demo-dense.toml), checked against their snapshots
+#    and the prompt-directions, dense-probe and semantic-lens demos (jobs/demo-directions.toml,
+#    jobs/demo-dense.toml, jobs/demo-lens.toml), checked against their snapshots
 # 5. the demo's report.html in headless Chromium (scripts/check-report-html.sh): no console
 #    errors, every figure present; the screenshot is kept at target/report-screenshot.png
 set -euo pipefail
@@ -102,10 +102,16 @@ start=$(date +%s)
 test -s target/demo-check/demo-dense/report/dense.parquet || { echo "test: demo-dense has no dense.parquet" >&2; exit 1; }
 echo "test: dense demo took $(( $(date +%s) - start )) s"
 
+echo "test: the semantic lens (tiny SD over the scenes' objects: jobs/demo-lens.toml)"
+start=$(date +%s)
+./target/release/diffprobe run jobs/demo-lens.toml --set job.output_dir=target/demo-check
+test -s target/demo-check/demo-lens/report/semantic.parquet || { echo "test: demo-lens has no semantic.parquet" >&2; exit 1; }
+echo "test: lens demo took $(( $(date +%s) - start )) s"
+
 echo "test: the demos' report.md against their snapshots (coordinator/src/report/snapshots)"
 # After an intended change to the report, copy the new report.md over its snapshot and review
 # the diff.
-for run in demo demo-sd-null demo-directions demo-dense; do
+for run in demo demo-sd-null demo-directions demo-dense demo-lens; do
     diff -u "coordinator/src/report/snapshots/${run}_report.md" "target/demo-check/$run/report/report.md" \
         || { echo "test: $run's report.md differs from its snapshot" >&2; exit 1; }
 done
@@ -118,5 +124,6 @@ echo "test: report.html in headless Chromium"
 ./scripts/check-report-html.sh target/demo-check/demo-directions/report/report.html target/report-screenshot-directions.png
 # The dense demo's report: the tap × noise-level heat-maps (Figure 9).
 ./scripts/check-report-html.sh target/demo-check/demo-dense/report/report.html target/report-screenshot-dense.png
+./scripts/check-report-html.sh target/demo-check/demo-lens/report/report.html target/report-screenshot-lens.png
 
-echo "tests: $((cargo_passed + 5)) passed, 0 failed"
+echo "tests: $((cargo_passed + 6)) passed, 0 failed"

@@ -14,6 +14,8 @@
 //!   ρ = 1 and Dice = 1 in a run grown with new labels; missing labels refused at plan time;
 //! - `directions`: `[analysis.directions]`/`[analysis.clusters]` on the demo spec, equal to the
 //!   `alignment` library on the committed replicate rows, β negated when the axis is swapped;
+//! - `lens`: `[analysis.semantic]` on the scenes demo, equal to the `alignment::semantic` library
+//!   on the committed matrices; bad objects files refused at plan time;
 //! - `sd`: Stable Diffusion sweeps on the tiny fixtures (generation, real images, bad models);
 //! - `slurm`: the Slurm launcher on a real cluster (only with `DIFFPROBE_SLURM=1`).
 //!
@@ -37,6 +39,7 @@ mod directions;
 mod directions_lib;
 mod faults;
 mod grow;
+mod lens;
 mod parity;
 mod probe_lib;
 mod refs;

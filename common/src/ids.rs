@@ -44,6 +44,8 @@ pub enum UnitKind {
     Clusters,
     /// Dense probes of one unreduced representation.
     Dense,
+    /// Semantic-lens scores of one representation.
+    Semantic,
 }
 
 impl UnitKind {
@@ -56,6 +58,7 @@ impl UnitKind {
             UnitKind::Directions => "directions",
             UnitKind::Clusters => "clusters",
             UnitKind::Dense => "dense",
+            UnitKind::Semantic => "semantic",
         }
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{
     AlignmentDistance, AlignmentSection, AttributeProbeSection, ClusterSpace, ClustersSection,
-    DenseTargetKind, DirectionsSection, EarlyStoppingChoice, ProbePrecision,
+    DenseTargetKind, DirectionsSection, EarlyStoppingChoice, ProbePrecision, SemanticDistance,
 };
 
 /// An attribute-probe unit's settings (`probe::ProbeConfig` plus the K-fold split).
@@ -338,4 +338,27 @@ pub struct DenseSettings {
     pub generated: bool,
     /// blake3 of every label file read (names and bytes): new labels are new units.
     pub labels_fingerprint: String,
+}
+
+/// A semantic unit's settings (`alignment::semantic::SemanticConfig`, the distances) and its
+/// objects as dataset rows with class and image indices, resolved by the plan
+/// (`coordinator/src/semantic.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SemanticSettings {
+    /// The objects' dataset rows, in objects-file order.
+    pub items: Vec<usize>,
+    /// Each object's class (index into `class_names`).
+    pub classes: Vec<usize>,
+    /// Class names, in order of first appearance.
+    pub class_names: Vec<String>,
+    /// Each object's image (objects of one image are never neighbours).
+    pub images: Vec<usize>,
+    /// The distances, each its own result.
+    pub distances: Vec<SemanticDistance>,
+    /// Bootstrap replicates per CI.
+    pub bootstrap: usize,
+    /// Label permutations of the k-NN chance.
+    pub permutations: usize,
+    /// Seed of both.
+    pub seed: u64,
 }

@@ -21,6 +21,7 @@ mod dense;
 mod diffusion;
 mod directions;
 mod layers;
+mod semantic;
 mod sweep;
 mod validate;
 pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
@@ -32,6 +33,7 @@ pub use diffusion::{
 };
 pub use directions::{ClusterSpace, ClustersSection, DirectionsSection};
 use layers::{env_provider, figment_error, insert_path, parse_set, Layer, ENV_LAYER, SET_LAYER};
+pub use semantic::{SemanticDistance, SemanticSection};
 pub use sweep::{SlurmSection, SweepSection};
 
 /// A whole job spec, with paths resolved against the spec file's directory.
@@ -428,6 +430,9 @@ impl JobSpec {
         }
         if let Some(d) = &mut self.analysis.dense_probe {
             d.resolve_paths(&join);
+        }
+        if let Some(s) = &mut self.analysis.semantic {
+            s.resolve_paths(&join);
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::{
     ClusterSettings, DenseSettings, DirectionsSettings, EvaluateSettings, GridSettings,
-    LinearProbeSettings, ProbeSettings,
+    LinearProbeSettings, ProbeSettings, SemanticSettings,
 };
 use crate::spec::{Conditioning, Pooling};
 
@@ -167,6 +167,8 @@ pub enum UnitSpec {
     Clusters(ClustersUnit),
     /// Dense probes of one unreduced representation (`[analysis.dense_probe]`).
     Dense(DenseUnit),
+    /// Class semantics of one representation (`[analysis.semantic]`).
+    Semantic(SemanticUnit),
 }
 
 /// A shard of stimuli to run through the model.
@@ -285,6 +287,18 @@ pub struct DenseUnit {
     pub inputs: Vec<String>,
 }
 
+/// The semantic-lens scores of one representation, per distance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SemanticUnit {
+    /// The representation.
+    pub representation: Representation,
+    /// What the unit runs with, resolved by the plan (part of the unit id).
+    pub settings: SemanticSettings,
+    /// Capture outputs to read, as for [`ProbeUnit::inputs`].
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
 /// The committed capture outputs a probe, grid or alignment unit reads, in shard order: written
 /// once by the coordinator to `manifests/inputs-<hash>.json` (`RunLayout::inputs_manifest`) and
 /// named by the lease, which then carries no inputs itself.
@@ -331,7 +345,8 @@ impl UnitSpec {
             | UnitSpec::Alignment(_)
             | UnitSpec::Directions(_)
             | UnitSpec::Clusters(_)
-            | UnitSpec::Dense(_) => 1,
+            | UnitSpec::Dense(_)
+            | UnitSpec::Semantic(_) => 1,
         }
     }
     /// The capture outputs a stage-1 unit reads, for the coordinator to fill in at lease time
@@ -345,6 +360,7 @@ impl UnitSpec {
             UnitSpec::Directions(d) => Some(&mut d.inputs),
             UnitSpec::Clusters(c) => Some(&mut c.inputs),
             UnitSpec::Dense(d) => Some(&mut d.inputs),
+            UnitSpec::Semantic(s) => Some(&mut s.inputs),
         }
     }
     /// The representation a stage-1 unit analyses.
@@ -357,6 +373,7 @@ impl UnitSpec {
             UnitSpec::Directions(d) => Some(&d.representation),
             UnitSpec::Clusters(c) => Some(&c.representation),
             UnitSpec::Dense(d) => Some(&d.representation),
+            UnitSpec::Semantic(s) => Some(&s.representation),
         }
     }
     /// The unit's kind.
@@ -369,6 +386,7 @@ impl UnitSpec {
             UnitSpec::Directions(_) => crate::ids::UnitKind::Directions,
             UnitSpec::Clusters(_) => crate::ids::UnitKind::Clusters,
             UnitSpec::Dense(_) => crate::ids::UnitKind::Dense,
+            UnitSpec::Semantic(_) => crate::ids::UnitKind::Semantic,
         }
     }
 }

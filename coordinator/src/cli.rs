@@ -418,6 +418,9 @@ fn print_plan(plan: &Plan, e: &crate::plan::Estimate) {
     if e.dense_units > 0 {
         units += &format!(" + {} dense", e.dense_units);
     }
+    if e.semantic_units > 0 {
+        units += &format!(" + {} semantic", e.semantic_units);
+    }
     println!("{units}");
     println!(
         "bytes to write: {:.1} MiB features + {:.1} MiB probe results",
@@ -442,7 +445,8 @@ fn print_dense(plan: &Plan) {
     let mut largest: Option<(String, f64, f64)> = None;
     for (_, unit) in &plan.units {
         let common::unit::UnitSpec::Dense(d) = unit else { continue };
-        let dim = plan.representations.iter().find(|(r, _)| *r == d.representation).map_or(0, |r| r.1);
+        let dim =
+            plan.representations.iter().find(|(r, _)| *r == d.representation).map_or(0, |r| r.1);
         let c = d.channels as f64;
         let tokens = dim as f64 / c;
         let passes: f64 = d

@@ -17,6 +17,7 @@ mod plan;
 mod progress;
 mod report;
 mod run;
+mod semantic;
 mod service;
 mod status;
 mod supervise;

@@ -11,7 +11,7 @@ use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKi
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
     AlignmentTask, AlignmentUnit, CaptureUnit, ClustersUnit, DenseUnit, DirectionsUnit, GridUnit,
-    ProbeUnit, Representation, UnitSpec,
+    ProbeUnit, Representation, SemanticUnit, UnitSpec,
 };
 use serde::Serialize;
 
@@ -37,6 +37,7 @@ pub(crate) struct Estimate {
     pub(crate) alignment_units: usize,
     pub(crate) direction_units: usize,
     pub(crate) dense_units: usize,
+    pub(crate) semantic_units: usize,
     pub(crate) triplets: usize,
     pub(crate) feature_bytes: u64,
     pub(crate) probe_bytes: u64,
@@ -78,10 +79,12 @@ impl Plan {
         let contrasts = crate::directions::resolve(&spec, spec_file, &dataset)?;
         let channels = taps.iter().map(|t| (t.name.clone(), t.channels)).collect();
         let dense = crate::dense::resolve(&spec, spec_file, &dataset, channels)?;
+        let semantic = crate::semantic::resolve(&spec, spec_file, &dataset)?;
         let inputs = AnalysisInputs {
             alignment: alignment.as_ref(),
             contrasts: contrasts.as_ref(),
             dense: dense.as_ref(),
+            semantic: semantic.as_ref(),
         };
         let units = units(&spec, &dataset, &representations, inputs, spec_file)?;
         Ok(Plan { spec, dataset, representations, alignment, units })
@@ -108,6 +111,7 @@ impl Plan {
             alignment_units: count(UnitKind::Alignment),
             direction_units: count(UnitKind::Directions) + count(UnitKind::Clusters),
             dense_units: count(UnitKind::Dense),
+            semantic_units: count(UnitKind::Semantic),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
             feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
@@ -283,6 +287,7 @@ struct AnalysisInputs<'a> {
     alignment: Option<&'a AlignmentInputs>,
     contrasts: Option<&'a Contrasts>,
     dense: Option<&'a crate::dense::DenseInputs>,
+    semantic: Option<&'a common::settings::SemanticSettings>,
 }
 
 fn units(
@@ -371,6 +376,17 @@ fn resolve_units(
     }
     if let Some(dense) = inputs.dense {
         units.extend(dense_units(reps, dense, (&fingerprint, &captures)));
+    }
+    if let Some(settings) = inputs.semantic {
+        for rep in reps.iter().filter(|r| r.replicate.is_none()) {
+            let unit = SemanticUnit {
+                representation: rep.clone(),
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("semantic", &(&fingerprint, &captures, &unit));
+            units.push((id, UnitSpec::Semantic(unit)));
+        }
     }
     units
 }

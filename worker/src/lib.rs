@@ -17,6 +17,7 @@ mod error;
 mod probe_gram;
 mod probe_unit;
 pub mod run;
+mod semantic_unit;
 mod session;
 mod settings;
 

@@ -209,6 +209,12 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
                 common::table::write_dense_rows(f, &target, &rows)
             })?;
         }
+        UnitSpec::Semantic(u) => {
+            let rows = crate::semantic_unit::run(&ctx.run_dir, &ctx.data, u)?;
+            common::fs::write_atomic(&target, |f| {
+                common::table::write_semantic_rows(f, &target, &rows)
+            })?;
+        }
         UnitSpec::Clusters(u) => {
             let rows = crate::directions_unit::run_clusters(&ctx.run_dir, &ctx.data, u)?;
             common::fs::write_atomic(&target, |f| {

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlignmentSection, ClustersSection, DenseProbeSection, DirectionsSection};
+use super::{
+    AlignmentSection, ClustersSection, DenseProbeSection, DirectionsSection, SemanticSection,
+};
 
 /// `[analysis]`: which analyses run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -21,6 +23,9 @@ pub struct AnalysisSection {
     /// `[analysis.dense_probe]` (science-2.md §D); absent = no dense units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dense_probe: Option<DenseProbeSection>,
+    /// `[analysis.semantic]` (science-2.md §L); absent = no semantic units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<SemanticSection>,
     /// `[analysis.clusters]` (science-2.md §H); absent = no cluster units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clusters: Option<ClustersSection>,

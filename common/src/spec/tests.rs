@@ -79,6 +79,7 @@ const DENSE_OPTIONS: &[&str] = &[
     "capture.unet_pooling=[\"none\"]",
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
+    "analysis.semantic.objects=\"ratings.csv\"",
 ];
 
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.

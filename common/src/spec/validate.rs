@@ -216,6 +216,9 @@ impl JobSpec {
         }
         self.validate_directions(file)?;
         self.validate_dense(file)?;
+        if let Some(s) = &self.analysis.semantic {
+            s.validate(file)?;
+        }
         let s = &self.sweep;
         positive(file, "sweep.stimuli_per_unit", s.stimuli_per_unit)?;
         positive(file, "sweep.folds_per_unit", s.folds_per_unit)?;

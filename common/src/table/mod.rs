@@ -8,6 +8,7 @@
 //! * Direction and cluster rows (`directions/…`, `clusters/…`, merged into
 //!   `report/directions.parquet` and `report/clusters.parquet`): [`DirectionsRow`], [`ClusterRow`].
 //! * Dense-probe rows (`dense/…`, merged into `report/dense.parquet`): [`DenseRow`].
+//! * Semantic-lens rows (`semantic/…`, merged into `report/semantic.parquet`): [`SemanticRow`].
 //! * The report's own tables (`report/rmse.parquet`, …): the rows of `report.rs`, one
 //!   [`ReportTable`] each.
 //!
@@ -23,6 +24,7 @@ mod directions;
 mod features;
 mod probe;
 mod report;
+mod semantic;
 
 use std::fs::File;
 use std::path::Path;
@@ -55,6 +57,7 @@ pub use report::{
     read_report_table, write_report_table, EntanglementRow, ReportTable, RmseRow, SignificanceRow,
     SummaryTableRow,
 };
+pub use semantic::{read_semantic_rows, write_semantic_rows, SemanticRow};
 
 fn writer_props() -> WriterProperties {
     // Fixed properties (no timestamps): equal inputs give byte-identical files.

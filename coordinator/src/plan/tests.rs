@@ -150,7 +150,12 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
         &model,
         &data,
         &reps,
-        AnalysisInputs { alignment: Some(&inputs), contrasts: Some(&contrasts), dense: None },
+        AnalysisInputs {
+            alignment: Some(&inputs),
+            contrasts: Some(&contrasts),
+            dense: None,
+            semantic: None,
+        },
     ) {
         let class = match unit {
             UnitSpec::Capture(_) => Capture,
@@ -160,7 +165,7 @@ fn ids(spec: &JobSpec) -> BTreeMap<Class, BTreeSet<UnitId>> {
             UnitSpec::Alignment(_) => LinearProbe,
             UnitSpec::Directions(_) => Directions,
             UnitSpec::Clusters(_) => Clusters,
-            UnitSpec::Dense(_) => unreachable!("no dense inputs"),
+            UnitSpec::Dense(_) | UnitSpec::Semantic(_) => unreachable!("no such inputs"),
         };
         by_class.get_mut(&class).expect("every class").insert(id);
     }
@@ -451,7 +456,8 @@ fn stage1_units_carry_their_settings() {
             UnitSpec::Alignment(_)
             | UnitSpec::Directions(_)
             | UnitSpec::Clusters(_)
-            | UnitSpec::Dense(_) => {
+            | UnitSpec::Dense(_)
+            | UnitSpec::Semantic(_) => {
                 panic!("no alignment inputs or contrasts, no such units")
             }
         }

@@ -28,6 +28,8 @@
 //!   mean over folds and the human embedding's own accuracy added (`alignment::merge`).
 //! * `dense.parquet` — when the spec has `[analysis.dense_probe]`: the dense units' rows
 //!   (`common::table::DenseRow`, one per representation, target and test image) in plan order.
+//! * `semantic.parquet` — when the spec has `[analysis.semantic]`: the semantic units' rows
+//!   (`common::table::SemanticRow`, one per representation, distance and score) in plan order.
 //! * `directions.parquet` and `clusters.parquet` — when the spec has `[analysis.directions]`
 //!   (and `[analysis.clusters]`): the direction and cluster units' rows
 //!   (`common::table::DirectionsRow`, `ClusterRow`) in plan order; the report adds the sign test
@@ -45,6 +47,7 @@ pub(crate) mod model;
 mod probe;
 mod reduce;
 mod render;
+mod semantic;
 mod status;
 mod svg;
 mod tables;
@@ -112,9 +115,20 @@ pub(crate) fn write(
             Some(dense::reduce(rows))
         }
     };
+    let semantic = match &spec.analysis.semantic {
+        None => None,
+        Some(_) => {
+            let mut rows = Vec::new();
+            for rel in db.committed_outputs(UnitKind::Semantic)? {
+                rows.extend(common::table::read_semantic_rows(&layout.root().join(&rel))?);
+            }
+            Some(semantic::reduce(rows))
+        }
+    };
     let inputs = reduce::Inputs { spec, data, probe, grid, alignment, directions, status };
     let mut model = reduce::reduce(inputs)?;
     model.dense = dense;
+    model.semantic = semantic;
     let dir = layout.report_dir();
     std::fs::create_dir_all(&dir)?;
     tables::write_all(&dir, &model)?;

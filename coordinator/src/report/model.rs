@@ -40,6 +40,8 @@ pub(crate) struct ReportModel {
     pub(crate) directions: Option<super::directions::Directions>,
     /// Dense probes (`[analysis.dense_probe]`).
     pub(crate) dense: Option<super::dense::Dense>,
+    /// The semantic lens (`[analysis.semantic]`).
+    pub(crate) semantic: Option<super::semantic::Semantic>,
     pub(crate) status: RunStatus,
 }
 

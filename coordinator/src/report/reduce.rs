@@ -114,6 +114,7 @@ pub(crate) fn assemble(
         alignment,
         directions: None,
         dense: None,
+        semantic: None,
         status,
     }
 }

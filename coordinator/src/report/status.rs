@@ -75,6 +75,10 @@ impl RunStatus {
                     let key = d.representation.key();
                     (format!("{key}, dense probes"), Some(key))
                 }
+                Ok(UnitSpec::Semantic(s)) => {
+                    let key = s.representation.key();
+                    (format!("{key}, semantic lens"), Some(key))
+                }
                 Ok(UnitSpec::Clusters(c)) => {
                     let key = c.representation.key();
                     (format!("{key}, concept clusters"), Some(key))

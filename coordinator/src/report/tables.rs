@@ -104,6 +104,10 @@ pub(crate) fn write_all(dir: &Path, model: &ReportModel) -> anyhow::Result<()> {
         let path = dir.join("dense.parquet");
         common::fs::write_atomic(&path, |f| common::table::write_dense_rows(f, &path, &d.rows))?;
     }
+    if let Some(s) = &model.semantic {
+        let path = dir.join("semantic.parquet");
+        common::fs::write_atomic(&path, |f| common::table::write_semantic_rows(f, &path, &s.rows))?;
+    }
     if let Some(d) = &model.directions {
         let path = dir.join("directions.parquet");
         common::fs::write_atomic(&path, |f| {

@@ -132,6 +132,9 @@ pub(crate) fn render(m: &ReportModel) -> String {
     if let Some(d) = &m.dense {
         super::dense::section(&mut md, d);
     }
+    if let Some(s) = &m.semantic {
+        super::semantic::section(&mut md, s);
+    }
     if let Some(d) = &m.directions {
         super::directions::section(&mut md, d);
     }

@@ -4,3 +4,4 @@ mod dense;
 mod directions;
 pub(crate) mod html;
 pub(crate) mod markdown;
+mod semantic;

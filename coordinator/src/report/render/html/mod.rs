@@ -22,6 +22,7 @@ mod dense;
 mod directions;
 mod grid;
 mod probe;
+mod semantic;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -37,7 +38,7 @@ use crate::report::svg::{self, Bar, Bars};
 const STYLE: &str = include_str!("style.css");
 
 /// The figure ids, in page order (the browser check looks for each).
-pub(crate) const FIGURE_IDS: [&str; 9] = [
+pub(crate) const FIGURE_IDS: [&str; 10] = [
     "fig-significance",
     "fig-rmse",
     "fig-rmse-groups",
@@ -47,9 +48,10 @@ pub(crate) const FIGURE_IDS: [&str; 9] = [
     "fig-alignment",
     "fig-directions",
     "fig-dense",
+    "fig-semantic",
 ];
 
-const FIGURE_NAMES: [&str; 9] = [
+const FIGURE_NAMES: [&str; 10] = [
     "Significance",
     "RMSE",
     "RMSE by group",
@@ -59,6 +61,7 @@ const FIGURE_NAMES: [&str; 9] = [
     "Alignment",
     "Directions",
     "Dense probes",
+    "Semantic lens",
 ];
 
 /// Renders the page.
@@ -88,6 +91,7 @@ pub(crate) fn render(model: &ReportModel) -> String {
                     (page.alignment())
                     (page.directions())
                     (page.dense())
+                    (page.semantic())
                     (page.run_summary())
                 }
             }

@@ -156,7 +156,8 @@ fn fig<'a>(html: &'a str, id: &str) -> &'a str {
 const REPS: [&str; 4] = ["text.0/cls", "text.0/mean", "text.1/cls", "text.1/mean"];
 
 /// The figures a text-only run without a grid or alignment has nothing to show for.
-const OMITTED: [&str; 4] = ["fig-grid", "fig-alignment", "fig-directions", "fig-dense"];
+const OMITTED: [&str; 5] =
+    ["fig-grid", "fig-alignment", "fig-directions", "fig-dense", "fig-semantic"];
 
 #[test]
 fn full_page_has_every_figure_with_svg_caption_and_table() {

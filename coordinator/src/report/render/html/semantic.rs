@@ -1,0 +1,71 @@
+//! Figure 10: the semantic lens (science-2.md §L): leave-one-out 1-NN class accuracy per
+//! representation and distance as a heat-map, the best per distance outlined in the table with
+//! its verdict.
+
+use maud::{html, Markup};
+
+use super::{figure, omitted, table, text, Page, Row};
+use crate::report::semantic::PRIMARY;
+use crate::report::svg::{self, Heatmap, Scale};
+
+impl Page<'_> {
+    pub(super) fn semantic(&self) -> Markup {
+        let title = "Figure 10. Semantic lens: class semantics per representation";
+        let id = "fig-semantic";
+        let Some(s) = &self.m.semantic else {
+            return omitted(
+                id,
+                title,
+                "no semantic lens in this run ([analysis.semantic] is not set).",
+            );
+        };
+        let primary: Vec<_> = s.rows.iter().filter(|r| r.score == PRIMARY).collect();
+        let mut reps: Vec<String> = Vec::new();
+        let mut distances: Vec<String> = Vec::new();
+        for r in &primary {
+            if !reps.contains(&r.representation) {
+                reps.push(r.representation.clone());
+            }
+            if !distances.contains(&r.distance) {
+                distances.push(r.distance.clone());
+            }
+        }
+        let value = |rep: &str, d: &str| {
+            primary.iter().find(|r| r.representation == rep && r.distance == d).map(|r| r.value)
+        };
+        let chart = if primary.is_empty() {
+            svg::placeholder("No results: no semantic unit was merged")
+        } else {
+            svg::heatmap(&Heatmap {
+                values: reps
+                    .iter()
+                    .map(|r| distances.iter().map(|d| value(r, d)).collect())
+                    .collect(),
+                rows: reps.clone(),
+                cols: distances.clone(),
+                row_label: "representation".into(),
+                col_label: "distance".into(),
+                scale: Scale::Sequential { lo: 0.0, hi: 1.0 },
+                decimals: 2,
+                mark: None,
+            })
+        };
+        let rows: Vec<Row> =
+            s.best.iter().map(|b| Row::new(vec![text(b.sentence(&s.rows[b.row]))])).collect();
+        let caption = html! {
+            "Leave-one-out 1-NN class accuracy (objects of the same image excluded as neighbours) \
+            per representation and distance; chance is the mean accuracy over label permutations. \
+            No code or full text of seed 003 is public: science-2.md §L is this tool's definition. \
+            Every score (5-NN, mAP@R, AUC, ratio, silhouette) with its chance and CI is in \
+            semantic.parquet."
+        };
+        figure(
+            id,
+            title,
+            &[(String::new(), chart)],
+            caption,
+            html! {},
+            table(&[("verdict per distance", false)], &rows),
+        )
+    }
+}

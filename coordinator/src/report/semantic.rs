@@ -1,0 +1,146 @@
+//! The semantic-lens part of the report (`[analysis.semantic]`, science-2.md §L): the committed
+//! rows in plan order (`report/semantic.parquet`) and, per distance, the representation that
+//! keeps class semantics best by leave-one-out 1-NN accuracy, with the one interpretive sentence
+//! of this part.
+//!
+//! **Verdict:** the best representation is *above chance* when the lower bound of its 95 %
+//! bootstrap CI exceeds its chance level; otherwise the report says no representation is shown
+//! to beat chance under that distance (without a bootstrap no claim is made).
+
+use common::table::SemanticRow;
+
+/// The score the best representation is chosen by.
+pub(crate) const PRIMARY: &str = "knn1";
+
+/// The semantic part of the model.
+#[derive(Debug, Clone)]
+pub(crate) struct Semantic {
+    /// Every row, in plan order.
+    pub(crate) rows: Vec<SemanticRow>,
+    /// Per distance, in order of first appearance: the best row by [`PRIMARY`].
+    pub(crate) best: Vec<Best>,
+}
+
+/// The best representation under one distance.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Best {
+    pub(crate) distance: String,
+    /// Index into `rows` of the best [`PRIMARY`] row.
+    pub(crate) row: usize,
+    pub(crate) verdict: Verdict,
+}
+
+/// Whether the best representation beats chance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Its CI's lower bound is above chance.
+    AboveChance,
+    /// Its CI reaches chance.
+    NotShown,
+    /// No CI (no bootstrap): no claim.
+    NoCi,
+}
+
+/// The model part from the committed rows (plan order).
+pub(crate) fn reduce(rows: Vec<SemanticRow>) -> Semantic {
+    let mut distances: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !distances.contains(&r.distance.as_str()) {
+            distances.push(&r.distance);
+        }
+    }
+    let best = distances
+        .iter()
+        .filter_map(|&d| {
+            let row = (0..rows.len())
+                .filter(|&i| rows[i].distance == d && rows[i].score == PRIMARY)
+                .filter(|&i| rows[i].value.is_finite())
+                .max_by(|&a, &b| rows[a].value.total_cmp(&rows[b].value))?;
+            let r = &rows[row];
+            let verdict = match (r.ci_low.is_finite(), r.ci_low > r.chance) {
+                (false, _) => Verdict::NoCi,
+                (true, true) => Verdict::AboveChance,
+                (true, false) => Verdict::NotShown,
+            };
+            Some(Best { distance: d.to_string(), row, verdict })
+        })
+        .collect();
+    Semantic { rows, best }
+}
+
+impl Best {
+    /// The verdict as one sentence about `row`.
+    pub(crate) fn sentence(&self, row: &SemanticRow) -> String {
+        let numbers = format!(
+            "1-NN accuracy {:.3}, 95 % CI [{:.3}, {:.3}], chance {:.3}",
+            row.value, row.ci_low, row.ci_high, row.chance
+        );
+        match self.verdict {
+            Verdict::AboveChance => format!(
+                "under {}, `{}` keeps class semantics best, above chance ({numbers})",
+                self.distance, row.representation
+            ),
+            Verdict::NotShown => format!(
+                "under {}, no representation is shown to beat chance: the best, `{}`, has its CI \
+                 reaching chance ({numbers})",
+                self.distance, row.representation
+            ),
+            Verdict::NoCi => format!(
+                "under {}, the highest 1-NN accuracy is `{}`'s ({:.3}, chance {:.3}); without a \
+                 bootstrap no claim is made",
+                self.distance, row.representation, row.value, row.chance
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(rep: &str, distance: &str, value: f64, ci: (f64, f64), chance: f64) -> SemanticRow {
+        SemanticRow {
+            representation: rep.into(),
+            distance: distance.into(),
+            score: PRIMARY.into(),
+            value,
+            chance,
+            se: 0.01,
+            ci_low: ci.0,
+            ci_high: ci.1,
+            n: 50,
+        }
+    }
+
+    /// "Above chance" is claimed only when the best CI clears chance; a best whose CI reaches
+    /// chance is reported as not shown; without a CI no claim is made; other scores never
+    /// compete for best.
+    #[test]
+    fn above_chance_is_claimed_only_when_the_ci_clears_it() {
+        let mut other = row("a", "cosine", 0.99, (0.9, 1.0), 0.5);
+        other.score = "auc".into();
+        let rows = vec![
+            row("a", "cosine", 0.62, (0.55, 0.7), 0.5),
+            row("b", "cosine", 0.8, (0.72, 0.88), 0.5),
+            other,
+            row("a", "l1", 0.58, (0.49, 0.66), 0.5),
+            row("b", "l1", 0.52, (0.45, 0.6), 0.5),
+            row("a", "linf", 0.7, (f64::NAN, f64::NAN), 0.5),
+        ];
+        let s = reduce(rows);
+        let got: Vec<(&str, &str, Verdict)> = s
+            .best
+            .iter()
+            .map(|b| (b.distance.as_str(), s.rows[b.row].representation.as_str(), b.verdict))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cosine", "b", Verdict::AboveChance),
+                ("l1", "a", Verdict::NotShown),
+                ("linf", "a", Verdict::NoCi)
+            ]
+        );
+        assert!(s.best[1].sentence(&s.rows[s.best[1].row]).contains("no representation is shown"));
+    }
+}

@@ -1,0 +1,100 @@
+//! `[analysis.semantic]` through the coordinator on the scenes demo (`jobs/demo-lens.toml`:
+//! tiny SD, real images, one masked object per scene): every row equals the
+//! `alignment::semantic` library on the committed matrices, and a bad objects file is refused at
+//! plan time, naming the line.
+
+use std::path::Path;
+
+use alignment::semantic::{scores, DistanceMatrix, Items, SemanticConfig};
+use alignment::{Distance, Matrix};
+use common::table::{read_feature_block, read_semantic_rows};
+
+use crate::util;
+
+#[test]
+fn semantic_rows_equal_the_library_on_the_same_matrices() {
+    let dir = util::scratch("lens");
+    let spec = util::repo().join("jobs/demo-lens.toml");
+    let out_dir = format!("job.output_dir={:?}", dir.join("runs"));
+    let args = ["run", spec.to_str().unwrap(), "--workers", "2", "--set", &out_dir];
+    let out = util::run(&args, &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = dir.join("runs/demo-lens");
+    let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
+    assert_eq!(rows.len(), 6 * 5 * 6, "6 representations × 5 distances × 6 scores");
+
+    let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
+    let objects =
+        std::fs::read_to_string(util::repo().join("data/demo/scenes/objects.csv")).unwrap();
+    let (mut items, mut classes) = (Vec::new(), Vec::new());
+    for line in objects.lines().skip(1) {
+        let (stimulus, class) = line.split_once(',').unwrap();
+        items.push(data.stimuli.iter().position(|s| s == stimulus).unwrap());
+        classes.push(usize::from(class == "box"));
+    }
+    let images: Vec<usize> = (0..items.len()).collect();
+    let key = "mid_block/mask_mean/n20/empty";
+    let x = features(&run, key, data.len());
+    let d = x.len() / data.len();
+    let picked: Vec<f32> = items.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
+    let m = Matrix::new("objects", &picked, items.len(), d).unwrap();
+    let config = SemanticConfig { bootstrap: 500, permutations: 100, seed: 20240501 };
+    for (name, distance) in
+        [("cosine", Distance::Cosine), ("l1", Distance::L1), ("correlation", Distance::Correlation)]
+    {
+        let want = scores(
+            &DistanceMatrix::new(&m, distance),
+            &Items::new(&classes, &images).unwrap(),
+            &config,
+        )
+        .unwrap();
+        let got = |score: &str| {
+            rows.iter()
+                .find(|r| r.representation == key && r.distance == name && r.score == score)
+                .unwrap()
+        };
+        for (score, w) in [
+            ("knn1", want.knn1),
+            ("map_at_r", want.map_at_r),
+            ("auc", want.auc),
+            ("silhouette", want.silhouette),
+        ] {
+            let g = got(score);
+            assert_eq!(
+                (g.value, g.chance, g.ci_low, g.ci_high),
+                (w.value, w.chance, w.ci_low, w.ci_high),
+                "{name} {score}"
+            );
+        }
+    }
+
+    let bad = dir.join("objects.csv");
+    std::fs::write(&bad, "stimulus,class\nscene000,box\nscene999,box\n").unwrap();
+    let set = format!("analysis.semantic.objects={bad:?}");
+    let e = util::plan_error(&dir, &spec, &[&set]);
+    assert!(
+        e.contains("analysis.semantic.objects")
+            && e.contains("objects.csv:3")
+            && e.contains("scene999"),
+        "{e}"
+    );
+}
+
+/// The N × D matrix of `key` from the run's committed capture files.
+fn features(run: &Path, key: &str, n: usize) -> Vec<f32> {
+    let files: Vec<String> = util::query(
+        run,
+        "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed' ORDER BY seq",
+        |r| r.get(0),
+    );
+    let mut x = Vec::new();
+    for f in files {
+        let b = read_feature_block(&run.join(f), key).unwrap();
+        x.resize(n * b.dim, 0.0);
+        for (r, &s) in b.stimuli.iter().enumerate() {
+            let s = s as usize;
+            x[s * b.dim..(s + 1) * b.dim].copy_from_slice(&b.values[r * b.dim..(r + 1) * b.dim]);
+        }
+    }
+    x
+}

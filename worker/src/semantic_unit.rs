@@ -1,0 +1,69 @@
+//! A semantic unit (`[analysis.semantic]`, science-2.md §L): gather one representation
+//! ([`gather`]), keep the objects' rows, and score class semantics under each distance with the
+//! `alignment::semantic` library (its distance matrix, its scores, chance levels and CIs).
+
+use std::path::Path;
+
+use alignment::semantic::{scores, DistanceMatrix, Items, SemanticConfig};
+use alignment::{Distance, Matrix};
+use common::spec::SemanticDistance;
+use common::stimuli::Dataset;
+use common::table::SemanticRow;
+use common::unit::SemanticUnit;
+
+use crate::error::UnitError;
+use crate::probe_unit::gather;
+
+/// Runs the unit: six rows (the scores) per distance.
+pub(crate) fn run(
+    run_dir: &Path,
+    data: &Dataset,
+    unit: &SemanticUnit,
+) -> Result<Vec<SemanticRow>, UnitError> {
+    let key = unit.representation.key();
+    let (x, d) = gather(run_dir, &unit.inputs, &key, data.len())?;
+    let s = &unit.settings;
+    let rows: Vec<f32> =
+        s.items.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+    let m = Matrix::new("objects", &rows, s.items.len(), d)?;
+    let items = Items::new(&s.classes, &s.images)?;
+    let config =
+        SemanticConfig { bootstrap: s.bootstrap, permutations: s.permutations, seed: s.seed };
+    let mut out = Vec::new();
+    for &distance in &s.distances {
+        let dm = DistanceMatrix::new(&m, library_distance(distance));
+        let sc = scores(&dm, &items, &config)?;
+        let named = [
+            ("knn1", sc.knn1),
+            ("knn5", sc.knn5),
+            ("map_at_r", sc.map_at_r),
+            ("auc", sc.auc),
+            ("ratio", sc.ratio),
+            ("silhouette", sc.silhouette),
+        ];
+        for (score, v) in named {
+            out.push(SemanticRow {
+                representation: key.clone(),
+                distance: distance.name().into(),
+                score: score.into(),
+                value: v.value,
+                chance: v.chance,
+                se: v.se,
+                ci_low: v.ci_low,
+                ci_high: v.ci_high,
+                n: v.n as u32,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn library_distance(d: SemanticDistance) -> Distance {
+    match d {
+        SemanticDistance::Cosine => Distance::Cosine,
+        SemanticDistance::Euclidean => Distance::Euclidean,
+        SemanticDistance::L1 => Distance::L1,
+        SemanticDistance::Linf => Distance::LInf,
+        SemanticDistance::Correlation => Distance::Correlation,
+    }
+}
