@@ -172,7 +172,7 @@ mod tests {
             rows.push(row(&format!("b/none/k{k}"), "depth", v * 0.5));
             rows.push(row(&format!("a/none/k{k}"), "flat", -0.2 + 0.01 * k as f64));
         }
-        for (n, v) in [(20, 0.9), (50, 0.8), (80, 0.3)] {
+        for (n, v) in [(20, 0.9), (50, 0.85), (80, 0.3)] {
             rows.push(row(&format!("a/none/n{n}/empty"), "shade", v));
         }
         let d = reduce(rows);
