@@ -28,7 +28,10 @@ pub(crate) fn resolve(
     let Some(d) = &spec.analysis.dense_probe else { return Ok(None) };
     let err = |key: &str, msg: String| SpecError::new(spec_file, format!("{KEY}.{key}"), msg);
     let n = data.len();
-    let (train, test) = probe::train_test_split(n, d.train_fraction, d.seed);
+    let (train, test) = match &d.split {
+        Some(path) => read_split(path, data).map_err(|m| err("split", m))?,
+        None => probe::train_test_split(n, d.train_fraction, d.seed),
+    };
     if train.is_empty() || test.is_empty() {
         let msg = format!("{n} stimuli leave no training or no test image at {}", d.train_fraction);
         return Err(err("train_fraction", msg));
@@ -60,6 +63,41 @@ pub(crate) fn resolve(
     Ok(Some(DenseInputs { settings, channels }))
 }
 
+/// A split file: `stimulus,split` with `train` or `test` for every stimulus; the error names
+/// the file and line.
+fn read_split(path: &std::path::Path, data: &Dataset) -> Result<(Vec<usize>, Vec<usize>), String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        stimulus: String,
+        split: String,
+    }
+    let at = |line: usize, m: String| format!("{}:{line}: {m}", path.display());
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut side: Vec<Option<bool>> = vec![None; data.len()];
+    for (i, record) in reader.deserialize::<Line>().enumerate() {
+        let l = record.map_err(|e| at(i + 2, e.to_string()))?;
+        let Some(row) = data.stimuli.iter().position(|s| *s == l.stimulus) else {
+            continue; // a stimulus of another run (or dropped): not in this split
+        };
+        let train = match l.split.as_str() {
+            "train" => true,
+            "test" => false,
+            other => return Err(at(i + 2, format!("split {other:?} is neither train nor test"))),
+        };
+        if side[row].replace(train).is_some() {
+            return Err(at(i + 2, format!("stimulus {:?} is listed twice", l.stimulus)));
+        }
+    }
+    if let Some(row) = side.iter().position(Option::is_none) {
+        return Err(format!("{}: stimulus {:?} has no split", path.display(), data.stimuli[row]));
+    }
+    let pick = |want: bool| (0..data.len()).filter(|&i| side[i] == Some(want)).collect();
+    Ok((pick(true), pick(false)))
+}
+
 #[cfg(test)]
 mod tests {
     /// The split is a partition of the stimuli, its size the stated fraction, and it depends on
@@ -74,5 +112,33 @@ mod tests {
         assert_eq!(all, (0..617).collect::<Vec<_>>());
         assert_eq!(split(617, 0.4, 7), (train.clone(), test));
         assert_ne!(split(617, 0.4, 8).0, train);
+    }
+
+    /// A split file gives each stimulus its side; an unknown side, a stimulus listed twice or
+    /// one without a side is refused naming the file.
+    #[test]
+    fn split_files() {
+        let stimuli: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let data = common::stimuli::Dataset {
+            texts: stimuli.clone(),
+            stimuli,
+            attributes: vec!["x".into()],
+            groups: vec![None],
+            targets: vec![0.0; 3],
+            dropped: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.csv");
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::read_split(&path, &data)
+        };
+        let ok = read("stimulus,split\na,test\nb,train\nc,test\nzz,train\n").unwrap();
+        assert_eq!(ok, (vec![1], vec![0, 2]));
+        assert!(read("stimulus,split\na,val\n").unwrap_err().contains("split.csv:2"));
+        assert!(read("stimulus,split\na,test\na,train\n").unwrap_err().contains("twice"));
+        assert!(read("stimulus,split\na,test\nb,train\n")
+            .unwrap_err()
+            .contains("\"c\" has no split"));
     }
 }

@@ -29,6 +29,10 @@ pub struct DenseProbeSection {
     /// Share of the stimuli the probes train on (a seeded split; the rest are the test images).
     #[serde(default = "default_train_fraction")]
     pub train_fraction: f64,
+    /// A fixed split instead (relative to the spec): a CSV with the header `stimulus,split`,
+    /// `split` being `train` or `test` for every stimulus (the paper's 246 / 371).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<PathBuf>,
     /// Seed of the split.
     #[serde(default)]
     pub seed: u64,
@@ -71,6 +75,9 @@ fn default_penalty() -> f64 {
 impl DenseProbeSection {
     pub(super) fn resolve_paths(&mut self, join: &dyn Fn(&mut PathBuf)) {
         join(&mut self.labels);
+        if let Some(split) = &mut self.split {
+            join(split);
+        }
     }
 
     pub(super) fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -79,6 +86,9 @@ impl DenseProbeSection {
         };
         if !self.labels.is_dir() {
             return err("labels", format!("{} is not a folder", self.labels.display()));
+        }
+        if let Some(split) = self.split.as_ref().filter(|p| !p.is_file()) {
+            return err("split", format!("{} is not a file", split.display()));
         }
         if self.targets.is_empty() {
             return err("targets", "expected at least one target".into());

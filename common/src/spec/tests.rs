@@ -79,6 +79,7 @@ const DENSE_OPTIONS: &[&str] = &[
     "capture.unet_pooling=[\"none\"]",
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
+    "analysis.dense_probe.split=\"ratings.csv\"",
     "analysis.semantic.objects=\"ratings.csv\"",
 ];
 
