@@ -113,14 +113,25 @@ fn tiny_sd_generation_sweep_through_the_coordinator() {
     assert!(keys.contains(&("up_blocks.1/mean/k0".to_string(), 32)), "{keys:?}");
     assert!(!keys.iter().any(|(k, _)| k.contains("/k1") || k.contains("/k3")), "{keys:?}");
     // Seeds come from (capture.seed, stimulus, replicate): a second run is bit-identical, also
-    // when it runs every step to save the images.
-    let sets = ["--set", "job.name=sd-again", "--set", "capture.generate.save_images=true"];
+    // when it runs every step to save the images, and the images after steps 0 and 3 (the
+    // last: the final image, byte for byte).
+    let sets = [
+        "--set",
+        "job.name=sd-again",
+        "--set",
+        "capture.generate.save_images=true",
+        "--set",
+        "capture.generate.save_step_images=[0, 3]",
+    ];
     let again = util::run(&[&["run", s, "--workers", "1"][..], &sets].concat(), &dir);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let images = dir.join("runs/sd-again/images");
     for i in 0..18 {
         let png = image::open(images.join(format!("item{i}.r0.png"))).unwrap();
         assert_eq!((png.width(), png.height()), (16, 16));
+        let read = |name: String| std::fs::read(images.join(name)).unwrap();
+        assert_eq!(read(format!("item{i}.r0.k3.png")), read(format!("item{i}.r0.png")));
+        assert_ne!(read(format!("item{i}.r0.k0.png")), read(format!("item{i}.r0.png")));
     }
     let report = |name: &str| {
         std::fs::read(dir.join("runs").join(name).join("report/rmse.parquet")).unwrap()

@@ -175,6 +175,10 @@ pub struct GenerateSection {
     /// `images/{stimulus}.r{replicate}.png` in the run directory (runs every step).
     #[serde(default)]
     pub save_images: bool,
+    /// Also decode the latents after each of these steps (0-based) and save them as
+    /// `images/{stimulus}.r{replicate}.k{k}.png` (for an external classifier per step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub save_step_images: Vec<usize>,
     /// `per_stimulus` (default) or `per_replicate`: see [`NoiseSeeding`].
     #[serde(default, skip_serializing_if = "NoiseSeeding::is_per_stimulus")]
     pub noise: NoiseSeeding,
@@ -243,6 +247,7 @@ impl Default for GenerateSection {
             height: None,
             width: None,
             save_images: false,
+            save_step_images: Vec::new(),
             noise: NoiseSeeding::PerStimulus,
             record: GuidanceRecord::Cond,
             keep_replicates: false,
@@ -280,6 +285,10 @@ impl GenerateSection {
         }
         if self.replicates == 0 {
             return err("capture.generate.replicates", "expected at least 1, found 0".into());
+        }
+        if let Some(k) = self.save_step_images.iter().find(|&&k| k >= self.steps) {
+            let msg = format!("step {k} is not below steps = {}", self.steps);
+            return err("capture.generate.save_step_images", msg);
         }
         if !self.record.is_cond() && self.guidance <= 1.0 {
             return err(

@@ -68,6 +68,7 @@ const ALL_OPTIONS: &[&str] = &[
     "capture.generate.record=\"delta\"",
     "capture.generate.replicates=2",
     "capture.generate.keep_replicates=true",
+    "capture.generate.save_step_images=[0]",
     "analysis.directions.contrasts=\"ratings.csv\"",
     "analysis.clusters.k=2",
 ];

@@ -171,7 +171,7 @@ fn generation(sd: &SdCapture, g: &BatchGolden, batch: usize) -> f32 {
         let mut sums = BTreeMap::new();
         let noise = g.flat("gen.noise", chunk);
         let mut streams = NoiseStreams::new(0, NoiseSeeding::PerStimulus, &texts, 0);
-        sd.denoise(noise, &mut streams, &context, &rec.steps, b, false, &mut sums).unwrap();
+        sd.denoise(noise, &mut streams, &context, &rec.steps, b, &[], &mut sums).unwrap();
         let mut out = Vec::new();
         sd.drain(sums, 1, &mut out).unwrap();
         let e = check_rows("generation", &reps, out, g, chunk, TRAJECTORY_TOLERANCE);

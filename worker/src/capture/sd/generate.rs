@@ -32,8 +32,17 @@ impl SdCapture {
         let uncond = if guided { b } else { 0 };
         let mut out = Vec::new();
         let context = self.encode_text(part.texts, part.first, uncond, true, rec, &mut out)?;
-        let save = part.images.filter(|_| self.decoder.is_some());
-        if rec.steps.is_empty() && rec.replicate_steps.is_empty() && save.is_none() {
+        // Latents to decode: after each of `save_step_images`, and the final one.
+        let dir = part.images.filter(|_| self.decoder.is_some());
+        let final_step = g.steps - 1;
+        let mut keep: Vec<usize> = g.save_step_images.clone();
+        if g.save_images {
+            keep.push(final_step);
+        }
+        if dir.is_none() {
+            keep.clear();
+        }
+        if rec.steps.is_empty() && rec.replicate_steps.is_empty() && keep.is_empty() {
             return Ok(out);
         }
         let (mut sums, mut kept) = (BTreeMap::new(), BTreeMap::new());
@@ -42,16 +51,22 @@ impl SdCapture {
             let noise = streams.draw(self.latent_len());
             let own = rec.replicate_steps.get(&replicate);
             let steps = with_replicate(&rec.steps, own);
-            let to_end = save.is_some();
-            let last = self.denoise(noise, &mut streams, &context, &steps, b, to_end, &mut sums)?;
+            let snapshots =
+                self.denoise(noise, &mut streams, &context, &steps, b, &keep, &mut sums)?;
             // A replicate's own blocks were added once, in this replicate: move them aside
             // before the mean divides the rest.
             let own_blocks = own.into_iter().flat_map(|s| s.values()).flat_map(|t| t.values());
             for &(block, _) in own_blocks.flatten() {
                 kept.extend(sums.remove_entry(&block));
             }
-            if let (Some(dir), Some(latents)) = (save, last) {
-                self.save_images(dir, part.names, replicate, latents)?;
+            let Some(dir) = dir else { continue };
+            for (k, latents) in snapshots {
+                if g.save_images && k == final_step {
+                    self.save_images(dir, part.names, replicate, None, latents.clone())?;
+                }
+                if g.save_step_images.contains(&k) {
+                    self.save_images(dir, part.names, replicate, Some(k), latents)?;
+                }
             }
         }
         self.drain(sums, g.replicates, &mut out)?;
@@ -61,7 +76,8 @@ impl SdCapture {
 
     /// The sampler loop from `noise` up to the last recorded step, adding each recorded step's
     /// reductions (`steps`: step k → taps) of the cond rows to `sums`; a sampler that re-noises
-    /// (LCM) draws from `streams`.
+    /// (LCM) draws from `streams`. Returns the latents after each step in `keep` (`b` latents,
+    /// f32, on the host), running the loop far enough to make them.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn denoise(
         &self,
@@ -70,9 +86,9 @@ impl SdCapture {
         context: &Tensor,
         steps: &BTreeMap<usize, PassTaps>,
         b: usize,
-        to_the_end: bool,
+        keep: &[usize],
         sums: &mut BTreeMap<usize, Tensor>,
-    ) -> Result<Option<Vec<f32>>, UnitError> {
+    ) -> Result<Vec<(usize, Vec<f32>)>, UnitError> {
         let g = &self.capture.generate;
         let guided = g.guidance > 1.0;
         // Validation makes uncond and delta imply guidance.
@@ -83,12 +99,15 @@ impl SdCapture {
             (GuidanceRecord::Delta, true) => ((b, b), Some(0)),
         };
         // Later steps cannot change what was recorded, so stop after the last recorded one
-        // unless the final image is wanted.
-        let last = match (to_the_end, steps.keys().next_back()) {
-            (true, _) => g.steps - 1,
-            (false, Some(&k)) => k,
-            (false, None) => return Ok(None),
+        // unless a later latent is wanted (which needs that step taken, not only its pass).
+        let last_kept = keep.iter().copied().max();
+        let last = match (last_kept, steps.keys().next_back()) {
+            (Some(s), Some(&k)) => s.max(k),
+            (Some(s), None) => s,
+            (None, Some(&k)) => k,
+            (None, None) => return Ok(Vec::new()),
         };
+        let mut snapshots = Vec::new();
         let sched_err = |e: SchedulerError| model_err(&self.dir.join("scheduler"), e.0);
         let unet_err = |e: candle_core::Error| model_err(&self.dir.join("unet"), e);
         let mut sampler = Sampler::new(g.scheduler, &self.scheduler, g.steps).map_err(sched_err)?;
@@ -106,7 +125,7 @@ impl SdCapture {
             let t = sampler.timestep(k);
             let what = PassRecording { taps: steps.get(&k), rows, minus, masks: None };
             let pred = self.unet_pass(&x, t, context, what, sums)?;
-            if k == last && !to_the_end {
+            if k == last && last_kept != Some(k) {
                 break;
             }
             let pred = pred.to_dtype(DType::F32).map_err(unet_err)?;
@@ -116,20 +135,22 @@ impl SdCapture {
                 false => None,
             };
             latents = sampler.step(&noise, k, &latents, fresh.as_ref()).map_err(unet_err)?;
+            if keep.contains(&k) {
+                snapshots
+                    .push((k, latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?));
+            }
         }
-        let latents = match to_the_end {
-            true => Some(latents.flatten_all().and_then(|l| l.to_vec1()).map_err(unet_err)?),
-            false => None,
-        };
-        Ok(latents)
+        Ok(snapshots)
     }
 
-    /// Decodes final latents and writes `dir/{stimulus}.r{replicate}.png` atomically.
+    /// Decodes latents and writes `dir/{stimulus}.r{replicate}.png` (the final image) or
+    /// `dir/{stimulus}.r{replicate}.k{k}.png` (after step k) atomically.
     fn save_images(
         &self,
         dir: &Path,
         names: &[String],
         replicate: usize,
+        step: Option<usize>,
         latents: Vec<f32>,
     ) -> Result<(), UnitError> {
         let decoder = self.decoder.as_ref().expect("loaded when images are saved");
@@ -145,8 +166,11 @@ impl SdCapture {
             image
                 .write_to(&mut png, ::image::ImageFormat::Png)
                 .map_err(|e| UnitError::Invalid(format!("cannot encode a PNG: {e}")))?;
-            let file =
-                dir.join(format!("{}.r{replicate}.png", crate::dense_labels::file_stem(name)));
+            let stem = crate::dense_labels::file_stem(name);
+            let file = match step {
+                Some(k) => dir.join(format!("{stem}.r{replicate}.k{k}.png")),
+                None => dir.join(format!("{stem}.r{replicate}.png")),
+            };
             common::fs::write_bytes_atomic(&file, png.get_ref())?;
         }
         Ok(())

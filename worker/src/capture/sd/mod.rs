@@ -226,9 +226,15 @@ impl SdCapture {
             CaptureMode::Generate => None,
         };
         let decoder = match capture.mode {
-            CaptureMode::Generate if capture.generate.save_images => Some(
-                sd::VaeDecoder::load(&at("vae"), dtype, &device).map_err(|e| sd_err("vae", e))?,
-            ),
+            CaptureMode::Generate
+                if capture.generate.save_images
+                    || !capture.generate.save_step_images.is_empty() =>
+            {
+                Some(
+                    sd::VaeDecoder::load(&at("vae"), dtype, &device)
+                        .map_err(|e| sd_err("vae", e))?,
+                )
+            }
             _ => None,
         };
         let tokenizer = ClipTokenizer::load(&at("tokenizer"))?;

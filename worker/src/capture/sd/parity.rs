@@ -157,7 +157,7 @@ fn generation_case(fixture: &str, case: &str, sampler: SamplerKind) -> f32 {
     let context = sd.encode_text(&prompt, 0, 1, false, &rec, &mut Vec::new()).unwrap();
     let mut sums = BTreeMap::new();
     let mut streams = NoiseStreams::new(0, NoiseSeeding::PerStimulus, &prompt, 0);
-    sd.denoise(noise, &mut streams, &context, &rec.steps, 1, false, &mut sums).unwrap();
+    sd.denoise(noise, &mut streams, &context, &rec.steps, 1, &[], &mut sums).unwrap();
     let mut out = Vec::new();
     sd.drain(sums, 1, &mut out).unwrap();
     assert_eq!(out.len(), reps.len(), "every tap recorded");
