@@ -10,10 +10,11 @@ use common::settings::Contrasts;
 use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
-    AlignmentTask, AlignmentUnit, CaptureUnit, ClustersUnit, DenseUnit, DirectionsUnit, GridUnit,
-    ProbeUnit, Representation, SemanticUnit, UnitSpec,
+    AlignmentTask, AlignmentUnit, CaptureUnit, GridUnit, ProbeUnit, Representation, UnitSpec,
 };
 use serde::Serialize;
+
+use self::analyses::{dense_units, direction_units, semantic_units};
 
 /// Everything a run needs, derived from the spec.
 pub(crate) struct Plan {
@@ -378,79 +379,7 @@ fn resolve_units(
         units.extend(dense_units(reps, dense, (&fingerprint, &captures)));
     }
     if let Some(settings) = inputs.semantic {
-        for rep in reps.iter().filter(|r| r.replicate.is_none()) {
-            let unit = SemanticUnit {
-                representation: rep.clone(),
-                settings: settings.clone(),
-                inputs: Vec::new(),
-            };
-            let id = UnitId::of("semantic", &(&fingerprint, &captures, &unit));
-            units.push((id, UnitSpec::Semantic(unit)));
-        }
-    }
-    units
-}
-
-/// One dense unit per unreduced (`none`) U-Net representation (replicate means only).
-fn dense_units(
-    reps: &[Representation],
-    dense: &crate::dense::DenseInputs,
-    inputs: (&String, &UnitId),
-) -> Vec<(UnitId, UnitSpec)> {
-    let unreduced = reps.iter().filter(|r| {
-        r.pooling == common::spec::Pooling::None
-            && r.replicate.is_none()
-            && (r.step.is_some() || r.noise.is_some())
-    });
-    unreduced
-        .filter_map(|rep| {
-            let channels = *dense.channels.get(&rep.tap)?;
-            let unit = DenseUnit {
-                representation: rep.clone(),
-                channels,
-                settings: dense.settings.clone(),
-                inputs: Vec::new(),
-            };
-            Some((UnitId::of("dense", &(inputs, &unit)), UnitSpec::Dense(unit)))
-        })
-        .collect()
-}
-
-/// The directions and clusters units: one of each per replicate-mean representation whose
-/// replicates are kept (the spec's validation makes `[analysis.directions]` keep them).
-fn direction_units(
-    spec: &JobSpec,
-    reps: &[Representation],
-    contrasts: &Contrasts,
-    inputs: (&String, &UnitId),
-) -> Vec<(UnitId, UnitSpec)> {
-    let replicates = spec.capture.generate.replicates;
-    let kept = |r: &Representation| r.replicate.is_none() && reps.contains(&r.of_replicate(0));
-    let settings =
-        spec.analysis.directions.as_ref().map(|d| d.directions_settings(contrasts.clone()));
-    let clusters = spec.analysis.clusters.as_ref().map(|c| c.cluster_settings(contrasts));
-    let mut units = Vec::new();
-    for rep in reps.iter().filter(|r| kept(r)) {
-        if let Some(settings) = &settings {
-            let unit = DirectionsUnit {
-                representation: rep.clone(),
-                replicates,
-                settings: settings.clone(),
-                inputs: Vec::new(),
-            };
-            let id = UnitId::of("directions", &(inputs, &unit));
-            units.push((id, UnitSpec::Directions(unit)));
-        }
-        if let Some(settings) = &clusters {
-            let unit = ClustersUnit {
-                representation: rep.clone(),
-                replicates,
-                settings: settings.clone(),
-                inputs: Vec::new(),
-            };
-            let id = UnitId::of("clusters", &(inputs, &unit));
-            units.push((id, UnitSpec::Clusters(unit)));
-        }
+        units.extend(semantic_units(reps, settings, (&fingerprint, &captures)));
     }
     units
 }
@@ -477,5 +406,7 @@ pub(crate) fn load_spec(path: &Path, sets: &[String]) -> anyhow::Result<JobSpec>
     Ok(JobSpec::load(path, &env, sets)?)
 }
 
+mod analyses;
+pub(crate) mod print;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,95 @@
+//! The units of the analyses that read a representation's capture rows beyond the attribute
+//! probe and alignment: dense probes, prompt directions and clusters, the semantic lens. Each
+//! unit's id hashes the dataset fingerprint, the capture units' ids and the unit itself (its
+//! resolved settings and inputs' fingerprints included).
+
+use common::ids::UnitId;
+use common::settings::{Contrasts, SemanticSettings};
+use common::spec::JobSpec;
+use common::unit::{
+    ClustersUnit, DenseUnit, DirectionsUnit, Representation, SemanticUnit, UnitSpec,
+};
+
+/// One dense unit per unreduced (`none`) U-Net representation (replicate means only).
+pub(super) fn dense_units(
+    reps: &[Representation],
+    dense: &crate::dense::DenseInputs,
+    inputs: (&String, &UnitId),
+) -> Vec<(UnitId, UnitSpec)> {
+    let unreduced = reps.iter().filter(|r| {
+        r.pooling == common::spec::Pooling::None
+            && r.replicate.is_none()
+            && (r.step.is_some() || r.noise.is_some())
+    });
+    unreduced
+        .filter_map(|rep| {
+            let channels = *dense.channels.get(&rep.tap)?;
+            let unit = DenseUnit {
+                representation: rep.clone(),
+                channels,
+                settings: dense.settings.clone(),
+                inputs: Vec::new(),
+            };
+            Some((UnitId::of("dense", &(inputs, &unit)), UnitSpec::Dense(unit)))
+        })
+        .collect()
+}
+
+/// The directions and clusters units: one of each per replicate-mean representation whose
+/// replicates are kept (the spec's validation makes `[analysis.directions]` keep them).
+pub(super) fn direction_units(
+    spec: &JobSpec,
+    reps: &[Representation],
+    contrasts: &Contrasts,
+    inputs: (&String, &UnitId),
+) -> Vec<(UnitId, UnitSpec)> {
+    let replicates = spec.capture.generate.replicates;
+    let kept = |r: &Representation| r.replicate.is_none() && reps.contains(&r.of_replicate(0));
+    let settings =
+        spec.analysis.directions.as_ref().map(|d| d.directions_settings(contrasts.clone()));
+    let clusters = spec.analysis.clusters.as_ref().map(|c| c.cluster_settings(contrasts));
+    let mut units = Vec::new();
+    for rep in reps.iter().filter(|r| kept(r)) {
+        if let Some(settings) = &settings {
+            let unit = DirectionsUnit {
+                representation: rep.clone(),
+                replicates,
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("directions", &(inputs, &unit));
+            units.push((id, UnitSpec::Directions(unit)));
+        }
+        if let Some(settings) = &clusters {
+            let unit = ClustersUnit {
+                representation: rep.clone(),
+                replicates,
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let id = UnitId::of("clusters", &(inputs, &unit));
+            units.push((id, UnitSpec::Clusters(unit)));
+        }
+    }
+    units
+}
+
+/// One semantic unit per representation (replicate means only).
+pub(super) fn semantic_units(
+    reps: &[Representation],
+    settings: &SemanticSettings,
+    inputs: (&String, &UnitId),
+) -> Vec<(UnitId, UnitSpec)> {
+    reps.iter()
+        .filter(|r| r.replicate.is_none())
+        .map(|rep| {
+            let unit = SemanticUnit {
+                representation: rep.clone(),
+                settings: settings.clone(),
+                inputs: Vec::new(),
+            };
+            let (fingerprint, captures) = inputs;
+            (UnitId::of("semantic", &(fingerprint, captures, &unit)), UnitSpec::Semantic(unit))
+        })
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! `diffprobe plan`'s output: the run, its representations with their sizes, the units, the
+//! bytes to write and the work, including the dense units' memory and multiply-adds.
+
+use super::{Estimate, Plan};
+
+/// Prints the plan and its estimate for `diffprobe plan`.
+pub(crate) fn print(plan: &Plan, e: &Estimate) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("job {} → {}", plan.spec.job.name, plan.spec.run_dir().display());
+    println!("stimuli: {} ({} dropped for missing ratings)", e.stimuli, e.dropped_stimuli);
+    println!("attributes: {} ({})", e.attributes, plan.dataset.attributes.join(", "));
+    println!("representations: {}", e.representations);
+    let width = plan.representations.iter().map(|(r, _)| r.key().len()).max().unwrap_or(0);
+    for (rep, dim) in &plan.representations {
+        println!(
+            "  {:<width$} D = {dim}, {:.2} MiB",
+            rep.key(),
+            mib((e.stimuli
+                * dim
+                * if plan.spec.capture.dtype == common::spec::StorageDtype::F16 { 2 } else { 4 })
+                as u64)
+        );
+    }
+    let mut units = format!("units: {} capture + {} probe", e.capture_units, e.probe_units);
+    if e.alignment_units > 0 {
+        units += &format!(" + {} alignment ({} triplets)", e.alignment_units, e.triplets);
+    }
+    if e.direction_units > 0 {
+        units += &format!(" + {} directions/clusters", e.direction_units);
+    }
+    if e.dense_units > 0 {
+        units += &format!(" + {} dense", e.dense_units);
+    }
+    if e.semantic_units > 0 {
+        units += &format!(" + {} semantic", e.semantic_units);
+    }
+    println!("{units}");
+    println!(
+        "bytes to write: {:.1} MiB features + {:.1} MiB probe results",
+        mib(e.feature_bytes),
+        mib(e.probe_bytes)
+    );
+    println!(
+        "work: {} forward passes, {} eigendecompositions, {} permutation refits",
+        e.forward_passes, e.eigendecompositions, e.permutation_fits
+    );
+    print_dense(plan);
+}
+
+/// Per dense unit (one representation): what a worker holds and the multiply-adds of its
+/// normal equations (`N_train · tokens · C²` per pass; one pass for a ridge target, one per
+/// Newton iteration, about 10, for a mask).
+fn print_dense(plan: &Plan) {
+    use common::spec::DenseTargetKind;
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    let n = plan.dataset.len();
+    let mut total = 0.0;
+    let mut largest: Option<(String, f64, f64)> = None;
+    for (_, unit) in &plan.units {
+        let common::unit::UnitSpec::Dense(d) = unit else { continue };
+        let dim =
+            plan.representations.iter().find(|(r, _)| *r == d.representation).map_or(0, |r| r.1);
+        let c = d.channels as f64;
+        let tokens = dim as f64 / c;
+        let passes: f64 = d
+            .settings
+            .targets
+            .iter()
+            .map(|t| if t.kind == DenseTargetKind::Mask { 10.0 } else { 1.0 })
+            .sum();
+        let macs = d.settings.train.len() as f64 * tokens * c * c * passes;
+        let memory = (n * dim * 4) as f64 + 2.0 * c * c * 8.0;
+        total += macs;
+        if largest.as_ref().is_none_or(|l| memory > l.1) {
+            largest = Some((d.representation.key(), memory, macs));
+        }
+    }
+    if let Some((key, memory, macs)) = largest {
+        println!(
+            "dense: {:.1} GMAC in all; the largest unit ({key}) holds {:.1} MiB (one \
+             representation in f32 plus its C × C equations) and does {:.2} GMAC",
+            total / 1e9,
+            mib(memory),
+            macs / 1e9
+        );
+    }
+}
