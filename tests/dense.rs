@@ -140,6 +140,11 @@ fn planted_linear_targets_are_recovered_exactly() {
     }
     let md = std::fs::read_to_string(first.join("report/report.md")).unwrap();
     assert!(md.contains("## Dense probes (seed 002)"), "{md}");
+    // A strip per (target, noise level) of the best tap, each with its first test images.
+    let html = std::fs::read_to_string(first.join("report/report.html")).unwrap();
+    assert_eq!(html.matches(r#"<div class="strip">"#).count(), 3 * 3, "strips");
+    let strip_rows = rows.iter().filter(|r| !r.prediction.is_empty()).count();
+    assert_eq!(strip_rows, 12 * 3 * common::table::STRIP_IMAGES, "rows with a strip");
 
     // The same tables from one worker as from two.
     let one = run(&dir, "dense1", "1", &[]);

@@ -10,7 +10,7 @@ use std::path::Path;
 use common::settings::{DenseSettings, DenseTarget};
 use common::spec::DenseTargetKind;
 use common::stimuli::Dataset;
-use common::table::DenseRow;
+use common::table::{DenseRow, STRIP_IMAGES};
 use common::unit::DenseUnit;
 use probe::dense::{
     all_foreground_dice, continuous_metrics, fit_logistic, mask_metrics, predict, BlockStats,
@@ -44,10 +44,14 @@ pub(crate) fn run(
         let train: Vec<(usize, BlockStats)> =
             s.train.iter().map(|&i| Ok((i, stats(i)?))).collect::<Result<_, UnitError>>()?;
         let weights = fit(target.kind, &train, &features, c, s)?;
-        for &i in &s.test {
+        for (t, &i) in s.test.iter().enumerate() {
             let truth = stats(i)?;
             let z = predict(features(i), &weights)?;
-            rows.push(score(&key, target, &data.stimuli[i], &truth, &z, train.len())?);
+            let mut row = score(&key, target, &data.stimuli[i], &truth, &z, train.len())?;
+            if t < STRIP_IMAGES {
+                (row.prediction, row.label) = (z, truth.mean().to_vec());
+            }
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -125,6 +129,9 @@ fn score(
         pearson: f64::NAN,
         rmse: f64::NAN,
         n_train: n_train as u32,
+        grid: vec![truth.grid().h as u32, truth.grid().w as u32],
+        prediction: Vec::new(),
+        label: Vec::new(),
     };
     match target.kind {
         DenseTargetKind::Mask => {

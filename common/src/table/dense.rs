@@ -34,7 +34,17 @@ pub struct DenseRow {
     pub rmse: f64,
     /// Training images the probe was fitted on.
     pub n_train: u32,
+    /// Token grid height h and width w (the prediction's resolution).
+    pub grid: Vec<u32>,
+    /// For the first [`STRIP_IMAGES`] test images (else empty): the per-token prediction (a
+    /// mask's logit difference), `h × w` row-major, for the report's strips.
+    pub prediction: Vec<f64>,
+    /// The label's block means on the same grid (empty as `prediction`).
+    pub label: Vec<f64>,
 }
+
+/// Test images per (representation, target) whose prediction and label the rows carry.
+pub const STRIP_IMAGES: usize = 3;
 
 impl DenseRow {
     /// The primary score: Dice for a mask, Spearman ρ for a continuous map.

@@ -44,7 +44,7 @@ pub use alignment::{
     analysis, read_alignment_rows, write_alignment_rows, AlignmentRow, ProbeScore, ProbeTraining,
     TripletScore,
 };
-pub use dense::{read_dense_rows, write_dense_rows, DenseRow};
+pub use dense::{read_dense_rows, write_dense_rows, DenseRow, STRIP_IMAGES};
 pub use directions::{
     direction_analysis, read_cluster_rows, read_direction_rows, write_cluster_rows,
     write_direction_rows, ClusterRow, DirectionsRow,

@@ -158,6 +158,9 @@ mod tests {
             pearson: score,
             rmse: 1.0,
             n_train: 4,
+            grid: vec![1, 1],
+            prediction: Vec::new(),
+            label: Vec::new(),
         }
     }
 

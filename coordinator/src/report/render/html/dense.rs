@@ -5,6 +5,8 @@
 use maud::{html, Markup};
 
 use super::{code, figure, omitted, table, text, Page, Row};
+use common::table::DenseRow;
+
 use crate::report::dense::{denoising_order, DenseCell, EMERGENCE};
 use crate::report::svg::{self, num, Heatmap, Scale};
 
@@ -27,6 +29,11 @@ impl Page<'_> {
                 format!("{} ({metric})", t.target),
                 heat(&cells, t.best.map(|i| &d.cells[i]), t.kind == "mask"),
             ));
+            if let Some(best) = t.best.map(|i| &d.cells[i]) {
+                let tap = tap_of(&best.representation);
+                let heading = format!("{}: prediction | label per test image, {tap}", t.target);
+                panels.push((heading, strips(&d.rows, &t.target, tap, t.kind == "mask")));
+            }
         }
         if panels.is_empty() {
             panels.push((String::new(), svg::placeholder("No results: no dense unit was merged")));
@@ -71,11 +78,62 @@ impl Page<'_> {
     }
 }
 
+/// The tap of an unreduced representation key.
+fn tap_of(key: &str) -> &str {
+    key.split("/none").next().unwrap_or(key)
+}
+
+/// Per context of `tap` (denoising order), the first test images' prediction beside their
+/// label, token by token: grey levels on the label's range (a mask's prediction is its
+/// thresholded logit, black = foreground). The strips are drawn from `DenseRow::prediction`.
+fn strips(rows: &[DenseRow], target: &str, tap: &str, mask: bool) -> Markup {
+    let mut contexts: Vec<(crate::report::dense::Order, &str)> = Vec::new();
+    for r in rows.iter().filter(|r| r.target == target && tap_of(&r.representation) == tap) {
+        let o = denoising_order(&r.representation);
+        if !contexts.iter().any(|(x, _)| *x == o) {
+            contexts.push((o, &r.representation));
+        }
+    }
+    contexts.sort_by(|a, b| a.0.cmp(&b.0));
+    const CELL: f64 = 4.0;
+    html! {
+        div.strips {
+            @for (order, key) in &contexts {
+                @let shown = rows.iter().filter(|r| r.target == target && r.representation == **key && !r.prediction.is_empty());
+                div.strip {
+                    span.context { (order.name) }
+                    @for r in shown {
+                        @let (h, w) = (r.grid[0] as usize, r.grid[1] as usize);
+                        @let (lo, hi) = range(&r.label);
+                        @let grey = |v: f64| {
+                            let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
+                            let g = (255.0 * (1.0 - t)).round() as u8;
+                            format!("rgb({g},{g},{g})")
+                        };
+                        @let pred = |v: f64| if mask { grey(if v > 0.0 { hi } else { lo }) } else { grey(v) };
+                        svg xmlns="http://www.w3.org/2000/svg" width=(2.0 * w as f64 * CELL + 6.0) height=(h as f64 * CELL) role="img" {
+                            title { (r.stimulus) ": prediction | label" }
+                            @for b in 0..h * w {
+                                rect x=((b % w) as f64 * CELL) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(pred(r.prediction[b])) {}
+                                rect x=(((b % w) + w) as f64 * CELL + 6.0) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(grey(r.label[b])) {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
 /// The tap × context heat-map of one target's cells.
 /// Dice is drawn on [0, 1]; ρ from 0 to its largest value.
 fn heat(cells: &[&DenseCell], best: Option<&DenseCell>, mask: bool) -> Markup {
     let split = |key: &str| -> (String, String) {
-        let tap = key.split("/none").next().unwrap_or(key).to_string();
+        let tap = tap_of(key).to_string();
         (tap, denoising_order(key).name)
     };
     let mut taps: Vec<String> = Vec::new();
