@@ -22,19 +22,8 @@ fn demo_spec() -> PathBuf {
     util::repo().join("jobs/demo-directions.toml")
 }
 
-/// Runs the demo spec under `name` in `dir` with extra `--set`s; returns the run directory.
 fn run(dir: &Path, name: &str, workers: &str, sets: &[String]) -> PathBuf {
-    let out_dir = format!("job.output_dir={:?}", dir.join("runs"));
-    let job = format!("job.name={name:?}");
-    let spec = demo_spec();
-    let mut args = vec!["run", spec.to_str().unwrap(), "--workers", workers, "--set", &out_dir];
-    args.extend(["--set", &job]);
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let out = util::run(&args, dir);
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    dir.join("runs").join(name)
+    util::run_spec(dir, &demo_spec(), name, workers, sets)
 }
 
 /// The prompts × replicates h of `key` (row p·R + r) from the committed capture files.

@@ -15,11 +15,7 @@ use crate::util;
 fn semantic_rows_equal_the_library_on_the_same_matrices() {
     let dir = util::scratch("lens");
     let spec = util::repo().join("jobs/demo-lens.toml");
-    let out_dir = format!("job.output_dir={:?}", dir.join("runs"));
-    let args = ["run", spec.to_str().unwrap(), "--workers", "2", "--set", &out_dir];
-    let out = util::run(&args, &dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = dir.join("runs/demo-lens");
+    let run = util::run_spec(&dir, &spec, "demo-lens", "2", &[]);
     let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
     assert_eq!(rows.len(), 6 * 5 * 6, "6 representations × 5 distances × 6 scores");
 

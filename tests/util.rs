@@ -207,3 +207,24 @@ pub(crate) fn query<T>(
 
 pub(crate) const REPORT_FILES: [&str; 4] =
     ["rmse.parquet", "significance.parquet", "summary.parquet", "report.md"];
+
+/// Runs `diffprobe run SPEC` into `dir/runs/NAME` with `--workers` and extra `--set`s; asserts
+/// success and returns the run directory.
+pub(crate) fn run_spec(
+    dir: &Path,
+    spec: &Path,
+    name: &str,
+    workers: &str,
+    sets: &[String],
+) -> PathBuf {
+    let out_dir = format!("job.output_dir={:?}", dir.join("runs"));
+    let job = format!("job.name={name:?}");
+    let mut args = vec!["run", spec.to_str().unwrap(), "--workers", workers, "--set", &out_dir];
+    args.extend(["--set", &job]);
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = run(&args, dir);
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    dir.join("runs").join(name)
+}

@@ -4,15 +4,9 @@
 
 use std::fmt::Write;
 
-use crate::report::dense::{Dense, EMERGENCE};
+use crate::report::svg::num;
 
-fn fixed(x: f64, decimals: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.decimals$}")
-    } else {
-        "–".to_string()
-    }
-}
+use crate::report::dense::{Dense, EMERGENCE};
 
 /// Appends the section.
 pub(crate) fn section(md: &mut String, d: &Dense) {
@@ -37,7 +31,7 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
             continue;
         };
         let baseline = match t.kind.as_str() {
-            "mask" => format!(" (all-foreground Dice {})", fixed(b.baseline, 3)),
+            "mask" => format!(" (all-foreground Dice {})", num(b.baseline, 3)),
             _ => String::new(),
         };
         let emerges = match &t.emerges {
@@ -45,7 +39,7 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
                 "; it first reaches {:.0} % of that at {context} (`{}`, {})",
                 100.0 * EMERGENCE,
                 d.cells[*i].representation,
-                fixed(d.cells[*i].mean, 3)
+                num(d.cells[*i].mean, 3)
             ),
             None if t.kind == "mask" => {
                 "; it does not beat predicting all foreground, so nothing emerges".into()
@@ -57,8 +51,8 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
             "\n- **{}** ({}): best {metric} {} ± {} at `{}`{baseline}{emerges}.",
             t.target,
             t.kind,
-            fixed(b.mean, 3),
-            fixed(b.se, 3),
+            num(b.mean, 3),
+            num(b.se, 3),
             b.representation
         );
     }
@@ -70,11 +64,11 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
             "| {} | `{}` | {} ± {} | {} | {} | {} |",
             c.target,
             c.representation,
-            fixed(c.mean, 3),
-            fixed(c.se, 3),
+            num(c.mean, 3),
+            num(c.se, 3),
             c.images,
             c.skipped,
-            fixed(c.baseline, 3)
+            num(c.baseline, 3)
         );
     }
     let _ = writeln!(md, "\nEvery test image's Dice, ρ, r and RMSE is in dense.parquet.");

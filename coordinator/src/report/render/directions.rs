@@ -3,20 +3,14 @@
 
 use std::fmt::Write;
 
+use crate::report::svg::num;
+
 use common::table::direction_analysis;
 
 use crate::report::directions::Directions;
 
 /// Descriptors listed per (representation, concept).
 const TOP: usize = 5;
-
-fn fixed(x: f64, decimals: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.decimals$}")
-    } else {
-        "–".to_string()
-    }
-}
 
 fn ci(low: f64, high: f64) -> String {
     if low.is_finite() && high.is_finite() {
@@ -56,12 +50,12 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
                 a.representation,
                 a.axis,
                 a.queries,
-                fixed(a.mean_beta, 3),
+                num(a.mean_beta, 3),
                 a.sentence()
             );
             let reference = match a.reference {
                 Some(r) => {
-                    format!(" {}, {} ({}) |", fixed(r.pearson, 3), fixed(r.spearman, 3), r.queries)
+                    format!(" {}, {} ({}) |", num(r.pearson, 3), num(r.spearman, 3), r.queries)
                 }
                 None if rated => " – |".to_string(),
                 None => String::new(),
@@ -94,7 +88,7 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
                     "| `{rep}` | {concept} | {} | {} | {} | {} |",
                     r.rank,
                     r.prompt,
-                    fixed(r.value, 3),
+                    num(r.value, 3),
                     ci(r.ci_low, r.ci_high)
                 );
             }
@@ -112,10 +106,10 @@ pub(crate) fn section(md: &mut String, d: &Directions) {
                 c.representation,
                 c.method,
                 c.k,
-                fixed(c.ari, 3),
-                fixed(c.nmi, 3),
-                fixed(c.purity, 3),
-                fixed(c.silhouette, 3)
+                num(c.ari, 3),
+                num(c.nmi, 3),
+                num(c.purity, 3),
+                num(c.silhouette, 3)
             );
         }
     }

@@ -3,15 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::report::semantic::Semantic;
+use crate::report::svg::num;
 
-fn fixed(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.3}")
-    } else {
-        "–".to_string()
-    }
-}
+use crate::report::semantic::Semantic;
 
 /// Appends the section.
 pub(crate) fn section(md: &mut String, s: &Semantic) {
@@ -47,10 +41,10 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
             r.representation,
             r.distance,
             r.score,
-            fixed(r.value),
-            fixed(r.ci_low),
-            fixed(r.ci_high),
-            fixed(r.chance),
+            num(r.value, 3),
+            num(r.ci_low, 3),
+            num(r.ci_high, 3),
+            num(r.chance, 3),
             r.n
         );
     }
