@@ -8,11 +8,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::table::{read_dense_rows, read_feature_block};
+use common::table::{read_dense_rows, read_feature_block_if_present};
 
 use crate::util;
 
 const KEY: &str = "mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0/none/n20/empty";
+/// KEY through the weight-permuted U-Net (the demo's `control_seed = 7`).
+const CONTROL: &str =
+    "mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0/none/p7/n20/empty";
 const SIZE: usize = 32;
 /// KEY's token grid: the 32 px image is a 16 × 16 latent, the mid block one downsampling below.
 const GRID: usize = 8;
@@ -50,7 +53,9 @@ fn planted(run: &Path) -> Vec<(u32, Vec<f64>)> {
     );
     let mut out = Vec::new();
     for f in files {
-        let b = read_feature_block(&run.join(f), KEY).unwrap();
+        let Some(b) = read_feature_block_if_present(&run.join(f), KEY).unwrap() else {
+            continue; // a capture unit of the weight-permuted control
+        };
         let tokens = GRID * GRID;
         assert_eq!(b.dim % tokens, 0);
         let c = b.dim / tokens;
@@ -70,7 +75,12 @@ fn planted_linear_targets_are_recovered_exactly() {
     let dir = util::scratch("dense");
     let first = run(&dir, "dense", "2", &[]);
     let rows = read_dense_rows(&first.join("report/dense.parquet")).unwrap();
-    assert_eq!(rows.len(), 12 * 3 * 28, "12 representations × 3 targets × 28 test scenes");
+    assert_eq!(
+        rows.len(),
+        2 * 12 * 3 * 28,
+        "12 representations and their controls × 3 targets × 28 test scenes"
+    );
+    control_features_are_a_different_network(&first);
 
     // Labels that are a linear map of KEY's tokens, nearest-upsampled (f = SIZE / GRID).
     let labels = dir.join("planted");
@@ -120,6 +130,16 @@ fn planted_linear_targets_are_recovered_exactly() {
             );
         }
     }
+    // The control sees the same images through shuffled weights: the planted map of the
+    // model's own tokens is not a linear map of its tokens.
+    let control: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.representation == CONTROL && r.target == "depth")
+        .map(|r| r.spearman)
+        .collect();
+    assert_eq!(control.len(), 28);
+    let mean = control.iter().sum::<f64>() / 28.0;
+    assert!(mean < 0.95, "control ρ {mean} on labels planted from the model's own tokens");
     for r in of("mask") {
         assert!(
             r.dice > 0.999 || r.all_foreground_dice < 1e-6,
@@ -134,13 +154,50 @@ fn planted_linear_targets_are_recovered_exactly() {
     let html = std::fs::read_to_string(first.join("report/report.html")).unwrap();
     assert_eq!(html.matches(r#"<div class="strip">"#).count(), 3 * 3, "strips");
     let strip_rows = rows.iter().filter(|r| !r.prediction.is_empty()).count();
-    assert_eq!(strip_rows, 12 * 3 * common::table::STRIP_IMAGES, "rows with a strip");
+    assert_eq!(strip_rows, 2 * 12 * 3 * common::table::STRIP_IMAGES, "rows with a strip");
+    assert!(md.contains("the weight-permuted control there scores"), "{md}");
 
     // The same tables from one worker as from two.
     let one = run(&dir, "dense1", "1", &[]);
     let two = run(&dir, "dense2", "2", &[]);
     let read = |run: &Path| std::fs::read(run.join("report/dense.parquet")).unwrap();
     assert!(read(&one) == read(&two), "dense.parquet depends on the worker count");
+}
+
+/// The control's capture units hold only the permuted twins, for the same stimuli, with
+/// other values than the model's own.
+fn control_features_are_a_different_network(run: &Path) {
+    let files: Vec<String> = util::query(
+        run,
+        "SELECT output FROM units WHERE kind = 'capture' AND state = 'committed' ORDER BY seq",
+        |r| r.get(0),
+    );
+    let blocks = |key: &str| -> Vec<(u32, Vec<f32>)> {
+        let mut out = Vec::new();
+        for f in &files {
+            if let Some(b) = read_feature_block_if_present(&run.join(f), key).unwrap() {
+                let d = b.dim;
+                out.extend(
+                    b.stimuli
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &s)| (s, b.values[i * d..(i + 1) * d].to_vec())),
+                );
+            }
+        }
+        out.sort_by_key(|x| x.0);
+        out
+    };
+    let (own, control) = (blocks(KEY), blocks(CONTROL));
+    assert_eq!(own.len(), 48);
+    assert_eq!(
+        own.iter().map(|x| x.0).collect::<Vec<_>>(),
+        control.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
+    for ((s, a), (_, b)) in own.iter().zip(&control) {
+        assert_eq!(a.len(), b.len());
+        assert!(a != b, "stimulus {s}: the control's tokens equal the model's");
+    }
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub struct Representation {
     /// rather than the mean over replicates (U-Net taps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicate: Option<u32>,
+    /// Captured through the weight-permuted U-Net of this seed (`[analysis.dense_probe]`'s
+    /// `control = "permute_weights"`) rather than the model's own weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permuted: Option<u64>,
 }
 
 impl Representation {
@@ -44,6 +48,7 @@ impl Representation {
             noise: None,
             conditioning: None,
             replicate: None,
+            permuted: None,
         }
     }
 
@@ -59,16 +64,24 @@ impl Representation {
         Representation { replicate: None, ..self.clone() }
     }
 
+    /// This representation captured through the U-Net whose weights are permuted with `seed`.
+    pub fn of_permuted(&self, seed: u64) -> Representation {
+        Representation { permuted: Some(seed), ..self.clone() }
+    }
+
     /// Replicate `r` of this representation.
     pub fn of_replicate(&self, r: u32) -> Representation {
         Representation { replicate: Some(r), ..self.clone() }
     }
 
-    /// The step, noise level, conditioning and replicate part of the key (`k49`, `n20/empty`,
-    /// `k3/r1`; empty for a text-encoder representation): what tells apart the representations
-    /// of one tap and pooling.
+    /// The permutation, step, noise level, conditioning and replicate part of the key (`k49`,
+    /// `n20/empty`, `k3/r1`, `p7/n20/empty`; empty for a text-encoder representation): what
+    /// tells apart the representations of one tap and pooling.
     pub fn context(&self) -> String {
         let mut parts = Vec::new();
+        if let Some(seed) = self.permuted {
+            parts.push(format!("p{seed}"));
+        }
         if let Some(k) = self.step {
             parts.push(format!("k{k}"));
         }
@@ -98,14 +111,14 @@ impl std::fmt::Display for Representation {
 
 /// Text that is not a representation key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/k<step>][/n<noise>][/<conditioning>][/r<replicate>])")]
+#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/p<seed>][/k<step>][/n<noise>][/<conditioning>][/r<replicate>])")]
 pub struct RepresentationKeyError(pub String);
 
 impl std::str::FromStr for Representation {
     type Err = RepresentationKeyError;
 
-    /// Parses a key from the right: the optional replicate, conditioning, noise level and step,
-    /// then the pooling; what is left is the tap, which may itself contain `/`.
+    /// Parses a key from the right: the optional replicate, conditioning, noise level, step and
+    /// permutation seed, then the pooling; what is left is the tap, which may itself contain `/`.
     fn from_str(key: &str) -> Result<Representation, RepresentationKeyError> {
         let bad = || RepresentationKeyError(key.to_string());
         let mut segments: Vec<&str> = key.split('/').collect();
@@ -119,12 +132,13 @@ impl std::str::FromStr for Representation {
         };
         let noise = numbered(&mut segments, 'n');
         let step = numbered(&mut segments, 'k');
+        let permuted = numbered(&mut segments, 'p');
         let pooling = segments.pop().and_then(by_name::<Pooling>).ok_or_else(bad)?;
         let tap = segments.join("/");
         if tap.is_empty() {
             return Err(bad());
         }
-        Ok(Representation { tap, pooling, step, noise, conditioning, replicate })
+        Ok(Representation { tap, pooling, step, noise, conditioning, replicate, permuted })
     }
 }
 
@@ -353,8 +367,16 @@ mod tests {
             Pooling::None,
             Pooling::MaskMean,
         ];
-        let taps =
-            ["text.3", "mid_block", "up_blocks.1/attentions.0", "a/mean", "k3", "n/empty", "r2"];
+        let taps = [
+            "text.3",
+            "mid_block",
+            "up_blocks.1/attentions.0",
+            "a/mean",
+            "k3",
+            "n/empty",
+            "r2",
+            "p1",
+        ];
         for tap in taps {
             for pooling in poolings {
                 for step in [None, Some(0), Some(49)] {
@@ -362,7 +384,9 @@ mod tests {
                         for conditioning in
                             [None, Some(Conditioning::Empty), Some(Conditioning::Prompt)]
                         {
-                            for replicate in [None, Some(0), Some(7)] {
+                            for (replicate, permuted) in
+                                [(None, None), (Some(0), None), (Some(7), Some(0)), (None, Some(5))]
+                            {
                                 let r = Representation {
                                     tap: tap.into(),
                                     pooling,
@@ -370,6 +394,7 @@ mod tests {
                                     noise,
                                     conditioning,
                                     replicate,
+                                    permuted,
                                 };
                                 let parsed = r.key().parse::<Representation>();
                                 assert_eq!(parsed, Ok(r.clone()), "{}", r.key());
@@ -387,6 +412,7 @@ mod tests {
         assert_eq!(unet.context(), "k49");
         assert_eq!(unet.of_replicate(3).key(), "mid_block/flatten/k49/r3");
         assert_eq!(unet.of_replicate(3).mean(), unet);
+        assert_eq!(unet.of_permuted(7).key(), "mid_block/flatten/p7/k49");
         for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1"] {
             assert_eq!(bad.parse::<Representation>(), Err(RepresentationKeyError(bad.into())));
         }

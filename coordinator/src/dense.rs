@@ -7,15 +7,17 @@ use std::collections::BTreeMap;
 
 use common::error::SpecError;
 use common::settings::{DenseSettings, DenseTarget};
-use common::spec::{CaptureMode, JobSpec};
+use common::spec::{CaptureMode, DenseControl, JobSpec};
 use common::stimuli::Dataset;
 
 const KEY: &str = "analysis.dense_probe";
 
-/// What the dense units of a plan share: their settings, and each U-Net tap's channels.
+/// What the dense units of a plan share: their settings, each U-Net tap's channels, and the
+/// seed of the weight-permuted control, if the spec asks for it.
 pub(crate) struct DenseInputs {
     pub(crate) settings: DenseSettings,
     pub(crate) channels: BTreeMap<String, usize>,
+    pub(crate) control: Option<u64>,
 }
 
 /// The spec's dense settings, or `None` without `[analysis.dense_probe]`.
@@ -60,7 +62,10 @@ pub(crate) fn resolve(
         generated,
         labels_fingerprint: hasher.finalize().to_hex().to_string(),
     };
-    Ok(Some(DenseInputs { settings, channels }))
+    let control = d.control.map(|c| match c {
+        DenseControl::PermuteWeights => d.control_seed,
+    });
+    Ok(Some(DenseInputs { settings, channels, control }))
 }
 
 /// A split file: `stimulus,split` with `train` or `test` for every stimulus; the error names

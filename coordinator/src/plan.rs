@@ -14,7 +14,7 @@ use common::unit::{
 };
 use serde::Serialize;
 
-use self::analyses::{dense_units, direction_units, semantic_units};
+use self::analyses::{dense_representations, dense_units, direction_units, semantic_units};
 
 /// Everything a run needs, derived from the spec.
 pub(crate) struct Plan {
@@ -38,6 +38,8 @@ pub(crate) struct Estimate {
     pub(crate) alignment_units: usize,
     pub(crate) direction_units: usize,
     pub(crate) dense_units: usize,
+    /// Capture units through the weight-permuted U-Net (the dense control).
+    pub(crate) control_capture_units: usize,
     pub(crate) semantic_units: usize,
     pub(crate) triplets: usize,
     pub(crate) feature_bytes: u64,
@@ -112,13 +114,15 @@ impl Plan {
             alignment_units: count(UnitKind::Alignment),
             direction_units: count(UnitKind::Directions) + count(UnitKind::Clusters),
             dense_units: count(UnitKind::Dense),
+            control_capture_units: self.control_capture_units(),
             semantic_units: count(UnitKind::Semantic),
             triplets: self.alignment.as_ref().map_or(0, |a| a.triplets.len()),
-            feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64,
+            feature_bytes: (n * width * bytes_per + n * self.representations.len() * 8) as u64
+                + self.control_feature_values() * bytes_per as u64,
             // Per (rep, attribute, fold): null RMSEs plus predictions and indices for its test rows.
             probe_bytes: (reps * j * (p.folds * (p.permutations * 8 + 64)) + reps * j * n * 12)
                 as u64,
-            forward_passes: n * self.passes_per_stimulus(),
+            forward_passes: n * self.passes_per_stimulus() * (1 + usize::from(self.has_control())),
             eigendecompositions: reps * p.folds,
             permutation_fits: (reps * j * p.folds) as u64 * p.permutations as u64,
         }
@@ -153,7 +157,15 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
     for (step, noise, conditioning) in contexts {
         for pooling in c.unet_poolings(&tap.name) {
             let tap = tap.name.clone();
-            let mean = Representation { tap, pooling, step, noise, conditioning, replicate: None };
+            let mean = Representation {
+                tap,
+                pooling,
+                step,
+                noise,
+                conditioning,
+                replicate: None,
+                permuted: None,
+            };
             reps.extend((0..replicates).map(|r| mean.of_replicate(r)));
             reps.push(mean);
         }
@@ -181,6 +193,35 @@ fn check_images(spec: &JobSpec, data: &Dataset, spec_file: &str) -> Result<(), S
 }
 
 impl Plan {
+    /// Capture units through a weight-permuted U-Net (the dense control).
+    fn control_capture_units(&self) -> usize {
+        let permuted = |u: &UnitSpec| match u {
+            UnitSpec::Capture(c) => c.representations.iter().any(|r| r.permuted.is_some()),
+            _ => false,
+        };
+        self.units.iter().filter(|(_, u)| permuted(u)).count()
+    }
+
+    fn has_control(&self) -> bool {
+        self.control_capture_units() > 0
+    }
+
+    /// Feature values the weight-permuted control's capture units write.
+    fn control_feature_values(&self) -> u64 {
+        let width = |r: &Representation| {
+            let own = Representation { permuted: None, ..r.clone() };
+            self.representations.iter().find(|(x, _)| *x == own).map_or(0, |(_, d)| *d)
+        };
+        let mut values = 0;
+        for (_, unit) in &self.units {
+            let UnitSpec::Capture(c) = unit else { continue };
+            let per: usize =
+                c.representations.iter().filter(|r| r.permuted.is_some()).map(width).sum();
+            values += ((c.end - c.start) * per) as u64;
+        }
+        values
+    }
+
     /// Model forward passes per stimulus: one text pass, plus the U-Net passes of `sd` runs.
     fn passes_per_stimulus(&self) -> usize {
         let c = &self.spec.capture;
@@ -313,19 +354,7 @@ fn resolve_units(
     reps: &[Representation],
     inputs: AnalysisInputs<'_>,
 ) -> Vec<(UnitId, UnitSpec)> {
-    let mut units = Vec::new();
-    let mut capture_ids = Vec::new();
-    let per = spec.sweep.stimuli_per_unit;
-    for (shard, start) in (0..data.len()).step_by(per).enumerate() {
-        let end = (start + per).min(data.len());
-        let unit = CaptureUnit { shard, start, end, representations: reps.to_vec() };
-        let id = UnitId::of("capture", &(model, &spec.capture, &data.texts[start..end], &unit));
-        capture_ids.push(id.clone());
-        units.push((id, UnitSpec::Capture(unit)));
-    }
-    // Every stage-1 unit depends on all capture units: hash their ids once, so that planning
-    // costs capture units + stage-1 units, not their product (10⁵ × 9·10⁵ at full scale).
-    let captures = UnitId::of("captures", &capture_ids);
+    let (mut units, captures) = capture_units(spec, model, data, reps);
     let fingerprint = data.fingerprint();
     let probe = spec.analysis.attribute_probe.probe_settings();
     let grid = spec.analysis.attribute_probe.grid_settings();
@@ -376,12 +405,41 @@ fn resolve_units(
         units.extend(direction_units(spec, reps, contrasts, ids));
     }
     if let Some(dense) = inputs.dense {
-        units.extend(dense_units(reps, dense, (&fingerprint, &captures)));
+        let probed: Vec<Representation> = dense_representations(reps, dense).cloned().collect();
+        units.extend(dense_units(&probed, dense, (&fingerprint, &captures)));
+        if let Some(seed) = dense.control {
+            let control: Vec<Representation> = probed.iter().map(|r| r.of_permuted(seed)).collect();
+            let (capture_units, control_captures) = capture_units(spec, model, data, &control);
+            units.extend(capture_units);
+            units.extend(dense_units(&control, dense, (&fingerprint, &control_captures)));
+        }
     }
     if let Some(settings) = inputs.semantic {
         units.extend(semantic_units(reps, settings, (&fingerprint, &captures)));
     }
     units
+}
+
+/// The capture units of `reps`, one per shard of stimuli, and the hash of their ids: every
+/// stage-1 unit depends on all of them, so their ids are hashed once and planning costs capture
+/// units + stage-1 units, not their product (10⁵ × 9·10⁵ at full scale).
+fn capture_units(
+    spec: &JobSpec,
+    model: &ModelIdentity,
+    data: &Dataset,
+    reps: &[Representation],
+) -> (Vec<(UnitId, UnitSpec)>, UnitId) {
+    let mut units = Vec::new();
+    let per = spec.sweep.stimuli_per_unit;
+    for (shard, start) in (0..data.len()).step_by(per).enumerate() {
+        let end = (start + per).min(data.len());
+        let unit = CaptureUnit { shard, start, end, representations: reps.to_vec() };
+        let id = UnitId::of("capture", &(model, &spec.capture, &data.texts[start..end], &unit));
+        units.push((id, UnitSpec::Capture(unit)));
+    }
+    let ids: Vec<&UnitId> = units.iter().map(|(id, _)| id).collect();
+    let captures = UnitId::of("captures", &ids);
+    (units, captures)
 }
 
 /// The alignment units of one representation: the cheap analyses in one unit, then one unit

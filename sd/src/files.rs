@@ -91,22 +91,28 @@ impl ComponentFiles {
 }
 
 impl ComponentFiles {
-    /// The weights with `loras` merged into them: read whole into memory (on the CPU, in
-    /// their stored dtype), merged in f32, then converted to `dtype` on `device` as each tensor
-    /// is asked for. Without LoRAs this is [`Self::var_builder`] (memory-mapped, unchanged).
-    pub(crate) fn var_builder_with_loras(
+    /// The weights with `loras` merged into them and, with `permute`, every `*weight` tensor
+    /// shuffled by that seed ([`crate::permute`]): read whole into memory (on the CPU, in their
+    /// stored dtype), merged in f32, then converted to `dtype` on `device` as each tensor is
+    /// asked for. Without either this is [`Self::var_builder`] (memory-mapped, unchanged).
+    pub(crate) fn var_builder_modified(
         &self,
         dtype: DType,
         device: &Device,
         loras: &[Lora],
         target: lora::Target,
+        permute: Option<u64>,
     ) -> Result<VarBuilder<'static>, SdError> {
-        if loras.is_empty() {
+        if loras.is_empty() && permute.is_none() {
             return self.var_builder(dtype, device);
         }
         let mut weights = candle_core::safetensors::load(&self.weights, &Device::Cpu)
             .map_err(|e| self.weights_error(e))?;
         lora::merge_all(&mut weights, loras, target)?;
+        if let Some(seed) = permute {
+            crate::permute::permute_weights(&mut weights, seed)
+                .map_err(|e| self.weights_error(e))?;
+        }
         Ok(VarBuilder::from_tensors(weights, dtype, device))
     }
 }

@@ -26,6 +26,7 @@ mod config_check;
 mod error;
 mod files;
 pub mod lora;
+mod permute;
 mod taps;
 mod text;
 mod unet;

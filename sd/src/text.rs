@@ -120,7 +120,7 @@ impl TextEncoder {
         let files = ComponentFiles::locate(text_encoder_dir, "model")?;
         let (config, _raw): (TextConfig, _) = files.read_config()?;
         check_config(&config).map_err(|m| files.config_error(m))?;
-        let vb = files.var_builder_with_loras(dtype, device, loras, lora::TEXT_ENCODER)?;
+        let vb = files.var_builder_modified(dtype, device, loras, lora::TEXT_ENCODER, None)?;
         let vb = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
             vb.pp("text_model")
         } else {

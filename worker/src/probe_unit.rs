@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::spec::DeviceChoice;
 use common::stimuli::Dataset;
-use common::table::{read_feature_block, GridRow, ProbeRow};
+use common::table::{read_feature_block_if_present, GridRow, ProbeRow};
 use common::unit::{GridUnit, ProbeUnit};
 
 use crate::error::UnitError;
@@ -137,7 +137,11 @@ pub(crate) fn gather(
     let mut dim = None;
     let mut seen = vec![false; n];
     for rel in inputs {
-        let block = read_feature_block(&run_dir.join(rel), key)?;
+        // Capture units of other representations (the weight-permuted control's) share the
+        // manifest; the coverage check below still demands every stimulus exactly once.
+        let Some(block) = read_feature_block_if_present(&run_dir.join(rel), key)? else {
+            continue;
+        };
         let d = *dim.get_or_insert(block.dim);
         if d != block.dim {
             return Err(UnitError::Invalid(format!(

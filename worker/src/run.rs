@@ -8,7 +8,7 @@
 //! reads them, and a mismatch fails the unit with `UnitError::CorruptInput`, which names the
 //! input in `FailRequest.corrupt_input` so that the coordinator re-runs its producer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +51,8 @@ pub(crate) struct WorkerContext {
     pub(crate) run_dir: PathBuf,
     spec: JobSpec,
     data: Dataset,
-    capturer: Mutex<Option<Arc<Capturer>>>,
+    /// The loaded models, by weight-permutation seed (`None`: the model's own weights).
+    capturers: Mutex<BTreeMap<Option<u64>, Arc<Capturer>>>,
     images_dir: PathBuf,
     /// `alignment.json`, read by the first alignment unit.
     alignment: Mutex<Option<Arc<AlignmentInputs>>>,
@@ -84,7 +85,7 @@ impl WorkerContext {
             run_dir: layout.root().to_path_buf(),
             spec,
             data,
-            capturer: Mutex::new(None),
+            capturers: Mutex::new(BTreeMap::new()),
             images_dir: layout.images_dir(),
             alignment: Mutex::new(None),
             manifest: Mutex::new(None),
@@ -156,7 +157,7 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
     }
     match &unit {
         UnitSpec::Capture(c) => {
-            let capturer = ctx.capturer()?;
+            let capturer = ctx.capturer(permutation_of(c)?)?;
             let stimuli = crate::capture::Stimuli {
                 names: &ctx.data.stimuli[c.start..c.end],
                 texts: &ctx.data.texts[c.start..c.end],
@@ -283,14 +284,27 @@ impl WorkerContext {
         Ok(a)
     }
 
-    fn capturer(&self) -> Result<Arc<Capturer>, UnitError> {
-        let mut slot = self.capturer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = slot.as_ref() {
+    /// The model of the given weight permutation, loaded on first use and kept.
+    fn capturer(&self, permuted: Option<u64>) -> Result<Arc<Capturer>, UnitError> {
+        let mut loaded = self.capturers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = loaded.get(&permuted) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Capturer::load(&self.spec.model, &self.spec.capture)?);
-        *slot = Some(c.clone());
+        let c = Arc::new(Capturer::load_permuted(&self.spec.model, &self.spec.capture, permuted)?);
+        loaded.insert(permuted, c.clone());
         Ok(c)
+    }
+}
+
+/// The weight permutation a capture unit runs through: one for all its representations.
+fn permutation_of(unit: &common::unit::CaptureUnit) -> Result<Option<u64>, UnitError> {
+    let first = unit.representations.first().and_then(|r| r.permuted);
+    match unit.representations.iter().find(|r| r.permuted != first) {
+        None => Ok(first),
+        Some(r) => Err(UnitError::Invalid(format!(
+            "capture unit mixes weight permutations ({} and {first:?})",
+            r.key()
+        ))),
     }
 }
 

@@ -42,6 +42,21 @@ pub struct DenseProbeSection {
     /// L2 penalty λ on the per-token logistic objective of masks (scikit-learn's 1/C).
     #[serde(default = "default_penalty")]
     pub l2: f64,
+    /// A control representation probed beside every dense one against the same labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<DenseControl>,
+    /// Seed of the control's weight permutation.
+    #[serde(default)]
+    pub control_seed: u64,
+}
+
+/// `analysis.dense_probe.control`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DenseControl {
+    /// The paper's control: the U-Net with every `weight` tensor's elements shuffled (seeded,
+    /// biases kept), its trajectory recomputed, probed against the original images' labels.
+    PermuteWeights,
 }
 
 /// What a dense target is.

@@ -81,6 +81,8 @@ const DENSE_OPTIONS: &[&str] = &[
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
     "analysis.dense_probe.split=\"ratings.csv\"",
+    "analysis.dense_probe.control=\"permute_weights\"",
+    "analysis.dense_probe.control_seed=3",
     "analysis.semantic.objects=\"ratings.csv\"",
 ];
 

@@ -135,24 +135,26 @@ fn index_of(
 
 /// Reads one representation's block from a features file, touching only its row group.
 pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataError> {
+    match read_feature_block_if_present(path, key)? {
+        Some(block) => Ok(block),
+        None => {
+            let keys: Vec<String> = feature_index(path)?.into_iter().map(|x| x.0).collect();
+            Err(DataError::table(path, format!("no representation {key:?}; file has {keys:?}")))
+        }
+    }
+}
+
+/// [`read_feature_block`], or `None` when the file has no such representation.
+pub fn read_feature_block_if_present(
+    path: &Path,
+    key: &str,
+) -> Result<Option<FeatureBlock>, DataError> {
     let pq = |e| DataError::Parquet { path: path.into(), source: e };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
     let index = index_of(path, &builder)?;
-    let (group, dim) = index
-        .iter()
-        .enumerate()
-        .find(|(_, (k, _))| k == key)
-        .map(|(i, (_, d))| (i, *d))
-        .ok_or_else(|| {
-            DataError::table(
-                path,
-                format!(
-                    "no representation {key:?}; file has {:?}",
-                    index.iter().map(|x| &x.0).collect::<Vec<_>>()
-                ),
-            )
-        })?;
+    let found = index.iter().enumerate().find(|(_, (k, _))| k == key).map(|(i, (_, d))| (i, *d));
+    let Some((group, dim)) = found else { return Ok(None) };
     let reader = builder.with_row_groups(vec![group]).build().map_err(pq)?;
     let mut block =
         FeatureBlock { key: key.to_string(), dim, stimuli: Vec::new(), values: Vec::new() };
@@ -187,7 +189,7 @@ pub fn read_feature_block(path: &Path, key: &str) -> Result<FeatureBlock, DataEr
             ),
         ));
     }
-    Ok(block)
+    Ok(Some(block))
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ pub use directions::{
     direction_analysis, read_cluster_rows, read_direction_rows, write_cluster_rows,
     write_direction_rows, ClusterRow, DirectionsRow,
 };
-pub use features::{feature_index, read_feature_block, write_features, FeatureBlock};
+pub use features::{
+    feature_index, read_feature_block, read_feature_block_if_present, write_features, FeatureBlock,
+};
 pub use probe::{
     read_grid_rows, read_probe_rows, write_grid_rows, write_probe_rows, GridRow, ProbeRow,
 };

@@ -10,18 +10,29 @@ use common::unit::{
     ClustersUnit, DenseUnit, DirectionsUnit, Representation, SemanticUnit, UnitSpec,
 };
 
-/// One dense unit per unreduced (`none`) U-Net representation (replicate means only).
+/// The representations dense units probe: the unreduced (`none`) U-Net ones of the model's
+/// own weights (replicate means only).
+pub(super) fn dense_representations<'a>(
+    reps: &'a [Representation],
+    dense: &'a crate::dense::DenseInputs,
+) -> impl Iterator<Item = &'a Representation> {
+    reps.iter().filter(|r| {
+        r.pooling == common::spec::Pooling::None
+            && r.replicate.is_none()
+            && r.permuted.is_none()
+            && (r.step.is_some() || r.noise.is_some())
+            && dense.channels.contains_key(&r.tap)
+    })
+}
+
+/// One dense unit per representation of `reps` (all from [`dense_representations`], or their
+/// weight-permuted controls).
 pub(super) fn dense_units(
     reps: &[Representation],
     dense: &crate::dense::DenseInputs,
     inputs: (&String, &UnitId),
 ) -> Vec<(UnitId, UnitSpec)> {
-    let unreduced = reps.iter().filter(|r| {
-        r.pooling == common::spec::Pooling::None
-            && r.replicate.is_none()
-            && (r.step.is_some() || r.noise.is_some())
-    });
-    unreduced
+    reps.iter()
         .filter_map(|rep| {
             let channels = *dense.channels.get(&rep.tap)?;
             let unit = DenseUnit {

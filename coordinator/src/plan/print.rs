@@ -31,6 +31,12 @@ pub(crate) fn print(plan: &Plan, e: &Estimate) {
     if e.dense_units > 0 {
         units += &format!(" + {} dense", e.dense_units);
     }
+    if e.control_capture_units > 0 {
+        units += &format!(
+            " (of which {} capture and half the dense through the weight-permuted U-Net)",
+            e.control_capture_units
+        );
+    }
     if e.semantic_units > 0 {
         units += &format!(" + {} semantic", e.semantic_units);
     }

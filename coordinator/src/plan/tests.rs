@@ -463,3 +463,74 @@ fn stage1_units_carry_their_settings() {
         }
     }
 }
+
+/// The dense control (`control = "permute_weights"`) adds one capture unit per shard of the
+/// permuted twins of the dense representations and one dense unit per twin; every other id
+/// stays, so adding it to a run reuses all its captures and results. Its seed moves only the
+/// control's units.
+#[test]
+fn the_dense_control_adds_its_own_units_and_moves_no_other_id() {
+    let spec = base_spec();
+    let model = ModelIdentity::new(&spec.model, "config".into(), 1, Vec::new());
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let data = Dataset {
+        stimuli: names.clone(),
+        texts: names,
+        attributes: vec!["size".into()],
+        groups: vec![None],
+        targets: vec![1.0, 2.0, 3.0],
+        dropped: Vec::new(),
+    };
+    let none = |tap: &str, noise| Representation {
+        noise: Some(noise),
+        conditioning: Some(Conditioning::Empty),
+        ..Representation::text(tap, common::spec::Pooling::None)
+    };
+    let reps = [
+        Representation::text("text.0", common::spec::Pooling::Mean),
+        none("mid", 20),
+        none("mid", 80),
+        Representation { pooling: common::spec::Pooling::Mean, ..none("mid", 20) },
+    ];
+    let dense = |control| crate::dense::DenseInputs {
+        settings: common::settings::DenseSettings {
+            targets: Vec::new(),
+            train: vec![0],
+            test: vec![1, 2],
+            alpha: 1.0,
+            l2: 1.0,
+            generated: false,
+            labels_fingerprint: "labels".into(),
+        },
+        channels: [("mid".to_string(), 4)].into_iter().collect(),
+        control,
+    };
+    let plan = |control| {
+        let d = dense(control);
+        let inputs = AnalysisInputs { dense: Some(&d), ..AnalysisInputs::default() };
+        resolve_units(&spec, &model, &data, &reps, inputs).into_iter().collect::<BTreeMap<_, _>>()
+    };
+    let (without, with, reseeded) = (plan(None), plan(Some(3)), plan(Some(4)));
+    assert!(without.keys().all(|id| with.contains_key(id)), "an id moved");
+    let added: Vec<&UnitSpec> =
+        with.iter().filter(|(id, _)| !without.contains_key(*id)).map(|(_, u)| u).collect();
+    let permuted = |r: &Representation| r.permuted == Some(3);
+    let captures: Vec<&CaptureUnit> = added
+        .iter()
+        .filter_map(|u| if let UnitSpec::Capture(c) = u { Some(c) } else { None })
+        .collect();
+    assert_eq!(captures.len(), without.values().filter(|u| u.kind() == UnitKind::Capture).count());
+    for c in &captures {
+        let keys: Vec<String> = c.representations.iter().map(Representation::key).collect();
+        assert_eq!(keys, ["mid/none/p3/n20/empty", "mid/none/p3/n80/empty"]);
+    }
+    let dense_reps: Vec<&Representation> = added
+        .iter()
+        .filter_map(|u| if let UnitSpec::Dense(d) = u { Some(&d.representation) } else { None })
+        .collect();
+    assert_eq!(dense_reps.len(), 2);
+    assert!(dense_reps.iter().all(|r| permuted(r)));
+    assert_eq!(added.len(), captures.len() + dense_reps.len());
+    let moved = with.keys().filter(|id| !reseeded.contains_key(*id)).count();
+    assert_eq!(moved, added.len(), "the seed moves exactly the control's units");
+}

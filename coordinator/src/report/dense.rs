@@ -53,6 +53,20 @@ pub(crate) struct TargetSummary {
     /// The first context (in denoising order) where some tap reaches [`EMERGENCE`] of the best,
     /// with that cell's index; `None` unless the best is positive.
     pub(crate) emerges: Option<(String, usize)>,
+    /// Index into `cells` of the weight-permuted control of the best cell (same tap and
+    /// context through the permuted U-Net), if the run has one.
+    pub(crate) control: Option<usize>,
+}
+
+/// Whether a cell's representation was captured through the weight-permuted U-Net.
+pub(crate) fn is_control(representation: &str) -> bool {
+    representation.parse::<Representation>().is_ok_and(|r| r.permuted.is_some())
+}
+
+/// The representation a control cell is the control of (itself for other cells).
+fn unpermuted(representation: &str) -> Option<Representation> {
+    let r = representation.parse::<Representation>().ok()?;
+    Some(Representation { permuted: None, ..r })
 }
 
 /// The model part from the committed rows (plan order).
@@ -93,9 +107,12 @@ pub(crate) fn reduce(rows: Vec<DenseRow>) -> Dense {
     Dense { rows, cells, targets }
 }
 
-/// The best cell of `target` and where it emerges (module doc).
+/// The best cell of `target`, where it emerges (module doc) and its control; control cells
+/// are never the best and never where a property emerges.
 pub(crate) fn summary(cells: &[DenseCell], target: &str) -> TargetSummary {
-    let of: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].target == target).collect();
+    let of: Vec<usize> = (0..cells.len())
+        .filter(|&i| cells[i].target == target && !is_control(&cells[i].representation))
+        .collect();
     let best = of
         .iter()
         .copied()
@@ -108,7 +125,16 @@ pub(crate) fn summary(cells: &[DenseCell], target: &str) -> TargetSummary {
         order.sort_by(|a, b| a.0.cmp(&b.0));
         order.into_iter().find(|&(_, i)| cells[i].mean >= bar).map(|(o, i)| (o.name, i))
     });
-    TargetSummary { target: target.into(), kind: cells[of[0]].kind.clone(), best, emerges }
+    let control = best.and_then(|b| {
+        let own = unpermuted(&cells[b].representation)?;
+        (0..cells.len()).find(|&i| {
+            cells[i].target == target
+                && is_control(&cells[i].representation)
+                && unpermuted(&cells[i].representation).as_ref() == Some(&own)
+        })
+    });
+    let kind = of.first().map_or_else(String::new, |&i| cells[i].kind.clone());
+    TargetSummary { target: target.into(), kind, best, emerges, control }
 }
 
 /// What the best score must beat for emergence to be stated: the all-foreground Dice of a
@@ -202,5 +228,30 @@ mod tests {
         assert!(d.targets[0].emerges.is_none(), "Dice 0.39 < all-foreground 0.4");
         let d = reduce(vec![mask("a/none/k0", 0.5), mask("a/none/k1", 0.8)]);
         assert_eq!(d.targets[0].emerges.as_ref().map(|e| e.0.as_str()), Some("step 1"));
+    }
+
+    /// A weight-permuted control cell is never the best nor where a target emerges, even when it
+    /// scores higher; the best cell's control is the same tap and context with `/p<seed>`.
+    #[test]
+    fn the_control_is_paired_with_the_best_cell_and_never_wins() {
+        let rows = vec![
+            row("a/none/k0", "depth", 0.2),
+            row("a/none/k1", "depth", 0.8),
+            row("b/none/k1", "depth", 0.5),
+            row("a/none/p3/k0", "depth", 0.95),
+            row("a/none/p3/k1", "depth", 0.1),
+            row("b/none/p3/k1", "depth", 0.3),
+        ];
+        let d = reduce(rows);
+        let t = &d.targets[0];
+        assert_eq!(d.cells[t.best.unwrap()].representation, "a/none/k1");
+        assert_eq!(d.cells[t.control.unwrap()].representation, "a/none/p3/k1");
+        assert_eq!(t.emerges.as_ref().map(|e| e.0.as_str()), Some("step 1"));
+        let without = reduce(vec![row("a/none/k0", "depth", 0.2)]);
+        assert!(without.targets[0].control.is_none());
+        let mut md = String::new();
+        crate::report::render::dense::section(&mut md, &d);
+        assert!(md.contains("the weight-permuted control there scores 0.100 ± "), "{md}");
+        assert!(md.contains("(gap 0.700)"), "{md}");
     }
 }

@@ -60,7 +60,19 @@ impl UNet {
         device: &Device,
         loras: &[Lora],
     ) -> Result<UNet, SdError> {
-        Self::load_inner(unet_dir, dtype, device, GateGelu::Erf, loras)
+        Self::load_inner(unet_dir, dtype, device, GateGelu::Erf, loras, None)
+    }
+
+    /// [`UNet::load_with_loras`], then every `*weight` tensor's elements shuffled with `seed`,
+    /// biases kept: seed 002's weight-permuted control model.
+    pub fn load_permuted(
+        unet_dir: &Path,
+        dtype: DType,
+        device: &Device,
+        loras: &[Lora],
+        seed: u64,
+    ) -> Result<UNet, SdError> {
+        Self::load_inner(unet_dir, dtype, device, GateGelu::Erf, loras, Some(seed))
     }
 
     pub(crate) fn load_with_gate(
@@ -69,7 +81,7 @@ impl UNet {
         device: &Device,
         gate_gelu: GateGelu,
     ) -> Result<UNet, SdError> {
-        Self::load_inner(unet_dir, dtype, device, gate_gelu, &[])
+        Self::load_inner(unet_dir, dtype, device, gate_gelu, &[], None)
     }
 
     fn load_inner(
@@ -78,12 +90,13 @@ impl UNet {
         device: &Device,
         gate_gelu: GateGelu,
         loras: &[Lora],
+        permute: Option<u64>,
     ) -> Result<UNet, SdError> {
         let files = ComponentFiles::locate(unet_dir, "diffusion_pytorch_model")?;
         let (config, raw): (UNetConfig, _) = files.read_config()?;
         check_fields(&raw, config::UNSUPPORTED).map_err(|m| files.config_error(m))?;
         let plan = config.plan().map_err(|m| files.config_error(m))?;
-        let vb = files.var_builder_with_loras(dtype, device, loras, lora::UNET)?;
+        let vb = files.var_builder_modified(dtype, device, loras, lora::UNET, permute)?;
         Self::build(vb, config, &plan, dtype, gate_gelu).map_err(|e| files.weights_error(e))
     }
 

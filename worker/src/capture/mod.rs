@@ -92,6 +92,19 @@ enum Inner {
 impl Capturer {
     /// Loads the model named by the spec (memory-mapped safetensors).
     pub fn load(model: &ModelSection, capture: &CaptureSection) -> Result<Capturer, UnitError> {
+        Self::load_permuted(model, capture, None)
+    }
+
+    /// [`Capturer::load`], with the U-Net's weights permuted by `permuted`'s seed if given
+    /// (`sd::UNet::load_permuted`; an `sd` model only).
+    pub fn load_permuted(
+        model: &ModelSection,
+        capture: &CaptureSection,
+        permuted: Option<u64>,
+    ) -> Result<Capturer, UnitError> {
+        if permuted.is_some() && model.kind != ModelKind::Sd {
+            return Err(UnitError::Invalid("weight permutation needs an sd model".into()));
+        }
         let device = device(model.device)?;
         let inner = match model.kind {
             ModelKind::Bert => Inner::Bert(Box::new(bert::BertCapture::load(
@@ -99,7 +112,9 @@ impl Capturer {
                 device,
                 capture.max_tokens,
             )?)),
-            ModelKind::Sd => Inner::Sd(Box::new(sd::SdCapture::load(model, capture, device)?)),
+            ModelKind::Sd => {
+                Inner::Sd(Box::new(sd::SdCapture::load(model, capture, device, permuted)?))
+            }
         };
         Ok(Capturer { inner })
     }

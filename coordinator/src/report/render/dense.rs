@@ -17,8 +17,20 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
          fitted in exact closed form on the training images (ridge on block means for \
          continuous maps, soft-label logistic regression for masks; science-2.md §D) and scored \
          on each test image at full resolution: Dice of the predicted mask, Spearman ρ of a \
-         continuous map; mean ± SE over test images. The weight-permuted control of the paper \
-         is not run here; for masks the all-foreground Dice is the baseline."
+         continuous map; mean ± SE over test images. For masks the all-foreground Dice is the \
+         baseline."
+    );
+    let controlled = d.targets.iter().any(|t| t.control.is_some());
+    let _ = writeln!(
+        md,
+        "{}",
+        if controlled {
+            "\nThe control is the paper's weight-permuted U-Net (every `weight` tensor's elements \
+             shuffled, seeded; biases kept), run on the same inputs and probed against the same \
+             labels (`/p<seed>` in a key); the gap is the best cell's score minus its control's."
+        } else {
+            "\nNo weight-permuted control was run (`control = \"permute_weights\"` adds it)."
+        }
     );
     if d.cells.is_empty() {
         let _ = writeln!(md, "\nNo dense results (see the quarantined units above).");
@@ -46,9 +58,18 @@ pub(crate) fn section(md: &mut String, d: &Dense) {
             }
             None => "; the best ρ is not positive, so nothing emerges".into(),
         };
+        let control = match t.control.map(|i| &d.cells[i]) {
+            Some(c) => format!(
+                "; the weight-permuted control there scores {} ± {} (gap {})",
+                num(c.mean, 3),
+                num(c.se, 3),
+                num(b.mean - c.mean, 3)
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             md,
-            "\n- **{}** ({}): best {metric} {} ± {} at `{}`{baseline}{emerges}.",
+            "\n- **{}** ({}): best {metric} {} ± {} at `{}`{baseline}{control}{emerges}.",
             t.target,
             t.kind,
             num(b.mean, 3),

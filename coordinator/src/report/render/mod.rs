@@ -1,6 +1,6 @@
 //! The renderers: each formats a [`super::ReportModel`] and computes nothing of its own.
 
-mod dense;
+pub(crate) mod dense;
 mod directions;
 pub(crate) mod html;
 pub(crate) mod markdown;

@@ -206,6 +206,7 @@ impl SdCapture {
         model: &ModelSection,
         capture: &CaptureSection,
         device: Device,
+        permuted: Option<u64>,
     ) -> Result<SdCapture, UnitError> {
         let dir = model.path.clone();
         let dtype = match model.dtype {
@@ -217,8 +218,11 @@ impl SdCapture {
         let loras = loras(model);
         let text = sd::TextEncoder::load_with_loras(&at("text_encoder"), dtype, &device, &loras)
             .map_err(|e| sd_err("text_encoder", e))?;
-        let unet = sd::UNet::load_with_loras(&at("unet"), dtype, &device, &loras)
-            .map_err(|e| sd_err("unet", e))?;
+        let unet = match permuted {
+            None => sd::UNet::load_with_loras(&at("unet"), dtype, &device, &loras),
+            Some(seed) => sd::UNet::load_permuted(&at("unet"), dtype, &device, &loras, seed),
+        }
+        .map_err(|e| sd_err("unet", e))?;
         let vae = match capture.mode {
             CaptureMode::Image => {
                 Some(sd::Vae::load(&at("vae"), dtype, &device).map_err(|e| sd_err("vae", e))?)

@@ -84,7 +84,7 @@ pub(super) fn load(fixture: &str, capture: &CaptureSection) -> SdCapture {
         dtype: StorageDtype::F32,
         lora: Vec::new(),
     };
-    SdCapture::load(&model, capture, Device::Cpu).unwrap()
+    SdCapture::load(&model, capture, Device::Cpu, None).unwrap()
 }
 
 fn check(what: &str, got: &[f32], want: &[f32], worst: &mut f32) {

@@ -7,7 +7,7 @@ use maud::{html, Markup};
 use super::{code, figure, omitted, table, text, Page, Row};
 use common::table::DenseRow;
 
-use crate::report::dense::{denoising_order, DenseCell, EMERGENCE};
+use crate::report::dense::{denoising_order, is_control, DenseCell, EMERGENCE};
 use crate::report::svg::{self, num, Heatmap, Scale};
 
 impl Page<'_> {
@@ -23,7 +23,11 @@ impl Page<'_> {
         };
         let mut panels = Vec::new();
         for t in &d.targets {
-            let cells: Vec<&DenseCell> = d.cells.iter().filter(|c| c.target == t.target).collect();
+            let cells: Vec<&DenseCell> = d
+                .cells
+                .iter()
+                .filter(|c| c.target == t.target && !is_control(&c.representation))
+                .collect();
             let metric = if t.kind == "mask" { "Dice" } else { "Spearman ρ" };
             panels.push((
                 format!("{} ({metric})", t.target),
@@ -43,6 +47,7 @@ impl Page<'_> {
             ("best representation", false),
             ("score ± SE", true),
             ("all-foreground Dice", true),
+            ("weight-permuted control (gap)", true),
             ("emerges at", false),
         ];
         let rows: Vec<Row> = d
@@ -57,6 +62,15 @@ impl Page<'_> {
                         format!("{} ± {}", num(b.mean, 3), num(b.se, 3))
                     })),
                     text(best.map_or("–".into(), |b| num(b.baseline, 3))),
+                    text(match (best, t.control.map(|i| &d.cells[i])) {
+                        (Some(b), Some(c)) => format!(
+                            "{} ± {} ({})",
+                            num(c.mean, 3),
+                            num(c.se, 3),
+                            num(b.mean - c.mean, 3)
+                        ),
+                        _ => "–".into(),
+                    }),
                     text(t.emerges.as_ref().map_or("–".into(), |(c, _)| c.clone())),
                 ];
                 if best.is_none() {
@@ -71,8 +85,9 @@ impl Page<'_> {
             to the label map, fitted in exact closed form on the training images and scored on \
             each test image at full resolution; the mean over test images. Contexts run in \
             denoising order; the best cell is outlined. \"Emerges at\" is the first context where \
-            some tap reaches " (format!("{:.0}", 100.0 * EMERGENCE)) " % of the best. Every \
-            image's score is in dense.parquet."
+            some tap reaches " (format!("{:.0}", 100.0 * EMERGENCE)) " % of the best. The \
+            control is the same cell through the weight-permuted U-Net, when the run has it. \
+            Every image's score is in dense.parquet."
         };
         figure(id, title, &panels, caption, html! {}, table(&head, &rows))
     }
@@ -88,7 +103,10 @@ fn tap_of(key: &str) -> &str {
 /// thresholded logit, black = foreground). The strips are drawn from `DenseRow::prediction`.
 fn strips(rows: &[DenseRow], target: &str, tap: &str, mask: bool) -> Markup {
     let mut contexts: Vec<(crate::report::dense::Order, &str)> = Vec::new();
-    for r in rows.iter().filter(|r| r.target == target && tap_of(&r.representation) == tap) {
+    let own = |r: &&DenseRow| !is_control(&r.representation);
+    for r in
+        rows.iter().filter(own).filter(|r| r.target == target && tap_of(&r.representation) == tap)
+    {
         let o = denoising_order(&r.representation);
         if !contexts.iter().any(|(x, _)| *x == o) {
             contexts.push((o, &r.representation));
