@@ -239,10 +239,7 @@ fn fits_and_metrics_match_scikit_learn_and_scipy() {
         let fit = fit_logistic(images.as_slice(), c, &cfg).unwrap();
         let want = floats(&case["weights"]);
         let diff = fit.weights.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        eprintln!(
-            "logistic {name}: {} Newton steps, max |w − sklearn| = {diff:.2e}",
-            fit.iterations
-        );
+        eprintln!("logistic {name}: {} iterations, max |w − sklearn| = {diff:.2e}", fit.iterations);
         assert!(
             fit.weights.iter().zip(&want).all(|(a, b)| close(*a, *b, 1e-5)),
             "{name}: {diff:e}"
@@ -312,7 +309,7 @@ fn time_dense_probe_at_mid_size() {
     eprintln!(
         "dense probe, {tokens} tokens × {c} channels, {size}² targets, per image: block statistics \
          (map + mask) {t_stats:.2?}, XᵀX {t_gram:.2?}, metrics {t_metrics:.2?}; solve {t_solve:.2?}; \
-         logistic on {n} images {t_logistic:.2?} ({} Newton steps)",
+         logistic on {n} images {t_logistic:.2?} ({} iterations)",
         fit.iterations
     );
 }

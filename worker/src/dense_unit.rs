@@ -13,8 +13,8 @@ use common::stimuli::Dataset;
 use common::table::{DenseRow, STRIP_IMAGES};
 use common::unit::DenseUnit;
 use probe::dense::{
-    all_foreground_dice, continuous_metrics, fit_logistic, mask_metrics, predict, BlockStats,
-    LogisticConfig, NormalEquations,
+    all_foreground_dice, continuous_metrics, fit_logistic, fit_logistic_with_gram, mask_metrics,
+    predict, BlockStats, LogisticConfig, NormalEquations,
 };
 
 use crate::dense_labels::{label_path, read_label};
@@ -38,16 +38,20 @@ pub(crate) fn run(
     let tokens = d / c;
     let s = &unit.settings;
     let features = |i: usize| &x[i * d..(i + 1) * d];
+    // Every target's block statistics on the training images: [target][training image].
+    let train: Vec<Vec<BlockStats>> = s
+        .targets
+        .iter()
+        .map(|t| s.train.iter().map(|&i| block_stats(labels, data, s, t, i, tokens)).collect())
+        .collect::<Result<_, UnitError>>()?;
+    let weights = fit(&train, &features, c, s)?;
     let mut rows = Vec::new();
-    for target in &s.targets {
+    for (target, weights) in s.targets.iter().zip(&weights) {
         let stats = |i: usize| block_stats(labels, data, s, target, i, tokens);
-        let train: Vec<(usize, BlockStats)> =
-            s.train.iter().map(|&i| Ok((i, stats(i)?))).collect::<Result<_, UnitError>>()?;
-        let weights = fit(target.kind, &train, &features, c, s)?;
         for (t, &i) in s.test.iter().enumerate() {
             let truth = stats(i)?;
-            let z = predict(features(i), &weights)?;
-            let mut row = score(&key, target, &data.stimuli[i], &truth, &z, train.len())?;
+            let z = predict(features(i), weights)?;
+            let mut row = score(&key, target, &data.stimuli[i], &truth, &z, s.train.len())?;
             if t < STRIP_IMAGES {
                 (row.prediction, row.label) = (z, truth.mean().to_vec());
             }
@@ -82,29 +86,47 @@ fn block_stats(
     }
 }
 
-/// The target's `C` weights fitted on the training images.
+/// Every target's `C` weights fitted on the training images (`train[target][image]`): the
+/// continuous targets by one ridge solve on shared normal equations, each mask by the
+/// soft-label logistic fit, preconditioned by the same `XᵀX` when there is one (one pass over
+/// the images saved per mask).
 fn fit<'a>(
-    kind: DenseTargetKind,
-    train: &[(usize, BlockStats)],
+    train: &[Vec<BlockStats>],
     features: &dyn Fn(usize) -> &'a [f32],
     c: usize,
     s: &DenseSettings,
-) -> Result<Vec<f64>, UnitError> {
-    match kind {
-        DenseTargetKind::Continuous => {
-            let mut eq = NormalEquations::new(c, 1);
-            for (i, stats) in train {
-                eq.add_image(features(*i), &[stats])?;
-            }
-            Ok(eq.solve(s.alpha)?.weights(0))
+) -> Result<Vec<Vec<f64>>, UnitError> {
+    let continuous: Vec<usize> = (0..s.targets.len())
+        .filter(|&t| s.targets[t].kind == DenseTargetKind::Continuous)
+        .collect();
+    let mut eq = None;
+    let mut weights = vec![Vec::new(); s.targets.len()];
+    if !continuous.is_empty() {
+        let mut e = NormalEquations::new(c, continuous.len());
+        for (k, &i) in s.train.iter().enumerate() {
+            let stats: Vec<&BlockStats> = continuous.iter().map(|&t| &train[t][k]).collect();
+            e.add_image(features(i), &stats)?;
         }
-        DenseTargetKind::Mask => {
-            let images: Vec<(&[f32], &BlockStats)> =
-                train.iter().map(|(i, st)| (features(*i), st)).collect();
-            let cfg = LogisticConfig { l2: s.l2, ..LogisticConfig::default() };
-            Ok(fit_logistic(images.as_slice(), c, &cfg)?.weights)
+        let ridge = e.solve(s.alpha)?;
+        for (j, &t) in continuous.iter().enumerate() {
+            weights[t] = ridge.weights(j);
         }
+        eq = Some(e);
     }
+    let cfg = LogisticConfig { l2: s.l2, ..LogisticConfig::default() };
+    for (t, target) in s.targets.iter().enumerate() {
+        if target.kind != DenseTargetKind::Mask {
+            continue;
+        }
+        let images: Vec<(&[f32], &BlockStats)> =
+            s.train.iter().zip(&train[t]).map(|(&i, st)| (features(i), st)).collect();
+        let fit = match &eq {
+            Some(e) => fit_logistic_with_gram(images.as_slice(), c, &cfg, e.gram())?,
+            None => fit_logistic(images.as_slice(), c, &cfg)?,
+        };
+        weights[t] = fit.weights;
+    }
+    Ok(weights)
 }
 
 /// The row of one test image: Dice (and the all-foreground baseline) for a mask, Spearman ρ,

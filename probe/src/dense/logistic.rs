@@ -8,8 +8,8 @@
 //! `f²` times the per-token objective
 //! `Σ_b (softplus(z_b) − p_b·z_b) + λ_tok/2·‖w‖²` with `λ_pix = f²·λ_tok`. The per-token form is
 //! scikit-learn's `LogisticRegression(fit_intercept=False, C = 1/λ_tok)` with each token doubled,
-//! labelled 1 with weight `p_b` and 0 with weight `1 − p_b`. Fitted by Newton's method
-//! (`super::newton`).
+//! labelled 1 with weight `p_b` and 0 with weight `1 − p_b`. Fitted by L-BFGS preconditioned
+//! by Böhning's bound of the Hessian (`super::lbfgs`).
 
 use super::newton::{Newton, TrainingImages};
 use super::{BlockStats, DenseError};
@@ -24,13 +24,13 @@ pub struct LogisticConfig {
     /// Convergence: the largest absolute gradient entry at most `tol` times that at `w = 0`
     /// (or `tol` if that is below 1). Default 1e-10.
     pub tol: f64,
-    /// Most Newton iterations. Default 100.
+    /// Most iterations. Default 500.
     pub max_iter: usize,
 }
 
 impl Default for LogisticConfig {
     fn default() -> Self {
-        Self { l2: 1.0, tol: 1e-10, max_iter: 100 }
+        Self { l2: 1.0, tol: 1e-10, max_iter: 500 }
     }
 }
 
@@ -40,7 +40,7 @@ pub struct NewtonFit {
     /// The `C` weights: token `b`'s prediction (for a mask, the logit difference foreground −
     /// background) is `x_bᵀw`.
     pub weights: Vec<f64>,
-    /// Newton iterations run.
+    /// Iterations run (Newton's for the Huber probe, L-BFGS's for the logistic one).
     pub iterations: usize,
     /// Largest absolute gradient entry at the returned weights.
     pub gradient: f64,
@@ -57,6 +57,36 @@ pub fn fit_logistic<T: Copy + Into<f64>, S: TrainingImages<T, BlockStats> + ?Siz
     images: &S,
     channels: usize,
     cfg: &LogisticConfig,
+) -> Result<NewtonFit, DenseError> {
+    fit(images, channels, cfg, None)
+}
+
+/// [`fit_logistic`] given `XᵀX` of the same training images (lower half, e.g.
+/// [`super::NormalEquations::gram`] of a ridge fit on them): its preconditioner is then free,
+/// which saves the most expensive pass. A Gram of other images gives the same weights, slower.
+///
+/// # Errors
+/// Those of [`fit_logistic`]; [`DenseError::Shape`] unless `gram` is `channels × channels`.
+pub fn fit_logistic_with_gram<T: Copy + Into<f64>, S: TrainingImages<T, BlockStats> + ?Sized>(
+    images: &S,
+    channels: usize,
+    cfg: &LogisticConfig,
+    gram: faer::MatRef<'_, f64>,
+) -> Result<NewtonFit, DenseError> {
+    if gram.nrows() != channels || gram.ncols() != channels {
+        let got = gram.nrows() * gram.ncols();
+        return Err(DenseError::Shape { what: "gram", got, expected: channels * channels });
+    }
+    // ℓ'' = σ(0)(1 − σ(0)) = ¼ at w = 0: the Hessian there is XᵀX / 4.
+    let bound = faer::Mat::from_fn(channels, channels, |i, j| gram[(i, j)] / 4.0);
+    fit(images, channels, cfg, Some(bound))
+}
+
+fn fit<T: Copy + Into<f64>, S: TrainingImages<T, BlockStats> + ?Sized>(
+    images: &S,
+    channels: usize,
+    cfg: &LogisticConfig,
+    bound: Option<faer::Mat<f64>>,
 ) -> Result<NewtonFit, DenseError> {
     if !(cfg.l2.is_finite() && cfg.l2 > 0.0) {
         return Err(DenseError::InvalidPenalty { what: "l2", bound: "positive", value: cfg.l2 });
@@ -76,7 +106,7 @@ pub fn fit_logistic<T: Copy + Into<f64>, S: TrainingImages<T, BlockStats> + ?Siz
         }
         Ok(loss)
     };
-    let s = newton.minimise(images, channels, &|s: &BlockStats| s.grid(), &loss)?;
+    let s = newton.minimise_bounded(images, channels, bound, &|s: &BlockStats| s.grid(), &loss)?;
     Ok(NewtonFit { weights: s.weights, iterations: s.iterations, gradient: s.gradient })
 }
 

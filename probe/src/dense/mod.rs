@@ -27,6 +27,7 @@
 
 mod blocks;
 mod huber;
+mod lbfgs;
 mod logistic;
 mod metrics;
 mod newton;
@@ -36,7 +37,7 @@ use thiserror::Error;
 
 pub use blocks::{BlockStats, TokenGrid};
 pub use huber::{fit_huber, BlockPixels, HuberConfig};
-pub use logistic::{fit_logistic, LogisticConfig, NewtonFit};
+pub use logistic::{fit_logistic, fit_logistic_with_gram, LogisticConfig, NewtonFit};
 pub use metrics::{
     all_foreground_dice, continuous_metrics, mask_metrics, summarize, ContinuousMetrics,
     MaskMetrics, Summary, DICE_EPS,

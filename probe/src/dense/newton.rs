@@ -7,10 +7,10 @@
 //! cheaper pass per line-search trial; images are streamed ([`TrainingImages`]), memory is
 //! `C × C`.
 
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Col, Mat, Par};
+use faer::{Accum, Col, Mat};
 
-use super::ridge::{cholesky_solve, token_matrix};
+use super::ridge::cholesky_solve;
+use super::{check_finite, check_len};
 use super::{DenseError, TokenGrid};
 use crate::ridge::lower_product;
 
@@ -40,6 +40,7 @@ pub(crate) type TokenLoss<'a, Y> =
     &'a dyn Fn(&Y, &[f64], &mut [f64], &mut [f64]) -> Result<f64, DenseError>;
 
 /// Settings of one minimisation.
+#[derive(Clone, Copy)]
 pub(crate) struct Newton {
     pub lambda: f64,
     pub tol: f64,
@@ -65,6 +66,21 @@ impl Newton {
         grid_of: &dyn Fn(&Y) -> TokenGrid,
         loss_of: TokenLoss<'_, Y>,
     ) -> Result<Solution, DenseError> {
+        self.minimise_from(images, Col::zeros(channels), None, grid_of, loss_of)
+    }
+
+    /// [`Newton::minimise`] from `start`; `scale` is the largest absolute gradient entry at
+    /// `w = 0` if known (else that at `start` sets the tolerance).
+    pub(crate) fn minimise_from<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
+        &self,
+        images: &S,
+        start: Col<f64>,
+        scale: Option<f64>,
+        grid_of: &dyn Fn(&Y) -> TokenGrid,
+        loss_of: TokenLoss<'_, Y>,
+    ) -> Result<Solution, DenseError> {
+        let channels = start.nrows();
+        let mut scale = scale;
         let lambda = self.lambda;
         let pass = |w: &Col<f64>, hessian: bool| {
             let mut p = Pass::run(images, channels, w, hessian, grid_of, loss_of)?;
@@ -72,8 +88,7 @@ impl Newton {
             p.gradient += lambda * w;
             Ok::<_, DenseError>(p)
         };
-        let mut w = Col::<f64>::zeros(channels);
-        let mut scale = None;
+        let mut w = start;
         for iteration in 0..self.max_iter {
             let current = pass(&w, true)?;
             let g_max = max_abs(&current.gradient);
@@ -133,14 +148,14 @@ impl Newton {
 
 /// The data part of the objective, its gradient and (when asked) its Hessian (lower half) at
 /// `w`.
-struct Pass {
-    loss: f64,
-    gradient: Col<f64>,
-    hessian: Mat<f64>,
+pub(super) struct Pass {
+    pub(super) loss: f64,
+    pub(super) gradient: Col<f64>,
+    pub(super) hessian: Mat<f64>,
 }
 
 impl Pass {
-    fn run<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
+    pub(super) fn run<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
         images: &S,
         channels: usize,
         w: &Col<f64>,
@@ -149,29 +164,48 @@ impl Pass {
         loss_of: TokenLoss<'_, Y>,
     ) -> Result<Self, DenseError> {
         let mut loss = 0.0;
-        let mut gradient = Col::<f64>::zeros(channels);
         let mut hessian = Mat::<f64>::zeros(if with_hessian { channels } else { 0 }, channels);
         let mut first: Option<TokenGrid> = None;
         let mut count = 0_usize;
+        let w_vec: Vec<f64> = w.iter().copied().collect();
+        let mut g = vec![0.0; channels];
         images.for_each(&mut |features, target| {
             let grid = grid_of(target);
             first.get_or_insert(grid).check_same("a target of the fit", &grid)?;
             let tokens = grid.tokens();
-            let x = token_matrix(features, tokens, channels)?;
-            let mut z = Col::<f64>::zeros(tokens);
-            matmul(z.as_mut(), Accum::Replace, x.as_ref(), w.as_ref(), 1.0, Par::Seq);
-            let z: Vec<f64> = z.iter().copied().collect();
             let (mut d1, mut d2) = (vec![0.0; tokens], vec![0.0; tokens]);
-            loss += loss_of(target, &z, &mut d1, &mut d2)?;
-            let d1 = Col::<f64>::from_fn(tokens, |b| d1[b]);
-            matmul(gradient.as_mut(), Accum::Add, x.transpose(), d1.as_ref(), 1.0, Par::Seq);
             if with_hessian {
-                let xs = Mat::<f64>::from_fn(tokens, channels, |b, c| d2[b].sqrt() * x[(b, c)]);
-                lower_product(hessian.as_mut(), Accum::Add, xs.transpose(), xs.as_ref(), 1.0);
+                // The pass that builds the Hessian also checks the features, once per fit.
+                check_len("features", features.len(), tokens * channels)?;
+                check_finite("features", features)?;
+                let z: Vec<f64> =
+                    features.chunks_exact(channels).map(|row| dot(row, &w_vec)).collect();
+                loss += loss_of(target, &z, &mut d1, &mut d2)?;
+                // Built transposed (C × tokens, column-major): each column is one token's
+                // contiguous row of features.
+                let root: Vec<f64> = d2.iter().map(|v| v.sqrt()).collect();
+                let xs = Mat::<f64>::from_fn(channels, tokens, |c, b| {
+                    root[b] * features[b * channels + c].into()
+                });
+                lower_product(hessian.as_mut(), Accum::Add, xs.as_ref(), xs.transpose(), 1.0);
+            } else {
+                check_len("features", features.len(), tokens * channels)?;
+                let z: Vec<f64> =
+                    features.chunks_exact(channels).map(|row| dot(row, &w_vec)).collect();
+                loss += loss_of(target, &z, &mut d1, &mut d2)?;
+            }
+            // Σ_b ℓ'(z_b)·x_b, row by row: the features stay in their stored type.
+            for (row, &d) in features.chunks_exact(channels).zip(&d1) {
+                if d != 0.0 {
+                    for (gc, &v) in g.iter_mut().zip(row) {
+                        *gc += d * v.into();
+                    }
+                }
             }
             count += 1;
             Ok(())
         })?;
+        let gradient = Col::<f64>::from_fn(channels, |c| g[c]);
         if count == 0 {
             return Err(DenseError::NoImages);
         }
@@ -179,6 +213,19 @@ impl Pass {
     }
 }
 
-fn max_abs(v: &Col<f64>) -> f64 {
+/// `Σ x_c·w_c` in f64, eight running sums at a time (so it vectorises).
+fn dot<T: Copy + Into<f64>>(x: &[T], w: &[f64]) -> f64 {
+    let mut acc = [0.0; 8];
+    let (xs, ws) = (x.chunks_exact(8), w.chunks_exact(8));
+    let tail: f64 = xs.remainder().iter().zip(ws.remainder()).map(|(&v, wc)| v.into() * wc).sum();
+    for (xc, wc) in xs.zip(ws) {
+        for k in 0..8 {
+            acc[k] += xc[k].into() * wc[k];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+pub(super) fn max_abs(v: &Col<f64>) -> f64 {
     v.iter().fold(0.0_f64, |m, x| m.max(x.abs()))
 }

@@ -76,6 +76,12 @@ impl NormalEquations {
         Ok(())
     }
 
+    /// `XᵀX` over the images added (lower half, diagonal included; the upper half is zero):
+    /// what [`super::fit_logistic_with_gram`] takes to skip its own pass over the images.
+    pub fn gram(&self) -> faer::MatRef<'_, f64> {
+        self.xtx.as_ref()
+    }
+
     /// Number of images added.
     pub fn images(&self) -> usize {
         self.images
@@ -162,14 +168,28 @@ pub(crate) fn token_matrix<T: Copy + Into<f64>>(
 
 /// Solves `A x = b` in place for a symmetric positive definite `A` (lower half read),
 /// sequentially; `false` if `A` is not numerically positive definite.
-pub(crate) fn cholesky_solve(mut a: Mat<f64>, rhs: faer::MatMut<'_, f64>) -> bool {
+pub(crate) fn cholesky_solve(a: Mat<f64>, rhs: faer::MatMut<'_, f64>) -> bool {
+    match cholesky_factor(a) {
+        Some(l) => {
+            cholesky_solve_factored(&l, rhs);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The Cholesky factor of a symmetric positive definite `A` (lower half read), in faer's
+/// in-place layout for [`cholesky_solve_factored`]; `None` if `A` is not numerically positive
+/// definite.
+pub(crate) fn cholesky_factor(mut a: Mat<f64>) -> Option<Mat<f64>> {
     use faer::dyn_stack::{MemBuffer, MemStack};
     use faer::linalg::cholesky::llt;
     let n = a.nrows();
-    let mut buf = MemBuffer::new(
-        llt::factor::cholesky_in_place_scratch::<f64>(n, Par::Seq, Default::default())
-            .or(llt::solve::solve_in_place_scratch::<f64>(n, rhs.ncols(), Par::Seq)),
-    );
+    let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+        n,
+        Par::Seq,
+        Default::default(),
+    ));
     let stack = MemStack::new(&mut buf);
     let factored = llt::factor::cholesky_in_place(
         a.as_mut(),
@@ -178,9 +198,15 @@ pub(crate) fn cholesky_solve(mut a: Mat<f64>, rhs: faer::MatMut<'_, f64>) -> boo
         stack,
         Default::default(),
     );
-    if factored.is_err() {
-        return false;
-    }
-    llt::solve::solve_in_place_with_conj(a.as_ref(), faer::Conj::No, rhs, Par::Seq, stack);
-    true
+    factored.is_ok().then_some(a)
+}
+
+/// Solves `A x = b` in place with `A`'s factor from [`cholesky_factor`].
+pub(crate) fn cholesky_solve_factored(l: &Mat<f64>, rhs: faer::MatMut<'_, f64>) {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt;
+    let mut buf =
+        MemBuffer::new(llt::solve::solve_in_place_scratch::<f64>(l.nrows(), rhs.ncols(), Par::Seq));
+    let stack = MemStack::new(&mut buf);
+    llt::solve::solve_in_place_with_conj(l.as_ref(), faer::Conj::No, rhs, Par::Seq, stack);
 }

@@ -238,6 +238,20 @@ fn logistic_solution_zeroes_the_per_pixel_gradient() {
     }
     let scale = (height * width * masks.len()) as f64;
     assert!(grad.iter().all(|g| g.abs() < 1e-9 * scale), "per-pixel gradient {grad:?}");
+
+    // The preconditioner changes the path, not the optimum: the ridge's XᵀX of the same
+    // images, or a Gram of other data, gives the same weights.
+    let mut eq = NormalEquations::new(c, 1);
+    for (xi, st) in x.iter().zip(&stats) {
+        eq.add_image(xi, &[st]).unwrap();
+    }
+    let other = faer::Mat::<f64>::from_fn(c, c, |i, j| if i == j { 50.0 + i as f64 } else { 0.0 });
+    for gram in [eq.gram(), other.as_ref()] {
+        let shared = fit_logistic_with_gram(images.as_slice(), c, &cfg, gram).unwrap();
+        for (a, b) in shared.weights.iter().zip(&fit.weights) {
+            assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
 }
 
 #[test]
