@@ -9,6 +9,8 @@
 //! best mean score. It is made only when the best beats its floor: ρ > 0 for a continuous map,
 //! the all-foreground Dice for a mask; otherwise the report says there is nothing to emerge.
 
+use std::collections::BTreeMap;
+
 use common::table::DenseRow;
 use common::unit::Representation;
 
@@ -26,6 +28,49 @@ pub(crate) struct Dense {
     pub(crate) cells: Vec<DenseCell>,
     /// Per target, in order of first appearance.
     pub(crate) targets: Vec<TargetSummary>,
+    /// The input image of each stimulus drawn in a strip, where it can be found.
+    pub(crate) thumbnails: BTreeMap<String, Thumbnail>,
+}
+
+/// An image shrunk for a strip: at most [`THUMBNAIL`] pixels a side, RGB, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Thumbnail {
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) rgb: Vec<[u8; 3]>,
+}
+
+/// The longest side of a [`Thumbnail`].
+pub(crate) const THUMBNAIL: u32 = 32;
+
+/// The thumbnails of the stimuli with strips: the real image (`capture.image.folder`) or the
+/// generated one (`images/{stimulus}.r0.png`, with `save_images`). A missing or unreadable
+/// image only leaves its strip without one.
+pub(crate) fn thumbnails(
+    spec: &common::spec::JobSpec,
+    layout: &common::layout::RunLayout,
+    rows: &[DenseRow],
+) -> BTreeMap<String, Thumbnail> {
+    let mut out = BTreeMap::new();
+    for r in rows.iter().filter(|r| !r.prediction.is_empty()) {
+        if out.contains_key(&r.stimulus) {
+            continue;
+        }
+        let candidates = match spec.capture.mode {
+            common::spec::CaptureMode::Image => ["png", "jpg", "jpeg"]
+                .map(|e| spec.capture.image.folder.join(format!("{}.{e}", r.stimulus)))
+                .to_vec(),
+            common::spec::CaptureMode::Generate => {
+                vec![layout.images_dir().join(format!("{}.r0.png", r.stimulus))]
+            }
+        };
+        let Some(image) = candidates.iter().find_map(|p| image::open(p).ok()) else { continue };
+        let small = image.thumbnail(THUMBNAIL, THUMBNAIL).to_rgb8();
+        let (width, height) = (small.width() as usize, small.height() as usize);
+        let rgb = small.pixels().map(|p| p.0).collect();
+        out.insert(r.stimulus.clone(), Thumbnail { height, width, rgb });
+    }
+    out
 }
 
 /// One target on one representation.
@@ -104,7 +149,7 @@ pub(crate) fn reduce(rows: Vec<DenseRow>) -> Dense {
         }
     }
     let targets = names.iter().map(|t| summary(&cells, t)).collect();
-    Dense { rows, cells, targets }
+    Dense { rows, cells, targets, thumbnails: BTreeMap::new() }
 }
 
 /// The best cell of `target`, where it emerges (module doc) and its control; control cells

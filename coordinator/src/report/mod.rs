@@ -112,7 +112,8 @@ pub(crate) fn write(
             for rel in db.committed_outputs(UnitKind::Dense)? {
                 rows.extend(common::table::read_dense_rows(&layout.root().join(&rel))?);
             }
-            Some(dense::reduce(rows))
+            let thumbnails = dense::thumbnails(&spec, &layout, &rows);
+            Some(dense::Dense { thumbnails, ..dense::reduce(rows) })
         }
     };
     let semantic = match &spec.analysis.semantic {

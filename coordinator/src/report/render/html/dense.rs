@@ -7,7 +7,9 @@ use maud::{html, Markup};
 use super::{code, figure, omitted, table, text, Page, Row};
 use common::table::DenseRow;
 
-use crate::report::dense::{denoising_order, is_control, DenseCell, EMERGENCE};
+use std::collections::BTreeMap;
+
+use crate::report::dense::{denoising_order, is_control, DenseCell, Thumbnail, EMERGENCE};
 use crate::report::svg::{self, num, Heatmap, Scale};
 
 impl Page<'_> {
@@ -35,8 +37,10 @@ impl Page<'_> {
             ));
             if let Some(best) = t.best.map(|i| &d.cells[i]) {
                 let tap = tap_of(&best.representation);
-                let heading = format!("{}: prediction | label per test image, {tap}", t.target);
-                panels.push((heading, strips(&d.rows, &t.target, tap, t.kind == "mask")));
+                let heading =
+                    format!("{}: image | prediction | label per test image, {tap}", t.target);
+                let strips = Strips { rows: &d.rows, thumbnails: &d.thumbnails };
+                panels.push((heading, strips.draw(&t.target, tap, t.kind == "mask")));
             }
         }
         if panels.is_empty() {
@@ -98,46 +102,74 @@ fn tap_of(key: &str) -> &str {
     key.split("/none").next().unwrap_or(key)
 }
 
-/// Per context of `tap` (denoising order), the first test images' prediction beside their
-/// label, token by token: grey levels on the label's range (a mask's prediction is its
-/// thresholded logit, black = foreground). The strips are drawn from `DenseRow::prediction`.
-fn strips(rows: &[DenseRow], target: &str, tap: &str, mask: bool) -> Markup {
-    let mut contexts: Vec<(crate::report::dense::Order, &str)> = Vec::new();
-    let own = |r: &&DenseRow| !is_control(&r.representation);
-    for r in
-        rows.iter().filter(own).filter(|r| r.target == target && tap_of(&r.representation) == tap)
-    {
-        let o = denoising_order(&r.representation);
-        if !contexts.iter().any(|(x, _)| *x == o) {
-            contexts.push((o, &r.representation));
+/// The strips' inputs: the dense rows and the input images.
+struct Strips<'a> {
+    rows: &'a [DenseRow],
+    thumbnails: &'a BTreeMap<String, Thumbnail>,
+}
+
+impl Strips<'_> {
+    /// Per context of `tap` (denoising order), the first test images' input image (when it can
+    /// be found), prediction and label, token by token: grey levels on the label's range (a
+    /// mask's prediction is its thresholded logit, black = foreground). Drawn from
+    /// `DenseRow::prediction` and `DenseRow::label`.
+    fn draw(&self, target: &str, tap: &str, mask: bool) -> Markup {
+        let own = |r: &&DenseRow| !is_control(&r.representation);
+        let mut contexts: Vec<(crate::report::dense::Order, &str)> = Vec::new();
+        let of_tap = |r: &&DenseRow| r.target == target && tap_of(&r.representation) == tap;
+        for r in self.rows.iter().filter(own).filter(of_tap) {
+            let o = denoising_order(&r.representation);
+            if !contexts.iter().any(|(x, _)| *x == o) {
+                contexts.push((o, &r.representation));
+            }
         }
-    }
-    contexts.sort_by(|a, b| a.0.cmp(&b.0));
-    const CELL: f64 = 4.0;
-    html! {
-        div.strips {
-            @for (order, key) in &contexts {
-                @let shown = rows.iter().filter(|r| r.target == target && r.representation == **key && !r.prediction.is_empty());
-                div.strip {
-                    span.context { (order.name) }
-                    @for r in shown {
-                        @let (h, w) = (r.grid[0] as usize, r.grid[1] as usize);
-                        @let (lo, hi) = range(&r.label);
-                        @let grey = |v: f64| {
-                            let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
-                            let g = (255.0 * (1.0 - t)).round() as u8;
-                            format!("rgb({g},{g},{g})")
-                        };
-                        @let pred = |v: f64| if mask { grey(if v > 0.0 { hi } else { lo }) } else { grey(v) };
-                        svg xmlns="http://www.w3.org/2000/svg" width=(2.0 * w as f64 * CELL + 6.0) height=(h as f64 * CELL) role="img" {
-                            title { (r.stimulus) ": prediction | label" }
-                            @for b in 0..h * w {
-                                rect x=((b % w) as f64 * CELL) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(pred(r.prediction[b])) {}
-                                rect x=(((b % w) + w) as f64 * CELL + 6.0) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(grey(r.label[b])) {}
-                            }
+        contexts.sort_by(|a, b| a.0.cmp(&b.0));
+        html! {
+            div.strips {
+                @for (order, key) in &contexts {
+                    @let shown = self.rows.iter().filter(|r| r.target == target && r.representation == **key && !r.prediction.is_empty());
+                    div.strip {
+                        span.context { (order.name) }
+                        @for r in shown {
+                            (strip(r, self.thumbnails.get(&r.stimulus), mask))
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One test image's strip: image | prediction | label.
+fn strip(r: &DenseRow, image: Option<&Thumbnail>, mask: bool) -> Markup {
+    const CELL: f64 = 4.0;
+    const GAP: f64 = 6.0;
+    let (h, w) = (r.grid[0] as usize, r.grid[1] as usize);
+    let (lo, hi) = range(&r.label);
+    let grey = |v: f64| {
+        let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
+        let g = (255.0 * (1.0 - t)).round() as u8;
+        format!("rgb({g},{g},{g})")
+    };
+    let pred = |v: f64| if mask { grey(if v > 0.0 { hi } else { lo }) } else { grey(v) };
+    let height = h as f64 * CELL;
+    // The image is drawn at the strip's height, whatever its own resolution.
+    let (px, image_width) = match image {
+        Some(t) => (height / t.height as f64, height / t.height as f64 * t.width as f64 + GAP),
+        None => (0.0, 0.0),
+    };
+    let x0 = image_width;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(x0 + 2.0 * w as f64 * CELL + GAP) height=(height) role="img" {
+            title { (r.stimulus) ": image | prediction | label" }
+            @if let Some(t) = image {
+                @for (i, [red, green, blue]) in t.rgb.iter().enumerate() {
+                    rect x=((i % t.width) as f64 * px) y=((i / t.width) as f64 * px) width=(px) height=(px) fill=(format!("rgb({red},{green},{blue})")) {}
+                }
+            }
+            @for b in 0..h * w {
+                rect x=(x0 + (b % w) as f64 * CELL) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(pred(r.prediction[b])) {}
+                rect x=(x0 + ((b % w) + w) as f64 * CELL + GAP) y=((b / w) as f64 * CELL) width=(CELL) height=(CELL) fill=(grey(r.label[b])) {}
             }
         }
     }
