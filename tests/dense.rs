@@ -157,11 +157,39 @@ fn planted_linear_targets_are_recovered_exactly() {
     assert_eq!(strip_rows, 2 * 12 * 3 * common::table::STRIP_IMAGES, "rows with a strip");
     assert!(md.contains("the weight-permuted control there scores"), "{md}");
 
+    papers_fit_reads_the_planted_map(&dir, &labels);
+
     // The same tables from one worker as from two.
     let one = run(&dir, "dense1", "1", &[]);
     let two = run(&dir, "dense2", "2", &[]);
     let read = |run: &Path| std::fs::read(run.join("report/dense.parquet")).unwrap();
     assert!(read(&one) == read(&two), "dense.parquet depends on the worker count");
+}
+
+/// `fit = "paper"` (Adam on per-pixel losses, candle) on the planted labels, one tap and noise
+/// level: long enough training reads the planted map (ρ near 1) and the planted mask, though
+/// not to the closed form's exactness.
+fn papers_fit_reads_the_planted_map(dir: &Path, labels: &Path) {
+    let sets = [
+        format!("analysis.dense_probe.labels={labels:?}"),
+        format!("capture.taps=[{:?}]", KEY.split("/none").next().unwrap()),
+        "capture.image.noise_levels=[20]".into(),
+        "analysis.dense_probe.fit=\"paper\"".into(),
+        "analysis.dense_probe.epochs=150".into(),
+        "analysis.dense_probe.learning_rate=0.02".into(),
+    ];
+    let run = run(dir, "dense_paper", "1", &sets);
+    let rows = read_dense_rows(&run.join("report/dense.parquet")).unwrap();
+    assert_eq!(rows.len(), 2 * 3 * 28, "one representation and its control");
+    let mean = |target: &str, f: &dyn Fn(&common::table::DenseRow) -> f64| {
+        let of: Vec<f64> =
+            rows.iter().filter(|r| r.representation == KEY && r.target == target).map(f).collect();
+        of.iter().sum::<f64>() / of.len() as f64
+    };
+    let rho = mean("depth", &|r| r.spearman);
+    assert!(rho > 0.9, "paper fit: depth ρ {rho}");
+    let dice = mean("mask", &|r| if r.all_foreground_dice < 1e-6 { 1.0 } else { r.dice });
+    assert!(dice > 0.9, "paper fit: mask Dice {dice}");
 }
 
 /// The control's capture units hold only the permuted twins, for the same stimuli, with
@@ -208,6 +236,17 @@ fn a_missing_label_is_refused_by_name() {
     let set = format!("analysis.dense_probe.labels={labels:?}");
     let e = util::plan_error(&dir, &demo_spec(), &[&set]);
     assert!(e.contains("analysis.dense_probe.labels") && e.contains("scene000.depth.png"), "{e}");
+    let e = util::plan_error(
+        &dir,
+        &demo_spec(),
+        &["analysis.dense_probe.learning_rates={ dept = 0.1 }"],
+    );
+    assert!(
+        e.contains("analysis.dense_probe.learning_rates") && e.contains("\"dept\" is not a target"),
+        "{e}"
+    );
+    let e = util::plan_error(&dir, &demo_spec(), &["analysis.dense_probe.fit=\"adam\""]);
+    assert!(e.contains("fit") && e.contains("paper"), "{e}");
     let e = util::plan_error(&dir, &demo_spec(), &["capture.unet_pooling=[\"mean\"]"]);
     assert!(e.contains("capture.unet_pooling") && e.contains("none"), "{e}");
 }

@@ -338,6 +338,22 @@ pub struct DenseSettings {
     pub generated: bool,
     /// blake3 of every label file read (names and bytes): new labels are new units.
     pub labels_fingerprint: String,
+    /// `fit = "paper"`: the paper's Adam training instead of the closed form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<PaperFit>,
+}
+
+/// The paper's training of the dense probes (`analysis.dense_probe.fit = "paper"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaperFit {
+    /// Epochs over the training images.
+    pub epochs: usize,
+    /// Images per Adam step.
+    pub batch: usize,
+    /// Adam's learning rate per target, in `DenseSettings::targets` order.
+    pub learning_rates: Vec<f64>,
+    /// Seed of the initial weights and the batch order.
+    pub seed: u64,
 }
 
 /// A semantic unit's settings (`alignment::semantic::SemanticConfig`, the distances) and its

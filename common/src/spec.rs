@@ -26,7 +26,7 @@ mod sweep;
 mod validate;
 pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use analysis::{AnalysisSection, AttributeProbeSection, ProbePrecision};
-pub use dense::{DenseControl, DenseProbeSection, DenseTargetKind};
+pub use dense::{DenseControl, DenseFit, DenseProbeSection, DenseTargetKind};
 pub use diffusion::{
     CaptureMode, Conditioning, GenerateSection, GuidanceRecord, ImageSection, NoiseSeeding,
     SamplerKind, StepSelection,

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use common::error::SpecError;
-use common::settings::{DenseSettings, DenseTarget};
-use common::spec::{CaptureMode, DenseControl, JobSpec};
+use common::settings::{DenseSettings, DenseTarget, PaperFit};
+use common::spec::{CaptureMode, DenseControl, DenseFit, JobSpec};
 use common::stimuli::Dataset;
 
 const KEY: &str = "analysis.dense_probe";
@@ -61,6 +61,16 @@ pub(crate) fn resolve(
         l2: d.l2,
         generated,
         labels_fingerprint: hasher.finalize().to_hex().to_string(),
+        paper: (d.fit == DenseFit::Paper).then(|| PaperFit {
+            epochs: d.epochs,
+            batch: d.batch,
+            learning_rates: d
+                .targets
+                .keys()
+                .map(|t| d.learning_rates.get(t).copied().unwrap_or(d.learning_rate))
+                .collect(),
+            seed: d.fit_seed,
+        }),
     };
     let control = d.control.map(|c| match c {
         DenseControl::PermuteWeights => d.control_seed,

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use common::settings::{DenseSettings, DenseTarget};
-use common::spec::DenseTargetKind;
+use common::spec::{DenseTargetKind, DeviceChoice};
 use common::stimuli::Dataset;
 use common::table::{DenseRow, STRIP_IMAGES};
 use common::unit::DenseUnit;
@@ -18,6 +18,7 @@ use probe::dense::{
 };
 
 use crate::dense_labels::{label_path, read_label};
+use crate::dense_paper::{fit_paper, PaperImage, PaperShape};
 use crate::error::UnitError;
 use crate::probe_unit::gather;
 
@@ -27,6 +28,7 @@ pub(crate) fn run(
     labels: &Path,
     data: &Dataset,
     unit: &DenseUnit,
+    device: DeviceChoice,
 ) -> Result<Vec<DenseRow>, UnitError> {
     let key = unit.representation.key();
     let n = data.len();
@@ -44,7 +46,38 @@ pub(crate) fn run(
         .iter()
         .map(|t| s.train.iter().map(|&i| block_stats(labels, data, s, t, i, tokens)).collect())
         .collect::<Result<_, UnitError>>()?;
-    let weights = fit(&train, &features, c, s)?;
+    let weights = match &s.paper {
+        None => fit(&train, &features, c, s)?,
+        Some(paper) => {
+            let device = crate::capture::device(device)?;
+            let shape = |t: usize| {
+                let grid = train[t].first().map(BlockStats::grid);
+                grid.map(|g| PaperShape {
+                    grid: (g.h, g.w),
+                    size: (g.h * g.f, g.w * g.f),
+                    channels: c,
+                })
+            };
+            let mut weights = Vec::new();
+            for (t, target) in s.targets.iter().enumerate() {
+                let Some(shape) = shape(t) else {
+                    return Err(UnitError::Invalid("no training image".into()));
+                };
+                let images = s
+                    .train
+                    .iter()
+                    .map(|&i| {
+                        let label = full_label(labels, data, s, target, i)?;
+                        Ok(PaperImage { features: features(i), label })
+                    })
+                    .collect::<Result<Vec<_>, UnitError>>()?;
+                let rate = paper.learning_rates.get(t).copied().unwrap_or(1e-3);
+                let seed = probe::seed_of(paper.seed, &[t as u64]);
+                weights.push(fit_paper(&images, shape, target.kind, rate, paper, seed, &device)?);
+            }
+            weights
+        }
+    };
     let mut rows = Vec::new();
     for (target, weights) in s.targets.iter().zip(&weights) {
         let stats = |i: usize| block_stats(labels, data, s, target, i, tokens);
@@ -59,6 +92,27 @@ pub(crate) fn run(
         }
     }
     Ok(rows)
+}
+
+/// Stimulus `i`'s label map of `target` at full resolution (a mask as 0/1), for the paper's
+/// per-pixel losses.
+fn full_label(
+    labels: &Path,
+    data: &Dataset,
+    s: &DenseSettings,
+    target: &DenseTarget,
+    i: usize,
+) -> Result<Vec<f32>, UnitError> {
+    let path = label_path(labels, &data.stimuli[i], &target.name, s.generated)
+        .map_err(UnitError::Invalid)?;
+    let map = read_label(&path, target.kind).map_err(UnitError::Invalid)?;
+    Ok(match target.kind {
+        DenseTargetKind::Mask => {
+            let png = path.extension().is_some_and(|e| e == "png");
+            map.mask(png).into_iter().map(|m| f32::from(u8::from(m))).collect()
+        }
+        DenseTargetKind::Continuous => map.values.iter().map(|&v| v as f32).collect(),
+    })
 }
 
 /// The block statistics of stimulus `i`'s label map of `target`.

@@ -11,6 +11,7 @@ mod alignment_unit;
 pub mod capture;
 mod client;
 pub mod dense_labels;
+mod dense_paper;
 mod dense_unit;
 mod directions_unit;
 mod error;

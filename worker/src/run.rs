@@ -205,7 +205,13 @@ pub(crate) fn execute(ctx: &WorkerContext, a: &pb::Assignment) -> Result<Execute
                     "a dense unit in a run without [analysis.dense_probe]".into(),
                 ));
             };
-            let rows = crate::dense_unit::run(&ctx.run_dir, &section.labels, &ctx.data, u)?;
+            let rows = crate::dense_unit::run(
+                &ctx.run_dir,
+                &section.labels,
+                &ctx.data,
+                u,
+                ctx.spec.model.device,
+            )?;
             common::fs::write_atomic(&target, |f| {
                 common::table::write_dense_rows(f, &target, &rows)
             })?;

@@ -48,6 +48,56 @@ pub struct DenseProbeSection {
     /// Seed of the control's weight permutation.
     #[serde(default)]
     pub control_seed: u64,
+    /// How the probes are fitted: the exact closed form (default) or the paper's training.
+    #[serde(default, skip_serializing_if = "DenseFit::is_closed_form")]
+    pub fit: DenseFit,
+    /// `fit = "paper"`: epochs over the training images.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// `fit = "paper"`: images per Adam step.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// `fit = "paper"`: Adam's learning rate.
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// `fit = "paper"`: per-target learning rates overriding `learning_rate` (the paper's
+    /// shading probe: 1e-2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub learning_rates: BTreeMap<String, f64>,
+    /// `fit = "paper"`: seed of the initial weights and of the batch order.
+    #[serde(default)]
+    pub fit_seed: u64,
+}
+
+/// `analysis.dense_probe.fit`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DenseFit {
+    /// Ridge on block means, soft-label logistic regression (exact; `probe::dense`).
+    #[default]
+    ClosedForm,
+    /// The paper's training: a bias-free linear layer (2 logits for a mask, 1 output for a
+    /// map), nearest-upsampled to the label's size, per-pixel cross-entropy or Huber (δ = 1),
+    /// Adam, run with candle on the worker's device.
+    Paper,
+}
+
+impl DenseFit {
+    fn is_closed_form(&self) -> bool {
+        *self == DenseFit::ClosedForm
+    }
+}
+
+fn default_epochs() -> usize {
+    30
+}
+
+fn default_batch() -> usize {
+    4
+}
+
+fn default_learning_rate() -> f64 {
+    1e-3
 }
 
 /// `analysis.dense_probe.control`.
@@ -130,6 +180,35 @@ impl DenseProbeSection {
         }
         if !(self.l2.is_finite() && self.l2 > 0.0) {
             return err("l2", format!("expected a positive number, found {}", self.l2));
+        }
+        self.validate_paper(&err)
+    }
+}
+
+impl DenseProbeSection {
+    fn validate_paper(
+        &self,
+        err: &dyn Fn(&str, String) -> Result<(), SpecError>,
+    ) -> Result<(), SpecError> {
+        if self.epochs == 0 {
+            return err("epochs", "expected at least 1".into());
+        }
+        if self.batch == 0 {
+            return err("batch", "expected at least 1".into());
+        }
+        let rates = std::iter::once(("learning_rate".to_string(), self.learning_rate))
+            .chain(self.learning_rates.iter().map(|(t, &r)| (format!("learning_rates.{t}"), r)));
+        for (key, rate) in rates {
+            if !(rate.is_finite() && rate > 0.0) {
+                return err(&key, format!("expected a positive number, found {rate}"));
+            }
+        }
+        if let Some(t) = self.learning_rates.keys().find(|t| !self.targets.contains_key(*t)) {
+            let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+            return err(
+                "learning_rates",
+                format!("{t:?} is not a target; targets are {}", known.join(", ")),
+            );
         }
         Ok(())
     }

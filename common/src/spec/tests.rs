@@ -83,12 +83,23 @@ const DENSE_OPTIONS: &[&str] = &[
     "analysis.dense_probe.split=\"ratings.csv\"",
     "analysis.dense_probe.control=\"permute_weights\"",
     "analysis.dense_probe.control_seed=3",
+    "analysis.dense_probe.fit=\"paper\"",
+    "analysis.dense_probe.epochs=5",
+    "analysis.dense_probe.batch=2",
+    "analysis.dense_probe.learning_rate=0.01",
+    "analysis.dense_probe.learning_rates={ fg = 0.02 }",
+    "analysis.dense_probe.fit_seed=4",
     "analysis.semantic.objects=\"ratings.csv\"",
 ];
 
 /// Dotted paths of every key of a serialised spec; the user-keyed maps are leaves.
 fn key_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
-    const MAPS: &[&str] = &["targets.columns", "targets.groups", "analysis.dense_probe.targets"];
+    const MAPS: &[&str] = &[
+        "targets.columns",
+        "targets.groups",
+        "analysis.dense_probe.targets",
+        "analysis.dense_probe.learning_rates",
+    ];
     if let toml::Value::Table(table) = value {
         if !MAPS.contains(&prefix) {
             for (k, v) in table {

@@ -501,6 +501,7 @@ fn the_dense_control_adds_its_own_units_and_moves_no_other_id() {
             l2: 1.0,
             generated: false,
             labels_fingerprint: "labels".into(),
+            paper: None,
         },
         channels: [("mid".to_string(), 4)].into_iter().collect(),
         control,

@@ -30,6 +30,8 @@ pub(crate) struct Dense {
     pub(crate) targets: Vec<TargetSummary>,
     /// The input image of each stimulus drawn in a strip, where it can be found.
     pub(crate) thumbnails: BTreeMap<String, Thumbnail>,
+    /// Whether the probes were trained the paper's way (`fit = "paper"`), not in closed form.
+    pub(crate) paper_fit: bool,
 }
 
 /// An image shrunk for a strip: at most [`THUMBNAIL`] pixels a side, RGB, row-major.
@@ -149,7 +151,7 @@ pub(crate) fn reduce(rows: Vec<DenseRow>) -> Dense {
         }
     }
     let targets = names.iter().map(|t| summary(&cells, t)).collect();
-    Dense { rows, cells, targets, thumbnails: BTreeMap::new() }
+    Dense { rows, cells, targets, thumbnails: BTreeMap::new(), paper_fit: false }
 }
 
 /// The best cell of `target`, where it emerges (module doc) and its control; control cells

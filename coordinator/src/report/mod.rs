@@ -107,13 +107,14 @@ pub(crate) fn write(
     };
     let dense = match &spec.analysis.dense_probe {
         None => None,
-        Some(_) => {
+        Some(section) => {
             let mut rows = Vec::new();
             for rel in db.committed_outputs(UnitKind::Dense)? {
                 rows.extend(common::table::read_dense_rows(&layout.root().join(&rel))?);
             }
             let thumbnails = dense::thumbnails(&spec, &layout, &rows);
-            Some(dense::Dense { thumbnails, ..dense::reduce(rows) })
+            let paper_fit = section.fit == common::spec::DenseFit::Paper;
+            Some(dense::Dense { thumbnails, paper_fit, ..dense::reduce(rows) })
         }
     };
     let semantic = match &spec.analysis.semantic {

@@ -11,14 +11,20 @@ use crate::report::dense::{Dense, EMERGENCE};
 /// Appends the section.
 pub(crate) fn section(md: &mut String, d: &Dense) {
     let _ = writeln!(md, "\n## Dense probes (seed 002)\n");
+    let fit = if d.paper_fit {
+        "trained the paper's way on the training images (Adam on the per-pixel cross-entropy \
+         of 2 logits for masks, Huber δ = 1 for continuous maps, output nearest-upsampled; \
+         `fit = \"paper\"`, science-2.md §D; the last epoch's weights)"
+    } else {
+        "fitted in exact closed form on the training images (ridge on block means for \
+         continuous maps, soft-label logistic regression for masks; science-2.md §D)"
+    };
     let _ = writeln!(
         md,
         "A linear map from every token of an unreduced U-Net representation to each label map, \
-         fitted in exact closed form on the training images (ridge on block means for \
-         continuous maps, soft-label logistic regression for masks; science-2.md §D) and scored \
-         on each test image at full resolution: Dice of the predicted mask, Spearman ρ of a \
-         continuous map; mean ± SE over test images. For masks the all-foreground Dice is the \
-         baseline."
+         {fit} and scored on each test image at full resolution: Dice of the predicted mask, \
+         Spearman ρ of a continuous map; mean ± SE over test images. For masks the \
+         all-foreground Dice is the baseline."
     );
     let controlled = d.targets.iter().any(|t| t.control.is_some());
     let _ = writeln!(

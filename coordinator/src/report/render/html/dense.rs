@@ -84,9 +84,14 @@ impl Page<'_> {
                 }
             })
             .collect();
+        let fitted = if d.paper_fit {
+            "trained the paper's way (Adam, per-pixel losses)"
+        } else {
+            "fitted in exact closed form"
+        };
         let caption = html! {
             "Each cell: a linear probe from every token of the tap at that step (or noise level) \
-            to the label map, fitted in exact closed form on the training images and scored on \
+            to the label map, " (fitted) " on the training images and scored on \
             each test image at full resolution; the mean over test images. Contexts run in \
             denoising order; the best cell is outlined. \"Emerges at\" is the first context where \
             some tap reaches " (format!("{:.0}", 100.0 * EMERGENCE)) " % of the best. The \
