@@ -1,11 +1,14 @@
 //! `[analysis.semantic]` through the coordinator on the scenes demo (`jobs/demo-lens.toml`:
-//! tiny SD, real images, one masked object per scene): every row equals the
-//! `alignment::semantic` library on the committed matrices, and a bad objects file is refused at
-//! plan time, naming the line.
+//! tiny SD, real images, one masked object per scene, seen through four transforms): every row,
+//! drift and cross-retrieval included, equals the `alignment::semantic` library on the committed
+//! matrices, and a bad objects file or transform is refused at plan time, naming it.
 
 use std::path::Path;
 
-use alignment::semantic::{scores, DistanceMatrix, Items, SemanticConfig};
+use alignment::semantic::{
+    cross_retrieval, drift, mean_inter_class_distance, scores, DistanceMatrix, Items,
+    SemanticConfig,
+};
 use alignment::{Distance, Matrix};
 use common::table::{read_feature_block, read_semantic_rows};
 
@@ -17,7 +20,11 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
     let spec = util::repo().join("jobs/demo-lens.toml");
     let run = util::run_spec(&dir, &spec, "demo-lens", "2", &[]);
     let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
-    assert_eq!(rows.len(), 6 * 5 * 6, "6 representations × 5 distances × 6 scores");
+    assert_eq!(
+        rows.len(),
+        6 * 5 * 6 + 6 * 4 * 5 * 9,
+        "6 representations × 5 distances × 6 scores, and their 4 transforms with 3 more scores"
+    );
 
     let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
     let objects =
@@ -64,6 +71,36 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
         }
     }
 
+    // Invariance rows: the library's drift and cross-retrieval of the transformed matrix
+    // against the untransformed one.
+    let turned = features(&run, &format!("{key}/t:rot90"), data.len());
+    let picked_t: Vec<f32> =
+        items.iter().flat_map(|&i| turned[i * d..(i + 1) * d].to_vec()).collect();
+    assert_ne!(picked_t, picked, "rot90 left the descriptors unchanged");
+    let mt = Matrix::new("turned", &picked_t, items.len(), d).unwrap();
+    let it = Items::new(&classes, &images).unwrap();
+    let inter = mean_inter_class_distance(&DistanceMatrix::new(&m, Distance::Cosine), &it).unwrap();
+    let (_, want_drift) = drift(&m, &mt, Distance::Cosine, inter, &config).unwrap();
+    let want_cross = cross_retrieval(&m, &mt, &it, Distance::Cosine, &config).unwrap();
+    let got = |score: &str| {
+        rows.iter()
+            .find(|r| {
+                r.representation == format!("{key}/t:rot90")
+                    && r.distance == "cosine"
+                    && r.score == score
+            })
+            .unwrap()
+    };
+    for (score, w) in [
+        ("drift", want_drift),
+        ("cross_class_top1", want_cross.class_top1),
+        ("cross_instance_top1", want_cross.instance_top1),
+    ] {
+        let g = got(score);
+        assert_eq!((g.value, g.chance, g.ci_low), (w.value, w.chance, w.ci_low), "{score}");
+    }
+    assert!(want_drift.value > 0.0);
+
     let bad = dir.join("objects.csv");
     std::fs::write(&bad, "stimulus,class\nscene000,box\nscene999,box\n").unwrap();
     let set = format!("analysis.semantic.objects={bad:?}");
@@ -74,6 +111,10 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
             && e.contains("scene999"),
         "{e}"
     );
+    let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"rot45\"]"]);
+    assert!(e.contains("capture.image.transforms") && e.contains("rot45"), "{e}");
+    let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"flip_h\", \"flip_h\"]"]);
+    assert!(e.contains("capture.image.transforms") && e.contains("twice"), "{e}");
 }
 
 /// The N × D matrix of `key` from the run's committed capture files.

@@ -23,6 +23,7 @@ mod directions;
 mod layers;
 mod semantic;
 mod sweep;
+mod transform;
 mod validate;
 pub use alignment::{AlignmentDistance, AlignmentSection, EarlyStoppingChoice, TripletEntries};
 pub use analysis::{AnalysisSection, AttributeProbeSection, ProbePrecision};
@@ -35,6 +36,7 @@ pub use directions::{ClusterSpace, ClustersSection, DirectionsSection};
 use layers::{env_provider, figment_error, insert_path, parse_set, Layer, ENV_LAYER, SET_LAYER};
 pub use semantic::{SemanticDistance, SemanticSection};
 pub use sweep::{SlurmSection, SweepSection};
+pub use transform::ImageTransform;
 
 /// A whole job spec, with paths resolved against the spec file's directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{EvaluateSettings, GridSettings, LinearProbeSettings, ProbeSettings};
-use crate::spec::{Conditioning, Pooling};
+use crate::spec::{Conditioning, ImageTransform, Pooling};
 
 mod analyses;
 pub use analyses::{ClustersUnit, DenseUnit, DirectionsUnit, SemanticUnit};
@@ -36,6 +36,10 @@ pub struct Representation {
     /// `control = "permute_weights"`) rather than the model's own weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permuted: Option<u64>,
+    /// Real-image mode: the image and its mask seen through this transform
+    /// (`capture.image.transforms`) rather than as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<ImageTransform>,
 }
 
 impl Representation {
@@ -49,6 +53,7 @@ impl Representation {
             conditioning: None,
             replicate: None,
             permuted: None,
+            transform: None,
         }
     }
 
@@ -94,6 +99,9 @@ impl Representation {
         if let Some(r) = self.replicate {
             parts.push(format!("r{r}"));
         }
+        if let Some(t) = self.transform {
+            parts.push(format!("t:{t}"));
+        }
         parts.join("/")
     }
 }
@@ -111,7 +119,7 @@ impl std::fmt::Display for Representation {
 
 /// Text that is not a representation key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/p<seed>][/k<step>][/n<noise>][/<conditioning>][/r<replicate>])")]
+#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/p<seed>][/k<step>][/n<noise>][/<conditioning>][/r<replicate>][/t:<transform>])")]
 pub struct RepresentationKeyError(pub String);
 
 impl std::str::FromStr for Representation {
@@ -122,6 +130,14 @@ impl std::str::FromStr for Representation {
     fn from_str(key: &str) -> Result<Representation, RepresentationKeyError> {
         let bad = || RepresentationKeyError(key.to_string());
         let mut segments: Vec<&str> = key.split('/').collect();
+        let transform = match segments.last().and_then(|s| s.strip_prefix("t:")) {
+            Some(t) => {
+                let t = t.parse::<ImageTransform>().map_err(|_| bad())?;
+                segments.pop();
+                Some(t)
+            }
+            None => None,
+        };
         let replicate = numbered(&mut segments, 'r');
         let conditioning = match segments.last().and_then(|s| by_name::<Conditioning>(s)) {
             Some(c) => {
@@ -138,7 +154,16 @@ impl std::str::FromStr for Representation {
         if tap.is_empty() {
             return Err(bad());
         }
-        Ok(Representation { tap, pooling, step, noise, conditioning, replicate, permuted })
+        Ok(Representation {
+            tap,
+            pooling,
+            step,
+            noise,
+            conditioning,
+            replicate,
+            permuted,
+            transform,
+        })
     }
 }
 
@@ -384,9 +409,13 @@ mod tests {
                         for conditioning in
                             [None, Some(Conditioning::Empty), Some(Conditioning::Prompt)]
                         {
-                            for (replicate, permuted) in
-                                [(None, None), (Some(0), None), (Some(7), Some(0)), (None, Some(5))]
-                            {
+                            for (replicate, permuted, transform) in [
+                                (None, None, None),
+                                (Some(0), None, None),
+                                (Some(7), Some(0), None),
+                                (None, Some(5), Some(ImageTransform::Shift(8, -8))),
+                                (None, None, Some(ImageTransform::Rot90)),
+                            ] {
                                 let r = Representation {
                                     tap: tap.into(),
                                     pooling,
@@ -395,6 +424,7 @@ mod tests {
                                     conditioning,
                                     replicate,
                                     permuted,
+                                    transform,
                                 };
                                 let parsed = r.key().parse::<Representation>();
                                 assert_eq!(parsed, Ok(r.clone()), "{}", r.key());
@@ -413,7 +443,9 @@ mod tests {
         assert_eq!(unet.of_replicate(3).key(), "mid_block/flatten/k49/r3");
         assert_eq!(unet.of_replicate(3).mean(), unet);
         assert_eq!(unet.of_permuted(7).key(), "mid_block/flatten/p7/k49");
-        for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1"] {
+        let turned = Representation { transform: Some(ImageTransform::Rot90), ..unet.clone() };
+        assert_eq!(turned.key(), "mid_block/flatten/k49/t:rot90");
+        for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1", "a/mean/t:rot45"] {
             assert_eq!(bad.parse::<Representation>(), Err(RepresentationKeyError(bad.into())));
         }
     }

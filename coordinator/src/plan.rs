@@ -7,7 +7,9 @@ use std::path::Path;
 use common::error::SpecError;
 use common::ids::{UnitId, UnitKind};
 use common::settings::Contrasts;
-use common::spec::{AlignmentSection, CaptureMode, Conditioning, JobSpec, ModelKind, StorageDtype};
+use common::spec::{
+    AlignmentSection, CaptureMode, Conditioning, ImageTransform, JobSpec, ModelKind, StorageDtype,
+};
 use common::stimuli::{AlignmentInputs, Dataset};
 use common::unit::{
     AlignmentTask, AlignmentUnit, CaptureUnit, GridUnit, ProbeUnit, Representation, UnitSpec,
@@ -137,15 +139,22 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
         return pools.into_iter().map(|p| Representation::text(tap.name.clone(), p)).collect();
     }
     // Only U-Net taps of `sd` models reach here; the spec validated the step selection.
-    let mut contexts: Vec<(Option<usize>, Option<u32>, Option<Conditioning>)> = Vec::new();
+    type Context = (Option<usize>, Option<u32>, Option<Conditioning>, Option<ImageTransform>);
+    let mut contexts: Vec<Context> = Vec::new();
     match c.mode {
         CaptureMode::Generate => {
             let steps = c.generate.record_steps.resolve(c.generate.steps).unwrap_or_default();
-            contexts.extend(steps.into_iter().map(|k| (Some(k), None, None)));
+            contexts.extend(steps.into_iter().map(|k| (Some(k), None, None, None)));
         }
         CaptureMode::Image => {
-            for &n in &c.image.noise_levels {
-                contexts.extend(c.image.conditioning.iter().map(|&cd| (None, Some(n), Some(cd))));
+            // The untransformed image first, then each transform's.
+            let transforms =
+                std::iter::once(None).chain(c.image.transforms.iter().map(|&t| Some(t)));
+            for transform in transforms {
+                for &n in &c.image.noise_levels {
+                    let with = |&cd: &Conditioning| (None, Some(n), Some(cd), transform);
+                    contexts.extend(c.image.conditioning.iter().map(with));
+                }
             }
         }
     }
@@ -154,7 +163,7 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
         _ => 0,
     };
     let mut reps = Vec::new();
-    for (step, noise, conditioning) in contexts {
+    for (step, noise, conditioning, transform) in contexts {
         for pooling in c.unet_poolings(&tap.name) {
             let tap = tap.name.clone();
             let mean = Representation {
@@ -165,6 +174,7 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
                 conditioning,
                 replicate: None,
                 permuted: None,
+                transform,
             };
             reps.extend((0..replicates).map(|r| mean.of_replicate(r)));
             reps.push(mean);

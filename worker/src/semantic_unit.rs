@@ -4,17 +4,21 @@
 
 use std::path::Path;
 
-use alignment::semantic::{scores, DistanceMatrix, Items, SemanticConfig};
+use alignment::semantic::{
+    cross_retrieval, drift, mean_inter_class_distance, scores, DistanceMatrix, Items,
+    SemanticConfig,
+};
 use alignment::{Distance, Matrix};
 use common::spec::SemanticDistance;
 use common::stimuli::Dataset;
 use common::table::SemanticRow;
-use common::unit::SemanticUnit;
+use common::unit::{Representation, SemanticUnit};
 
 use crate::error::UnitError;
 use crate::probe_unit::gather;
 
-/// Runs the unit: six rows (the scores) per distance.
+/// Runs the unit: six rows (the scores) per distance, three more (drift, class and instance
+/// cross-retrieval) for a transformed representation.
 pub(crate) fn run(
     run_dir: &Path,
     data: &Dataset,
@@ -29,11 +33,26 @@ pub(crate) fn run(
     let items = Items::new(&s.classes, &s.images)?;
     let config =
         SemanticConfig { bootstrap: s.bootstrap, permutations: s.permutations, seed: s.seed };
+    // A transformed representation is also scored against its untransformed twin.
+    let reference = unit
+        .representation
+        .transform
+        .map(|_| Representation { transform: None, ..unit.representation.clone() });
+    let original = match &reference {
+        Some(r) => {
+            let (x0, d0) = gather(run_dir, &unit.inputs, &r.key(), data.len())?;
+            if d0 != d {
+                return Err(UnitError::Invalid(format!("{key}: width {d} but {r} has {d0}")));
+            }
+            Some(s.items.iter().flat_map(|&i| x0[i * d..(i + 1) * d].iter().copied()).collect())
+        }
+        None => None::<Vec<f32>>,
+    };
     let mut out = Vec::new();
     for &distance in &s.distances {
         let dm = DistanceMatrix::new(&m, library_distance(distance));
         let sc = scores(&dm, &items, &config)?;
-        let named = [
+        let mut named = vec![
             ("knn1", sc.knn1),
             ("knn5", sc.knn5),
             ("map_at_r", sc.map_at_r),
@@ -41,6 +60,16 @@ pub(crate) fn run(
             ("ratio", sc.ratio),
             ("silhouette", sc.silhouette),
         ];
+        if let Some(original) = &original {
+            let o = Matrix::new("untransformed objects", original, s.items.len(), d)?;
+            let dist = library_distance(distance);
+            let inter = mean_inter_class_distance(&DistanceMatrix::new(&o, dist), &items)?;
+            let (_, drifted) = drift(&o, &m, dist, inter, &config)?;
+            let cross = cross_retrieval(&o, &m, &items, dist, &config)?;
+            named.push(("drift", drifted));
+            named.push(("cross_class_top1", cross.class_top1));
+            named.push(("cross_instance_top1", cross.instance_top1));
+        }
         for (score, v) in named {
             out.push(SemanticRow {
                 representation: key.clone(),

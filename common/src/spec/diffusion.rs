@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::transform::ImageTransform;
 use crate::error::SpecError;
 
 /// How stimuli reach a diffusion model.
@@ -215,6 +216,10 @@ pub struct ImageSection {
     /// Image width in pixels; default as `height`.
     #[serde(default)]
     pub width: Option<usize>,
+    /// Transforms of image and mask before the VAE, each a sweep value beside the untransformed
+    /// image (`super::transform`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<ImageTransform>,
 }
 
 fn default_steps() -> usize {
@@ -264,6 +269,7 @@ impl Default for ImageSection {
             masks: None,
             height: None,
             width: None,
+            transforms: Vec::new(),
         }
     }
 }
@@ -326,6 +332,18 @@ impl ImageSection {
         }
         if let Some(masks) = self.masks.as_ref().filter(|m| !m.is_dir()) {
             return err("capture.image.masks", format!("{} is not a folder", masks.display()));
+        }
+        let quarter = self.transforms.iter().find(|t| t.needs_square());
+        if let (Some(t), Some(h), Some(w)) = (quarter, self.height, self.width.or(self.height)) {
+            if h != w {
+                let msg =
+                    format!("{t} turns a {w}×{h} image into {h}×{w}; it needs a square image");
+                return err("capture.image.transforms", msg);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(t) = self.transforms.iter().find(|t| !seen.insert(**t)) {
+            return err("capture.image.transforms", format!("{t} is listed twice"));
         }
         check_size(file, "capture.image", self.height, self.width)
     }

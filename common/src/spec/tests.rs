@@ -78,6 +78,7 @@ const DENSE_OPTIONS: &[&str] = &[
     "model.kind=\"sd\"",
     "capture.mode=\"image\"",
     "capture.unet_pooling=[\"none\"]",
+    "capture.image.transforms=[\"rot90\", \"shift:8,0\"]",
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
     "analysis.dense_probe.split=\"ratings.csv\"",

@@ -5,9 +5,12 @@
 //!
 //! **Verdict:** the best representation is *above chance* when the lower bound of its 95 %
 //! bootstrap CI exceeds its chance level; otherwise the report says no representation is shown
-//! to beat chance under that distance (without a bootstrap no claim is made).
+//! to beat chance under that distance (without a bootstrap no claim is made). Only
+//! untransformed representations compete: a transformed one is a condition, reported in the
+//! invariance table (drift and cross-retrieval against its untransformed twin).
 
 use common::table::SemanticRow;
+use common::unit::Representation;
 
 /// The score the best representation is chosen by.
 pub(crate) const PRIMARY: &str = "knn1";
@@ -19,6 +22,21 @@ pub(crate) struct Semantic {
     pub(crate) rows: Vec<SemanticRow>,
     /// Per distance, in order of first appearance: the best row by [`PRIMARY`].
     pub(crate) best: Vec<Best>,
+    /// The transforms of the run, in order of first appearance (empty without transforms).
+    pub(crate) transforms: Vec<String>,
+}
+
+/// The transform part of a representation key (`rot90` of `…/t:rot90`), if any.
+pub(crate) fn transform_of(key: &str) -> Option<String> {
+    key.parse::<Representation>().ok()?.transform.map(|t| t.to_string())
+}
+
+/// The untransformed twin's key of a representation key.
+pub(crate) fn untransformed(key: &str) -> String {
+    match key.parse::<Representation>() {
+        Ok(r) => Representation { transform: None, ..r }.key(),
+        Err(_) => key.to_string(),
+    }
 }
 
 /// The best representation under one distance.
@@ -54,6 +72,7 @@ pub(crate) fn reduce(rows: Vec<SemanticRow>) -> Semantic {
         .filter_map(|&d| {
             let row = (0..rows.len())
                 .filter(|&i| rows[i].distance == d && rows[i].score == PRIMARY)
+                .filter(|&i| transform_of(&rows[i].representation).is_none())
                 .filter(|&i| rows[i].value.is_finite())
                 .max_by(|&a, &b| rows[a].value.total_cmp(&rows[b].value))?;
             let r = &rows[row];
@@ -65,7 +84,13 @@ pub(crate) fn reduce(rows: Vec<SemanticRow>) -> Semantic {
             Some(Best { distance: d.to_string(), row, verdict })
         })
         .collect();
-    Semantic { rows, best }
+    let mut transforms: Vec<String> = Vec::new();
+    for t in rows.iter().filter_map(|r| transform_of(&r.representation)) {
+        if !transforms.contains(&t) {
+            transforms.push(t);
+        }
+    }
+    Semantic { rows, best, transforms }
 }
 
 impl Best {
@@ -142,5 +167,19 @@ mod tests {
             ]
         );
         assert!(s.best[1].sentence(&s.rows[s.best[1].row]).contains("no representation is shown"));
+        assert!(s.transforms.is_empty());
+    }
+
+    /// A transformed representation never wins, even when it scores higher: it is a condition.
+    #[test]
+    fn transformed_representations_are_conditions_not_candidates() {
+        let rows = vec![
+            row("a/mask_mean/n20/empty", "cosine", 0.6, (0.55, 0.7), 0.5),
+            row("a/mask_mean/n20/empty/t:rot90", "cosine", 0.9, (0.85, 0.95), 0.5),
+        ];
+        let s = reduce(rows);
+        assert_eq!(s.rows[s.best[0].row].representation, "a/mask_mean/n20/empty");
+        assert_eq!(s.transforms, ["rot90"]);
+        assert_eq!(untransformed("a/mask_mean/n20/empty/t:rot90"), "a/mask_mean/n20/empty");
     }
 }

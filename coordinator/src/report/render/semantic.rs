@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::report::svg::num;
 
-use crate::report::semantic::Semantic;
+use crate::report::semantic::{transform_of, untransformed, Semantic};
 
 /// Appends the section.
 pub(crate) fn section(md: &mut String, s: &Semantic) {
@@ -18,8 +18,8 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
          silhouette, each with its chance level and a 95 % bootstrap CI over objects. No code or \
          full text of the seed is public: science-2.md §L is this tool's definition, \
          implemented as written. The best representation is chosen among all of them, so its CI \
-         is optimistic: read a verdict as a screen, not a test. Transforms, denoising steps, \
-         video and several objects per image are not run yet."
+         is optimistic: read a verdict as a screen, not a test. Denoising steps, video and \
+         several objects per image are not run yet."
     );
     if s.rows.is_empty() {
         let _ = writeln!(md, "\nNo semantic results (see the quarantined units above).");
@@ -29,6 +29,7 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
     for b in &s.best {
         let _ = writeln!(md, "- {}.", b.sentence(&s.rows[b.row]));
     }
+    invariance(md, s);
     let _ = writeln!(
         md,
         "\n| representation | distance | score | value | 95 % CI | chance | objects |"
@@ -49,4 +50,49 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
         );
     }
     let _ = writeln!(md, "\nEvery score is in semantic.parquet.");
+}
+
+/// The representation × transform table of drift and class cross-retrieval under the first
+/// distance.
+fn invariance(md: &mut String, s: &Semantic) {
+    let Some(distance) = s.best.first().map(|b| b.distance.as_str()) else { return };
+    if s.transforms.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nInvariance under {distance}: each image and its mask transformed alike before the VAE; \
+         drift = δ(f, fᵀ) over the mean inter-class distance of the untransformed objects (0: \
+         unchanged, chance 1), and class top-1 of each transformed object retrieved among the \
+         untransformed ones of other images (chance in semantic.parquet). Cells: drift / class \
+         top-1.\n"
+    );
+    let _ = writeln!(md, "| representation | {} |", s.transforms.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(s.transforms.len()));
+    let mut keys: Vec<String> = Vec::new();
+    for r in s.rows.iter().filter(|r| transform_of(&r.representation).is_some()) {
+        let k = untransformed(&r.representation);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for key in keys {
+        let cell = |t: &str, score: &str| {
+            s.rows
+                .iter()
+                .find(|r| {
+                    r.distance == distance
+                        && r.score == score
+                        && untransformed(&r.representation) == key
+                        && transform_of(&r.representation).as_deref() == Some(t)
+                })
+                .map_or("–".to_string(), |r| num(r.value, 3))
+        };
+        let cells: Vec<String> = s
+            .transforms
+            .iter()
+            .map(|t| format!("{} / {}", cell(t, "drift"), cell(t, "cross_class_top1")))
+            .collect();
+        let _ = writeln!(md, "| `{key}` | {} |", cells.join(" | "));
+    }
 }

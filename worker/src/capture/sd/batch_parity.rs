@@ -140,7 +140,7 @@ fn image_passes(sd: &SdCapture, g: &BatchGolden, batch: usize) -> f32 {
         let eps = g.flat("img.eps", chunk);
         let noised = Noised { z0: &z0, eps: &eps, masks: None };
         let mut sums = BTreeMap::new();
-        sd.noised_passes(&noised, [Some(&empty), Some(&prompt)], &rec, b, &mut sums).unwrap();
+        sd.noised_passes(&noised, [Some(&empty), Some(&prompt)], &rec, None, b, &mut sums).unwrap();
         let mut out = Vec::new();
         sd.drain(sums, 1, &mut out).unwrap();
         let e = check_rows("real image", &reps, out, g, chunk, PASS_TOLERANCE);

@@ -3,14 +3,15 @@
 //! (noise level, conditioning). Guidance does not change a single pass's activations, so only
 //! the conditioning that is recorded is computed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
-use common::spec::Conditioning;
+use common::spec::{Conditioning, ImageTransform};
 use sd::scheduler::{add_noise, noise_level_to_timestep};
 
 use super::noise::{seed_for, SeededNormal};
+use super::transform::{self, Resample};
 use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::Stimuli;
 use crate::error::UnitError;
@@ -57,33 +58,57 @@ pub fn check_image(
     Ok(path)
 }
 
-/// Loads object masks as `b × 1 × H × W` weights in [0, 1]; an empty mask is an error.
-fn load_masks(paths: &[PathBuf]) -> Result<Vec<f32>, UnitError> {
+/// Loads object masks through `transform` (nearest) as `b × 1 × H × W` weights in [0, 1], with
+/// each object's box centre before the transform (where a crop centres); an empty mask, before
+/// or after the transform, is an error.
+fn load_masks(
+    paths: &[PathBuf],
+    transform: Option<ImageTransform>,
+) -> Result<(Vec<f32>, Vec<(f64, f64)>), UnitError> {
     let mut values = Vec::new();
+    let mut centres = Vec::new();
     for path in paths {
-        let luma = ::image::open(path)
+        let mut luma = ::image::open(path)
             .map_err(|e| {
                 UnitError::Invalid(format!("{}: cannot read the mask: {e}", path.display()))
             })?
             .to_luma8();
+        let centre = transform::box_centre(&luma);
+        if let Some(t) = transform {
+            luma = transform::apply(&luma, t, centre, Resample::Nearest);
+        }
         let before = values.len();
         values.extend(luma.pixels().map(|p| p.0[0] as f32 / 255.0));
         if values[before..].iter().all(|&v| v == 0.0) {
-            return Err(UnitError::Invalid(format!("{}: the mask is empty", path.display())));
+            let seen = transform.map_or(String::new(), |t| format!(" through {t}"));
+            return Err(UnitError::Invalid(format!("{}: the mask is empty{seen}", path.display())));
         }
+        centres.push(centre);
     }
-    Ok(values)
+    Ok((values, centres))
 }
 
-/// Loads images as `b × 3 × H × W` values in [−1, 1].
-fn load_images(paths: &[PathBuf], height: usize, width: usize) -> Result<Vec<f32>, UnitError> {
+/// Loads images through `transform` (bilinear; a crop centred on `centres[i]`, else on the
+/// frame) as `b × 3 × H × W` values in [−1, 1].
+fn load_images(
+    paths: &[PathBuf],
+    height: usize,
+    width: usize,
+    transform: Option<ImageTransform>,
+    centres: Option<&[(f64, f64)]>,
+) -> Result<Vec<f32>, UnitError> {
     let mut values = Vec::with_capacity(paths.len() * 3 * height * width);
-    for path in paths {
-        let rgb = ::image::open(path)
+    for (i, path) in paths.iter().enumerate() {
+        let mut rgb = ::image::open(path)
             .map_err(|e| {
                 UnitError::Invalid(format!("{}: cannot read the image: {e}", path.display()))
             })?
             .to_rgb8();
+        if let Some(t) = transform {
+            let frame = (width as f64 / 2.0, height as f64 / 2.0);
+            let centre = centres.map_or(frame, |c| c[i]);
+            rgb = transform::apply(&rgb, t, centre, Resample::Bilinear);
+        }
         for c in 0..3 {
             values.extend(rgb.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
         }
@@ -106,54 +131,77 @@ impl SdCapture {
             .iter()
             .map(|s| check_image(folder, s, height, width).map_err(UnitError::Invalid))
             .collect::<Result<_, _>>()?;
-        let z0 = self.encode_images(&paths)?;
-        let per = z0.len() / b;
-        let eps: Vec<f32> = part
-            .names
-            .iter()
-            .flat_map(|s| SeededNormal::new(seed_for(self.capture.seed, s, 0)).take(per))
-            .collect();
         let mut out = Vec::new();
         let needs_prompt =
-            !rec.text.is_empty() || rec.images.keys().any(|(_, c)| *c == Conditioning::Prompt);
+            !rec.text.is_empty() || rec.images.keys().any(|(_, _, c)| *c == Conditioning::Prompt);
         let prompt = if needs_prompt {
             Some(self.encode_text(part.texts, part.first, 0, true, rec, &mut out)?)
         } else {
             None
         };
-        let empty = if rec.images.keys().any(|(_, c)| *c == Conditioning::Empty) {
+        let empty = if rec.images.keys().any(|(_, _, c)| *c == Conditioning::Empty) {
             Some(self.encode_text(&[], part.first, b, false, rec, &mut out)?)
         } else {
             None
         };
-        let masks = match &self.capture.image.masks {
-            Some(dir) if rec.masked => {
-                let paths: Vec<PathBuf> = part
-                    .names
+        let mask_paths = match &self.capture.image.masks {
+            Some(dir) => Some(
+                part.names
                     .iter()
                     .map(|s| check_image(dir, s, height, width).map_err(UnitError::Invalid))
-                    .collect::<Result<_, _>>()?;
-                let values = load_masks(&paths)?;
-                let t = Tensor::from_vec(values, (b, 1, height, width), &self.device);
-                Some(t.map_err(|e| model_err(folder, e))?)
-            }
-            _ => None,
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
         };
+        let transforms: BTreeSet<Option<ImageTransform>> =
+            rec.images.keys().map(|(t, _, _)| *t).collect();
         let mut sums = BTreeMap::new();
-        let contexts = [empty.as_ref(), prompt.as_ref()];
-        let noised = Noised { z0: &z0, eps: &eps, masks: masks.as_ref() };
-        self.noised_passes(&noised, contexts, rec, b, &mut sums)?;
+        for transform in transforms {
+            // Masks are read whenever a crop needs the object's centre, loaded when recorded.
+            let masks = match &mask_paths {
+                Some(paths) if rec.masked || transform.is_some() => {
+                    Some(load_masks(paths, transform)?)
+                }
+                _ => None,
+            };
+            let centres = masks.as_ref().map(|(_, c)| c.as_slice());
+            let pixels = load_images(&paths, height, width, transform, centres)?;
+            let z0 = self.encode_pixels(pixels, b)?;
+            let per = z0.len() / b;
+            // The same noise for every transform of an image: differences are the transform's.
+            let eps: Vec<f32> = part
+                .names
+                .iter()
+                .flat_map(|s| SeededNormal::new(seed_for(self.capture.seed, s, 0)).take(per))
+                .collect();
+            let masks = match masks {
+                Some((values, _)) if rec.masked => {
+                    let t = Tensor::from_vec(values, (b, 1, height, width), &self.device);
+                    Some(t.map_err(|e| model_err(folder, e))?)
+                }
+                _ => None,
+            };
+            let contexts = [empty.as_ref(), prompt.as_ref()];
+            let noised = Noised { z0: &z0, eps: &eps, masks: masks.as_ref() };
+            self.noised_passes(&noised, contexts, rec, transform, b, &mut sums)?;
+        }
         self.drain(sums, 1, &mut out)?;
         Ok(out)
     }
 
     /// VAE latents of images: the distribution mean × the scaling factor, `b × C × h × w`.
+    #[cfg(test)]
     pub(super) fn encode_images(&self, paths: &[PathBuf]) -> Result<Vec<f32>, UnitError> {
+        let (height, width) = (self.size.height, self.size.width);
+        self.encode_pixels(load_images(paths, height, width, None, None)?, paths.len())
+    }
+
+    /// VAE latents of `b` images given as `b × 3 × H × W` values in [−1, 1].
+    fn encode_pixels(&self, pixels: Vec<f32>, b: usize) -> Result<Vec<f32>, UnitError> {
         let (height, width) = (self.size.height, self.size.width);
         let vae = self.vae.as_ref().expect("image mode loads the VAE");
         let vae_err = |e: &dyn std::fmt::Display| model_err(&self.dir.join("vae"), e);
-        let pixels = load_images(paths, height, width)?;
-        let pixels = Tensor::from_vec(pixels, (paths.len(), 3, height, width), &self.device)
+        let pixels = Tensor::from_vec(pixels, (b, 3, height, width), &self.device)
             .and_then(|t| t.to_dtype(self.dtype))
             .map_err(|e| vae_err(&e))?;
         let z0 = vae.encode_mean(&pixels).map_err(|e| vae_err(&e))?;
@@ -162,18 +210,21 @@ impl SdCapture {
             .map_err(|e| vae_err(&e))
     }
 
-    /// One U-Net pass per (noise level, conditioning) of `rec`; `contexts` holds the encoded
-    /// empty prompt and stimulus prompts (each present when some pass needs it).
+    /// One U-Net pass per (noise level, conditioning) of `rec` under `transform`; `contexts`
+    /// holds the encoded empty prompt and stimulus prompts (each present when some pass needs
+    /// it).
     pub(super) fn noised_passes(
         &self,
         noised: &Noised<'_>,
         contexts: [Option<&Tensor>; 2],
         rec: &Recording,
+        transform: Option<ImageTransform>,
         b: usize,
         sums: &mut BTreeMap<usize, Tensor>,
     ) -> Result<(), UnitError> {
         let alphas = self.scheduler.alphas_cumprod();
-        for (&(n, cond), taps) in &rec.images {
+        let passes = rec.images.iter().filter(|((t, _, _), _)| *t == transform);
+        for (&(_, n, cond), taps) in passes {
             let t = noise_level_to_timestep(n).map_err(|e| UnitError::Invalid(e.0))?;
             let noisy = add_noise(&alphas, noised.z0, noised.eps, t)
                 .map_err(|e| UnitError::Invalid(e.0))?;

@@ -14,13 +14,14 @@ pub(super) mod parity;
 mod reduce;
 mod sampler;
 mod tokenizer;
+mod transform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use common::spec::{
-    CaptureMode, CaptureSection, Conditioning, ModelSection, Pooling, StorageDtype,
+    CaptureMode, CaptureSection, Conditioning, ImageTransform, ModelSection, Pooling, StorageDtype,
 };
 use common::table::FeatureBlock;
 use common::unit::Representation;
@@ -196,7 +197,8 @@ struct Recording {
     /// Generation with `keep_replicates`: replicate → step k → the taps of that replicate's
     /// own rows (blocks that are not averaged).
     replicate_steps: BTreeMap<usize, BTreeMap<usize, PassTaps>>,
-    images: BTreeMap<(u32, Conditioning), PassTaps>,
+    /// Image: (transform, noise %, conditioning) → taps.
+    images: BTreeMap<(Option<ImageTransform>, u32, Conditioning), PassTaps>,
     /// Whether some representation is `mask_mean` (object masks must be loaded).
     masked: bool,
 }
@@ -344,7 +346,7 @@ impl SdCapture {
                 }
                 (CaptureMode::Image, None, Some(n), Some(c), None) => rec
                     .images
-                    .entry((n, c))
+                    .entry((r.transform, n, c))
                     .or_default()
                     .entry(r.tap.clone())
                     .or_default()

@@ -207,7 +207,7 @@ fn image_case(fixture: &str, case: &str, cond: Conditioning) -> f32 {
     };
     let mut sums = BTreeMap::new();
     let noised = super::image::Noised { z0: &z0, eps: &eps, masks: None };
-    sd.noised_passes(&noised, contexts, &rec, 1, &mut sums).unwrap();
+    sd.noised_passes(&noised, contexts, &rec, None, 1, &mut sums).unwrap();
     let mut out = Vec::new();
     sd.drain(sums, 1, &mut out).unwrap();
     assert_eq!(out.len(), reps.len(), "every tap recorded");

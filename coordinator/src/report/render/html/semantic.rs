@@ -5,7 +5,7 @@
 use maud::{html, Markup};
 
 use super::{figure, omitted, table, text, Page, Row};
-use crate::report::semantic::PRIMARY;
+use crate::report::semantic::{transform_of, untransformed, Semantic, PRIMARY};
 use crate::report::svg::{self, Heatmap, Scale};
 
 impl Page<'_> {
@@ -19,7 +19,11 @@ impl Page<'_> {
                 "no semantic lens in this run ([analysis.semantic] is not set).",
             );
         };
-        let primary: Vec<_> = s.rows.iter().filter(|r| r.score == PRIMARY).collect();
+        let primary: Vec<_> = s
+            .rows
+            .iter()
+            .filter(|r| r.score == PRIMARY && transform_of(&r.representation).is_none())
+            .collect();
         let mut reps: Vec<String> = Vec::new();
         let mut distances: Vec<String> = Vec::new();
         for r in &primary {
@@ -50,22 +54,62 @@ impl Page<'_> {
                 mark: None,
             })
         };
+        let mut panels = vec![(String::new(), chart)];
+        if let (Some(first), false) = (s.best.first(), s.transforms.is_empty()) {
+            let d = &first.distance;
+            panels.push((format!("drift under {d} (0: unchanged; chance 1)"), drift_map(s, d)));
+        }
         let rows: Vec<Row> =
             s.best.iter().map(|b| Row::new(vec![text(b.sentence(&s.rows[b.row]))])).collect();
         let caption = html! {
             "Leave-one-out 1-NN class accuracy (objects of the same image excluded as neighbours) \
             per representation and distance; chance is the mean accuracy over label permutations. \
             No code or full text of seed 003 is public: science-2.md §L is this tool's definition. \
-            Every score (5-NN, mAP@R, AUC, ratio, silhouette) with its chance and CI is in \
-            semantic.parquet."
+            With transforms, the second panel is each representation's drift under each transform \
+            (image and mask transformed alike before the VAE) against its untransformed twin. \
+            Every score (5-NN, mAP@R, AUC, ratio, silhouette, drift, cross-retrieval) with its \
+            chance and CI is in semantic.parquet."
         };
         figure(
             id,
             title,
-            &[(String::new(), chart)],
+            &panels,
             caption,
             html! {},
             table(&[("verdict per distance", false)], &rows),
         )
     }
+}
+
+/// The untransformed representation × transform heat-map of drift under `distance`.
+fn drift_map(s: &Semantic, distance: &str) -> Markup {
+    let mut reps: Vec<String> = Vec::new();
+    for r in s.rows.iter().filter(|r| r.score == "drift") {
+        let k = untransformed(&r.representation);
+        if !reps.contains(&k) {
+            reps.push(k);
+        }
+    }
+    let value = |rep: &str, t: &str| {
+        s.rows
+            .iter()
+            .find(|r| {
+                r.score == "drift"
+                    && r.distance == distance
+                    && untransformed(&r.representation) == rep
+                    && transform_of(&r.representation).as_deref() == Some(t)
+            })
+            .map(|r| r.value)
+    };
+    let hi = s.rows.iter().filter(|r| r.score == "drift").map(|r| r.value).fold(1.0, f64::max);
+    svg::heatmap(&Heatmap {
+        values: reps.iter().map(|r| s.transforms.iter().map(|t| value(r, t)).collect()).collect(),
+        rows: reps,
+        cols: s.transforms.clone(),
+        row_label: "representation".into(),
+        col_label: "transform".into(),
+        scale: Scale::Sequential { lo: 0.0, hi },
+        decimals: 2,
+        mark: None,
+    })
 }
