@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use alignment::semantic::{
-    cross_retrieval, drift, mean_inter_class_distance, scores, DistanceMatrix, Items,
-    SemanticConfig,
+    ablation, cross_retrieval, drift, knn_accuracy, mean_inter_class_distance, scores,
+    DistanceMatrix, Items, SemanticConfig,
 };
 use alignment::{Distance, Matrix};
 use common::table::{read_feature_block, read_semantic_rows};
@@ -22,8 +22,9 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
     let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
     assert_eq!(
         rows.len(),
-        6 * 5 * 6 + 6 * 4 * 5 * 9,
-        "6 representations × 5 distances × 6 scores, and their 4 transforms with 3 more scores"
+        6 * 5 * 6 + 6 * 4 * 5 * 9 + 2 * 5 * 7,
+        "6 representations × 5 distances × 6 scores, their 4 transforms with 3 more scores, and \
+         per noise level and distance an ablation of 3 taps (3 alone, 3 steps, the best)"
     );
 
     let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
@@ -100,6 +101,40 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
         assert_eq!((g.value, g.chance, g.ci_low), (w.value, w.chance, w.ci_low), "{score}");
     }
     assert!(want_drift.value > 0.0);
+
+    // The ablation rows: the library's forward selection on the committed matrices.
+    let taps =
+        ["down_blocks.0", "mid_block", "up_blocks.1"].map(|t| format!("{t}/mask_mean/n80/empty"));
+    let mats: Vec<Vec<f32>> = taps
+        .iter()
+        .map(|k| {
+            let x = features(&run, k, data.len());
+            let d = x.len() / data.len();
+            items.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect()
+        })
+        .collect();
+    let ms: Vec<Matrix<'_, f32>> = mats
+        .iter()
+        .map(|v| Matrix::new("tap", v, items.len(), v.len() / items.len()).unwrap())
+        .collect();
+    let quick = SemanticConfig { bootstrap: 0, permutations: 0, seed: 20240501 };
+    let knn1 = |dm: &DistanceMatrix, it: &Items<'_>| Ok(knn_accuracy(dm, it, 1, &quick)?.value);
+    let want = ablation(&ms, &it, Distance::L1, &knn1).unwrap();
+    let got: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| {
+            r.distance == "l1" && r.score == "ablation_step" && r.representation.contains("n80")
+        })
+        .map(|r| (r.representation.clone(), r.value))
+        .collect();
+    let want: Vec<(String, f64)> = want
+        .path
+        .iter()
+        .map(|s| {
+            (s.taps.iter().map(|&t| taps[t].as_str()).collect::<Vec<_>>().join(" + "), s.score)
+        })
+        .collect();
+    assert_eq!(got, want);
 
     let bad = dir.join("objects.csv");
     std::fs::write(&bad, "stimulus,class\nscene000,box\nscene999,box\n").unwrap();

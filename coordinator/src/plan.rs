@@ -425,7 +425,8 @@ fn resolve_units(
         }
     }
     if let Some(settings) = inputs.semantic {
-        units.extend(semantic_units(reps, settings, (&fingerprint, &captures)));
+        let ablation = spec.analysis.semantic.as_ref().is_some_and(|s| s.ablation);
+        units.extend(semantic_units(reps, settings, ablation, (&fingerprint, &captures)));
     }
     units
 }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use alignment::semantic::{
-    cross_retrieval, drift, mean_inter_class_distance, scores, DistanceMatrix, Items,
-    SemanticConfig,
+    ablation, cross_retrieval, drift, knn_accuracy, mean_inter_class_distance, scores,
+    DistanceMatrix, Items, SemanticConfig,
 };
 use alignment::{Distance, Matrix};
 use common::spec::SemanticDistance;
@@ -24,6 +24,9 @@ pub(crate) fn run(
     data: &Dataset,
     unit: &SemanticUnit,
 ) -> Result<Vec<SemanticRow>, UnitError> {
+    if !unit.ablation.is_empty() {
+        return run_ablation(run_dir, data, unit);
+    }
     let key = unit.representation.key();
     let (x, d) = gather(run_dir, &unit.inputs, &key, data.len())?;
     let s = &unit.settings;
@@ -83,6 +86,61 @@ pub(crate) fn run(
                 n: v.n as u32,
             });
         }
+    }
+    Ok(out)
+}
+
+/// The layer ablation of one context (`alignment::semantic::ablation`, scored by 1-NN
+/// accuracy): per distance, a row `ablation_single` per tap alone, a row `ablation_step` per
+/// step of the forward selection (representation: the taps' keys joined by ` + `, in the order
+/// added), and `ablation_best` repeating the best step.
+fn run_ablation(
+    run_dir: &Path,
+    data: &Dataset,
+    unit: &SemanticUnit,
+) -> Result<Vec<SemanticRow>, UnitError> {
+    let s = &unit.settings;
+    let mut blocks = Vec::new();
+    for r in &unit.ablation {
+        let (x, d) = gather(run_dir, &unit.inputs, &r.key(), data.len())?;
+        let rows: Vec<f32> =
+            s.items.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+        blocks.push((rows, d));
+    }
+    let taps = blocks
+        .iter()
+        .map(|(rows, d)| Matrix::new("objects", rows, s.items.len(), *d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let items = Items::new(&s.classes, &s.images)?;
+    // Only the accuracy steers the selection: no bootstrap, no permutations.
+    let quick = SemanticConfig { bootstrap: 0, permutations: 0, seed: s.seed };
+    let knn1 =
+        |dm: &DistanceMatrix, items: &Items<'_>| Ok(knn_accuracy(dm, items, 1, &quick)?.value);
+    let keys: Vec<String> = unit.ablation.iter().map(Representation::key).collect();
+    let mut out = Vec::new();
+    for &distance in &s.distances {
+        let a = ablation(&taps, &items, library_distance(distance), &knn1)?;
+        let row = |representation: String, score: &str, value: f64| SemanticRow {
+            representation,
+            distance: distance.name().into(),
+            score: score.into(),
+            value,
+            chance: f64::NAN,
+            se: f64::NAN,
+            ci_low: f64::NAN,
+            ci_high: f64::NAN,
+            n: s.items.len() as u32,
+        };
+        let joined =
+            |taps: &[usize]| taps.iter().map(|&t| keys[t].as_str()).collect::<Vec<_>>().join(" + ");
+        for (key, &v) in keys.iter().zip(&a.singles) {
+            out.push(row(key.clone(), "ablation_single", v));
+        }
+        for step in &a.path {
+            out.push(row(joined(&step.taps), "ablation_step", step.score));
+        }
+        let best = &a.path[a.best];
+        out.push(row(joined(&best.taps), "ablation_best", best.score));
     }
     Ok(out)
 }

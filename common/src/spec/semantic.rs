@@ -33,6 +33,14 @@ pub struct SemanticSection {
     /// Seed of the bootstrap and the permutations.
     #[serde(default)]
     pub seed: u64,
+    /// The layer ablation: per context, each tap alone, then greedy forward selection of
+    /// z-scored concatenations, scored by 1-NN accuracy (needs at least two taps).
+    #[serde(default = "default_ablation")]
+    pub ablation: bool,
+}
+
+fn default_ablation() -> bool {
+    true
 }
 
 /// A distance of the semantic lens.

@@ -57,6 +57,10 @@ pub struct DenseUnit {
 pub struct SemanticUnit {
     /// The representation.
     pub representation: Representation,
+    /// The layer ablation over these representations (one context, every tap; `representation`
+    /// is the first) instead of the scores of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ablation: Vec<Representation>,
     /// What the unit runs with, resolved by the plan (part of the unit id).
     pub settings: SemanticSettings,
     /// Capture outputs to read, as for [`ProbeUnit::inputs`](super::ProbeUnit::inputs).

@@ -85,22 +85,41 @@ pub(super) fn direction_units(
     units
 }
 
-/// One semantic unit per representation (replicate means only).
+/// One semantic unit per representation (replicate means only), and with `ablation` one per
+/// context (pooling, step, noise level, conditioning; untransformed) that has at least two taps.
 pub(super) fn semantic_units(
     reps: &[Representation],
     settings: &SemanticSettings,
+    ablation: bool,
     inputs: (&String, &UnitId),
 ) -> Vec<(UnitId, UnitSpec)> {
-    reps.iter()
-        .filter(|r| r.replicate.is_none())
-        .map(|rep| {
-            let unit = SemanticUnit {
-                representation: rep.clone(),
-                settings: settings.clone(),
-                inputs: Vec::new(),
+    let (fingerprint, captures) = inputs;
+    let unit = |representation: &Representation, ablation: Vec<Representation>| {
+        let unit = SemanticUnit {
+            representation: representation.clone(),
+            ablation,
+            settings: settings.clone(),
+            inputs: Vec::new(),
+        };
+        (UnitId::of("semantic", &(fingerprint, captures, &unit)), UnitSpec::Semantic(unit))
+    };
+    let means: Vec<&Representation> = reps.iter().filter(|r| r.replicate.is_none()).collect();
+    let mut units: Vec<_> = means.iter().map(|r| unit(r, Vec::new())).collect();
+    if ablation {
+        let mut groups: Vec<Vec<Representation>> = Vec::new();
+        let plain = means.iter().filter(|r| r.transform.is_none() && r.permuted.is_none());
+        for r in plain {
+            // The same representation but for its tap.
+            let same = |g: &&mut Vec<Representation>| {
+                Representation { tap: String::new(), ..g[0].clone() }
+                    == Representation { tap: String::new(), ..(*r).clone() }
             };
-            let (fingerprint, captures) = inputs;
-            (UnitId::of("semantic", &(fingerprint, captures, &unit)), UnitSpec::Semantic(unit))
-        })
-        .collect()
+            match groups.iter_mut().find(|g| same(g)) {
+                Some(g) => g.push((*r).clone()),
+                None => groups.push(vec![(*r).clone()]),
+            }
+        }
+        units.extend(groups.into_iter().filter(|g| g.len() > 1).map(|g| unit(&g[0].clone(), g)));
+    }
+    units
 }
