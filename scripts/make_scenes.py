@@ -15,6 +15,9 @@ Writes, under OUT (default data/demo/scenes):
     objmasks/{name}.png                     the mask of the scene's most visible object
     scenes.csv                              name, objects, foreground (share of pixels)
     objects.csv                             stimulus, class (that object's shape: sphere, box)
+    instances/{name}.png                    instance map: k + 1 where object k is visible, 0 else
+    all_objects.csv                         every visible object: stimulus ({name}_{k}), image,
+                                            mask_value (k + 1), class, area (pixels)
 
 Usage: make_scenes.py [OUT] [--n N] [--size S] [--seed SEED]
 """
@@ -110,7 +113,8 @@ def render(rng, size):
     # The object with the most visible pixels: the scene's object for the semantic lens.
     counts = [(owner == k).sum() for k in range(len(shapes))]
     main = int(np.argmax(counts))
-    return image, fg, depth.astype(np.float32), shading.astype(np.float32), objects, owner == main, shapes[main]
+    scene = image, fg, depth.astype(np.float32), shading.astype(np.float32), objects, owner == main, shapes[main]
+    return scene, owner, shapes
 
 
 def main():
@@ -126,9 +130,17 @@ def main():
     os.makedirs(os.path.join(a.out, "objmasks"), exist_ok=True)
     rows = ["name,objects,foreground"]
     objects_rows = ["stimulus,class"]
+    all_rows = ["stimulus,image,mask_value,class,area"]
+    os.makedirs(os.path.join(a.out, "instances"), exist_ok=True)
     for i in range(a.n):
         name = f"scene{i:03d}"
-        image, fg, depth, shading, objects, main, shape = render(rng, a.size)
+        (image, fg, depth, shading, objects, main, shape), owner, shapes = render(rng, a.size)
+        # Every visible object: an instance map (value k + 1 for object k) and a table row.
+        png(os.path.join(a.out, "instances", f"{name}.png"), owner + 1)
+        for k, s in enumerate(shapes):
+            area = int((owner == k).sum())
+            if area > 0:
+                all_rows.append(f"{name}_{k},{name},{k + 1},{s},{area}")
         png(os.path.join(a.out, "images", f"{name}.png"), np.round(image * 255))
         png(os.path.join(a.out, "labels", f"{name}.mask.png"), fg * 255)
         np.save(os.path.join(a.out, "labels", f"{name}.depth.npy"), depth)
@@ -140,6 +152,8 @@ def main():
         f.write("\n".join(rows) + "\n")
     with open(os.path.join(a.out, "objects.csv"), "w") as f:
         f.write("\n".join(objects_rows) + "\n")
+    with open(os.path.join(a.out, "all_objects.csv"), "w") as f:
+        f.write("\n".join(all_rows) + "\n")
     print(f"make_scenes: {a.n} scenes of {a.size} x {a.size} in {a.out}")
 
 

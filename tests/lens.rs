@@ -3,7 +3,7 @@
 //! drift and cross-retrieval included, equals the `alignment::semantic` library on the committed
 //! matrices, and a bad objects file or transform is refused at plan time, naming it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use alignment::semantic::{
     ablation, cross_retrieval, drift, knn_accuracy, mean_inter_class_distance, scores,
@@ -169,4 +169,110 @@ fn features(run: &Path, key: &str, n: usize) -> Vec<f32> {
         }
     }
     x
+}
+
+/// Several objects per image (`capture.image.objects`, the scenes' instance maps): each image
+/// is denoised once per batch and each object pooled by its own mask. Objects given by a value
+/// in the instance map and by their own mask files give the same rows bit for bit; grouped
+/// batches equal one object per pass within the U-Net's batch tolerance (its products are
+/// blocked by the batch size: `worker/src/capture/batch_invariance.rs`); two objects of one image
+/// have different rows.
+#[test]
+fn grouped_objects_equal_one_object_per_pass() {
+    let dir = util::scratch("lens_objects");
+    let scenes = util::repo().join("data/demo/scenes");
+    let table = scenes.join("all_objects.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    // The same objects with a mask file each, cut from the instance maps.
+    let files = dir.join("masks");
+    std::fs::create_dir_all(&files).unwrap();
+    let mut with_files = String::from("stimulus,image,mask,class\n");
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (stimulus, image, value) = (f[0], f[1], f[2].parse::<u8>().unwrap());
+        let map = image::open(scenes.join(format!("instances/{image}.png"))).unwrap().to_luma8();
+        let mut mask = map.clone();
+        mask.pixels_mut().for_each(|p| p.0[0] = if p.0[0] == value { 255 } else { 0 });
+        mask.save(files.join(format!("{stimulus}.png"))).unwrap();
+        with_files.push_str(&format!("{stimulus},{image},{stimulus}.png,{}\n", f[3]));
+    }
+    let file_table = dir.join("objects_files.csv");
+    std::fs::write(&file_table, with_files).unwrap();
+    let spec = |objects: &Path, masks: &Path, batch: usize| {
+        let text = format!(
+            r#"[job]
+name = "objects"
+[model]
+kind = "sd"
+path = {model:?}
+device = "cpu"
+[stimuli]
+file = {table:?}
+column = "stimulus"
+[targets]
+file = {table:?}
+key = "stimulus"
+columns = {{ area = "area" }}
+[capture]
+mode = "image"
+taps = ["mid_block", "up_blocks.1"]
+unet_pooling = ["mask_mean"]
+batch_size = {batch}
+seed = 7
+[capture.image]
+folder = {images:?}
+masks = {masks:?}
+objects = {objects:?}
+noise_levels = [20]
+height = 32
+width = 32
+[analysis.attribute_probe]
+folds = 2
+components = 4
+permutations = 10
+[sweep]
+stimuli_per_unit = 100
+"#,
+            model = util::repo().join("tests/fixtures/tiny-sd-1"),
+            images = scenes.join("images"),
+        );
+        let path = dir
+            .join(format!("objects-{batch}-{}.toml", masks.file_name().unwrap().to_string_lossy()));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let key = "up_blocks.1/mask_mean/n20/empty";
+    let rows = |name: &str, spec: PathBuf| {
+        let run = util::run_spec(&dir, &spec, name, "1", &[]);
+        let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
+        (features(&run, key, data.len()), data)
+    };
+    let (by_value, data) = rows("by_value", spec(&table, &scenes.join("instances"), 16));
+    let (by_file, _) = rows("by_file", spec(&file_table, &files, 16));
+    assert_eq!(by_value, by_file, "instance-map values and mask files differ");
+    let (alone, _) = rows("alone", spec(&table, &scenes.join("instances"), 1));
+    let d = by_value.len() / data.len();
+    for i in 0..data.len() {
+        let (a, b) = (&by_value[i * d..(i + 1) * d], &alone[i * d..(i + 1) * d]);
+        let scale = b.iter().fold(0.0_f32, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).fold(0.0_f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{}: grouped vs alone {worst} (scale {scale})",
+            data.stimuli[i]
+        );
+    }
+    let of = |s: &str| data.stimuli.iter().position(|x| x == s).unwrap();
+    let (a, b) = (of("scene000_0"), of("scene000_1"));
+    assert_ne!(by_value[a * d..(a + 1) * d], by_value[b * d..(b + 1) * d]);
+
+    // A stimulus missing from the table, and a missing mask file, are named at plan time.
+    let short = dir.join("short.csv");
+    std::fs::write(&short, text.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+    let e = util::plan_error(
+        &dir,
+        &spec(&table, &scenes.join("instances"), 16),
+        &[&format!("capture.image.objects={short:?}")],
+    );
+    assert!(e.contains("capture.image.objects") && e.contains("no row for stimulus"), "{e}");
 }

@@ -424,6 +424,9 @@ impl JobSpec {
         if let Some(masks) = &mut self.capture.image.masks {
             join(masks);
         }
+        if let Some(objects) = &mut self.capture.image.objects {
+            join(objects);
+        }
         if let Some(a) = &mut self.analysis.alignment {
             a.resolve_paths(&join);
         }

@@ -183,11 +183,49 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
     reps
 }
 
+/// With `capture.image.objects`: every stimulus is an object of the table whose image and mask
+/// exist and have the run's size (headers only).
+fn check_objects(
+    spec: &JobSpec,
+    data: &Dataset,
+    spec_file: &str,
+    path: &Path,
+    (height, width): (usize, usize),
+) -> Result<(), SpecError> {
+    let err = |m: String| SpecError::new(spec_file, "capture.image.objects", m);
+    let table = worker::capture::ObjectTable::read(path).map_err(err)?;
+    let image = &spec.capture.image;
+    let masks = image.masks.as_deref().expect("validated: objects need masks");
+    for s in &data.stimuli {
+        let o = table
+            .get(s)
+            .ok_or_else(|| err(format!("{}: no row for stimulus {s:?}", path.display())))?;
+        worker::capture::check_image(&image.folder, &o.image, height, width).map_err(err)?;
+        match &o.mask {
+            worker::capture::MaskSource::File(file) => {
+                let p = masks.join(file);
+                let (w, h) = ::image::image_dimensions(&p)
+                    .map_err(|e| err(format!("{}: {e}", p.display())))?;
+                if (h as usize, w as usize) != (height, width) {
+                    return Err(err(format!("{}: mask is {w}×{h} px", p.display())));
+                }
+            }
+            worker::capture::MaskSource::Value(_) => {
+                worker::capture::check_image(masks, &o.image, height, width).map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Real-image mode: every stimulus has an image of the run's size (headers only).
 fn check_images(spec: &JobSpec, data: &Dataset, spec_file: &str) -> Result<(), SpecError> {
     let size = worker::capture::image_size(&spec.model, &spec.capture)
         .map_err(|e| SpecError::new(spec_file, "capture.image", e.to_string()))?;
     let image = &spec.capture.image;
+    if let Some(path) = &image.objects {
+        return check_objects(spec, data, spec_file, path, size);
+    }
     let folders = [
         ("capture.image.folder", Some(&image.folder)),
         ("capture.image.masks", image.masks.as_ref()),
@@ -263,6 +301,10 @@ struct ModelIdentity {
     /// The merged LoRAs: each file's fingerprint and its scale, in merge order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     loras: Vec<(String, f64)>,
+    /// The content fingerprint of `capture.image.objects`, which decides each stimulus's image
+    /// and mask (the path alone is in `[capture]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objects: Option<String>,
 }
 
 fn is_f32(dtype: &StorageDtype) -> bool {
@@ -276,7 +318,14 @@ impl ModelIdentity {
         weights_bytes: u64,
         loras: Vec<(String, f64)>,
     ) -> Self {
-        ModelIdentity { kind: model.kind, config, weights_bytes, dtype: model.dtype, loras }
+        ModelIdentity {
+            kind: model.kind,
+            config,
+            weights_bytes,
+            dtype: model.dtype,
+            loras,
+            objects: None,
+        }
     }
 }
 
@@ -315,7 +364,16 @@ fn model_identity(spec: &JobSpec, spec_file: &str) -> Result<ModelIdentity, Spec
         loras.push((common::ids::fingerprint(&bytes), lora.scale));
     }
     let config = common::ids::fingerprint(&config);
-    Ok(ModelIdentity::new(&spec.model, config, weights_bytes, loras))
+    let mut identity = ModelIdentity::new(&spec.model, config, weights_bytes, loras);
+    if let Some(path) =
+        spec.capture.image.objects.as_ref().filter(|_| spec.capture.mode == CaptureMode::Image)
+    {
+        let bytes = std::fs::read(path).map_err(|e| {
+            SpecError::new(spec_file, "capture.image.objects", format!("{}: {e}", path.display()))
+        })?;
+        identity.objects = Some(common::ids::fingerprint(&bytes));
+    }
+    Ok(identity)
 }
 
 /// Size of a weights file, or of the `.safetensors` files in a folder.

@@ -220,6 +220,11 @@ pub struct ImageSection {
     /// image (`super::transform`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<ImageTransform>,
+    /// Several objects per image: a CSV with `stimulus`, `image` and `mask` (a file in `masks`)
+    /// or `mask_value` (the object's value in `masks/{image}.png`) for every stimulus; each
+    /// image is encoded and denoised once, each stimulus (object) pooled by its own mask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<PathBuf>,
 }
 
 fn default_steps() -> usize {
@@ -270,6 +275,7 @@ impl Default for ImageSection {
             height: None,
             width: None,
             transforms: Vec::new(),
+            objects: None,
         }
     }
 }
@@ -338,6 +344,29 @@ impl ImageSection {
             if h != w {
                 let msg =
                     format!("{t} turns a {w}×{h} image into {h}×{w}; it needs a square image");
+                return err("capture.image.transforms", msg);
+            }
+        }
+        if let Some(objects) = &self.objects {
+            if !objects.is_file() {
+                return err(
+                    "capture.image.objects",
+                    format!("{} is not a file", objects.display()),
+                );
+            }
+            if self.masks.is_none() {
+                return err("capture.image.objects", "needs capture.image.masks".into());
+            }
+            if self.conditioning.contains(&Conditioning::Prompt) {
+                let msg = "an image of several objects is denoised once, so it cannot be \
+                           conditioned on each object's own prompt; use [\"empty\"]"
+                    .to_string();
+                return err("capture.image.conditioning", msg);
+            }
+            if self.transforms.iter().any(|t| matches!(t, ImageTransform::Crop(_))) {
+                let msg = "a crop centres on one object; with several objects per image it would \
+                           centre on one of them for all"
+                    .to_string();
                 return err("capture.image.transforms", msg);
             }
         }

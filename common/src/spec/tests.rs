@@ -79,6 +79,8 @@ const DENSE_OPTIONS: &[&str] = &[
     "capture.mode=\"image\"",
     "capture.unet_pooling=[\"none\"]",
     "capture.image.transforms=[\"rot90\", \"shift:8,0\"]",
+    "capture.image.masks=\"masks\"",
+    "capture.image.objects=\"ratings.csv\"",
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
     "analysis.dense_probe.split=\"ratings.csv\"",
@@ -141,6 +143,7 @@ fn readme_documents_every_key_and_no_other() {
     let f = fixture(MINIMAL);
     std::fs::create_dir(f.dir.path().join("labels")).unwrap();
     std::fs::create_dir(f.dir.path().join("images")).unwrap();
+    std::fs::create_dir(f.dir.path().join("masks")).unwrap();
     let mut keys = Vec::new();
     // Directions need generation with replicates, dense probes one image per stimulus: two
     // specs between them set every key.

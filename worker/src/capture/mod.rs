@@ -69,7 +69,7 @@ pub fn available_taps(
     }
 }
 
-pub use sd::check_image;
+pub use sd::{check_image, MaskSource, ObjectSource, ObjectTable};
 
 /// The (height, width) in pixels of an `sd` run's images.
 pub fn image_size(

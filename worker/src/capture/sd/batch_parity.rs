@@ -138,7 +138,7 @@ fn image_passes(sd: &SdCapture, g: &BatchGolden, batch: usize) -> f32 {
         let prompt = sd.encode_text(&texts, 0, 0, false, &rec, &mut Vec::new()).unwrap();
         let empty = sd.encode_text(&[], 0, b, false, &rec, &mut Vec::new()).unwrap();
         let eps = g.flat("img.eps", chunk);
-        let noised = Noised { z0: &z0, eps: &eps, masks: None };
+        let noised = Noised { z0: &z0, eps: &eps, masks: None, expand: None };
         let mut sums = BTreeMap::new();
         sd.noised_passes(&noised, [Some(&empty), Some(&prompt)], &rec, None, b, &mut sums).unwrap();
         let mut out = Vec::new();

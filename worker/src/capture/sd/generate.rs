@@ -123,7 +123,8 @@ impl SdCapture {
                 .map_err(unet_err)?;
             let x = if guided { Tensor::cat(&[&x, &x], 0).map_err(unet_err)? } else { x };
             let t = sampler.timestep(k);
-            let what = PassRecording { taps: steps.get(&k), rows, minus, masks: None };
+            let what =
+                PassRecording { taps: steps.get(&k), rows, minus, masks: None, expand: None };
             let pred = self.unet_pass(&x, t, context, what, sums)?;
             if k == last && last_kept != Some(k) {
                 break;

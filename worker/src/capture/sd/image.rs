@@ -11,6 +11,7 @@ use common::spec::{Conditioning, ImageTransform};
 use sd::scheduler::{add_noise, noise_level_to_timestep};
 
 use super::noise::{seed_for, SeededNormal};
+use super::objects::MaskSource;
 use super::transform::{self, Resample};
 use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::Stimuli;
@@ -23,6 +24,18 @@ pub(super) struct Noised<'a> {
     pub(super) z0: &'a [f32],
     pub(super) eps: &'a [f32],
     pub(super) masks: Option<&'a Tensor>,
+    /// Several objects per image: each object's image row (masks are per object).
+    pub(super) expand: Option<&'a Tensor>,
+}
+
+/// The images of a batch of stimuli (module doc of `super::objects`).
+struct BatchImages {
+    /// Image stems in `capture.image.folder`, distinct, in order of first appearance.
+    names: Vec<String>,
+    /// Each stimulus's row in `names`.
+    of_stimulus: Vec<usize>,
+    /// Each stimulus's mask file and, for an instance map, its value there.
+    masks: Option<Vec<(PathBuf, Option<u8>)>>,
 }
 
 /// The image file of `stimulus` in `folder` (`.png`, `.jpg` or `.jpeg`).
@@ -62,17 +75,21 @@ pub fn check_image(
 /// each object's box centre before the transform (where a crop centres); an empty mask, before
 /// or after the transform, is an error.
 fn load_masks(
-    paths: &[PathBuf],
+    paths: &[(PathBuf, Option<u8>)],
     transform: Option<ImageTransform>,
 ) -> Result<(Vec<f32>, Vec<(f64, f64)>), UnitError> {
     let mut values = Vec::new();
     let mut centres = Vec::new();
-    for path in paths {
+    for (path, value) in paths {
         let mut luma = ::image::open(path)
             .map_err(|e| {
                 UnitError::Invalid(format!("{}: cannot read the mask: {e}", path.display()))
             })?
             .to_luma8();
+        if let Some(v) = value {
+            // An instance map: the object is the pixels of its value.
+            luma.pixels_mut().for_each(|p| p.0[0] = if p.0[0] == *v { 255 } else { 0 });
+        }
         let centre = transform::box_centre(&luma);
         if let Some(t) = transform {
             luma = transform::apply(&luma, t, centre, Resample::Nearest);
@@ -81,7 +98,11 @@ fn load_masks(
         values.extend(luma.pixels().map(|p| p.0[0] as f32 / 255.0));
         if values[before..].iter().all(|&v| v == 0.0) {
             let seen = transform.map_or(String::new(), |t| format!(" through {t}"));
-            return Err(UnitError::Invalid(format!("{}: the mask is empty{seen}", path.display())));
+            let of = value.map_or(String::new(), |v| format!(" (value {v})"));
+            return Err(UnitError::Invalid(format!(
+                "{}: the mask{of} is empty{seen}",
+                path.display()
+            )));
         }
         centres.push(centre);
     }
@@ -126,7 +147,9 @@ impl SdCapture {
         let b = part.names.len();
         let (height, width) = (self.size.height, self.size.width);
         let folder = &self.capture.image.folder;
-        let paths: Vec<PathBuf> = part
+        let batch = self.batch_images(part)?;
+        let images = batch.names.len();
+        let paths: Vec<PathBuf> = batch
             .names
             .iter()
             .map(|s| check_image(folder, s, height, width).map_err(UnitError::Invalid))
@@ -140,17 +163,15 @@ impl SdCapture {
             None
         };
         let empty = if rec.images.keys().any(|(_, _, c)| *c == Conditioning::Empty) {
-            Some(self.encode_text(&[], part.first, b, false, rec, &mut out)?)
+            Some(self.encode_text(&[], part.first, images, false, rec, &mut out)?)
         } else {
             None
         };
-        let mask_paths = match &self.capture.image.masks {
-            Some(dir) => Some(
-                part.names
-                    .iter()
-                    .map(|s| check_image(dir, s, height, width).map_err(UnitError::Invalid))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+        let expand = match &self.objects {
+            Some(_) => {
+                let index: Vec<u32> = batch.of_stimulus.iter().map(|&i| i as u32).collect();
+                Some(Tensor::from_vec(index, b, &self.device).map_err(|e| model_err(folder, e))?)
+            }
             None => None,
         };
         let transforms: BTreeSet<Option<ImageTransform>> =
@@ -158,18 +179,18 @@ impl SdCapture {
         let mut sums = BTreeMap::new();
         for transform in transforms {
             // Masks are read whenever a crop needs the object's centre, loaded when recorded.
-            let masks = match &mask_paths {
-                Some(paths) if rec.masked || transform.is_some() => {
-                    Some(load_masks(paths, transform)?)
-                }
+            let masks = match &batch.masks {
+                Some(m) if rec.masked || transform.is_some() => Some(load_masks(m, transform)?),
                 _ => None,
             };
-            let centres = masks.as_ref().map(|(_, c)| c.as_slice());
+            // Without an objects table, stimulus i is image i: its centre is its object's.
+            let centres =
+                masks.as_ref().filter(|_| self.objects.is_none()).map(|(_, c)| c.as_slice());
             let pixels = load_images(&paths, height, width, transform, centres)?;
-            let z0 = self.encode_pixels(pixels, b)?;
-            let per = z0.len() / b;
+            let z0 = self.encode_pixels(pixels, images)?;
+            let per = z0.len() / images;
             // The same noise for every transform of an image: differences are the transform's.
-            let eps: Vec<f32> = part
+            let eps: Vec<f32> = batch
                 .names
                 .iter()
                 .flat_map(|s| SeededNormal::new(seed_for(self.capture.seed, s, 0)).take(per))
@@ -182,11 +203,63 @@ impl SdCapture {
                 _ => None,
             };
             let contexts = [empty.as_ref(), prompt.as_ref()];
-            let noised = Noised { z0: &z0, eps: &eps, masks: masks.as_ref() };
-            self.noised_passes(&noised, contexts, rec, transform, b, &mut sums)?;
+            let noised =
+                Noised { z0: &z0, eps: &eps, masks: masks.as_ref(), expand: expand.as_ref() };
+            self.noised_passes(&noised, contexts, rec, transform, images, &mut sums)?;
         }
         self.drain(sums, 1, &mut out)?;
         Ok(out)
+    }
+
+    /// The distinct images of a batch (in order of first appearance), each stimulus's image row,
+    /// and each stimulus's mask file (with its value in an instance map), if masks are given.
+    fn batch_images(&self, part: &Stimuli<'_>) -> Result<BatchImages, UnitError> {
+        let (height, width) = (self.size.height, self.size.width);
+        let masks_dir = self.capture.image.masks.as_deref();
+        let Some(table) = &self.objects else {
+            let masks = match masks_dir {
+                Some(dir) => Some(
+                    part.names
+                        .iter()
+                        .map(|s| {
+                            Ok((
+                                check_image(dir, s, height, width).map_err(UnitError::Invalid)?,
+                                None,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, UnitError>>()?,
+                ),
+                None => None,
+            };
+            let names = part.names.to_vec();
+            return Ok(BatchImages { of_stimulus: (0..names.len()).collect(), names, masks });
+        };
+        let dir = masks_dir.expect("the spec requires masks with an objects table");
+        let mut names: Vec<String> = Vec::new();
+        let mut of_stimulus = Vec::new();
+        let mut masks = Vec::new();
+        for s in part.names {
+            let object = table.get(s).ok_or_else(|| {
+                UnitError::Invalid(format!("stimulus {s:?} is not in capture.image.objects"))
+            })?;
+            let row = match names.iter().position(|n| *n == object.image) {
+                Some(row) => row,
+                None => {
+                    names.push(object.image.clone());
+                    names.len() - 1
+                }
+            };
+            of_stimulus.push(row);
+            masks.push(match &object.mask {
+                MaskSource::File(file) => (dir.join(file), None),
+                MaskSource::Value(v) => {
+                    let path = check_image(dir, &object.image, height, width)
+                        .map_err(UnitError::Invalid)?;
+                    (path, Some(*v))
+                }
+            });
+        }
+        Ok(BatchImages { names, of_stimulus, masks: Some(masks) })
     }
 
     /// VAE latents of images: the distribution mean × the scaling factor, `b × C × h × w`.
@@ -234,8 +307,13 @@ impl SdCapture {
                 Conditioning::Prompt => contexts[1],
             }
             .expect("the caller encoded every conditioning it records");
-            let what =
-                PassRecording { taps: Some(taps), rows: (0, b), minus: None, masks: noised.masks };
+            let what = PassRecording {
+                taps: Some(taps),
+                rows: (0, b),
+                minus: None,
+                masks: noised.masks,
+                expand: noised.expand,
+            };
             self.unet_pass(&x, t as f64, context, what, sums)?;
         }
         Ok(())

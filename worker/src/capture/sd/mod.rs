@@ -9,11 +9,13 @@ mod generate;
 mod image;
 pub use self::image::check_image;
 mod noise;
+mod objects;
 #[cfg(test)]
 pub(super) mod parity;
 mod reduce;
 mod sampler;
 mod tokenizer;
+pub use self::objects::{MaskSource, ObjectSource, ObjectTable};
 mod transform;
 
 use std::collections::BTreeMap;
@@ -46,6 +48,8 @@ pub(super) struct SdCapture {
     device: Device,
     dtype: DType,
     dir: PathBuf,
+    /// `capture.image.objects`: several objects per image.
+    objects: Option<ObjectTable>,
 }
 
 /// Pixel and latent sizes of a run.
@@ -186,6 +190,8 @@ struct PassRecording<'a> {
     /// The start of rows to subtract from `rows` before reducing (`record = "delta"`).
     minus: Option<usize>,
     masks: Option<&'a Tensor>,
+    /// Several objects per image: the image row of each recorded object row.
+    expand: Option<&'a Tensor>,
 }
 
 /// What one batch must record: text representations, and the U-Net taps of each pass.
@@ -248,6 +254,12 @@ impl SdCapture {
         let scheduler =
             SchedulerConfig::from_file(&sched_file).map_err(|e| model_err(&sched_file, e.0))?;
         let size = image_size(&dir, capture)?;
+        let objects = match (&capture.image.objects, capture.mode) {
+            (Some(path), CaptureMode::Image) => {
+                Some(ObjectTable::read(path).map_err(UnitError::Invalid)?)
+            }
+            _ => None,
+        };
         Ok(SdCapture {
             text,
             unet,
@@ -260,6 +272,7 @@ impl SdCapture {
             device,
             dtype,
             dir,
+            objects,
         })
     }
 
@@ -426,7 +439,9 @@ impl SdCapture {
         let empty = PassTaps::new();
         let (start, len) = what.rows;
         let taps = what.taps.unwrap_or(&empty);
-        let mut sink = reduce::ReducingSink::new(taps, start, len, what.masks).minus(what.minus);
+        let mut sink = reduce::ReducingSink::new(taps, start, len, what.masks)
+            .minus(what.minus)
+            .expand(what.expand);
         let out = self.unet.forward(sample, timestep, context, &mut sink).map_err(|e| fail(&e))?;
         for (block, value) in sink.finish() {
             let sum = match sums.remove(&block) {

@@ -206,7 +206,7 @@ fn image_case(fixture: &str, case: &str, cond: Conditioning) -> f32 {
         Conditioning::Prompt => [None, Some(&context)],
     };
     let mut sums = BTreeMap::new();
-    let noised = super::image::Noised { z0: &z0, eps: &eps, masks: None };
+    let noised = super::image::Noised { z0: &z0, eps: &eps, masks: None, expand: None };
     sd.noised_passes(&noised, contexts, &rec, None, 1, &mut sums).unwrap();
     let mut out = Vec::new();
     sd.drain(sums, 1, &mut out).unwrap();

@@ -17,6 +17,7 @@ pub(crate) struct ReducingSink<'a> {
     rows: (usize, usize),
     minus: Option<usize>,
     masks: Option<&'a Tensor>,
+    expand: Option<&'a Tensor>,
     reduced: Vec<(usize, Tensor)>,
 }
 
@@ -29,7 +30,20 @@ impl<'a> ReducingSink<'a> {
         len: usize,
         masks: Option<&'a Tensor>,
     ) -> ReducingSink<'a> {
-        ReducingSink { taps, rows: (start, len), minus: None, masks, reduced: Vec::new() }
+        ReducingSink {
+            taps,
+            rows: (start, len),
+            minus: None,
+            masks,
+            expand: None,
+            reduced: Vec::new(),
+        }
+    }
+
+    /// Several objects per image: row `i` of the reduced values is kept row `expand[i]` (a `u32`
+    /// index tensor), pooled by mask `i`.
+    pub(crate) fn expand(self, expand: Option<&'a Tensor>) -> ReducingSink<'a> {
+        ReducingSink { expand, ..self }
     }
 
     /// Records `rows − rows starting at minus` instead (the guidance delta cond − uncond),
@@ -58,6 +72,10 @@ impl sd::TapSink for ReducingSink<'_> {
                 let other = value.narrow(0, start, self.rows.1)?.to_dtype(DType::F32)?;
                 (kept.to_dtype(DType::F32)? - other)?
             }
+            None => kept,
+        };
+        let kept = match self.expand {
+            Some(index) => kept.index_select(index, 0)?,
             None => kept,
         };
         for &(block, pooling) in wanted {
