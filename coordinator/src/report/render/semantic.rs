@@ -18,8 +18,8 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
          silhouette, each with its chance level and a 95 % bootstrap CI over objects. No code or \
          full text of the seed is public: science-2.md §L is this tool's definition, \
          implemented as written. The best representation is chosen among all of them, so its CI \
-         is optimistic: read a verdict as a screen, not a test. Denoising steps, video and \
-         several objects per image are not run yet."
+         is optimistic: read a verdict as a screen, not a test. Denoising steps (img2img) and \
+         video are not run yet."
     );
     if s.rows.is_empty() {
         let _ = writeln!(md, "\nNo semantic results (see the quarantined units above).");
