@@ -282,7 +282,11 @@ impl Plan {
                 let last = self.representations.iter().filter_map(|(r, _)| r.step).max();
                 1 + c.generate.replicates * (last.unwrap_or(0) + 1)
             }
-            CaptureMode::Image => 1 + c.image.noise_levels.len() * c.image.conditioning.len(),
+            // Objects sharing an image share its passes: this counts one image per stimulus.
+            CaptureMode::Image => {
+                let views = 1 + c.image.transforms.len();
+                1 + views * c.image.noise_levels.len() * c.image.conditioning.len()
+            }
         }
     }
 }

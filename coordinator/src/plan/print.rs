@@ -51,11 +51,12 @@ pub(crate) fn print(plan: &Plan, e: &Estimate) {
         e.forward_passes, e.eigendecompositions, e.permutation_fits
     );
     print_dense(plan);
+    print_semantic(plan);
 }
 
-/// Per dense unit (one representation): what a worker holds and the multiply-adds of its
-/// normal equations (`N_train · tokens · C²` per pass; one pass for a ridge target, one per
-/// Newton iteration, about 10, for a mask).
+/// Per dense unit (one representation): what a worker holds and its multiply-adds: one Gram
+/// pass (`N_train · tokens · C²`) shared by the ridge targets and the masks' preconditioner,
+/// then about 20 L-BFGS iterations per mask of two gradient passes (`2 · N_train · tokens · C`).
 fn print_dense(plan: &Plan) {
     use common::spec::DenseTargetKind;
     let mib = |b: f64| b / (1024.0 * 1024.0);
@@ -64,17 +65,15 @@ fn print_dense(plan: &Plan) {
     let mut largest: Option<(String, f64, f64)> = None;
     for (_, unit) in &plan.units {
         let common::unit::UnitSpec::Dense(d) = unit else { continue };
-        let dim =
-            plan.representations.iter().find(|(r, _)| *r == d.representation).map_or(0, |r| r.1);
+        // A weight-permuted control has its own representation's width.
+        let own = common::unit::Representation { permuted: None, ..d.representation.clone() };
+        let dim = plan.representations.iter().find(|(r, _)| *r == own).map_or(0, |r| r.1);
         let c = d.channels as f64;
         let tokens = dim as f64 / c;
-        let passes: f64 = d
-            .settings
-            .targets
-            .iter()
-            .map(|t| if t.kind == DenseTargetKind::Mask { 10.0 } else { 1.0 })
-            .sum();
-        let macs = d.settings.train.len() as f64 * tokens * c * c * passes;
+        let masks =
+            d.settings.targets.iter().filter(|t| t.kind == DenseTargetKind::Mask).count() as f64;
+        let n_train = d.settings.train.len() as f64;
+        let macs = n_train * tokens * c * c + masks * 40.0 * n_train * tokens * c;
         let memory = (n * dim * 4) as f64 + 2.0 * c * c * 8.0;
         total += macs;
         if largest.as_ref().is_none_or(|l| memory > l.1) {
@@ -90,4 +89,34 @@ fn print_dense(plan: &Plan) {
             macs / 1e9
         );
     }
+}
+
+/// The semantic units' scale: objects, the distance matrices a unit holds (`N²` in f64, one
+/// distance at a time) and the pairs it scores.
+pub(super) fn print_semantic(plan: &Plan) {
+    let mut units = 0;
+    let mut ablations = 0;
+    let mut objects = 0;
+    let mut distances = 0;
+    for (_, unit) in &plan.units {
+        let common::unit::UnitSpec::Semantic(s) = unit else { continue };
+        objects = s.settings.items.len();
+        distances = s.settings.distances.len();
+        if s.ablation.is_empty() {
+            units += 1;
+        } else {
+            ablations += 1;
+        }
+    }
+    if units + ablations == 0 {
+        return;
+    }
+    let n = objects as f64;
+    println!(
+        "semantic: {objects} objects; each of {units} units holds one {objects} × {objects} \
+         distance matrix ({:.1} MiB in f64) at a time and scores {:.2e} pairs under each of \
+         {distances} distances; {ablations} ablation units",
+        n * n * 8.0 / (1024.0 * 1024.0),
+        n * (n - 1.0) / 2.0
+    );
 }
