@@ -112,7 +112,7 @@ pub(crate) fn write(
             for rel in db.committed_outputs(UnitKind::Dense)? {
                 rows.extend(common::table::read_dense_rows(&layout.root().join(&rel))?);
             }
-            let thumbnails = dense::thumbnails(&spec, &layout, &rows);
+            let thumbnails = dense::thumbnails(spec, layout, &rows);
             let paper_fit = section.fit == common::spec::DenseFit::Paper;
             Some(dense::Dense { thumbnails, paper_fit, ..dense::reduce(rows) })
         }

@@ -21,6 +21,9 @@ use super::newton::{max_abs, Newton, Pass, Solution, TokenLoss, TrainingImages};
 use super::ridge::{cholesky_factor, cholesky_solve_factored};
 use super::{DenseError, TokenGrid};
 
+/// The objective's pass at a point (with or without the Hessian).
+type PassAt<'a> = dyn Fn(&Col<f64>, bool) -> Result<Pass, DenseError> + 'a;
+
 /// Steps L-BFGS remembers.
 pub(crate) const MEMORY: usize = 10;
 
@@ -114,7 +117,7 @@ impl Newton {
         slope: f64,
         current: &Pass,
         g_max: f64,
-        pass: &dyn Fn(&Col<f64>, bool) -> Result<Pass, DenseError>,
+        pass: &PassAt<'_>,
     ) -> Result<Option<(Col<f64>, Pass)>, DenseError> {
         let mut t = 1.0;
         for _ in 0..40 {

@@ -19,6 +19,9 @@ use crate::error::UnitError;
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
+/// An object's box centre (x, y) in pixels.
+type Centre = (f64, f64);
+
 /// Clean latents of a batch, their seeded noise, and the batch's object masks (if recorded).
 pub(super) struct Noised<'a> {
     pub(super) z0: &'a [f32],
@@ -77,7 +80,7 @@ pub fn check_image(
 fn load_masks(
     paths: &[(PathBuf, Option<u8>)],
     transform: Option<ImageTransform>,
-) -> Result<(Vec<f32>, Vec<(f64, f64)>), UnitError> {
+) -> Result<(Vec<f32>, Vec<Centre>), UnitError> {
     let mut values = Vec::new();
     let mut centres = Vec::new();
     for (path, value) in paths {

@@ -207,8 +207,8 @@ mod tests {
         let mut acc = [0_u64; 4];
         for (p, m) in image.pixels().zip(mask.pixels()) {
             if m.0[0] > 0 {
-                for c in 0..3 {
-                    acc[c] += u64::from(p.0[c]);
+                for (a, &v) in acc.iter_mut().zip(&p.0) {
+                    *a += u64::from(v);
                 }
                 acc[3] += 1;
             }
