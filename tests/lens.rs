@@ -276,3 +276,31 @@ stimuli_per_unit = 100
     );
     assert!(e.contains("capture.image.objects") && e.contains("no row for stimulus"), "{e}");
 }
+
+/// Steps as a sweep axis (`capture.image.denoise_steps`, img2img with DDIM): the rows after 0
+/// steps are the noised image's own pass, bit for bit the rows of a run without the axis; later
+/// steps move the descriptors; each step is scored like any representation.
+#[test]
+fn denoising_steps_start_from_the_noised_pass() {
+    let dir = util::scratch("lens_steps");
+    let spec = util::repo().join("jobs/demo-lens.toml");
+    let plain: Vec<String> =
+        ["capture.image.transforms=[]", "analysis.semantic.bootstrap=0"].map(String::from).to_vec();
+    let mut stepped = plain.clone();
+    stepped.push("capture.image.denoise_steps=[0, 2]".into());
+    stepped.push("capture.image.denoise_schedule=25".into());
+    let a = util::run_spec(&dir, &spec, "plain", "1", &plain);
+    let b = util::run_spec(&dir, &spec, "stepped", "1", &stepped);
+    let data = common::stimuli::Dataset::open(&a.join("dataset.json")).unwrap();
+    let key = "mid_block/mask_mean/n20/empty";
+    let own = features(&a, key, data.len());
+    assert_eq!(features(&b, &format!("{key}/d0"), data.len()), own, "0 steps is the noised pass");
+    assert_ne!(features(&b, &format!("{key}/d2"), data.len()), own, "2 steps changed nothing");
+    let rows = read_semantic_rows(&b.join("report/semantic.parquet")).unwrap();
+    assert!(rows.iter().any(|r| r.representation == format!("{key}/d2") && r.score == "knn1"));
+    let md = std::fs::read_to_string(b.join("report/report.md")).unwrap();
+    assert!(md.contains("| representation | 0 steps | 2 steps |"), "{md}");
+    // More steps than the schedule leaves room for below a noise level are refused by name.
+    let e = util::plan_error(&dir, &spec, &["capture.image.denoise_steps=[0, 20]"]);
+    assert!(e.contains("capture.image.denoise_steps") && e.contains("below t = 0"), "{e}");
+}

@@ -40,6 +40,10 @@ pub struct Representation {
     /// (`capture.image.transforms`) rather than as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<ImageTransform>,
+    /// Real-image mode with `capture.image.denoise_steps`: recorded after this many DDIM steps
+    /// from the noise level (img2img; 0 is the noised image's own pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoised: Option<u32>,
 }
 
 impl Representation {
@@ -54,6 +58,7 @@ impl Representation {
             replicate: None,
             permuted: None,
             transform: None,
+            denoised: None,
         }
     }
 
@@ -99,6 +104,9 @@ impl Representation {
         if let Some(r) = self.replicate {
             parts.push(format!("r{r}"));
         }
+        if let Some(d) = self.denoised {
+            parts.push(format!("d{d}"));
+        }
         if let Some(t) = self.transform {
             parts.push(format!("t:{t}"));
         }
@@ -119,7 +127,7 @@ impl std::fmt::Display for Representation {
 
 /// Text that is not a representation key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/p<seed>][/k<step>][/n<noise>][/<conditioning>][/r<replicate>][/t:<transform>])")]
+#[error("not a representation key: {0:?} (expected <tap>/<pooling>[/p<seed>][/k<step>][/n<noise>][/<conditioning>][/r<replicate>][/d<steps>][/t:<transform>])")]
 pub struct RepresentationKeyError(pub String);
 
 impl std::str::FromStr for Representation {
@@ -138,6 +146,7 @@ impl std::str::FromStr for Representation {
             }
             None => None,
         };
+        let denoised = numbered(&mut segments, 'd');
         let replicate = numbered(&mut segments, 'r');
         let conditioning = match segments.last().and_then(|s| by_name::<Conditioning>(s)) {
             Some(c) => {
@@ -163,6 +172,7 @@ impl std::str::FromStr for Representation {
             replicate,
             permuted,
             transform,
+            denoised,
         })
     }
 }
@@ -425,6 +435,7 @@ mod tests {
                                     replicate,
                                     permuted,
                                     transform,
+                                    denoised: transform.map(|_| 3),
                                 };
                                 let parsed = r.key().parse::<Representation>();
                                 assert_eq!(parsed, Ok(r.clone()), "{}", r.key());
@@ -445,6 +456,8 @@ mod tests {
         assert_eq!(unet.of_permuted(7).key(), "mid_block/flatten/p7/k49");
         let turned = Representation { transform: Some(ImageTransform::Rot90), ..unet.clone() };
         assert_eq!(turned.key(), "mid_block/flatten/k49/t:rot90");
+        let later = Representation { denoised: Some(2), ..turned };
+        assert_eq!(later.key(), "mid_block/flatten/k49/d2/t:rot90");
         for bad in ["", "text.3", "text.3/avg", "/mean", "text.3/mean/x1", "a/mean/t:rot45"] {
             assert_eq!(bad.parse::<Representation>(), Err(RepresentationKeyError(bad.into())));
         }

@@ -139,21 +139,28 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
         return pools.into_iter().map(|p| Representation::text(tap.name.clone(), p)).collect();
     }
     // Only U-Net taps of `sd` models reach here; the spec validated the step selection.
-    type Context = (Option<usize>, Option<u32>, Option<Conditioning>, Option<ImageTransform>);
+    type Context =
+        (Option<usize>, Option<u32>, Option<Conditioning>, Option<ImageTransform>, Option<u32>);
     let mut contexts: Vec<Context> = Vec::new();
     match c.mode {
         CaptureMode::Generate => {
             let steps = c.generate.record_steps.resolve(c.generate.steps).unwrap_or_default();
-            contexts.extend(steps.into_iter().map(|k| (Some(k), None, None, None)));
+            contexts.extend(steps.into_iter().map(|k| (Some(k), None, None, None, None)));
         }
         CaptureMode::Image => {
             // The untransformed image first, then each transform's.
             let transforms =
                 std::iter::once(None).chain(c.image.transforms.iter().map(|&t| Some(t)));
+            let steps: Vec<Option<u32>> = match c.image.denoise_steps.as_slice() {
+                [] => vec![None],
+                some => some.iter().map(|&d| Some(d)).collect(),
+            };
             for transform in transforms {
                 for &n in &c.image.noise_levels {
-                    let with = |&cd: &Conditioning| (None, Some(n), Some(cd), transform);
-                    contexts.extend(c.image.conditioning.iter().map(with));
+                    for &cd in &c.image.conditioning {
+                        let with = |&d: &Option<u32>| (None, Some(n), Some(cd), transform, d);
+                        contexts.extend(steps.iter().map(with));
+                    }
                 }
             }
         }
@@ -163,7 +170,7 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
         _ => 0,
     };
     let mut reps = Vec::new();
-    for (step, noise, conditioning, transform) in contexts {
+    for (step, noise, conditioning, transform, denoised) in contexts {
         for pooling in c.unet_poolings(&tap.name) {
             let tap = tap.name.clone();
             let mean = Representation {
@@ -175,6 +182,7 @@ fn tap_representations(spec: &JobSpec, tap: &worker::capture::TapInfo) -> Vec<Re
                 replicate: None,
                 permuted: None,
                 transform,
+                denoised,
             };
             reps.extend((0..replicates).map(|r| mean.of_replicate(r)));
             reps.push(mean);
@@ -285,7 +293,8 @@ impl Plan {
             // Objects sharing an image share its passes: this counts one image per stimulus.
             CaptureMode::Image => {
                 let views = 1 + c.image.transforms.len();
-                1 + views * c.image.noise_levels.len() * c.image.conditioning.len()
+                let chain = 1 + c.image.denoise_steps.iter().max().copied().unwrap_or(0) as usize;
+                1 + views * c.image.noise_levels.len() * c.image.conditioning.len() * chain
             }
         }
     }

@@ -225,6 +225,19 @@ pub struct ImageSection {
     /// image is encoded and denoised once, each stimulus (object) pooled by its own mask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<PathBuf>,
+    /// Steps as a sweep axis (img2img): from each noise level, record after each of these
+    /// numbers of deterministic DDIM steps (0: the noised image's own pass), conditioned as
+    /// `conditioning`, without guidance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denoise_steps: Vec<u32>,
+    /// The DDIM schedule of those steps: its number of inference steps over the training
+    /// timesteps (a step moves t down by `num_train_timesteps / denoise_schedule`).
+    #[serde(default = "default_denoise_schedule")]
+    pub denoise_schedule: usize,
+}
+
+fn default_denoise_schedule() -> usize {
+    50
 }
 
 fn default_steps() -> usize {
@@ -276,6 +289,8 @@ impl Default for ImageSection {
             width: None,
             transforms: Vec::new(),
             objects: None,
+            denoise_steps: Vec::new(),
+            denoise_schedule: default_denoise_schedule(),
         }
     }
 }
@@ -370,11 +385,44 @@ impl ImageSection {
                 return err("capture.image.transforms", msg);
             }
         }
+        self.validate_steps(file)?;
         let mut seen = std::collections::BTreeSet::new();
         if let Some(t) = self.transforms.iter().find(|t| !seen.insert(**t)) {
             return err("capture.image.transforms", format!("{t} is listed twice"));
         }
         check_size(file, "capture.image", self.height, self.width)
+    }
+}
+
+impl ImageSection {
+    /// Every noise level has room for the most denoising steps asked (t = 10n − 9 on 1000
+    /// training timesteps, down by 1000 / `denoise_schedule` per step), and no step repeats.
+    fn validate_steps(&self, file: &str) -> Result<(), SpecError> {
+        let err = |key: &str, msg: String| Err(SpecError::new(file, key, msg));
+        if self.denoise_steps.is_empty() {
+            return Ok(());
+        }
+        if !(1..=1000).contains(&self.denoise_schedule) {
+            let msg = format!("expected 1..=1000 steps, found {}", self.denoise_schedule);
+            return err("capture.image.denoise_schedule", msg);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(d) = self.denoise_steps.iter().find(|d| !seen.insert(**d)) {
+            return err("capture.image.denoise_steps", format!("{d} is listed twice"));
+        }
+        let most = u64::from(*seen.last().unwrap_or(&0));
+        let stride = (1000 / self.denoise_schedule) as u64;
+        for &n in &self.noise_levels {
+            let t = u64::from(n) * 10 - 9;
+            if most * stride > t {
+                let msg = format!(
+                    "{most} steps of {stride} timesteps go below t = 0 from noise level {n} % \
+                     (t = {t})"
+                );
+                return err("capture.image.denoise_steps", msg);
+            }
+        }
+        Ok(())
     }
 }
 

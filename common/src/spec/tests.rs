@@ -81,6 +81,8 @@ const DENSE_OPTIONS: &[&str] = &[
     "capture.image.transforms=[\"rot90\", \"shift:8,0\"]",
     "capture.image.masks=\"masks\"",
     "capture.image.objects=\"ratings.csv\"",
+    "capture.image.denoise_steps=[0, 1]",
+    "capture.image.denoise_schedule=25",
     "analysis.dense_probe.labels=\"labels\"",
     "analysis.dense_probe.targets={ fg = \"mask\" }",
     "analysis.dense_probe.split=\"ratings.csv\"",

@@ -6,8 +6,9 @@
 //! **Verdict:** the best representation is *above chance* when the lower bound of its 95 %
 //! bootstrap CI exceeds its chance level; otherwise the report says no representation is shown
 //! to beat chance under that distance (without a bootstrap no claim is made). Only
-//! untransformed representations compete: a transformed one is a condition, reported in the
-//! invariance table (drift and cross-retrieval against its untransformed twin).
+//! untransformed representations before any denoising step compete: a transformed one is a
+//! condition, reported in the invariance table (drift and cross-retrieval against its
+//! untransformed twin), and so is one after DDIM steps (the steps table).
 
 use common::table::SemanticRow;
 use common::unit::Representation;
@@ -29,6 +30,13 @@ pub(crate) struct Semantic {
 /// The transform part of a representation key (`rot90` of `…/t:rot90`), if any.
 pub(crate) fn transform_of(key: &str) -> Option<String> {
     key.parse::<Representation>().ok()?.transform.map(|t| t.to_string())
+}
+
+/// Whether a representation is a condition of another (a transform, or denoising steps
+/// taken): conditions never compete for the best representation.
+pub(crate) fn is_condition(key: &str) -> bool {
+    key.parse::<Representation>()
+        .is_ok_and(|r| r.transform.is_some() || r.denoised.is_some_and(|d| d > 0))
 }
 
 /// The untransformed twin's key of a representation key.
@@ -72,7 +80,7 @@ pub(crate) fn reduce(rows: Vec<SemanticRow>) -> Semantic {
         .filter_map(|&d| {
             let row = (0..rows.len())
                 .filter(|&i| rows[i].distance == d && rows[i].score == PRIMARY)
-                .filter(|&i| transform_of(&rows[i].representation).is_none())
+                .filter(|&i| !is_condition(&rows[i].representation))
                 .filter(|&i| rows[i].value.is_finite())
                 .max_by(|&a, &b| rows[a].value.total_cmp(&rows[b].value))?;
             let r = &rows[row];

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::report::svg::num;
 
-use crate::report::semantic::{transform_of, untransformed, Semantic};
+use crate::report::semantic::{transform_of, untransformed, Semantic, PRIMARY};
 
 /// Appends the section.
 pub(crate) fn section(md: &mut String, s: &Semantic) {
@@ -18,8 +18,7 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
          silhouette, each with its chance level and a 95 % bootstrap CI over objects. No code or \
          full text of the seed is public: science-2.md §L is this tool's definition, \
          implemented as written. The best representation is chosen among all of them, so its CI \
-         is optimistic: read a verdict as a screen, not a test. Denoising steps (img2img) and \
-         video are not run yet."
+         is optimistic: read a verdict as a screen, not a test. Video is not run yet."
     );
     if s.rows.is_empty() {
         let _ = writeln!(md, "\nNo semantic results (see the quarantined units above).");
@@ -30,6 +29,7 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
         let _ = writeln!(md, "- {}.", b.sentence(&s.rows[b.row]));
     }
     invariance(md, s);
+    steps(md, s);
     ablation(md, s);
     let _ = writeln!(
         md,
@@ -133,5 +133,55 @@ fn ablation(md: &mut String, s: &Semantic) {
             _ => "**best**".to_string(),
         };
         let _ = writeln!(md, "| {label} | `{}` | {} |", r.representation, num(r.value, 3));
+    }
+}
+
+/// 1-NN accuracy under the first distance against the number of DDIM steps taken from each
+/// noise level (`capture.image.denoise_steps`): one row per representation without the step.
+fn steps(md: &mut String, s: &Semantic) {
+    use common::unit::Representation;
+    let Some(distance) = s.best.first().map(|b| b.distance.as_str()) else { return };
+    let parsed = |key: &str| key.parse::<Representation>().ok();
+    let mut counts: Vec<u32> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    for r in s.rows.iter().filter(|r| r.score == PRIMARY && r.distance == distance) {
+        let Some(rep) = parsed(&r.representation) else { continue };
+        let Some(d) = rep.denoised else { continue };
+        if !counts.contains(&d) {
+            counts.push(d);
+        }
+        let key = Representation { denoised: None, ..rep }.key();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if counts.is_empty() {
+        return;
+    }
+    counts.sort_unstable();
+    let _ = writeln!(
+        md,
+        "\n1-NN accuracy under {distance} after k deterministic DDIM steps from the noise level \
+         (img2img without guidance; 0 steps: the noised image's own pass).\n"
+    );
+    let heads: Vec<String> = counts.iter().map(|d| format!("{d} steps")).collect();
+    let _ = writeln!(md, "| representation | {} |", heads.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(counts.len()));
+    for key in keys {
+        let cells: Vec<String> = counts
+            .iter()
+            .map(|&d| {
+                let want = parsed(&key).map(|r| Representation { denoised: Some(d), ..r }.key());
+                s.rows
+                    .iter()
+                    .find(|r| {
+                        r.score == PRIMARY
+                            && r.distance == distance
+                            && Some(&r.representation) == want.as_ref()
+                    })
+                    .map_or("–".to_string(), |r| num(r.value, 3))
+            })
+            .collect();
+        let _ = writeln!(md, "| `{key}` | {} |", cells.join(" | "));
     }
 }

@@ -12,6 +12,7 @@ use sd::scheduler::{add_noise, noise_level_to_timestep};
 
 use super::noise::{seed_for, SeededNormal};
 use super::objects::MaskSource;
+use super::sampler::ddim_step;
 use super::transform::{self, Resample};
 use super::{model_err, PassRecording, Recording, SdCapture};
 use crate::capture::Stimuli;
@@ -286,9 +287,10 @@ impl SdCapture {
             .map_err(|e| vae_err(&e))
     }
 
-    /// One U-Net pass per (noise level, conditioning) of `rec` under `transform`; `contexts`
-    /// holds the encoded empty prompt and stimulus prompts (each present when some pass needs
-    /// it).
+    /// One U-Net pass per (noise level, conditioning) of `rec` under `transform`, then with
+    /// `denoise_steps` deterministic DDIM steps from there (img2img, no guidance), recording
+    /// after each step asked; `contexts` holds the encoded empty prompt and stimulus prompts
+    /// (each present when some pass needs it).
     pub(super) fn noised_passes(
         &self,
         noised: &Noised<'_>,
@@ -300,25 +302,51 @@ impl SdCapture {
     ) -> Result<(), UnitError> {
         let alphas = self.scheduler.alphas_cumprod();
         let passes = rec.images.iter().filter(|((t, _, _), _)| *t == transform);
-        for (&(_, n, cond), taps) in passes {
+        for (&(_, n, cond), steps) in passes {
             let t = noise_level_to_timestep(n).map_err(|e| UnitError::Invalid(e.0))?;
             let noisy = add_noise(&alphas, noised.z0, noised.eps, t)
                 .map_err(|e| UnitError::Invalid(e.0))?;
-            let x = self.latent_tensor(noisy, b)?;
             let context = match cond {
                 Conditioning::Empty => contexts[0],
                 Conditioning::Prompt => contexts[1],
             }
             .expect("the caller encoded every conditioning it records");
-            let what = PassRecording {
-                taps: Some(taps),
-                rows: (0, b),
-                minus: None,
-                masks: noised.masks,
-                expand: noised.expand,
+            let mut latents = self.latent_f32(noisy, b)?;
+            let last = steps.keys().filter_map(|d| *d).max().unwrap_or(0);
+            let ddim = match last {
+                0 => None,
+                _ => Some(self.img2img_schedule()?),
             };
-            self.unet_pass(&x, t as f64, context, what, sums)?;
+            let mut t = t;
+            for d in 0..=last {
+                let taps = steps.get(&Some(d)).or(if d == 0 { steps.get(&None) } else { None });
+                let what = PassRecording {
+                    taps,
+                    rows: (0, b),
+                    minus: None,
+                    masks: noised.masks,
+                    expand: noised.expand,
+                };
+                let x = latents.to_dtype(self.dtype).map_err(|e| self.unet_error(e))?;
+                let pred = self.unet_pass(&x, t as f64, context, what, sums)?;
+                let Some(ddim) = ddim.as_ref().filter(|_| d < last) else { break };
+                let s = ddim.step_scalars(t, 0.0).map_err(|e| UnitError::Invalid(e.0))?;
+                let pred =
+                    pred.to_dtype(candle_core::DType::F32).map_err(|e| self.unet_error(e))?;
+                latents = ddim_step(&s, &pred, &latents).map_err(|e| self.unet_error(e))?;
+                t -= self.scheduler.num_train_timesteps / self.capture.image.denoise_schedule;
+            }
         }
         Ok(())
+    }
+
+    /// The DDIM schedule of `capture.image.denoise_steps`.
+    fn img2img_schedule(&self) -> Result<sd::scheduler::Ddim, UnitError> {
+        sd::scheduler::Ddim::new(&self.scheduler, self.capture.image.denoise_schedule)
+            .map_err(|e| model_err(&self.dir.join("scheduler"), e.0))
+    }
+
+    fn unet_error(&self, e: candle_core::Error) -> UnitError {
+        model_err(&self.dir.join("unet"), e)
     }
 }

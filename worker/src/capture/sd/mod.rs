@@ -203,8 +203,9 @@ struct Recording {
     /// Generation with `keep_replicates`: replicate → step k → the taps of that replicate's
     /// own rows (blocks that are not averaged).
     replicate_steps: BTreeMap<usize, BTreeMap<usize, PassTaps>>,
-    /// Image: (transform, noise %, conditioning) → taps.
-    images: BTreeMap<(Option<ImageTransform>, u32, Conditioning), PassTaps>,
+    /// Image: (transform, noise %, conditioning) → DDIM steps taken (`None` without
+    /// `denoise_steps`) → taps.
+    images: BTreeMap<(Option<ImageTransform>, u32, Conditioning), BTreeMap<Option<u32>, PassTaps>>,
     /// Whether some representation is `mask_mean` (object masks must be loaded).
     masked: bool,
 }
@@ -360,6 +361,8 @@ impl SdCapture {
                 (CaptureMode::Image, None, Some(n), Some(c), None) => rec
                     .images
                     .entry((r.transform, n, c))
+                    .or_default()
+                    .entry(r.denoised)
                     .or_default()
                     .entry(r.tap.clone())
                     .or_default()
