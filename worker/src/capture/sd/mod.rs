@@ -194,6 +194,9 @@ struct PassRecording<'a> {
     expand: Option<&'a Tensor>,
 }
 
+/// A real-image pass: (transform, noise %, conditioning).
+type ImagePass = (Option<ImageTransform>, u32, Conditioning);
+
 /// What one batch must record: text representations, and the U-Net taps of each pass.
 struct Recording {
     /// (block, hidden-state index (L + 1 = final), pooling).
@@ -205,7 +208,7 @@ struct Recording {
     replicate_steps: BTreeMap<usize, BTreeMap<usize, PassTaps>>,
     /// Image: (transform, noise %, conditioning) → DDIM steps taken (`None` without
     /// `denoise_steps`) → taps.
-    images: BTreeMap<(Option<ImageTransform>, u32, Conditioning), BTreeMap<Option<u32>, PassTaps>>,
+    images: BTreeMap<ImagePass, BTreeMap<Option<u32>, PassTaps>>,
     /// Whether some representation is `mask_mean` (object masks must be loaded).
     masked: bool,
 }
