@@ -18,6 +18,8 @@ Writes, under OUT (default data/demo/scenes):
     instances/{name}.png                    instance map: k + 1 where object k is visible, 0 else
     all_objects.csv                         every visible object: stimulus ({name}_{k}), image,
                                             mask_value (k + 1), class, area (pixels)
+    videos/images/v{v}f{f}.png, instances/  4 videos of 6 frames, objects sliding on the plane
+    videos/objects.csv                      as all_objects.csv plus instance (o{k}), video, frame
 
 Usage: make_scenes.py [OUT] [--n N] [--size S] [--seed SEED]
 """
@@ -49,7 +51,24 @@ def png(path, pixels):
         f.write(data)
 
 
+def draw_objects(rng, lo=1):
+    """Draws a scene's objects: (colour, centre, sphere?, radius or half-extents), in the order
+    the renderer has always drawn them."""
+    objects = []
+    for _ in range(int(rng.integers(lo, 4))):
+        colour = rng.uniform(0.2, 1.0, 3)
+        c = np.array([rng.uniform(-1.5, 1.5), 0.0, rng.uniform(3.5, 7.0)])
+        sphere = rng.random() < 0.5
+        size = rng.uniform(0.5, 1.0) if sphere else rng.uniform(0.4, 0.9, 3)
+        objects.append((colour, c, sphere, size))
+    return objects
+
+
 def render(rng, size):
+    return trace(draw_objects(rng), size)
+
+
+def trace(drawn, size):
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     # Camera at the origin looking down +z, slightly tilted toward the ground.
     d = np.stack([(xs + 0.5) / size * 2 - 1, -((ys + 0.5) / size * 2 - 1) - 0.3, np.full_like(xs, 1.6)], -1)
@@ -68,14 +87,12 @@ def render(rng, size):
     normal[hit] = [0, 1, 0]
     checker = (np.floor(d[..., 0] * t) + np.floor(d[..., 2] * t)) % 2
     albedo[hit] = np.where(checker[hit, None] > 0, [0.55, 0.55, 0.5], [0.4, 0.42, 0.38])
-    objects = int(rng.integers(1, 4))
-    for _ in range(objects):
-        colour = rng.uniform(0.2, 1.0, 3)
-        c = np.array([rng.uniform(-1.5, 1.5), 0.0, rng.uniform(3.5, 7.0)])
-        sphere = rng.random() < 0.5
+    objects = len(drawn)
+    for colour, c, sphere, extent in drawn:
+        c = c.copy()
         shapes.append("sphere" if sphere else "box")
         if sphere:  # resting on the plane
-            r = rng.uniform(0.5, 1.0)
+            r = extent
             c[1] = -1 + r
             b = d @ c
             disc = b * b - (c @ c - r * r)
@@ -85,7 +102,7 @@ def render(rng, size):
             p = d[hit] * t[hit, None]
             n = (p - c) / r
         else:  # axis-aligned box resting on the plane
-            half = rng.uniform(0.4, 0.9, 3)
+            half = extent
             c[1] = -1 + half[1]
             lo, hi = c - half, c + half
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -115,6 +132,28 @@ def render(rng, size):
     main = int(np.argmax(counts))
     scene = image, fg, depth.astype(np.float32), shading.astype(np.float32), objects, owner == main, shapes[main]
     return scene, owner, shapes
+
+
+def videos(out, rng, size, count=4, frames=6):
+    """Short videos: two or three objects sliding on the plane at seeded constant velocities."""
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    os.makedirs(os.path.join(out, "instances"), exist_ok=True)
+    rows = ["stimulus,image,mask_value,class,area,instance,video,frame"]
+    for v in range(count):
+        drawn = draw_objects(rng, lo=2)
+        velocity = [np.array([rng.uniform(-0.15, 0.15), 0.0, rng.uniform(-0.2, 0.2)]) for _ in drawn]
+        for f in range(frames):
+            moved = [(col, c + f * vel, sph, ext) for (col, c, sph, ext), vel in zip(drawn, velocity)]
+            (image, *_), owner, shapes = trace(moved, size)
+            name = f"v{v}f{f}"
+            png(os.path.join(out, "images", f"{name}.png"), np.round(image * 255))
+            png(os.path.join(out, "instances", f"{name}.png"), owner + 1)
+            for k, s in enumerate(shapes):
+                area = int((owner == k).sum())
+                if area > 0:
+                    rows.append(f"{name}_{k},{name},{k + 1},{s},{area},o{k},v{v},{f}")
+    with open(os.path.join(out, "objects.csv"), "w") as fh:
+        fh.write("\n".join(rows) + "\n")
 
 
 def main():
@@ -154,6 +193,7 @@ def main():
         f.write("\n".join(objects_rows) + "\n")
     with open(os.path.join(a.out, "all_objects.csv"), "w") as f:
         f.write("\n".join(all_rows) + "\n")
+    videos(os.path.join(a.out, "videos"), np.random.default_rng(a.seed + 1), a.size)
     print(f"make_scenes: {a.n} scenes of {a.size} x {a.size} in {a.out}")
 
 

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use alignment::semantic::{
-    ablation, cross_retrieval, drift, knn_accuracy, mean_inter_class_distance, scores,
-    DistanceMatrix, Items, SemanticConfig,
+    ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
+    reidentification, scores, DistanceMatrix, Items, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
 use common::table::{read_feature_block, read_semantic_rows};
@@ -303,4 +303,107 @@ fn denoising_steps_start_from_the_noised_pass() {
     // More steps than the schedule leaves room for below a noise level are refused by name.
     let e = util::plan_error(&dir, &spec, &["capture.image.denoise_steps=[0, 20]"]);
     assert!(e.contains("capture.image.denoise_steps") && e.contains("below t = 0"), "{e}");
+}
+
+/// Video (the scenes' short sequences of sliding objects, `data/demo/scenes/videos`): the
+/// objects file's `instance`, `video` and `frame` add drift per frame gap and instance
+/// re-identification across frames, equal to the library on the committed matrix.
+#[test]
+fn video_objects_are_tracked_across_frames() {
+    let dir = util::scratch("lens_video");
+    let videos = util::repo().join("data/demo/scenes/videos");
+    let table = videos.join("objects.csv");
+    let text = format!(
+        r#"[job]
+name = "video"
+[model]
+kind = "sd"
+path = {model:?}
+device = "cpu"
+[stimuli]
+file = {table:?}
+column = "stimulus"
+[targets]
+file = {table:?}
+key = "stimulus"
+columns = {{ area = "area" }}
+[capture]
+mode = "image"
+taps = ["up_blocks.1"]
+unet_pooling = ["mask_mean"]
+batch_size = 16
+seed = 7
+[capture.image]
+folder = {images:?}
+masks = {masks:?}
+objects = {table:?}
+noise_levels = [20]
+height = 32
+width = 32
+[analysis.attribute_probe]
+folds = 2
+components = 4
+permutations = 10
+[analysis.semantic]
+objects = {table:?}
+distances = ["cosine"]
+bootstrap = 50
+permutations = 10
+frame_gaps = [1, 2, 5]
+"#,
+        model = util::repo().join("tests/fixtures/tiny-sd-1"),
+        images = videos.join("images"),
+        masks = videos.join("instances"),
+    );
+    let spec = dir.join("video.toml");
+    std::fs::write(&spec, text).unwrap();
+    let run = util::run_spec(&dir, &spec, "video", "1", &[]);
+    let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
+    let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
+    let key = "up_blocks.1/mask_mean/n20/empty";
+    let x = features(&run, key, data.len());
+    let d = x.len() / data.len();
+    // The objects file in order: classes, images, tracks.
+    let lines: Vec<Vec<String>> = std::fs::read_to_string(&table)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let index = |names: &mut Vec<String>, name: &str| match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+    };
+    let (mut cn, mut im, mut ins, mut vi) = (vec![], vec![], vec![], vec![]);
+    let (mut classes, mut images, mut tracks, mut items) = (vec![], vec![], vec![], vec![]);
+    for f in &lines {
+        items.push(data.stimuli.iter().position(|s| *s == f[0]).unwrap());
+        classes.push(index(&mut cn, &f[3]));
+        images.push(index(&mut im, &f[1]));
+        tracks.push(Some(Track {
+            instance: index(&mut ins, &format!("{}\u{0}{}", f[6], f[5])),
+            video: index(&mut vi, &f[6]),
+            frame: f[7].parse().unwrap(),
+        }));
+    }
+    let picked: Vec<f32> = items.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
+    let m = Matrix::new("objects", &picked, items.len(), d).unwrap();
+    let dm = DistanceMatrix::new(&m, Distance::Cosine);
+    let it = Items::new(&classes, &images).unwrap();
+    let inter = mean_inter_class_distance(&dm, &it).unwrap();
+    let config = SemanticConfig { bootstrap: 50, permutations: 10, seed: 0 };
+    let got =
+        |score: &str| rows.iter().find(|r| r.representation == key && r.score == score).unwrap();
+    for g in drift_by_gap(&dm, &tracks, &[1, 2, 5], inter).unwrap() {
+        let r = got(&format!("video_drift_gap{}", g.gap));
+        assert_eq!((r.value, r.n as usize), (g.value, g.pairs), "gap {}", g.gap);
+    }
+    let want = reidentification(&dm, &tracks, &config).unwrap();
+    let r = got("video_reid_top1");
+    assert_eq!((r.value, r.chance, r.ci_low), (want.value, want.chance, want.ci_low));
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("Video under cosine"), "{md}");
 }

@@ -377,4 +377,22 @@ pub struct SemanticSettings {
     pub permutations: usize,
     /// Seed of both.
     pub seed: u64,
+    /// Each object's place in a video (objects-file order), when the objects file has
+    /// `instance`, `video` and `frame`; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<Option<ObjectTrack>>,
+    /// The frame gaps of the video drift (with tracks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_gaps: Vec<i64>,
+}
+
+/// Where an object sits in a video: its instance, video (indices) and frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectTrack {
+    /// The object across frames (an index; instances are named within their video).
+    pub instance: usize,
+    /// The video (an index).
+    pub video: usize,
+    /// The frame number.
+    pub frame: i64,
 }

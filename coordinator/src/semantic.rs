@@ -4,7 +4,7 @@
 //! units' settings (and so their ids).
 
 use common::error::SpecError;
-use common::settings::SemanticSettings;
+use common::settings::{ObjectTrack, SemanticSettings};
 use common::spec::JobSpec;
 use common::stimuli::Dataset;
 
@@ -16,6 +16,12 @@ struct Line {
     class: String,
     #[serde(default)]
     image: Option<String>,
+    #[serde(default)]
+    instance: Option<String>,
+    #[serde(default)]
+    video: Option<String>,
+    #[serde(default)]
+    frame: Option<String>,
 }
 
 /// The spec's semantic settings, or `None` without `[analysis.semantic]`.
@@ -34,6 +40,8 @@ pub(crate) fn resolve(
         .map_err(|e| err(format!("{}: {e}", path.display())))?;
     let (mut classes, mut class_names) = (Vec::new(), Vec::<String>::new());
     let (mut items, mut images, mut image_names) = (Vec::new(), Vec::new(), Vec::<String>::new());
+    let (mut tracks, mut instance_names, mut video_names) =
+        (Vec::new(), Vec::<String>::new(), Vec::<String>::new());
     for (i, record) in reader.deserialize::<Line>().enumerate() {
         let line = i + 2;
         let l = record.map_err(|e| at(line, e.to_string()))?;
@@ -55,6 +63,20 @@ pub(crate) fn resolve(
             })
         };
         classes.push(index(&mut class_names, &l.class));
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let track = match (nonempty(l.instance), nonempty(l.video), nonempty(l.frame)) {
+            (Some(instance), Some(video), Some(frame)) => Some(ObjectTrack {
+                // Instances are named within their video.
+                instance: index(&mut instance_names, &format!("{video}\u{0}{instance}")),
+                video: index(&mut video_names, &video),
+                frame: frame
+                    .parse()
+                    .map_err(|_| at(line, format!("frame {frame:?} is not a whole number")))?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(at(line, "give all of instance, video and frame, or none".into())),
+        };
+        tracks.push(track);
         let image = l.image.filter(|s| !s.is_empty()).unwrap_or(l.stimulus);
         images.push(index(&mut image_names, &image));
         items.push(row);
@@ -76,5 +98,11 @@ pub(crate) fn resolve(
         bootstrap: s.bootstrap,
         permutations: s.permutations,
         seed: s.seed,
+        frame_gaps: if tracks.iter().any(Option::is_some) {
+            s.frame_gaps.clone()
+        } else {
+            Vec::new()
+        },
+        tracks: if tracks.iter().any(Option::is_some) { tracks } else { Vec::new() },
     }))
 }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use alignment::semantic::{
-    ablation, cross_retrieval, drift, knn_accuracy, mean_inter_class_distance, scores,
-    DistanceMatrix, Items, SemanticConfig,
+    ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
+    reidentification, scores, DistanceMatrix, Items, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
 use common::spec::SemanticDistance;
@@ -55,29 +55,35 @@ pub(crate) fn run(
     for &distance in &s.distances {
         let dm = DistanceMatrix::new(&m, library_distance(distance));
         let sc = scores(&dm, &items, &config)?;
-        let mut named = vec![
+        let mut named: Vec<(String, alignment::semantic::Score)> = [
             ("knn1", sc.knn1),
             ("knn5", sc.knn5),
             ("map_at_r", sc.map_at_r),
             ("auc", sc.auc),
             ("ratio", sc.ratio),
             ("silhouette", sc.silhouette),
-        ];
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if !s.tracks.is_empty() {
+            named.extend(video_scores(&dm, &items, s, &config)?);
+        }
         if let Some(original) = &original {
             let o = Matrix::new("untransformed objects", original, s.items.len(), d)?;
             let dist = library_distance(distance);
             let inter = mean_inter_class_distance(&DistanceMatrix::new(&o, dist), &items)?;
             let (_, drifted) = drift(&o, &m, dist, inter, &config)?;
             let cross = cross_retrieval(&o, &m, &items, dist, &config)?;
-            named.push(("drift", drifted));
-            named.push(("cross_class_top1", cross.class_top1));
-            named.push(("cross_instance_top1", cross.instance_top1));
+            named.push(("drift".into(), drifted));
+            named.push(("cross_class_top1".into(), cross.class_top1));
+            named.push(("cross_instance_top1".into(), cross.instance_top1));
         }
         for (score, v) in named {
             out.push(SemanticRow {
                 representation: key.clone(),
                 distance: distance.name().into(),
-                score: score.into(),
+                score,
                 value: v.value,
                 chance: v.chance,
                 se: v.se,
@@ -87,6 +93,36 @@ pub(crate) fn run(
             });
         }
     }
+    Ok(out)
+}
+
+/// The video scores under one distance: drift per frame gap (`video_drift_gap<Δτ>`, chance 1,
+/// `n` = pairs) and instance re-identification across frames (`video_reid_top1`).
+fn video_scores(
+    dm: &DistanceMatrix,
+    items: &Items<'_>,
+    s: &common::settings::SemanticSettings,
+    config: &SemanticConfig,
+) -> Result<Vec<(String, alignment::semantic::Score)>, UnitError> {
+    let tracks: Vec<Option<Track>> = s
+        .tracks
+        .iter()
+        .map(|t| t.map(|t| Track { instance: t.instance, video: t.video, frame: t.frame }))
+        .collect();
+    let inter = mean_inter_class_distance(dm, items)?;
+    let mut out = Vec::new();
+    for g in drift_by_gap(dm, &tracks, &s.frame_gaps, inter)? {
+        let score = alignment::semantic::Score {
+            value: g.value,
+            chance: 1.0,
+            se: f64::NAN,
+            ci_low: f64::NAN,
+            ci_high: f64::NAN,
+            n: g.pairs,
+        };
+        out.push((format!("video_drift_gap{}", g.gap), score));
+    }
+    out.push(("video_reid_top1".to_string(), reidentification(dm, &tracks, config)?));
     Ok(out)
 }
 

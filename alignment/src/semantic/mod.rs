@@ -10,7 +10,8 @@
 //!   bootstrap CI (module `scores`, where every rule is stated);
 //! - [`drift`], [`mean_inter_class_distance`], [`cross_retrieval`]: invariance of transformed
 //!   descriptors against the untransformed set;
-//! - [`ablation`]: single taps, then greedy forward selection of z-scored concatenations.
+//! - [`ablation`]: single taps, then greedy forward selection of z-scored concatenations;
+//! - [`drift_by_gap`], [`reidentification`]: consistency of an object across video frames.
 //!
 //! **Same-image rule:** every neighbour- or pair-based score (k-NN, mAP@R, AUC, ratio, the
 //! inter-class mean of drift, class top-1 of cross-retrieval) ignores pairs of objects from the
@@ -26,6 +27,7 @@ mod score;
 mod scores;
 #[cfg(test)]
 mod tests;
+mod video;
 
 pub use self::ablation::{ablation, Ablation, AblationStep};
 pub use self::distance::{cross_distances, pair_distance, DistanceMatrix};
@@ -34,6 +36,7 @@ pub use self::items::Items;
 pub use self::pairs::{inter_intra_ratio, pair_auc, silhouette};
 pub use self::score::{Score, SemanticConfig};
 pub use self::scores::{knn_accuracy, map_at_r, scores, SemanticScores};
+pub use self::video::{drift_by_gap, reidentification, GapDrift, Track};
 
 /// numpy's linear quantile, shared with the direction bootstrap.
 pub(crate) use self::score::quantile;

@@ -55,6 +55,7 @@ pub(crate) enum Which {
     Drift = 5,
     ClassTop1 = 6,
     InstanceTop1 = 7,
+    Reidentification = 8,
 }
 
 impl Which {

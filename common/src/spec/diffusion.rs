@@ -232,12 +232,21 @@ pub struct ImageSection {
     pub denoise_steps: Vec<u32>,
     /// The DDIM schedule of those steps: its number of inference steps over the training
     /// timesteps (a step moves t down by `num_train_timesteps / denoise_schedule`).
-    #[serde(default = "default_denoise_schedule")]
+    #[serde(
+        default = "default_denoise_schedule",
+        skip_serializing_if = "is_default_denoise_schedule"
+    )]
     pub denoise_schedule: usize,
 }
 
 fn default_denoise_schedule() -> usize {
     50
+}
+
+// Left out of the resolved spec at its default, so that the capture ids of earlier runs (which
+// hash `[capture]`) stay as they were.
+fn is_default_denoise_schedule(steps: &usize) -> bool {
+    *steps == default_denoise_schedule()
 }
 
 fn default_steps() -> usize {

@@ -37,6 +37,13 @@ pub struct SemanticSection {
     /// z-scored concatenations, scored by 1-NN accuracy (needs at least two taps).
     #[serde(default = "default_ablation")]
     pub ablation: bool,
+    /// Frame gaps Δτ of the video drift (objects with `instance`, `video` and `frame`).
+    #[serde(default = "default_frame_gaps")]
+    pub frame_gaps: Vec<i64>,
+}
+
+fn default_frame_gaps() -> Vec<i64> {
+    vec![1, 2, 5, 10, 20, 40]
 }
 
 fn default_ablation() -> bool {
