@@ -146,6 +146,8 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
             && e.contains("scene999"),
         "{e}"
     );
+    let e = util::plan_error(&dir, &spec, &["analysis.semantic.max_matrix_gib=0.00001"]);
+    assert!(e.contains("analysis.semantic.max_matrix_gib") && e.contains("48 × 48"), "{e}");
     let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"rot45\"]"]);
     assert!(e.contains("capture.image.transforms") && e.contains("rot45"), "{e}");
     let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"flip_h\", \"flip_h\"]"]);

@@ -81,6 +81,20 @@ pub(crate) fn resolve(
         images.push(index(&mut image_names, &image));
         items.push(row);
     }
+    let gib = (items.len() as f64).powi(2) * 8.0 / f64::from(1_u32 << 30);
+    if gib > s.max_matrix_gib {
+        let msg = format!(
+            "{}: {} objects need a {n} × {n} distance matrix of {gib:.1} GiB in every semantic \
+             unit, over analysis.semantic.max_matrix_gib = {}; distances are not computed in \
+             blocks yet, so split the objects file or raise the limit if the workers have the \
+             memory",
+            path.display(),
+            items.len(),
+            s.max_matrix_gib,
+            n = items.len()
+        );
+        return Err(SpecError::new(spec_file, "analysis.semantic.max_matrix_gib", msg));
+    }
     if class_names.len() < 2 || items.len() < 3 {
         let msg = format!(
             "{} objects in {} classes; scores need at least 3 objects and 2 classes",

@@ -40,6 +40,14 @@ pub struct SemanticSection {
     /// Frame gaps Δτ of the video drift (objects with `instance`, `video` and `frame`).
     #[serde(default = "default_frame_gaps")]
     pub frame_gaps: Vec<i64>,
+    /// The largest N × N distance matrix (f64) a semantic unit may hold, in GiB: the plan
+    /// refuses more objects, since distances are not computed in blocks yet.
+    #[serde(default = "default_max_matrix_gib")]
+    pub max_matrix_gib: f64,
+}
+
+fn default_max_matrix_gib() -> f64 {
+    16.0
 }
 
 fn default_frame_gaps() -> Vec<i64> {
