@@ -14,7 +14,7 @@ use common::table::{DenseRow, STRIP_IMAGES};
 use common::unit::DenseUnit;
 use probe::dense::{
     all_foreground_dice, continuous_metrics, fit_logistic, fit_logistic_with_gram, mask_metrics,
-    predict, BlockStats, LogisticConfig, NormalEquations,
+    predict, BlockStats, LogisticConfig, NormalEquations, TokenGrid,
 };
 
 use crate::dense_labels::{label_path, read_label};
@@ -41,36 +41,35 @@ pub(crate) fn run(
     let s = &unit.settings;
     let features = |i: usize| &x[i * d..(i + 1) * d];
     // Every target's block statistics on the training images: [target][training image].
-    let train: Vec<Vec<BlockStats>> = s
-        .targets
-        .iter()
-        .map(|t| s.train.iter().map(|&i| block_stats(labels, data, s, t, i, tokens)).collect())
-        .collect::<Result<_, UnitError>>()?;
     let weights = match &s.paper {
-        None => fit(&train, &features, c, s)?,
+        None => {
+            // Every target's block statistics on the training images: [target][image].
+            let train: Vec<Vec<BlockStats>> = s
+                .targets
+                .iter()
+                .map(|t| {
+                    s.train.iter().map(|&i| block_stats(labels, data, s, t, i, tokens)).collect()
+                })
+                .collect::<Result<_, UnitError>>()?;
+            fit(&train, &features, c, s)?
+        }
         Some(paper) => {
             let device = crate::capture::device(device)?;
-            let shape = |t: usize| {
-                let grid = train[t].first().map(BlockStats::grid);
-                grid.map(|g| PaperShape {
-                    grid: (g.h, g.w),
-                    size: (g.h * g.f, g.w * g.f),
-                    channels: c,
-                })
-            };
             let mut weights = Vec::new();
             for (t, target) in s.targets.iter().enumerate() {
-                let Some(shape) = shape(t) else {
-                    return Err(UnitError::Invalid("no training image".into()));
-                };
-                let images = s
-                    .train
-                    .iter()
-                    .map(|&i| {
-                        let label = full_label(labels, data, s, target, i)?;
-                        Ok(PaperImage { features: features(i), label })
-                    })
-                    .collect::<Result<Vec<_>, UnitError>>()?;
+                let mut shape = None;
+                let mut images = Vec::with_capacity(s.train.len());
+                for &i in &s.train {
+                    let (label, height, width) = full_label(labels, data, s, target, i)?;
+                    let grid = TokenGrid::infer(tokens, height, width)?;
+                    shape.get_or_insert(PaperShape {
+                        grid: (grid.h, grid.w),
+                        size: (height, width),
+                        channels: c,
+                    });
+                    images.push(PaperImage { features: features(i), label });
+                }
+                let shape = shape.ok_or_else(|| UnitError::Invalid("no training image".into()))?;
                 let rate = paper.learning_rates.get(t).copied().unwrap_or(1e-3);
                 let seed = probe::seed_of(paper.seed, &[t as u64]);
                 weights.push(fit_paper(&images, shape, target.kind, rate, paper, seed, &device)?);
@@ -94,25 +93,26 @@ pub(crate) fn run(
     Ok(rows)
 }
 
-/// Stimulus `i`'s label map of `target` at full resolution (a mask as 0/1), for the paper's
-/// per-pixel losses.
+/// Stimulus `i`'s label map of `target` at full resolution (a mask as 0/1) with its height and
+/// width, for the paper's per-pixel losses.
 fn full_label(
     labels: &Path,
     data: &Dataset,
     s: &DenseSettings,
     target: &DenseTarget,
     i: usize,
-) -> Result<Vec<f32>, UnitError> {
+) -> Result<(Vec<f32>, usize, usize), UnitError> {
     let path = label_path(labels, &data.stimuli[i], &target.name, s.generated)
         .map_err(UnitError::Invalid)?;
     let map = read_label(&path, target.kind).map_err(UnitError::Invalid)?;
-    Ok(match target.kind {
+    let values = match target.kind {
         DenseTargetKind::Mask => {
             let png = path.extension().is_some_and(|e| e == "png");
             map.mask(png).into_iter().map(|m| f32::from(u8::from(m))).collect()
         }
         DenseTargetKind::Continuous => map.values.iter().map(|&v| v as f32).collect(),
-    })
+    };
+    Ok((values, map.height, map.width))
 }
 
 /// The block statistics of stimulus `i`'s label map of `target`.

@@ -17,12 +17,9 @@ use std::collections::VecDeque;
 
 use faer::{Col, Mat};
 
-use super::newton::{max_abs, Newton, Pass, Solution, TokenLoss, TrainingImages};
+use super::newton::{max_abs, Newton, Solution, TokenLoss, TrainingImages};
 use super::ridge::{cholesky_factor, cholesky_solve_factored};
 use super::{DenseError, TokenGrid};
-
-/// The objective's pass at a point (with or without the Hessian).
-type PassAt<'a> = dyn Fn(&Col<f64>, bool) -> Result<Pass, DenseError> + 'a;
 
 /// Steps L-BFGS remembers.
 pub(crate) const MEMORY: usize = 10;
@@ -46,10 +43,7 @@ impl Newton {
     ) -> Result<Solution, DenseError> {
         let lambda = self.lambda;
         let pass = |w: &Col<f64>, hessian: bool| {
-            let mut p = Pass::run(images, channels, w, hessian, grid_of, loss_of)?;
-            p.loss += lambda / 2.0 * w.squared_norm_l2();
-            p.gradient += lambda * w;
-            Ok::<_, DenseError>(p)
+            self.penalised(images, channels, w, hessian, grid_of, loss_of)
         };
         let mut w = Col::<f64>::zeros(channels);
         let mut current = pass(&w, bound.is_none())?;
@@ -106,30 +100,6 @@ impl Newton {
         let mut s = rest.minimise_from(images, w, Some(scale), grid_of, loss_of)?;
         s.iterations += ran;
         Ok(s)
-    }
-
-    /// Armijo backtracking from the full step, judging a trial whose loss equals the current
-    /// one to rounding by its gradient instead; `None` if no trial is accepted.
-    fn line_search(
-        &self,
-        w: &Col<f64>,
-        step: &Col<f64>,
-        slope: f64,
-        current: &Pass,
-        g_max: f64,
-        pass: &PassAt<'_>,
-    ) -> Result<Option<(Col<f64>, Pass)>, DenseError> {
-        let mut t = 1.0;
-        for _ in 0..40 {
-            let trial = w + t * step;
-            let p = pass(&trial, false)?;
-            let flat = (p.loss - current.loss).abs() <= 1e-12 * current.loss.abs().max(1.0);
-            if p.loss <= current.loss + 1e-4 * t * slope || (flat && max_abs(&p.gradient) < g_max) {
-                return Ok(Some((trial, p)));
-            }
-            t /= 2.0;
-        }
-        Ok(None)
     }
 }
 

@@ -49,6 +49,9 @@ pub(crate) struct Newton {
     pub what: &'static str,
 }
 
+/// The objective's pass at a point (with or without the Hessian).
+pub(super) type PassAt<'a> = dyn Fn(&Col<f64>, bool) -> Result<Pass, DenseError> + 'a;
+
 /// A minimiser: weights, Newton iterations run and the largest absolute gradient entry there.
 pub(crate) struct Solution {
     pub weights: Vec<f64>,
@@ -83,14 +86,11 @@ impl Newton {
         let mut scale = scale;
         let lambda = self.lambda;
         let pass = |w: &Col<f64>, hessian: bool| {
-            let mut p = Pass::run(images, channels, w, hessian, grid_of, loss_of)?;
-            p.loss += lambda / 2.0 * w.squared_norm_l2();
-            p.gradient += lambda * w;
-            Ok::<_, DenseError>(p)
+            self.penalised(images, channels, w, hessian, grid_of, loss_of)
         };
         let mut w = start;
         for iteration in 0..self.max_iter {
-            let current = pass(&w, true)?;
+            let mut current = pass(&w, true)?;
             let g_max = max_abs(&current.gradient);
             let threshold = self.tol * *scale.get_or_insert(g_max.max(1.0));
             let done = |w: &Col<f64>| Solution {
@@ -101,7 +101,7 @@ impl Newton {
             if g_max <= threshold {
                 return Ok(done(&w));
             }
-            let mut hessian = current.hessian;
+            let mut hessian = std::mem::replace(&mut current.hessian, Mat::zeros(0, 0));
             for c in 0..channels {
                 hessian[(c, c)] += lambda;
             }
@@ -111,25 +111,9 @@ impl Newton {
             }
             let step = Col::<f64>::from_fn(channels, |c| step[(c, 0)]);
             let slope = current.gradient.transpose() * &step;
-            // Armijo backtracking; a full step is almost always taken near the optimum. There
-            // the loss changes by less than its rounding, so a trial whose loss equals the
-            // current one to rounding is judged by its gradient instead.
-            let mut accepted = false;
-            let mut t = 1.0;
-            for _ in 0..40 {
-                let trial = &w + t * &step;
-                let p = pass(&trial, false)?;
-                let flat = (p.loss - current.loss).abs() <= 1e-12 * current.loss.abs().max(1.0);
-                if p.loss <= current.loss + 1e-4 * t * slope
-                    || (flat && max_abs(&p.gradient) < g_max)
-                {
-                    w = trial;
-                    accepted = true;
-                    break;
-                }
-                t /= 2.0;
-            }
-            if !accepted {
+            if let Some((trial, _)) = self.line_search(&w, &step, slope, &current, g_max, &pass)? {
+                w = trial;
+            } else {
                 // No decrease even for a tiny step: the optimum as far as f64 can tell, unless
                 // the gradient is still large.
                 if g_max <= threshold.sqrt() {
@@ -143,6 +127,46 @@ impl Newton {
         }
         let g_max = max_abs(&pass(&w, false)?.gradient);
         Err(DenseError::NotConverged { iterations: self.max_iter, gradient: g_max })
+    }
+
+    /// The objective at `w`: the data term's pass plus the penalty `λ/2·‖w‖²` and its gradient.
+    pub(super) fn penalised<T: Copy + Into<f64>, Y, S: TrainingImages<T, Y> + ?Sized>(
+        &self,
+        images: &S,
+        channels: usize,
+        w: &Col<f64>,
+        hessian: bool,
+        grid_of: &dyn Fn(&Y) -> TokenGrid,
+        loss_of: TokenLoss<'_, Y>,
+    ) -> Result<Pass, DenseError> {
+        let mut p = Pass::run(images, channels, w, hessian, grid_of, loss_of)?;
+        p.loss += self.lambda / 2.0 * w.squared_norm_l2();
+        p.gradient += self.lambda * w;
+        Ok(p)
+    }
+
+    /// Armijo backtracking from the full step (almost always taken near the optimum), judging a trial whose loss equals the current
+    /// one to rounding by its gradient instead; `None` if no trial is accepted.
+    pub(super) fn line_search(
+        &self,
+        w: &Col<f64>,
+        step: &Col<f64>,
+        slope: f64,
+        current: &Pass,
+        g_max: f64,
+        pass: &PassAt<'_>,
+    ) -> Result<Option<(Col<f64>, Pass)>, DenseError> {
+        let mut t = 1.0;
+        for _ in 0..40 {
+            let trial = w + t * step;
+            let p = pass(&trial, false)?;
+            let flat = (p.loss - current.loss).abs() <= 1e-12 * current.loss.abs().max(1.0);
+            if p.loss <= current.loss + 1e-4 * t * slope || (flat && max_abs(&p.gradient) < g_max) {
+                return Ok(Some((trial, p)));
+            }
+            t /= 2.0;
+        }
+        Ok(None)
     }
 }
 
