@@ -201,47 +201,11 @@ fn grouped_objects_equal_one_object_per_pass() {
     let file_table = dir.join("objects_files.csv");
     std::fs::write(&file_table, with_files).unwrap();
     let spec = |objects: &Path, masks: &Path, batch: usize| {
-        let text = format!(
-            r#"[job]
-name = "objects"
-[model]
-kind = "sd"
-path = {model:?}
-device = "cpu"
-[stimuli]
-file = {table:?}
-column = "stimulus"
-[targets]
-file = {table:?}
-key = "stimulus"
-columns = {{ area = "area" }}
-[capture]
-mode = "image"
-taps = ["mid_block", "up_blocks.1"]
-unet_pooling = ["mask_mean"]
-batch_size = {batch}
-seed = 7
-[capture.image]
-folder = {images:?}
-masks = {masks:?}
-objects = {objects:?}
-noise_levels = [20]
-height = 32
-width = 32
-[analysis.attribute_probe]
-folds = 2
-components = 4
-permutations = 10
-[sweep]
-stimuli_per_unit = 100
-"#,
-            model = util::repo().join("tests/fixtures/tiny-sd-1"),
-            images = scenes.join("images"),
-        );
-        let path = dir
-            .join(format!("objects-{batch}-{}.toml", masks.file_name().unwrap().to_string_lossy()));
-        std::fs::write(&path, text).unwrap();
-        path
+        let file = format!("objects-{batch}-{}.toml", masks.file_name().unwrap().to_string_lossy());
+        let taps = r#"["mid_block", "up_blocks.1"]"#;
+        let sweep = "[sweep]\nstimuli_per_unit = 100\n";
+        let at = ObjectsAt { table: &table, objects, images: &scenes.join("images"), masks };
+        objects_spec(&dir.join(file), &at, taps, batch, sweep)
     };
     let key = "up_blocks.1/mask_mean/n20/empty";
     let rows = |name: &str, spec: PathBuf| {
@@ -315,50 +279,17 @@ fn video_objects_are_tracked_across_frames() {
     let dir = util::scratch("lens_video");
     let videos = util::repo().join("data/demo/scenes/videos");
     let table = videos.join("objects.csv");
-    let text = format!(
-        r#"[job]
-name = "video"
-[model]
-kind = "sd"
-path = {model:?}
-device = "cpu"
-[stimuli]
-file = {table:?}
-column = "stimulus"
-[targets]
-file = {table:?}
-key = "stimulus"
-columns = {{ area = "area" }}
-[capture]
-mode = "image"
-taps = ["up_blocks.1"]
-unet_pooling = ["mask_mean"]
-batch_size = 16
-seed = 7
-[capture.image]
-folder = {images:?}
-masks = {masks:?}
-objects = {table:?}
-noise_levels = [20]
-height = 32
-width = 32
-[analysis.attribute_probe]
-folds = 2
-components = 4
-permutations = 10
-[analysis.semantic]
-objects = {table:?}
-distances = ["cosine"]
-bootstrap = 50
-permutations = 10
-frame_gaps = [1, 2, 5]
-"#,
-        model = util::repo().join("tests/fixtures/tiny-sd-1"),
-        images = videos.join("images"),
-        masks = videos.join("instances"),
+    let semantic = format!(
+        "[analysis.semantic]\nobjects = {table:?}\ndistances = [\"cosine\"]\nbootstrap = 50\n\
+         permutations = 10\nframe_gaps = [1, 2, 5]\n"
     );
-    let spec = dir.join("video.toml");
-    std::fs::write(&spec, text).unwrap();
+    let at = ObjectsAt {
+        table: &table,
+        objects: &table,
+        images: &videos.join("images"),
+        masks: &videos.join("instances"),
+    };
+    let spec = objects_spec(&dir.join("video.toml"), &at, r#"["up_blocks.1"]"#, 16, &semantic);
     let run = util::run_spec(&dir, &spec, "video", "1", &[]);
     let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
     let data = common::stimuli::Dataset::open(&run.join("dataset.json")).unwrap();
@@ -408,4 +339,58 @@ frame_gaps = [1, 2, 5]
     assert_eq!((r.value, r.chance, r.ci_low), (want.value, want.chance, want.ci_low));
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("Video under cosine"), "{md}");
+}
+
+/// Where an objects spec's files are: the table of stimuli and targets, the capture's objects
+/// table, the images and the masks.
+struct ObjectsAt<'a> {
+    table: &'a Path,
+    objects: &'a Path,
+    images: &'a Path,
+    masks: &'a Path,
+}
+
+/// Writes a spec over the tiny SD with one stimulus per object (`capture.image.objects`), the
+/// objects' `area` as target, and `extra` appended; returns its path.
+fn objects_spec(path: &Path, at: &ObjectsAt<'_>, taps: &str, batch: usize, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[job]
+name = "objects"
+[model]
+kind = "sd"
+path = {model:?}
+device = "cpu"
+[stimuli]
+file = {table:?}
+column = "stimulus"
+[targets]
+file = {table:?}
+key = "stimulus"
+columns = {{ area = "area" }}
+[capture]
+mode = "image"
+taps = {taps}
+unet_pooling = ["mask_mean"]
+batch_size = {batch}
+seed = 7
+[capture.image]
+folder = {images:?}
+masks = {masks:?}
+objects = {objects:?}
+noise_levels = [20]
+height = 32
+width = 32
+[analysis.attribute_probe]
+folds = 2
+components = 4
+permutations = 10
+{extra}"#,
+        model = util::repo().join("tests/fixtures/tiny-sd-1"),
+        table = at.table,
+        images = at.images,
+        masks = at.masks,
+        objects = at.objects,
+    );
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
 }
