@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--per-image", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--block-mib", type=int, default=None,
+                    help="diffprobe's distance budget in MiB (below N^2 * 8 bytes: row blocks)")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     n, d = a.n, a.d
@@ -42,7 +44,8 @@ def main():
         f.astype("<f8").tofile(paths[0])
         classes.astype("<u4").tofile(paths[1])
         images.astype("<u4").tofile(paths[2])
-        out = subprocess.run([a.bench_bin, *paths, str(n), str(d)], check=True,
+        budget = [str(a.block_mib)] if a.block_mib else []
+        out = subprocess.run([a.bench_bin, *paths, str(n), str(d), *budget], check=True,
                              capture_output=True, text=True).stdout.splitlines()
     ours = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in out}
     print(f"semantic lens: N = {n} objects x D = {d}, {a.classes} classes, {a.per_image} objects per image")

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use alignment::semantic::{
     ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
-    reidentification, scores, DistanceMatrix, Items, SemanticConfig, Track,
+    reidentification, scores, DistanceMatrix, Distances, Items, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
 use common::table::{read_feature_block, read_semantic_rows};
@@ -118,8 +118,8 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
         .map(|v| Matrix::new("tap", v, items.len(), v.len() / items.len()).unwrap())
         .collect();
     let quick = SemanticConfig { bootstrap: 0, permutations: 0, seed: 20240501 };
-    let knn1 = |dm: &DistanceMatrix, it: &Items<'_>| Ok(knn_accuracy(dm, it, 1, &quick)?.value);
-    let want = ablation(&ms, &it, Distance::L1, &knn1).unwrap();
+    let knn1 = |dm: &Distances, it: &Items<'_>| Ok(knn_accuracy(dm, it, 1, &quick)?.value);
+    let want = ablation(&ms, &it, Distance::L1, usize::MAX, &knn1).unwrap();
     let got: Vec<(String, f64)> = rows
         .iter()
         .filter(|r| {
@@ -146,8 +146,17 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
             && e.contains("scene999"),
         "{e}"
     );
-    let e = util::plan_error(&dir, &spec, &["analysis.semantic.max_matrix_gib=0.00001"]);
-    assert!(e.contains("analysis.semantic.max_matrix_gib") && e.contains("48 × 48"), "{e}");
+    let e = util::plan_error(&dir, &spec, &["analysis.semantic.max_matrix_gib=0"]);
+    assert!(e.contains("analysis.semantic.max_matrix_gib") && e.contains("positive"), "{e}");
+    let small = ["plan", spec.to_str().unwrap(), "--set", "analysis.semantic.max_matrix_gib=1e-5"];
+    let out = util::run(&small, &dir);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && said.contains("48 × 48 distances")
+            && said.contains("blocks of 27 rows"),
+        "{said}"
+    );
     let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"rot45\"]"]);
     assert!(e.contains("capture.image.transforms") && e.contains("rot45"), "{e}");
     let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"flip_h\", \"flip_h\"]"]);
@@ -281,7 +290,7 @@ fn video_objects_are_tracked_across_frames() {
     let table = videos.join("objects.csv");
     let semantic = format!(
         "[analysis.semantic]\nobjects = {table:?}\ndistances = [\"cosine\"]\nbootstrap = 50\n\
-         permutations = 10\nframe_gaps = [1, 2, 5]\n"
+         permutations = 10\nframe_gaps = [1, 2, 5]\nmax_matrix_gib = 1e-5\n"
     );
     let at = ObjectsAt {
         table: &table,
@@ -337,6 +346,24 @@ fn video_objects_are_tracked_across_frames() {
     let want = reidentification(&dm, &tracks, &config).unwrap();
     let r = got("video_reid_top1");
     assert_eq!((r.value, r.chance, r.ci_low), (want.value, want.chance, want.ci_low));
+    // The unit computed its distances in blocks (a 60 × 60 matrix over a 10.7 kB budget): every
+    // score still equals the library's on the whole matrix.
+    let whole = scores(&dm, &it, &config).unwrap();
+    for (score, w) in [
+        ("knn1", whole.knn1),
+        ("knn5", whole.knn5),
+        ("map_at_r", whole.map_at_r),
+        ("auc", whole.auc),
+        ("ratio", whole.ratio),
+        ("silhouette", whole.silhouette),
+    ] {
+        let r = got(score);
+        assert_eq!(
+            (r.value, r.chance, r.ci_low, r.ci_high),
+            (w.value, w.chance, w.ci_low, w.ci_high),
+            "{score}"
+        );
+    }
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("Video under cosine"), "{md}");
 }

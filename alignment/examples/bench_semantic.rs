@@ -4,21 +4,24 @@
 //! `scripts/bench_semantic_ref.py`, so the launcher can set the time and the numbers beside
 //! scipy's `cdist` and the reference scores on the same matrices.
 //!
-//! Usage: `bench_semantic F.f64 C.u32 I.u32 N D` — `F` the `N × D` features (row-major,
-//! little-endian f64), `C` and `I` each object's class and image. Prints one line per distance:
-//! `name seconds knn1 knn5 map_at_r auc ratio silhouette`.
+//! Usage: `bench_semantic F.f64 C.u32 I.u32 N D [MIB]` — `F` the `N × D` features (row-major,
+//! little-endian f64), `C` and `I` each object's class and image; `MIB` the distance budget
+//! (`Distances::new`; default: the whole matrix), so a budget under N² · 8 bytes times the
+//! blocked path. Prints one line per distance: `name seconds knn1 knn5 map_at_r auc ratio
+//! silhouette`.
 
 use std::time::Instant;
 
-use alignment::semantic::{scores, DistanceMatrix, Items, SemanticConfig};
+use alignment::semantic::{scores, Distances, Items, SemanticConfig};
 use alignment::{Distance, Matrix};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
-        eprintln!("usage: bench_semantic F.f64 C.u32 I.u32 N D");
+    if !(6..=7).contains(&args.len()) {
+        eprintln!("usage: bench_semantic F.f64 C.u32 I.u32 N D [MIB]");
         std::process::exit(2);
     }
+    let budget = args.get(6).map_or(usize::MAX, |m| m.parse::<usize>().expect("MIB") << 20);
     let (n, d): (usize, usize) = (args[4].parse().expect("N"), args[5].parse().expect("D"));
     let f: Vec<f64> = std::fs::read(&args[1])
         .expect("F")
@@ -45,7 +48,7 @@ fn main() {
     ];
     for (name, distance) in distances {
         let start = Instant::now();
-        let dm = DistanceMatrix::new(&m, distance);
+        let dm = Distances::new(&m, distance, budget);
         let s = scores(&dm, &items, &config).expect("scores");
         let seconds = start.elapsed().as_secs_f64();
         let v = [s.knn1, s.knn5, s.map_at_r, s.auc, s.ratio, s.silhouette].map(|x| x.value);

@@ -384,6 +384,21 @@ pub struct SemanticSettings {
     /// The frame gaps of the video drift (with tracks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frame_gaps: Vec<i64>,
+    /// The largest distance matrix a unit holds whole, in bytes (beyond it, row blocks within
+    /// it). Left out of the unit at its default so that ids made before it stay.
+    #[serde(default = "default_max_matrix_bytes", skip_serializing_if = "is_default_max_matrix")]
+    pub max_matrix_bytes: u64,
+}
+
+/// `analysis.semantic.max_matrix_gib`'s default, 16 GiB, in bytes.
+pub const DEFAULT_MAX_MATRIX_BYTES: u64 = 16 << 30;
+
+fn default_max_matrix_bytes() -> u64 {
+    DEFAULT_MAX_MATRIX_BYTES
+}
+
+fn is_default_max_matrix(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_MATRIX_BYTES
 }
 
 /// Where an object sits in a video: its instance, video (indices) and frame.

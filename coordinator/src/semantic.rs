@@ -81,18 +81,8 @@ pub(crate) fn resolve(
         images.push(index(&mut image_names, &image));
         items.push(row);
     }
-    let gib = (items.len() as f64).powi(2) * 8.0 / f64::from(1_u32 << 30);
-    if gib > s.max_matrix_gib {
-        let msg = format!(
-            "{}: {} objects need a {n} × {n} distance matrix of {gib:.1} GiB in every semantic \
-             unit, over analysis.semantic.max_matrix_gib = {}; distances are not computed in \
-             blocks yet, so split the objects file or raise the limit if the workers have the \
-             memory",
-            path.display(),
-            items.len(),
-            s.max_matrix_gib,
-            n = items.len()
-        );
+    if !(s.max_matrix_gib > 0.0 && s.max_matrix_gib.is_finite()) {
+        let msg = format!("must be a positive number of GiB, not {}", s.max_matrix_gib);
         return Err(SpecError::new(spec_file, "analysis.semantic.max_matrix_gib", msg));
     }
     if class_names.len() < 2 || items.len() < 3 {
@@ -118,5 +108,6 @@ pub(crate) fn resolve(
             Vec::new()
         },
         tracks: if tracks.iter().any(Option::is_some) { tracks } else { Vec::new() },
+        max_matrix_bytes: (s.max_matrix_gib * f64::from(1_u32 << 30)) as u64,
     }))
 }

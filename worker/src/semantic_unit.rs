@@ -1,12 +1,14 @@
 //! A semantic unit (`[analysis.semantic]`, science-2.md §L): gather one representation
 //! ([`gather`]), keep the objects' rows, and score class semantics under each distance with the
-//! `alignment::semantic` library (its distance matrix, its scores, chance levels and CIs).
+//! `alignment::semantic` library (its distances, its scores, chance levels and CIs). The
+//! distances are held whole up to `analysis.semantic.max_matrix_gib` and computed in row blocks
+//! beyond it, with the same scores.
 
 use std::path::Path;
 
 use alignment::semantic::{
     ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
-    reidentification, scores, DistanceMatrix, Items, SemanticConfig, Track,
+    reidentification, scores, DistanceRows, Distances, Items, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
 use common::spec::SemanticDistance;
@@ -51,9 +53,10 @@ pub(crate) fn run(
         }
         None => None::<Vec<f32>>,
     };
+    let budget = usize::try_from(s.max_matrix_bytes).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for &distance in &s.distances {
-        let dm = DistanceMatrix::new(&m, library_distance(distance));
+        let dm = Distances::new(&m, library_distance(distance), budget);
         let sc = scores(&dm, &items, &config)?;
         let mut named: Vec<(String, alignment::semantic::Score)> = [
             ("knn1", sc.knn1),
@@ -72,7 +75,7 @@ pub(crate) fn run(
         if let Some(original) = &original {
             let o = Matrix::new("untransformed objects", original, s.items.len(), d)?;
             let dist = library_distance(distance);
-            let inter = mean_inter_class_distance(&DistanceMatrix::new(&o, dist), &items)?;
+            let inter = mean_inter_class_distance(&Distances::new(&o, dist, budget), &items)?;
             let (_, drifted) = drift(&o, &m, dist, inter, &config)?;
             let cross = cross_retrieval(&o, &m, &items, dist, &config)?;
             named.push(("drift".into(), drifted));
@@ -99,7 +102,7 @@ pub(crate) fn run(
 /// The video scores under one distance: drift per frame gap (`video_drift_gap<Δτ>`, chance 1,
 /// `n` = pairs) and instance re-identification across frames (`video_reid_top1`).
 fn video_scores(
-    dm: &DistanceMatrix,
+    dm: &dyn DistanceRows,
     items: &Items<'_>,
     s: &common::settings::SemanticSettings,
     config: &SemanticConfig,
@@ -150,12 +153,12 @@ fn run_ablation(
     let items = Items::new(&s.classes, &s.images)?;
     // Only the accuracy steers the selection: no bootstrap, no permutations.
     let quick = SemanticConfig { bootstrap: 0, permutations: 0, seed: s.seed };
-    let knn1 =
-        |dm: &DistanceMatrix, items: &Items<'_>| Ok(knn_accuracy(dm, items, 1, &quick)?.value);
+    let knn1 = |dm: &Distances, items: &Items<'_>| Ok(knn_accuracy(dm, items, 1, &quick)?.value);
+    let budget = usize::try_from(s.max_matrix_bytes).unwrap_or(usize::MAX);
     let keys: Vec<String> = unit.ablation.iter().map(Representation::key).collect();
     let mut out = Vec::new();
     for &distance in &s.distances {
-        let a = ablation(&taps, &items, library_distance(distance), &knn1)?;
+        let a = ablation(&taps, &items, library_distance(distance), budget, &knn1)?;
         let row = |representation: String, score: &str, value: f64| SemanticRow {
             representation,
             distance: distance.name().into(),

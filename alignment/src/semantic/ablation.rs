@@ -10,7 +10,7 @@ use crate::error::AlignmentError;
 use crate::matrix::Matrix;
 use crate::odd_one_out::Distance;
 
-use super::distance::DistanceMatrix;
+use super::distance::Distances;
 use super::items::Items;
 
 /// One step of the forward selection.
@@ -34,7 +34,8 @@ pub struct Ablation {
 }
 
 /// The ablation over `taps` (descriptor sets of the same items, any widths), each set scored by
-/// `score` on its distances under `distance` (e.g. the value of 1-NN accuracy).
+/// `score` on its distances under `distance` (e.g. the value of 1-NN accuracy), held whole up to
+/// `max_bytes` ([`Distances::new`]).
 ///
 /// # Errors
 /// [`AlignmentError::LabelCount`] if a tap does not have one row per item,
@@ -43,7 +44,8 @@ pub fn ablation<T: Copy + Into<f64>>(
     taps: &[Matrix<'_, T>],
     items: &Items<'_>,
     distance: Distance,
-    score: &dyn Fn(&DistanceMatrix, &Items<'_>) -> Result<f64, AlignmentError>,
+    max_bytes: usize,
+    score: &dyn Fn(&Distances, &Items<'_>) -> Result<f64, AlignmentError>,
 ) -> Result<Ablation, AlignmentError> {
     if taps.is_empty() {
         return Err(AlignmentError::Config { setting: "taps", problem: "none given".into() });
@@ -53,7 +55,7 @@ pub fn ablation<T: Copy + Into<f64>>(
     }
     let singles = taps
         .iter()
-        .map(|tap| score(&DistanceMatrix::new(tap, distance), items))
+        .map(|tap| score(&Distances::new(tap, distance, max_bytes), items))
         .collect::<Result<Vec<_>, _>>()?;
     let z: Vec<Vec<f64>> = taps.iter().map(zscore).collect();
     let n = items.len();
@@ -65,7 +67,7 @@ pub fn ablation<T: Copy + Into<f64>>(
             let set: Vec<usize> = chosen.iter().copied().chain([t]).collect();
             let values = concatenate(&z, taps, &set, n);
             let m = Matrix::new("concatenation", &values, n, values.len() / n)?;
-            let s = score(&DistanceMatrix::new(&m, distance), items)?;
+            let s = score(&Distances::new(&m, distance, max_bytes), items)?;
             if best.is_none_or(|(_, b)| s > b) {
                 best = Some((t, s));
             }

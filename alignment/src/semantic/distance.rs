@@ -8,8 +8,12 @@
 //! an unchanged descriptor is exactly 0, not a rounding residue of 1 − x·x/‖x‖²), and cosine and
 //! correlation distances are clipped to [0, 2].
 //!
-//! The matrix is dense (N² values): the scores need whole rows of it. Blocking for sets that do not
-//! fit in memory is the caller's (through [`cross_distances`] on row blocks).
+//! The scores read distances a row at a time through [`DistanceRows`]: a [`DistanceMatrix`]
+//! holds all N² values; [`Distances::new`] holds them only up to a byte budget and otherwise
+//! computes them again for each pass, a block of rows at a time ([`BlockedDistances`]), so that
+//! sets whose N² matrix does not fit in memory are scored all the same. Every distance is the
+//! same arithmetic either way (and `between(a, b)` equals `between(b, a)` bit for bit), so the
+//! two give identical scores.
 
 use crate::matrix::Matrix;
 use crate::odd_one_out::Distance;
@@ -24,6 +28,131 @@ pub fn pair_distance<T: Copy + Into<f64>>(x: &[T], y: &[T], distance: Distance) 
 
 /// Bytes of rows one tile of [`DistanceMatrix::new`] holds (two tiles fit a typical L2).
 const TILE_BYTES: usize = 256 * 1024;
+
+/// Distances read row by row: what every score needs of a distance matrix.
+pub trait DistanceRows {
+    /// Number of rows (items).
+    fn len(&self) -> usize;
+
+    /// Whether there are no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `visit(i, row_i)` for every row `i` in order, `row_i` the distances from item `i`
+    /// to every item (zero at `i`).
+    fn for_each_row(&self, visit: &mut dyn FnMut(usize, &[f64]));
+}
+
+impl DistanceRows for DistanceMatrix {
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn for_each_row(&self, visit: &mut dyn FnMut(usize, &[f64])) {
+        for i in 0..self.n {
+            visit(i, self.row(i));
+        }
+    }
+}
+
+/// The distances of a set computed again on every pass, `block` rows at a time, so that no more
+/// than `block × N` values are held.
+pub struct BlockedDistances {
+    rows: Vec<Prepared>,
+    distance: Distance,
+    block: usize,
+}
+
+impl BlockedDistances {
+    /// The distances between all rows of `features`, computed `block` rows at a time (at least 1).
+    pub fn new<T: Copy + Into<f64>>(
+        features: &Matrix<'_, T>,
+        distance: Distance,
+        block: usize,
+    ) -> Self {
+        Self { rows: prepare(features, distance), distance, block: block.max(1) }
+    }
+
+    /// Rows per block.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+}
+
+impl DistanceRows for BlockedDistances {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn for_each_row(&self, visit: &mut dyn FnMut(usize, &[f64])) {
+        let n = self.rows.len();
+        let cols = self.rows.first().map_or(1, |r| r.values.len().max(1));
+        let tile = (TILE_BYTES / (8 * cols)).clamp(1, 64);
+        let mut values = vec![0.0; self.block.min(n) * n];
+        for start in (0..n).step_by(self.block) {
+            let end = (start + self.block).min(n);
+            // Column tiles outside, the block's rows inside: a tile of rows stays in cache.
+            for bj in (0..n).step_by(tile) {
+                for i in start..end {
+                    let end_j = (bj + tile).min(n);
+                    let out = &mut values[(i - start) * n + bj..(i - start) * n + end_j];
+                    for (v, j) in out.iter_mut().zip(bj..end_j) {
+                        *v = if i == j {
+                            0.0
+                        } else {
+                            between(&self.rows[i], &self.rows[j], self.distance)
+                        };
+                    }
+                }
+            }
+            for i in start..end {
+                visit(i, &values[(i - start) * n..(i - start + 1) * n]);
+            }
+        }
+    }
+}
+
+/// A set's distances, held whole when the N × N matrix fits in a byte budget and computed in
+/// row blocks within it otherwise.
+pub enum Distances {
+    /// The whole matrix.
+    Held(DistanceMatrix),
+    /// Row blocks, computed on each pass.
+    Blocked(BlockedDistances),
+}
+
+impl Distances {
+    /// The distances between all rows of `features`, holding at most about `max_bytes` of them.
+    pub fn new<T: Copy + Into<f64>>(
+        features: &Matrix<'_, T>,
+        distance: Distance,
+        max_bytes: usize,
+    ) -> Self {
+        let n = features.rows();
+        if n.saturating_mul(n).saturating_mul(8) <= max_bytes {
+            Self::Held(DistanceMatrix::new(features, distance))
+        } else {
+            Self::Blocked(BlockedDistances::new(features, distance, max_bytes / (8 * n.max(1))))
+        }
+    }
+}
+
+impl DistanceRows for Distances {
+    fn len(&self) -> usize {
+        match self {
+            Self::Held(m) => m.len(),
+            Self::Blocked(b) => b.len(),
+        }
+    }
+
+    fn for_each_row(&self, visit: &mut dyn FnMut(usize, &[f64])) {
+        match self {
+            Self::Held(m) => m.for_each_row(visit),
+            Self::Blocked(b) => b.for_each_row(visit),
+        }
+    }
+}
 
 /// A symmetric N × N distance matrix with a zero diagonal.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,11 +212,30 @@ pub fn cross_distances<T: Copy + Into<f64>>(
     gallery: &Matrix<'_, T>,
     distance: Distance,
 ) -> Option<Vec<f64>> {
+    let mut out = Vec::with_capacity(queries.rows() * gallery.rows());
+    for_each_cross_row(queries, gallery, distance, &mut |_, row| out.extend_from_slice(row))
+        .then_some(out)
+}
+
+/// Calls `visit(i, row_i)` for every query `i`, `row_i` its distances to every gallery row, one
+/// row held at a time; `false` (and no call) when the widths differ.
+pub(crate) fn for_each_cross_row<T: Copy + Into<f64>>(
+    queries: &Matrix<'_, T>,
+    gallery: &Matrix<'_, T>,
+    distance: Distance,
+    visit: &mut dyn FnMut(usize, &[f64]),
+) -> bool {
     if queries.cols() != gallery.cols() {
-        return None;
+        return false;
     }
-    let (q, g) = (prepare(queries, distance), prepare(gallery, distance));
-    Some(q.iter().flat_map(|a| g.iter().map(move |b| between(a, b, distance))).collect())
+    let g = prepare(gallery, distance);
+    let mut row = vec![0.0; g.len()];
+    for i in 0..queries.rows() {
+        let a = Prepared::new(queries.row(i).iter().map(|&v| v.into()).collect(), distance);
+        row.iter_mut().zip(&g).for_each(|(out, b)| *out = between(&a, b, distance));
+        visit(i, &row);
+    }
+    true
 }
 
 /// A row converted to `f64` (centred for correlation) with its norm where the distance needs one,

@@ -14,7 +14,7 @@ use crate::error::AlignmentError;
 use crate::matrix::Matrix;
 use crate::odd_one_out::Distance;
 
-use super::distance::{cross_distances, pair_distance, DistanceMatrix};
+use super::distance::{for_each_cross_row, pair_distance, DistanceRows};
 use super::items::Items;
 use super::pairs::class_sums;
 use super::score::{weighted_mean, with_bootstrap, Score, SemanticConfig, Which};
@@ -25,8 +25,8 @@ use super::scores::not_scorable;
 /// # Errors
 /// [`AlignmentError::LabelCount`] if `items` does not match `dm`, [`AlignmentError::NotScorable`]
 /// if there is no such pair or all are at distance 0.
-pub fn mean_inter_class_distance(
-    dm: &DistanceMatrix,
+pub fn mean_inter_class_distance<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
 ) -> Result<f64, AlignmentError> {
     items.check(dm.len())?;
@@ -88,19 +88,18 @@ pub fn cross_retrieval<T: Copy + Into<f64>>(
     check_pair(original, transformed)?;
     items.check(original.rows())?;
     let n = original.rows();
-    let d = cross_distances(transformed, original, distance).unwrap_or_default();
     let classes = items.classes();
-    let nearest = |i: usize, keep: &dyn Fn(usize) -> bool| -> Option<usize> {
-        let row = &d[i * n..(i + 1) * n];
-        // The first strict minimum: ties go to the lower index.
+    // The first strict minimum among the kept gallery objects: ties go to the lower index.
+    let nearest = |row: &[f64], keep: &dyn Fn(usize) -> bool| -> Option<usize> {
         (0..n).filter(|&j| keep(j)).fold(None, |best: Option<usize>, j| match best {
             Some(b) if row[b] <= row[j] => Some(b),
             _ => Some(j),
         })
     };
     let (mut class_hits, mut class_chance) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        if let Some(j) = nearest(i, &|j| items.apart(i, j)) {
+    let mut instance_hits = Vec::with_capacity(n);
+    for_each_cross_row(transformed, original, distance, &mut |i, row| {
+        if let Some(j) = nearest(row, &|j| items.apart(i, j)) {
             class_hits.push(f64::from(u8::from(classes[j] == classes[i])));
             let others = (0..n).filter(|&j| items.apart(i, j));
             let (same, all) = others.fold((0.0, 0.0), |(s, a), j| {
@@ -108,15 +107,14 @@ pub fn cross_retrieval<T: Copy + Into<f64>>(
             });
             class_chance.push(same / all);
         }
-    }
+        instance_hits.push(f64::from(u8::from(nearest(row, &|_| true) == Some(i))));
+    });
     if class_hits.is_empty() {
         return Err(not_scorable(
             "class top-1",
             "no query has a gallery object from another image",
         ));
     }
-    let instance_hits: Vec<f64> =
-        (0..n).map(|i| f64::from(u8::from(nearest(i, &|_| true) == Some(i)))).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let class_top1 = with_bootstrap(
         mean(&class_hits),

@@ -4,7 +4,9 @@
 //!
 //! - [`DistanceMatrix`]: the N × N distances of a descriptor set ([`Distance::SEMANTIC`]: cosine,
 //!   Euclidean, L1, L∞, correlation; equal to scipy's `cdist`), and [`cross_distances`] between
-//!   two sets;
+//!   two sets; [`Distances`] holds them whole within a byte budget and computes them in row
+//!   blocks beyond it ([`BlockedDistances`]); every score reads rows through [`DistanceRows`]
+//!   (module `pass`), so blocked and held distances give identical scores;
 //! - [`scores`]: leave-one-out 1-NN and 5-NN class accuracy, mAP@R, same- vs different-class AUC,
 //!   inter/intra mean-distance ratio and silhouette, each a [`Score`] with its chance level and a
 //!   bootstrap CI (module `scores`, where every rule is stated);
@@ -23,6 +25,7 @@ mod distance;
 mod invariance;
 mod items;
 mod pairs;
+mod pass;
 mod score;
 mod scores;
 #[cfg(test)]
@@ -30,7 +33,9 @@ mod tests;
 mod video;
 
 pub use self::ablation::{ablation, Ablation, AblationStep};
-pub use self::distance::{cross_distances, pair_distance, DistanceMatrix};
+pub use self::distance::{
+    cross_distances, pair_distance, BlockedDistances, DistanceMatrix, DistanceRows, Distances,
+};
 pub use self::invariance::{cross_retrieval, drift, mean_inter_class_distance, CrossRetrieval};
 pub use self::items::Items;
 pub use self::pairs::{inter_intra_ratio, pair_auc, silhouette};

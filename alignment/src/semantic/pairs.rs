@@ -3,6 +3,11 @@
 //! - **AUC:** same-class pairs (positives) against different-class pairs (negatives) of objects
 //!   from different images, scored by −distance: the Mann–Whitney probability that a positive is
 //!   closer than a negative, ties counted ½ (scikit-learn's `roc_auc_score`). **Chance** 0.5.
+//!   **CI:** the bootstrap of its first-order (Hájek) projection over query items: a replicate
+//!   weights each item's negatives, placed against all positives, and each item's positives,
+//!   placed against all negatives, by the item's draws, and averages the two sides (each equals
+//!   the AUC at unit weights). Unlike a bootstrap of whole pairs it needs no pair list, so it
+//!   streams over blocked distances.
 //! - **Ratio:** mean distance of different-class pairs over that of same-class pairs (objects from
 //!   different images). **Chance** 1.
 //! - **Silhouette:** scikit-learn's `silhouette_score(metric="precomputed")` over all items and
@@ -15,8 +20,9 @@
 
 use crate::error::AlignmentError;
 
-use super::distance::DistanceMatrix;
+use super::distance::DistanceRows;
 use super::items::Items;
+use super::pass::{gather, ClassCoding, Wanted};
 use super::score::{weighted_mean, with_bootstrap, Score, SemanticConfig, Which};
 use super::scores::not_scorable;
 
@@ -25,72 +31,102 @@ use super::scores::not_scorable;
 /// # Errors
 /// [`AlignmentError::LabelCount`] if `items` does not match `dm`, [`AlignmentError::NotScorable`]
 /// without both a same-class and a different-class pair from two images.
-pub fn pair_auc(
-    dm: &DistanceMatrix,
+pub fn pair_auc<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     config: &SemanticConfig,
 ) -> Result<Score, AlignmentError> {
     items.check(dm.len())?;
+    let positives = gather(dm, items, Wanted { positives: true, ..Wanted::default() }).positives;
+    auc_from(dm, items, positives, config)
+}
+
+/// The AUC from the same-class pairs (`pass::RowFacts::positives`) and a second pass over `dm`
+/// for the different-class pairs: each is placed among the sorted positives by binary search,
+/// so only the positives are held. Counts are kept in half units (a tie is 1, a win 2), exact.
+pub(crate) fn auc_from<R: DistanceRows + ?Sized>(
+    dm: &R,
+    items: &Items<'_>,
+    mut positives: Vec<(f64, u32, u32)>,
+    config: &SemanticConfig,
+) -> Result<Score, AlignmentError> {
+    let unscorable =
+        || not_scorable("pair AUC", "needs same- and different-class pairs across images");
+    if positives.is_empty() {
+        return Err(unscorable());
+    }
+    positives.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let sorted: Vec<f64> = positives.iter().map(|p| p.0).collect();
+    let n = dm.len();
     let classes = items.classes();
-    // Per ordered pair: distance, positive, the slot of its query item among the scored items.
-    let mut slot = vec![usize::MAX; dm.len()];
-    let mut pairs = Vec::new();
-    let mut n = 0;
-    for i in 0..dm.len() {
-        for (j, &d) in dm.row(i).iter().enumerate() {
-            if items.apart(i, j) {
-                if slot[i] == usize::MAX {
-                    slot[i] = n;
-                    n += 1;
+    // Per item: its negatives' placements and count; per positive, a difference array of the
+    // negatives above it (prefix sums give each positive's placement).
+    let (mut neg_place, mut neg_count) = (vec![0u64; n], vec![0u64; n]);
+    let mut above = vec![0i64; sorted.len() + 1];
+    let mut total = 0u64;
+    dm.for_each_row(&mut |i, row| {
+        for (j, &d) in row.iter().enumerate().skip(i + 1) {
+            if items.apart(i, j) && classes[i] != classes[j] {
+                let lo = sorted.partition_point(|&p| p < d);
+                let hi = lo + sorted[lo..].partition_point(|&p| p <= d);
+                let place = (2 * lo + (hi - lo)) as u64;
+                total += place;
+                for k in [i, j] {
+                    neg_place[k] += place;
+                    neg_count[k] += 1;
                 }
-                pairs.push((d, classes[i] == classes[j], slot[i]));
+                above[0] += 2;
+                above[lo] -= 1;
+                above[hi] -= 1;
             }
+        }
+    });
+    let negatives: u64 = neg_count.iter().sum::<u64>() / 2;
+    if negatives == 0 {
+        return Err(unscorable());
+    }
+    let (mut pos_place, mut pos_count) = (vec![0u64; n], vec![0u64; n]);
+    let mut running = 0i64;
+    for (p, step) in positives.iter().zip(&above) {
+        running += step;
+        for k in [p.1 as usize, p.2 as usize] {
+            pos_place[k] += running as u64;
+            pos_count[k] += 1;
         }
     }
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let auc = |w: &[f64]| -> f64 {
-        let (mut u, mut pos_below, mut pos_total, mut neg_total) = (0.0, 0.0, 0.0, 0.0);
-        let mut start = 0;
-        while start < pairs.len() {
-            let end = start + pairs[start..].iter().take_while(|p| p.0 == pairs[start].0).count();
-            let (mut pos, mut neg) = (0.0, 0.0);
-            for &(_, positive, s) in &pairs[start..end] {
-                if positive {
-                    pos += w[s];
-                } else {
-                    neg += w[s];
-                }
-            }
-            // Each negative beats the positives strictly closer and half of those tied with it.
-            u += neg * (pos_below + 0.5 * pos);
-            pos_below += pos;
-            pos_total += pos;
-            neg_total += neg;
-            start = end;
-        }
-        u / (pos_total * neg_total)
+    let (pairs_pos, pairs_neg) = (sorted.len() as f64, negatives as f64);
+    let value = total as f64 / (2.0 * pairs_pos * pairs_neg);
+    // The bootstrap's items: those with a pair across images.
+    let scored: Vec<usize> = (0..n).filter(|&i| neg_count[i] + pos_count[i] > 0).collect();
+    let f = |v: &[u64]| -> Vec<f64> { scored.iter().map(|&i| v[i] as f64).collect() };
+    let (np, nc, pp, pc) = (f(&neg_place), f(&neg_count), f(&pos_place), f(&pos_count));
+    let replicate = |w: &[f64]| -> f64 {
+        let dot = |v: &[f64]| v.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
+        let negative_side = dot(&np) / (dot(&nc) * 2.0 * pairs_pos);
+        let positive_side = dot(&pp) / (dot(&pc) * 2.0 * pairs_neg);
+        0.5 * (negative_side + positive_side)
     };
-    let value = auc(&vec![1.0; n]);
-    if !value.is_finite() {
-        return Err(not_scorable(
-            "pair AUC",
-            "needs same- and different-class pairs across images",
-        ));
-    }
-    Ok(with_bootstrap(value, 0.5, n, config, Which::Auc.index(0), auc))
+    Ok(with_bootstrap(value, 0.5, scored.len(), config, Which::Auc.index(0), replicate))
 }
 
 /// Mean inter-class over mean intra-class distance, pairs across images (module doc).
 ///
 /// # Errors
 /// As [`pair_auc`].
-pub fn inter_intra_ratio(
-    dm: &DistanceMatrix,
+pub fn inter_intra_ratio<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     config: &SemanticConfig,
 ) -> Result<Score, AlignmentError> {
     items.check(dm.len())?;
-    let sums = class_sums(dm, items);
+    ratio_from(&class_sums(dm, items), config)
+}
+
+/// The ratio from each item's pair sums.
+pub(crate) fn ratio_from(
+    sums: &[[f64; 4]],
+    config: &SemanticConfig,
+) -> Result<Score, AlignmentError> {
     let ratio = |w: &[f64]| -> f64 {
         let mut t = [0.0; 4];
         for (s, wi) in sums.iter().zip(w) {
@@ -109,23 +145,8 @@ pub fn inter_intra_ratio(
 }
 
 /// Per item with a pair across images: [inter sum, inter count, intra sum, intra count].
-pub(crate) fn class_sums(dm: &DistanceMatrix, items: &Items<'_>) -> Vec<[f64; 4]> {
-    let classes = items.classes();
-    (0..dm.len())
-        .filter_map(|i| {
-            let mut s = [0.0; 4];
-            let mut any = false;
-            for (j, &d) in dm.row(i).iter().enumerate() {
-                if items.apart(i, j) {
-                    any = true;
-                    let k = if classes[i] == classes[j] { 2 } else { 0 };
-                    s[k] += d;
-                    s[k + 1] += 1.0;
-                }
-            }
-            any.then_some(s)
-        })
-        .collect()
+pub(crate) fn class_sums<R: DistanceRows + ?Sized>(dm: &R, items: &Items<'_>) -> Vec<[f64; 4]> {
+    gather(dm, items, Wanted { sums: true, ..Wanted::default() }).sums
 }
 
 /// Mean silhouette over all items, scikit-learn's definition (module doc).
@@ -133,49 +154,32 @@ pub(crate) fn class_sums(dm: &DistanceMatrix, items: &Items<'_>) -> Vec<[f64; 4]
 /// # Errors
 /// [`AlignmentError::LabelCount`] if `items` does not match `dm`, [`AlignmentError::NotScorable`]
 /// unless there are 2 to N − 1 classes (scikit-learn's condition).
-pub fn silhouette(
-    dm: &DistanceMatrix,
+pub fn silhouette<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     config: &SemanticConfig,
 ) -> Result<Score, AlignmentError> {
     items.check(dm.len())?;
-    let n = dm.len();
-    let mut labels: Vec<usize> = items.classes().to_vec();
-    labels.sort_unstable();
-    labels.dedup();
-    if labels.len() < 2 || labels.len() >= n {
+    let values = gather(dm, items, Wanted { silhouette: true, ..Wanted::default() }).silhouette;
+    silhouette_from(&values, items, config)
+}
+
+/// The mean silhouette from every item's s_i.
+pub(crate) fn silhouette_from(
+    values: &[f64],
+    items: &Items<'_>,
+    config: &SemanticConfig,
+) -> Result<Score, AlignmentError> {
+    let n = items.len();
+    let classes = ClassCoding::new(items.classes()).size.len();
+    if classes < 2 || classes >= n {
         return Err(not_scorable(
             "silhouette",
-            &format!("needs 2 to N − 1 = {} classes; found {}", n.saturating_sub(1), labels.len()),
+            &format!("needs 2 to N − 1 = {} classes; found {classes}", n.saturating_sub(1)),
         ));
     }
-    let code: Vec<usize> =
-        items.classes().iter().map(|c| labels.binary_search(c).unwrap_or(0)).collect();
-    let mut size = vec![0.0; labels.len()];
-    code.iter().for_each(|&c| size[c] += 1.0);
-    let values: Vec<f64> = (0..n)
-        .map(|i| {
-            let mut sum = vec![0.0; labels.len()];
-            dm.row(i).iter().zip(&code).for_each(|(d, &c)| sum[c] += d);
-            let own = code[i];
-            if size[own] <= 1.0 {
-                return 0.0;
-            }
-            let a = sum[own] / (size[own] - 1.0);
-            let b = (0..labels.len())
-                .filter(|&c| c != own)
-                .map(|c| sum[c] / size[c])
-                .fold(f64::INFINITY, f64::min);
-            let s = (b - a) / a.max(b);
-            if s.is_nan() {
-                0.0
-            } else {
-                s
-            }
-        })
-        .collect();
     let value = values.iter().sum::<f64>() / n as f64;
     Ok(with_bootstrap(value, 0.0, n, config, Which::Silhouette.index(0), |w| {
-        weighted_mean(&values, w)
+        weighted_mean(values, w)
     }))
 }

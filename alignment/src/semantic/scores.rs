@@ -19,9 +19,10 @@
 use crate::error::AlignmentError;
 use crate::rng::{shuffle, stream, Stream};
 
-use super::distance::DistanceMatrix;
+use super::distance::DistanceRows;
 use super::items::Items;
-use super::pairs::{inter_intra_ratio, pair_auc, silhouette};
+use super::pairs::{auc_from, ratio_from, silhouette_from};
+use super::pass::{gather, Wanted};
 use super::score::{weighted_mean, with_bootstrap, Score, SemanticConfig, Which};
 
 /// Every score of one descriptor set.
@@ -41,32 +42,29 @@ pub struct SemanticScores {
     pub silhouette: Score,
 }
 
-/// All scores of the descriptor set whose distances are `dm`.
+/// All scores of the descriptor set whose distances are `dm`, in one pass over its rows (and a
+/// second for the AUC's different-class pairs).
 ///
 /// # Errors
 /// The first error of the single scores, in field order.
-pub fn scores(
-    dm: &DistanceMatrix,
+pub fn scores<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     config: &SemanticConfig,
 ) -> Result<SemanticScores, AlignmentError> {
+    items.check(dm.len())?;
+    let wanted = Wanted { knn: 5, map: true, sums: true, silhouette: true, positives: true };
+    let facts = gather(dm, items, wanted);
+    let first: Vec<(usize, Vec<usize>)> =
+        facts.lists.iter().map(|(i, l)| (*i, l[..1].to_vec())).collect();
     Ok(SemanticScores {
-        knn1: knn_accuracy(dm, items, 1, config)?,
-        knn5: knn_accuracy(dm, items, 5, config)?,
-        map_at_r: map_at_r(dm, items, config)?,
-        auc: pair_auc(dm, items, config)?,
-        ratio: inter_intra_ratio(dm, items, config)?,
-        silhouette: silhouette(dm, items, config)?,
+        knn1: knn_from(&first, items, 1, config)?,
+        knn5: knn_from(&facts.lists, items, 5, config)?,
+        map_at_r: map_from(&facts.aps, config)?,
+        auc: auc_from(dm, items, facts.positives, config)?,
+        ratio: ratio_from(&facts.sums, config)?,
+        silhouette: silhouette_from(&facts.silhouette, items, config)?,
     })
-}
-
-/// The neighbours of item `i`: items from other images, nearest first, ties by index.
-pub(crate) fn ranked(dm: &DistanceMatrix, items: &Items<'_>, i: usize) -> Vec<usize> {
-    let row = dm.row(i);
-    let mut order: Vec<usize> = (0..dm.len()).filter(|&j| items.apart(i, j)).collect();
-    // A stable sort of ascending indices: equal distances stay in index order.
-    order.sort_by(|&a, &b| row[a].total_cmp(&row[b]));
-    order
 }
 
 /// The class chosen by `neighbours` (nearest first): the most frequent, a tie to the tied class
@@ -83,8 +81,8 @@ pub(crate) fn vote(neighbours: &[usize], classes: &[usize]) -> usize {
 /// # Errors
 /// [`AlignmentError::LabelCount`] if `items` does not match `dm`, [`AlignmentError::Config`] for
 /// `k = 0`, [`AlignmentError::NotScorable`] if no item has a neighbour from another image.
-pub fn knn_accuracy(
-    dm: &DistanceMatrix,
+pub fn knn_accuracy<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     k: usize,
     config: &SemanticConfig,
@@ -93,14 +91,21 @@ pub fn knn_accuracy(
     if k == 0 {
         return Err(AlignmentError::Config { setting: "k", problem: "must be at least 1".into() });
     }
-    let classes = items.classes();
-    let lists: Vec<(usize, Vec<usize>)> = (0..dm.len())
-        .map(|i| (i, ranked(dm, items, i).into_iter().take(k).collect::<Vec<_>>()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
+    let facts = gather(dm, items, Wanted { knn: k, ..Wanted::default() });
+    knn_from(&facts.lists, items, k, config)
+}
+
+/// k-NN accuracy from each scored item's first `k` neighbours.
+fn knn_from(
+    lists: &[(usize, Vec<usize>)],
+    items: &Items<'_>,
+    k: usize,
+    config: &SemanticConfig,
+) -> Result<Score, AlignmentError> {
     if lists.is_empty() {
         return Err(not_scorable("k-NN accuracy", "no item has a neighbour from another image"));
     }
+    let classes = items.classes();
     let accuracy = |labels: &[usize]| -> Vec<f64> {
         lists.iter().map(|(i, l)| f64::from(u8::from(vote(l, labels) == labels[*i]))).collect()
     };
@@ -129,39 +134,26 @@ pub fn knn_accuracy(
 /// # Errors
 /// [`AlignmentError::LabelCount`] if `items` does not match `dm`, [`AlignmentError::NotScorable`]
 /// if no item has a same-class item in another image.
-pub fn map_at_r(
-    dm: &DistanceMatrix,
+pub fn map_at_r<R: DistanceRows + ?Sized>(
+    dm: &R,
     items: &Items<'_>,
     config: &SemanticConfig,
 ) -> Result<Score, AlignmentError> {
     items.check(dm.len())?;
-    let classes = items.classes();
-    let (mut aps, mut chances) = (Vec::new(), Vec::new());
-    for i in 0..dm.len() {
-        let order = ranked(dm, items, i);
-        let r = order.iter().filter(|&&j| classes[j] == classes[i]).count();
-        if r == 0 {
-            continue;
-        }
-        let mut hits = 0usize;
-        let mut sum = 0.0;
-        for (k, &j) in order.iter().take(r).enumerate() {
-            if classes[j] == classes[i] {
-                hits += 1;
-                sum += hits as f64 / (k + 1) as f64;
-            }
-        }
-        aps.push(sum / r as f64);
-        chances.push(random_ranking_ap(r, order.len()));
-    }
+    map_from(&gather(dm, items, Wanted { map: true, ..Wanted::default() }).aps, config)
+}
+
+/// mAP@R from each scored item's (AP@R, chance).
+fn map_from(aps: &[(f64, f64)], config: &SemanticConfig) -> Result<Score, AlignmentError> {
     if aps.is_empty() {
         return Err(not_scorable("mAP@R", "no item has a same-class item in another image"));
     }
     let n = aps.len() as f64;
-    let value = aps.iter().sum::<f64>() / n;
-    let chance = chances.iter().sum::<f64>() / n;
+    let value = aps.iter().map(|a| a.0).sum::<f64>() / n;
+    let chance = aps.iter().map(|a| a.1).sum::<f64>() / n;
+    let values: Vec<f64> = aps.iter().map(|a| a.0).collect();
     Ok(with_bootstrap(value, chance, aps.len(), config, Which::MapAtR.index(0), |w| {
-        weighted_mean(&aps, w)
+        weighted_mean(&values, w)
     }))
 }
 

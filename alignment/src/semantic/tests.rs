@@ -92,7 +92,7 @@ fn ties_and_votes_follow_the_stated_rules() {
     let dm = DistanceMatrix::new(&m, Distance::L1);
     let images = [0, 1, 2, 3, 0];
     let items = Items::new(&[0, 1, 0, 1, 0], &images).unwrap();
-    assert_eq!(scores::ranked(&dm, &items, 0), vec![1, 2, 3]);
+    assert_eq!(pass::ranked(dm.row(0), &items, 0), vec![1, 2, 3]);
     // Votes 1:1 between classes 1 and 0: class 1 ranks first.
     assert_eq!(scores::vote(&[1, 2], &[0, 1, 0, 1, 0]), 1);
     assert_eq!(scores::random_ranking_ap(1, 1), 1.0);
@@ -110,9 +110,8 @@ fn ablation_adds_the_informative_tap_first() {
     ];
     let items = Items::new(&classes, &images).unwrap();
     let config = SemanticConfig { bootstrap: 0, permutations: 0, seed: 0 };
-    let score =
-        |dm: &DistanceMatrix, it: &Items<'_>| knn_accuracy(dm, it, 1, &config).map(|s| s.value);
-    let a = ablation(&taps, &items, Distance::Euclidean, &score).unwrap();
+    let score = |dm: &Distances, it: &Items<'_>| knn_accuracy(dm, it, 1, &config).map(|s| s.value);
+    let a = ablation(&taps, &items, Distance::Euclidean, usize::MAX, &score).unwrap();
     assert_eq!(a.path[0].taps, vec![1]);
     assert_eq!(a.path[1].taps, vec![1, 0]);
     assert_eq!(a.best, 0);
@@ -131,4 +130,93 @@ fn bad_labels_are_refused() {
     assert!(knn_accuracy(&dm, &one_image, 1, &SemanticConfig::default()).is_err());
     let one_class = Items::new(&[0, 0, 0], &[0, 1, 2]).unwrap();
     assert!(silhouette(&dm, &one_class, &SemanticConfig::default()).is_err());
+}
+
+/// Distances computed in row blocks, of any size, are the held matrix's rows bit for bit, so
+/// every score is identical; the budget decides which a set gets.
+#[test]
+fn blocked_distances_give_the_held_scores() {
+    let (f, classes, images) = planted(5, 9, 6, 1.0, 11);
+    let n = classes.len();
+    let m = Matrix::new("features", &f, n, 6).unwrap();
+    let items = Items::new(&classes, &images).unwrap();
+    let config = SemanticConfig { bootstrap: 30, permutations: 10, seed: 2 };
+    let tracks: Vec<Option<Track>> = (0..n)
+        .map(|i| Some(Track { instance: i % 7, video: i % 2, frame: i as i64 / 7 }))
+        .collect();
+    for distance in Distance::SEMANTIC {
+        let held = DistanceMatrix::new(&m, distance);
+        let want = scores(&held, &items, &config).unwrap();
+        let inter = mean_inter_class_distance(&held, &items).unwrap();
+        let gaps = drift_by_gap(&held, &tracks, &[1, 2, 3], inter).unwrap();
+        let reid = reidentification(&held, &tracks, &config).unwrap();
+        for block in [1, 4, n, n + 5] {
+            let blocked = BlockedDistances::new(&m, distance, block);
+            let mut rows = Vec::new();
+            blocked.for_each_row(&mut |i, row| {
+                assert_eq!(rows.len(), i * n);
+                rows.extend_from_slice(row);
+            });
+            assert_eq!(rows, held.values(), "{distance}, block {block}");
+            assert_eq!(scores(&blocked, &items, &config).unwrap(), want, "{distance}");
+            assert_eq!(mean_inter_class_distance(&blocked, &items).unwrap(), inter);
+            assert_eq!(drift_by_gap(&blocked, &tracks, &[1, 2, 3], inter).unwrap(), gaps);
+            assert_eq!(reidentification(&blocked, &tracks, &config).unwrap(), reid);
+        }
+        let budget = 8 * n * 3;
+        assert!(
+            matches!(Distances::new(&m, distance, budget), Distances::Blocked(ref b) if b.block() == 3)
+        );
+        assert!(matches!(Distances::new(&m, distance, 8 * n * n), Distances::Held(_)));
+    }
+}
+
+/// The streamed AUC (positives sorted, negatives placed by binary search) equals the plain
+/// Mann–Whitney count over all pairs, ties ½, on integer features full of ties; its bootstrap
+/// interval holds the value.
+#[test]
+fn the_streamed_auc_counts_every_pair_and_tie() {
+    let mut rng = stream(Stream::Init, 21, 0);
+    let n = 40;
+    let f: Vec<f64> = (0..n * 2).map(|_| (normal(&mut rng) * 2.0).round()).collect();
+    let classes: Vec<usize> = (0..n).map(|i| (i * 7) % 3).collect();
+    let images: Vec<usize> = (0..n).map(|i| i / 3).collect();
+    let m = Matrix::new("features", &f, n, 2).unwrap();
+    let items = Items::new(&classes, &images).unwrap();
+    let dm = DistanceMatrix::new(&m, Distance::L1);
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        for j in 0..n {
+            if images[i] != images[j] {
+                let d = dm.row(i)[j];
+                if classes[i] == classes[j] {
+                    pos.push(d)
+                } else {
+                    neg.push(d)
+                }
+            }
+        }
+    }
+    let wins: f64 = neg
+        .iter()
+        .map(|&d| {
+            pos.iter()
+                .map(|&p| {
+                    if p < d {
+                        1.0
+                    } else if p == d {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    let plain = wins / (pos.len() * neg.len()) as f64;
+    let config = SemanticConfig { bootstrap: 200, permutations: 0, seed: 1 };
+    let auc = pair_auc(&dm, &items, &config).unwrap();
+    assert!((auc.value - plain).abs() < 1e-14, "{} vs {plain}", auc.value);
+    assert!(auc.ci_low <= auc.value && auc.value <= auc.ci_high, "{auc:?}");
+    assert!(auc.se > 0.0 && auc.se < 0.2, "{auc:?}");
 }

@@ -13,7 +13,7 @@
 
 use crate::error::AlignmentError;
 
-use super::distance::DistanceMatrix;
+use super::distance::DistanceRows;
 use super::score::{weighted_mean, with_bootstrap, Score, SemanticConfig, Which};
 use super::scores::not_scorable;
 
@@ -44,34 +44,38 @@ pub struct GapDrift {
 ///
 /// # Errors
 /// [`AlignmentError::LabelCount`] unless there is one track entry per row of `dm`.
-pub fn drift_by_gap(
-    dm: &DistanceMatrix,
+pub fn drift_by_gap<R: DistanceRows + ?Sized>(
+    dm: &R,
     tracks: &[Option<Track>],
     gaps: &[i64],
     inter_class: f64,
 ) -> Result<Vec<GapDrift>, AlignmentError> {
     check(dm, tracks)?;
-    let mut out = Vec::new();
-    for &gap in gaps {
-        let (mut sum, mut pairs) = (0.0, 0);
-        for (i, a) in tracks.iter().enumerate() {
-            let Some(a) = a else { continue };
-            for (j, b) in tracks.iter().enumerate().skip(i + 1) {
-                let Some(b) = b else { continue };
-                if a.video == b.video
-                    && a.instance == b.instance
-                    && (a.frame - b.frame).abs() == gap
-                {
-                    sum += dm.row(i)[j];
-                    pairs += 1;
+    // Per gap: the sum of same-instance distances and their pairs.
+    let mut totals = vec![(0.0, 0usize); gaps.len()];
+    dm.for_each_row(&mut |i, row| {
+        let Some(a) = tracks[i] else { return };
+        for (j, b) in tracks.iter().enumerate().skip(i + 1) {
+            let Some(b) = b else { continue };
+            if a.video == b.video && a.instance == b.instance {
+                let gap = (a.frame - b.frame).abs();
+                for (t, _) in totals.iter_mut().zip(gaps).filter(|(_, &g)| g == gap) {
+                    t.0 += row[j];
+                    t.1 += 1;
                 }
             }
         }
-        if pairs > 0 {
-            out.push(GapDrift { gap, value: sum / pairs as f64 / inter_class, pairs });
-        }
-    }
-    Ok(out)
+    });
+    Ok(gaps
+        .iter()
+        .zip(totals)
+        .filter(|(_, (_, pairs))| *pairs > 0)
+        .map(|(&gap, (sum, pairs))| GapDrift {
+            gap,
+            value: sum / pairs as f64 / inter_class,
+            pairs,
+        })
+        .collect())
 }
 
 /// Instance re-identification top-1 across frames (module doc), with its chance and CI.
@@ -79,24 +83,23 @@ pub fn drift_by_gap(
 /// # Errors
 /// [`AlignmentError::LabelCount`] on a length mismatch, [`AlignmentError::NotScorable`] if no
 /// object has a same-instance candidate in another frame.
-pub fn reidentification(
-    dm: &DistanceMatrix,
+pub fn reidentification<R: DistanceRows + ?Sized>(
+    dm: &R,
     tracks: &[Option<Track>],
     config: &SemanticConfig,
 ) -> Result<Score, AlignmentError> {
     check(dm, tracks)?;
     let (mut hits, mut chances) = (Vec::new(), Vec::new());
-    for (i, a) in tracks.iter().enumerate() {
-        let Some(a) = a else { continue };
+    dm.for_each_row(&mut |i, row| {
+        let Some(a) = tracks[i] else { return };
         let candidates: Vec<usize> = (0..tracks.len())
             .filter(|&j| tracks[j].is_some_and(|b| b.video == a.video && b.frame != a.frame))
             .collect();
         let same = |j: usize| tracks[j].is_some_and(|b| b.instance == a.instance);
         let matching = candidates.iter().filter(|&&j| same(j)).count();
         if matching == 0 {
-            continue;
+            return;
         }
-        let row = dm.row(i);
         // The first strict minimum: ties go to the lower index.
         let nearest = candidates.iter().copied().fold(None, |best: Option<usize>, j| match best {
             Some(b) if row[b] <= row[j] => Some(b),
@@ -104,7 +107,7 @@ pub fn reidentification(
         });
         hits.push(f64::from(u8::from(nearest.is_some_and(same))));
         chances.push(matching as f64 / candidates.len() as f64);
-    }
+    });
     if hits.is_empty() {
         return Err(not_scorable(
             "re-identification",
@@ -117,7 +120,7 @@ pub fn reidentification(
     Ok(with_bootstrap(value, chance, hits.len(), config, which, |w| weighted_mean(&hits, w)))
 }
 
-fn check(dm: &DistanceMatrix, tracks: &[Option<Track>]) -> Result<(), AlignmentError> {
+fn check<R: DistanceRows + ?Sized>(dm: &R, tracks: &[Option<Track>]) -> Result<(), AlignmentError> {
     if tracks.len() == dm.len() {
         Ok(())
     } else {
@@ -130,6 +133,7 @@ mod tests {
     use super::*;
     use crate::matrix::Matrix;
     use crate::odd_one_out::Distance;
+    use crate::semantic::DistanceMatrix;
 
     /// Two instances in one video over four frames, drifting linearly; an untracked object.
     /// Drift grows with the gap exactly as planted, re-identification is perfect while the

@@ -40,8 +40,9 @@ pub struct SemanticSection {
     /// Frame gaps Δτ of the video drift (objects with `instance`, `video` and `frame`).
     #[serde(default = "default_frame_gaps")]
     pub frame_gaps: Vec<i64>,
-    /// The largest N × N distance matrix (f64) a semantic unit may hold, in GiB: the plan
-    /// refuses more objects, since distances are not computed in blocks yet.
+    /// The largest N × N distance matrix (f64) a semantic unit holds whole, in GiB; a larger set's
+    /// distances are computed again for each pass over them, in blocks of rows within this size
+    /// (the scores are the same either way).
     #[serde(default = "default_max_matrix_gib")]
     pub max_matrix_gib: f64,
 }

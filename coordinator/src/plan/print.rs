@@ -91,32 +91,47 @@ fn print_dense(plan: &Plan) {
     }
 }
 
-/// The semantic units' scale: objects, the distance matrices a unit holds (`N²` in f64, one
-/// distance at a time) and the pairs it scores.
+/// The semantic units' scale: objects, the distance matrix a unit holds (`N²` in f64, one
+/// distance at a time) or its row blocks beyond `max_matrix_gib`, the pairs it scores and the
+/// same-class pairs its AUC holds.
 pub(super) fn print_semantic(plan: &Plan) {
     let mut units = 0;
     let mut ablations = 0;
-    let mut objects = 0;
-    let mut distances = 0;
+    let mut settings = None;
     for (_, unit) in &plan.units {
         let common::unit::UnitSpec::Semantic(s) = unit else { continue };
-        objects = s.settings.items.len();
-        distances = s.settings.distances.len();
+        settings = Some(&s.settings);
         if s.ablation.is_empty() {
             units += 1;
         } else {
             ablations += 1;
         }
     }
-    if units + ablations == 0 {
-        return;
-    }
-    let n = objects as f64;
+    let Some(s) = settings else { return };
+    let objects = s.items.len();
+    let (n, mib) = (objects as f64, 1024.0 * 1024.0);
+    let matrix = n * n * 8.0;
+    let held = if matrix <= s.max_matrix_bytes as f64 {
+        format!("holds one {objects} × {objects} distance matrix ({:.1} MiB in f64)", matrix / mib)
+    } else {
+        let block = (s.max_matrix_bytes as f64 / (8.0 * n)).floor().max(1.0);
+        format!(
+            "computes its {objects} × {objects} distances ({:.1} GiB in f64, over \
+             analysis.semantic.max_matrix_gib) in blocks of {block} rows, again on each pass (two \
+             for the six scores)",
+            matrix / (mib * 1024.0)
+        )
+    };
+    // The AUC holds its same-class pairs across images (16 bytes each), sorted.
+    let mut per_class = std::collections::HashMap::<usize, f64>::new();
+    s.classes.iter().for_each(|&c| *per_class.entry(c).or_default() += 1.0);
+    let same: f64 = per_class.values().map(|m| m * (m - 1.0) / 2.0).sum();
     println!(
-        "semantic: {objects} objects; each of {units} units holds one {objects} × {objects} \
-         distance matrix ({:.1} MiB in f64) at a time and scores {:.2e} pairs under each of \
-         {distances} distances; {ablations} ablation units",
-        n * n * 8.0 / (1024.0 * 1024.0),
-        n * (n - 1.0) / 2.0
+        "semantic: {objects} objects; each of {units} units {held} and scores {:.2e} pairs under \
+         each of {} distances (its AUC holds up to {:.1} MiB of same-class pairs); {ablations} \
+         ablation units",
+        n * (n - 1.0) / 2.0,
+        s.distances.len(),
+        same * 16.0 / mib,
     );
 }
