@@ -184,8 +184,9 @@ fn features(run: &Path, key: &str, n: usize) -> Vec<f32> {
 
 /// Several objects per image (`capture.image.objects`, the scenes' instance maps): each image
 /// is denoised once per batch and each object pooled by its own mask. Objects given by a value
-/// in the instance map and by their own mask files give the same rows bit for bit; grouped
-/// batches equal one object per pass within the U-Net's batch tolerance (its products are
+/// in the instance map and by their own mask files give the same rows bit for bit, and so does
+/// one object per stimulus without a table, pass for pass; grouped batches equal one object per
+/// pass within the U-Net's batch tolerance (its products are
 /// blocked by the batch size: `worker/src/capture/batch_invariance.rs`); two objects of one image
 /// have different rows.
 #[test]
@@ -209,12 +210,16 @@ fn grouped_objects_equal_one_object_per_pass() {
     }
     let file_table = dir.join("objects_files.csv");
     std::fs::write(&file_table, with_files).unwrap();
+    let semantic = format!(
+        "[analysis.semantic]\nobjects = {table:?}\ndistances = [\"cosine\"]\nbootstrap = 20\n\
+         permutations = 5\n"
+    );
     let spec = |objects: &Path, masks: &Path, batch: usize| {
         let file = format!("objects-{batch}-{}.toml", masks.file_name().unwrap().to_string_lossy());
         let taps = r#"["mid_block", "up_blocks.1"]"#;
-        let sweep = "[sweep]\nstimuli_per_unit = 100\n";
+        let extra = format!("[sweep]\nstimuli_per_unit = 100\n{semantic}");
         let at = ObjectsAt { table: &table, objects, images: &scenes.join("images"), masks };
-        objects_spec(&dir.join(file), &at, taps, batch, sweep)
+        objects_spec(&dir.join(file), &at, taps, batch, &extra)
     };
     let key = "up_blocks.1/mask_mean/n20/empty";
     let rows = |name: &str, spec: PathBuf| {
@@ -223,9 +228,54 @@ fn grouped_objects_equal_one_object_per_pass() {
         (features(&run, key, data.len()), data)
     };
     let (by_value, data) = rows("by_value", spec(&table, &scenes.join("instances"), 16));
+    objects_under_one_token_are_dropped(&dir.join("runs/by_value"), &text, &by_value, &data);
     let (by_file, _) = rows("by_file", spec(&file_table, &files, 16));
     assert_eq!(by_value, by_file, "instance-map values and mask files differ");
     let (alone, _) = rows("alone", spec(&table, &scenes.join("instances"), 1));
+    // One object per stimulus without a table: each image's first object, the stimulus named
+    // as its image (so it gets the image's noise) with that object's mask file, one per pass:
+    // the grouped capture's rows of those objects at batch 1, bit for bit.
+    let (single_masks, single_table) = (dir.join("single_masks"), dir.join("single.csv"));
+    std::fs::create_dir_all(&single_masks).unwrap();
+    let mut firsts: Vec<(String, String)> = Vec::new();
+    let mut csv = String::from("stimulus,area\n");
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if firsts.iter().all(|(_, image)| image != f[1]) {
+            let mask = files.join(format!("{}.png", f[0]));
+            std::fs::copy(mask, single_masks.join(format!("{}.png", f[1]))).unwrap();
+            firsts.push((f[0].to_string(), f[1].to_string()));
+            csv.push_str(&format!("{},{}\n", f[1], f[4]));
+        }
+    }
+    std::fs::write(&single_table, csv).unwrap();
+    let at = ObjectsAt {
+        table: &single_table,
+        objects: &table,
+        images: &scenes.join("images"),
+        masks: &single_masks,
+    };
+    let single_spec = dir.join("single.toml");
+    let sweep = "[sweep]\nstimuli_per_unit = 100\n";
+    objects_spec(&single_spec, &at, r#"["mid_block", "up_blocks.1"]"#, 1, sweep);
+    let without = std::fs::read_to_string(&single_spec).unwrap().replacen(
+        &format!("objects = {table:?}\n"),
+        "",
+        1,
+    );
+    std::fs::write(&single_spec, without).unwrap();
+    let (single, single_data) = rows("single", single_spec);
+    let d1 = single.len() / single_data.len();
+    for (object, image) in &firsts {
+        let (i, j) = (
+            data.stimuli.iter().position(|s| s == object).unwrap(),
+            single_data.stimuli.iter().position(|s| s == image).unwrap(),
+        );
+        assert!(
+            single[j * d1..(j + 1) * d1] == alone[i * d1..(i + 1) * d1],
+            "{object}: one object per stimulus differs from the grouped capture"
+        );
+    }
     let d = by_value.len() / data.len();
     for i in 0..data.len() {
         let (a, b) = (&by_value[i * d..(i + 1) * d], &alone[i * d..(i + 1) * d]);
@@ -252,6 +302,62 @@ fn grouped_objects_equal_one_object_per_pass() {
     assert!(e.contains("capture.image.objects") && e.contains("no row for stimulus"), "{e}");
 }
 
+/// The scenes' objects (`all_objects.csv`, with each mask's `area` in pixels of the 32 × 32
+/// frame): at a tap of P positions those with area · P < 32 · 32 are under one token, dropped
+/// from its units and counted (the tiny SD at 32 px: mid_block 8 × 8, up_blocks.1 16 × 16);
+/// the kept objects' scores equal the library's on them.
+fn objects_under_one_token_are_dropped(
+    run: &Path,
+    table: &str,
+    x: &[f32],
+    data: &common::stimuli::Dataset,
+) {
+    let rows = read_semantic_rows(&run.join("report/semantic.parquet")).unwrap();
+    let lines: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let area = |f: &[&str]| f[4].parse::<f64>().unwrap();
+    for (tap, positions) in [("mid_block", 64.0), ("up_blocks.1", 256.0)] {
+        let under = lines.iter().filter(|f| area(f) * positions < 1024.0).count();
+        let got = rows.iter().find(|r| {
+            r.representation == format!("{tap}/mask_mean/n20/empty")
+                && r.score == "dropped_under_one_token"
+        });
+        assert_eq!(got.map(|r| (r.value, r.n)), Some((under as f64, lines.len() as u32)), "{tap}");
+    }
+    let kept: Vec<&Vec<&str>> = lines.iter().filter(|f| area(f) * 256.0 >= 1024.0).collect();
+    let d = x.len() / data.len();
+    let of = |s: &str| data.stimuli.iter().position(|x| x == s).unwrap();
+    let picked: Vec<f32> =
+        kept.iter().flat_map(|f| x[of(f[0]) * d..(of(f[0]) + 1) * d].to_vec()).collect();
+    let (mut cn, mut im) = (Vec::<&str>::new(), Vec::<&str>::new());
+    let classes: Vec<usize> = kept.iter().map(|f| position_or_push(&mut cn, f[3])).collect();
+    let images: Vec<usize> = kept.iter().map(|f| position_or_push(&mut im, f[1])).collect();
+    let m = Matrix::new("kept", &picked, kept.len(), d).unwrap();
+    let config = SemanticConfig { bootstrap: 20, permutations: 5, seed: 0 };
+    let want = scores(
+        &DistanceMatrix::new(&m, Distance::Cosine),
+        &Items::new(&classes, &images).unwrap(),
+        &config,
+    )
+    .unwrap();
+    let knn1 = rows
+        .iter()
+        .find(|r| r.representation == "up_blocks.1/mask_mean/n20/empty" && r.score == "knn1")
+        .unwrap();
+    assert_eq!(
+        (knn1.value, knn1.chance, knn1.n as usize),
+        (want.knn1.value, want.knn1.chance, want.knn1.n)
+    );
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("less than one token"), "the report counts the dropped objects");
+}
+
+fn position_or_push<'a>(names: &mut Vec<&'a str>, name: &'a str) -> usize {
+    names.iter().position(|n| *n == name).unwrap_or_else(|| {
+        names.push(name);
+        names.len() - 1
+    })
+}
+
 /// Steps as a sweep axis (`capture.image.denoise_steps`, img2img with DDIM): the rows after 0
 /// steps are the noised image's own pass, bit for bit the rows of a run without the axis; later
 /// steps move the descriptors; each step is scored like any representation.
@@ -275,6 +381,8 @@ fn denoising_steps_start_from_the_noised_pass() {
     assert!(rows.iter().any(|r| r.representation == format!("{key}/d2") && r.score == "knn1"));
     let md = std::fs::read_to_string(b.join("report/report.md")).unwrap();
     assert!(md.contains("| representation | 0 steps | 2 steps |"), "{md}");
+    let html = std::fs::read_to_string(b.join("report/report.html")).unwrap();
+    assert!(html.contains("against denoising steps") && html.contains(r#"class="line""#));
     // More steps than the schedule leaves room for below a noise level are refused by name.
     let e = util::plan_error(&dir, &spec, &["capture.image.denoise_steps=[0, 20]"]);
     assert!(e.contains("capture.image.denoise_steps") && e.contains("below t = 0"), "{e}");
@@ -366,6 +474,8 @@ fn video_objects_are_tracked_across_frames() {
     }
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("Video under cosine"), "{md}");
+    let html = std::fs::read_to_string(run.join("report/report.html")).unwrap();
+    assert!(html.contains("against the frame gap") && html.contains(r#"class="line""#));
 }
 
 /// Where an objects spec's files are: the table of stimuli and targets, the capture's objects

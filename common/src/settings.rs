@@ -388,6 +388,28 @@ pub struct SemanticSettings {
     /// it). Left out of the unit at its default so that ids made before it stay.
     #[serde(default = "default_max_matrix_bytes", skip_serializing_if = "is_default_max_matrix")]
     pub max_matrix_bytes: u64,
+    /// Each object's mask coverage (mask weight over the frame's pixels, objects-file order),
+    /// when the run has masks: at a tap of P positions an object with coverage · P < 1 is under
+    /// one token and dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<f64>,
+    /// The positions P of each U-Net tap at the run's size (tap name, P), with `coverage`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tap_positions: Vec<(String, usize)>,
+}
+
+impl SemanticSettings {
+    /// Whether object `i` (objects-file order) covers at least one token at every tap of
+    /// `blocks` (true without coverage or for a tap of unknown size).
+    pub fn covers_a_token(&self, i: usize, blocks: &[&str]) -> bool {
+        let Some(&c) = self.coverage.get(i) else { return true };
+        blocks.iter().all(|b| {
+            self.tap_positions
+                .iter()
+                .find(|(t, _)| t == b)
+                .is_none_or(|&(_, p)| c * p as f64 >= 1.0 - 1e-9)
+        })
+    }
 }
 
 /// `analysis.semantic.max_matrix_gib`'s default, 16 GiB, in bytes.
@@ -410,4 +432,37 @@ pub struct ObjectTrack {
     pub video: usize,
     /// The frame number.
     pub frame: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object of coverage c is under one token of a P-position tap when c · P < 1; one of
+    /// exactly one token is kept; a tap of unknown size drops nothing.
+    #[test]
+    fn objects_under_one_token_are_found_per_tap() {
+        let s = SemanticSettings {
+            items: vec![0, 1, 2],
+            classes: vec![0, 1, 0],
+            class_names: vec!["a".into(), "b".into()],
+            images: vec![0, 1, 2],
+            distances: Vec::new(),
+            bootstrap: 0,
+            permutations: 0,
+            seed: 0,
+            tracks: Vec::new(),
+            frame_gaps: Vec::new(),
+            max_matrix_bytes: DEFAULT_MAX_MATRIX_BYTES,
+            // 64 × 64 frames: 16, 64 and 4096 pixels.
+            coverage: vec![16.0 / 4096.0, 64.0 / 4096.0, 1.0],
+            tap_positions: vec![("fine".into(), 256), ("coarse".into(), 64)],
+        };
+        let kept =
+            |taps: &[&str]| (0..3).filter(|&i| s.covers_a_token(i, taps)).collect::<Vec<_>>();
+        assert_eq!(kept(&["fine"]), [0, 1, 2]);
+        assert_eq!(kept(&["coarse"]), [1, 2]);
+        assert_eq!(kept(&["fine", "coarse"]), [1, 2]);
+        assert_eq!(kept(&["unknown"]), [0, 1, 2]);
+    }
 }

@@ -84,7 +84,9 @@ impl Plan {
         let contrasts = crate::directions::resolve(&spec, spec_file, &dataset)?;
         let channels = taps.iter().map(|t| (t.name.clone(), t.channels)).collect();
         let dense = crate::dense::resolve(&spec, spec_file, &dataset, channels)?;
-        let semantic = crate::semantic::resolve(&spec, spec_file, &dataset)?;
+        let positions: Vec<(String, usize)> =
+            taps.iter().filter_map(|t| Some((t.name.clone(), t.positions?))).collect();
+        let semantic = crate::semantic::resolve(&spec, spec_file, &dataset, &positions)?;
         let inputs = AnalysisInputs {
             alignment: alignment.as_ref(),
             contrasts: contrasts.as_ref(),

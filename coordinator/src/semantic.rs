@@ -3,6 +3,8 @@
 //! before any model runs, naming the file and line. The result is embedded in the semantic
 //! units' settings (and so their ids).
 
+mod coverage;
+
 use common::error::SpecError;
 use common::settings::{ObjectTrack, SemanticSettings};
 use common::spec::JobSpec;
@@ -25,10 +27,12 @@ struct Line {
 }
 
 /// The spec's semantic settings, or `None` without `[analysis.semantic]`.
+/// `tap_positions`: the spatial positions of each U-Net tap at the run's size (name, P).
 pub(crate) fn resolve(
     spec: &JobSpec,
     spec_file: &str,
     data: &Dataset,
+    tap_positions: &[(String, usize)],
 ) -> Result<Option<SemanticSettings>, SpecError> {
     let Some(s) = &spec.analysis.semantic else { return Ok(None) };
     let path = &s.objects;
@@ -85,6 +89,10 @@ pub(crate) fn resolve(
         let msg = format!("must be a positive number of GiB, not {}", s.max_matrix_gib);
         return Err(SpecError::new(spec_file, "analysis.semantic.max_matrix_gib", msg));
     }
+    let all = coverage::coverage(spec, &data.stimuli)
+        .map_err(|e| SpecError::new(spec_file, "capture.image.masks", e))?;
+    let coverage: Vec<f64> = all.map_or(Vec::new(), |c| items.iter().map(|&i| c[i]).collect());
+    let coverage_empty = coverage.is_empty();
     if class_names.len() < 2 || items.len() < 3 {
         let msg = format!(
             "{} objects in {} classes; scores need at least 3 objects and 2 classes",
@@ -109,5 +117,7 @@ pub(crate) fn resolve(
         },
         tracks: if tracks.iter().any(Option::is_some) { tracks } else { Vec::new() },
         max_matrix_bytes: (s.max_matrix_gib * f64::from(1_u32 << 30)) as u64,
+        coverage,
+        tap_positions: if coverage_empty { Vec::new() } else { tap_positions.to_vec() },
     }))
 }

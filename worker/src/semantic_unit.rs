@@ -11,6 +11,7 @@ use alignment::semantic::{
     reidentification, scores, DistanceRows, Distances, Items, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
+use common::settings::{ObjectTrack, SemanticSettings};
 use common::spec::SemanticDistance;
 use common::stimuli::Dataset;
 use common::table::SemanticRow;
@@ -20,7 +21,8 @@ use crate::error::UnitError;
 use crate::probe_unit::gather;
 
 /// Runs the unit: six rows (the scores) per distance, three more (drift, class and instance
-/// cross-retrieval) for a transformed representation.
+/// cross-retrieval) for a transformed representation, the video rows with tracks, and
+/// `dropped_under_one_token` (a count, `n` the objects in all) when objects were dropped.
 pub(crate) fn run(
     run_dir: &Path,
     data: &Dataset,
@@ -32,10 +34,7 @@ pub(crate) fn run(
     let key = unit.representation.key();
     let (x, d) = gather(run_dir, &unit.inputs, &key, data.len())?;
     let s = &unit.settings;
-    let rows: Vec<f32> =
-        s.items.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
-    let m = Matrix::new("objects", &rows, s.items.len(), d)?;
-    let items = Items::new(&s.classes, &s.images)?;
+    let all = pick(s, &x, d);
     let config =
         SemanticConfig { bootstrap: s.bootstrap, permutations: s.permutations, seed: s.seed };
     // A transformed representation is also scored against its untransformed twin.
@@ -49,10 +48,15 @@ pub(crate) fn run(
             if d0 != d {
                 return Err(UnitError::Invalid(format!("{key}: width {d} but {r} has {d0}")));
             }
-            Some(s.items.iter().flat_map(|&i| x0[i * d..(i + 1) * d].iter().copied()).collect())
+            Some(pick(s, &x0, d))
         }
-        None => None::<Vec<f32>>,
+        None => None,
     };
+    let kept = Kept::new(s, &[unit.representation.tap.as_str()]);
+    let rows = kept.rows(&all, d);
+    let m = Matrix::new("objects", &rows, kept.len(), d)?;
+    let items = Items::new(&kept.classes, &kept.images)?;
+    let original = original.map(|o| kept.rows(&o, d));
     let budget = usize::try_from(s.max_matrix_bytes).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for &distance in &s.distances {
@@ -69,11 +73,14 @@ pub(crate) fn run(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        if !s.tracks.is_empty() {
-            named.extend(video_scores(&dm, &items, s, &config)?);
+        if !kept.tracks.is_empty() {
+            named.extend(video_scores(&dm, &items, &kept.tracks, &s.frame_gaps, &config)?);
+        }
+        if kept.dropped > 0 {
+            named.push(("dropped_under_one_token".into(), count(kept.dropped, s.items.len())));
         }
         if let Some(original) = &original {
-            let o = Matrix::new("untransformed objects", original, s.items.len(), d)?;
+            let o = Matrix::new("untransformed objects", original, kept.len(), d)?;
             let dist = library_distance(distance);
             let inter = mean_inter_class_distance(&Distances::new(&o, dist, budget), &items)?;
             let (_, drifted) = drift(&o, &m, dist, inter, &config)?;
@@ -104,17 +111,13 @@ pub(crate) fn run(
 fn video_scores(
     dm: &dyn DistanceRows,
     items: &Items<'_>,
-    s: &common::settings::SemanticSettings,
+    tracks: &[Option<Track>],
+    frame_gaps: &[i64],
     config: &SemanticConfig,
 ) -> Result<Vec<(String, alignment::semantic::Score)>, UnitError> {
-    let tracks: Vec<Option<Track>> = s
-        .tracks
-        .iter()
-        .map(|t| t.map(|t| Track { instance: t.instance, video: t.video, frame: t.frame }))
-        .collect();
     let inter = mean_inter_class_distance(dm, items)?;
     let mut out = Vec::new();
-    for g in drift_by_gap(dm, &tracks, &s.frame_gaps, inter)? {
+    for g in drift_by_gap(dm, tracks, frame_gaps, inter)? {
         let score = alignment::semantic::Score {
             value: g.value,
             chance: 1.0,
@@ -125,8 +128,64 @@ fn video_scores(
         };
         out.push((format!("video_drift_gap{}", g.gap), score));
     }
-    out.push(("video_reid_top1".to_string(), reidentification(dm, &tracks, config)?));
+    out.push(("video_reid_top1".to_string(), reidentification(dm, tracks, config)?));
     Ok(out)
+}
+
+/// The objects' rows of a gathered `N × d` representation, in objects-file order.
+fn pick(s: &SemanticSettings, x: &[f32], d: usize) -> Vec<f32> {
+    s.items.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+}
+
+/// The objects a unit scores: those covering at least one token at each of its taps
+/// (`SemanticSettings::covers_a_token`); the others are dropped with their class, image and
+/// track, and counted.
+struct Kept {
+    index: Vec<usize>,
+    classes: Vec<usize>,
+    images: Vec<usize>,
+    tracks: Vec<Option<Track>>,
+    dropped: usize,
+}
+
+impl Kept {
+    fn new(s: &SemanticSettings, taps: &[&str]) -> Self {
+        let index: Vec<usize> = (0..s.items.len()).filter(|&i| s.covers_a_token(i, taps)).collect();
+        let track =
+            |t: &ObjectTrack| Track { instance: t.instance, video: t.video, frame: t.frame };
+        Self {
+            classes: index.iter().map(|&i| s.classes[i]).collect(),
+            images: index.iter().map(|&i| s.images[i]).collect(),
+            tracks: if s.tracks.is_empty() {
+                Vec::new()
+            } else {
+                index.iter().map(|&i| s.tracks[i].as_ref().map(track)).collect()
+            },
+            dropped: s.items.len() - index.len(),
+            index,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The kept rows of an objects-order `N × d` set.
+    fn rows(&self, x: &[f32], d: usize) -> Vec<f32> {
+        self.index.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+    }
+}
+
+/// A count as a row's value (`n` the objects in all; no chance or CI).
+fn count(value: usize, n: usize) -> alignment::semantic::Score {
+    alignment::semantic::Score {
+        value: value as f64,
+        chance: f64::NAN,
+        se: f64::NAN,
+        ci_low: f64::NAN,
+        ci_high: f64::NAN,
+        n,
+    }
 }
 
 /// The layer ablation of one context (`alignment::semantic::ablation`, scored by 1-NN
@@ -142,15 +201,19 @@ fn run_ablation(
     let mut blocks = Vec::new();
     for r in &unit.ablation {
         let (x, d) = gather(run_dir, &unit.inputs, &r.key(), data.len())?;
-        let rows: Vec<f32> =
-            s.items.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
-        blocks.push((rows, d));
+        blocks.push((pick(s, &x, d), d));
     }
+    // One object set for every tap: objects under one token of any tap are dropped.
+    let taps: Vec<&str> = unit.ablation.iter().map(|r| r.tap.as_str()).collect();
+    let kept = Kept::new(s, &taps);
+    let blocks: Vec<(Vec<f32>, usize)> =
+        blocks.iter().map(|(x, d)| (kept.rows(x, *d), *d)).collect();
+    let n = kept.len();
     let taps = blocks
         .iter()
-        .map(|(rows, d)| Matrix::new("objects", rows, s.items.len(), *d))
+        .map(|(rows, d)| Matrix::new("objects", rows, n, *d))
         .collect::<Result<Vec<_>, _>>()?;
-    let items = Items::new(&s.classes, &s.images)?;
+    let items = Items::new(&kept.classes, &kept.images)?;
     // Only the accuracy steers the selection: no bootstrap, no permutations.
     let quick = SemanticConfig { bootstrap: 0, permutations: 0, seed: s.seed };
     let knn1 = |dm: &Distances, items: &Items<'_>| Ok(knn_accuracy(dm, items, 1, &quick)?.value);
@@ -168,7 +231,7 @@ fn run_ablation(
             se: f64::NAN,
             ci_low: f64::NAN,
             ci_high: f64::NAN,
-            n: s.items.len() as u32,
+            n: n as u32,
         };
         let joined =
             |taps: &[usize]| taps.iter().map(|&t| keys[t].as_str()).collect::<Vec<_>>().join(" + ");

@@ -3,11 +3,12 @@
 //! - **AUC:** same-class pairs (positives) against different-class pairs (negatives) of objects
 //!   from different images, scored by −distance: the Mann–Whitney probability that a positive is
 //!   closer than a negative, ties counted ½ (scikit-learn's `roc_auc_score`). **Chance** 0.5.
-//!   **CI:** the bootstrap of its first-order (Hájek) projection over query items: a replicate
-//!   weights each item's negatives, placed against all positives, and each item's positives,
-//!   placed against all negatives, by the item's draws, and averages the two sides (each equals
-//!   the AUC at unit weights). Unlike a bootstrap of whole pairs it needs no pair list, so it
-//!   streams over blocked distances.
+//!   **CI:** the bootstrap of its first-order (Hájek) projection over items: a replicate weights
+//!   each item's negatives, placed against all positives, and each item's positives, placed
+//!   against all negatives, by the item's draws; each side equals the AUC at unit weights, and
+//!   the replicate is the AUC plus both sides' deviations (the first-order term of a bootstrap
+//!   that weights every pair by both its items). Unlike a bootstrap of whole pairs it needs no
+//!   pair list, so it streams over blocked distances.
 //! - **Ratio:** mean distance of different-class pairs over that of same-class pairs (objects from
 //!   different images). **Chance** 1.
 //! - **Silhouette:** scikit-learn's `silhouette_score(metric="precomputed")` over all items and
@@ -104,7 +105,8 @@ pub(crate) fn auc_from<R: DistanceRows + ?Sized>(
         let dot = |v: &[f64]| v.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
         let negative_side = dot(&np) / (dot(&nc) * 2.0 * pairs_pos);
         let positive_side = dot(&pp) / (dot(&pc) * 2.0 * pairs_neg);
-        0.5 * (negative_side + positive_side)
+        // Both sides' deviations add, as in the derivative of the pair bootstrap's Σ wᵢwₖCᵢₖ.
+        negative_side + positive_side - value
     };
     Ok(with_bootstrap(value, 0.5, scored.len(), config, Which::Auc.index(0), replicate))
 }

@@ -7,7 +7,9 @@
 //! **Objects file:** a CSV with the header `stimulus,class` and an optional `image` column: one
 //! object per stimulus (in real-image mode, the stimulus's image with its mask from
 //! `capture.image.masks` and `unet_pooling = ["mask_mean"]`); objects that share an `image` are
-//! never each other's neighbours. Stimuli not listed are not scored.
+//! never each other's neighbours. Stimuli not listed are not scored. An object whose mask covers
+//! less than one token of a tap (its mask weight · the tap's positions < the frame's pixels) is
+//! dropped from that tap's units and counted (`dropped_under_one_token`).
 
 use std::path::PathBuf;
 

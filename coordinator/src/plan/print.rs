@@ -126,6 +126,26 @@ pub(super) fn print_semantic(plan: &Plan) {
     let mut per_class = std::collections::HashMap::<usize, f64>::new();
     s.classes.iter().for_each(|&c| *per_class.entry(c).or_default() += 1.0);
     let same: f64 = per_class.values().map(|m| m * (m - 1.0) / 2.0).sum();
+    let mut taps: Vec<&str> = Vec::new();
+    for (_, unit) in &plan.units {
+        if let common::unit::UnitSpec::Semantic(u) = unit {
+            if !taps.contains(&u.representation.tap.as_str()) {
+                taps.push(&u.representation.tap);
+            }
+        }
+    }
+    let under: Vec<String> = taps
+        .iter()
+        .map(|t| (t, (0..objects).filter(|&i| !s.covers_a_token(i, &[t])).count()))
+        .filter(|(_, k)| *k > 0)
+        .map(|(t, k)| format!("{t} {k}"))
+        .collect();
+    if !under.is_empty() {
+        println!(
+            "semantic: objects under one token, dropped from a tap's units: {}",
+            under.join(", ")
+        );
+    }
     println!(
         "semantic: {objects} objects; each of {units} units {held} and scores {:.2e} pairs under \
          each of {} distances (its AUC holds up to {:.1} MiB of same-class pairs); {ablations} \

@@ -101,6 +101,82 @@ pub(crate) fn reduce(rows: Vec<SemanticRow>) -> Semantic {
     Semantic { rows, best, transforms }
 }
 
+/// A family of curves: the x labels and, per representation, one value per x.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Curves {
+    pub(crate) xs: Vec<String>,
+    pub(crate) series: Vec<(String, Vec<Option<f64>>)>,
+}
+
+impl Semantic {
+    /// 1-NN accuracy under `distance` against the DDIM steps taken (`…/d<k>`), one series per
+    /// representation without its step; `None` without steps.
+    pub(crate) fn step_curves(&self, distance: &str) -> Option<Curves> {
+        let of = |r: &&SemanticRow| r.score == PRIMARY && r.distance == distance;
+        let points: Vec<(String, u32, f64)> = self
+            .rows
+            .iter()
+            .filter(of)
+            .filter_map(|r| {
+                let rep = r.representation.parse::<Representation>().ok()?;
+                let k = rep.denoised?;
+                Some((Representation { denoised: None, ..rep }.key(), k, r.value))
+            })
+            .collect();
+        let mut steps: Vec<u32> = points.iter().map(|p| p.1).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let xs = steps.iter().map(u32::to_string).collect();
+        curves(xs, &points, |p, x| steps[x] == p.1)
+    }
+
+    /// Drift under `distance` against the frame gap (`video_drift_gap<Δτ>`), one series per
+    /// representation; `None` without video rows.
+    pub(crate) fn gap_curves(&self, distance: &str) -> Option<Curves> {
+        let points: Vec<(String, i64, f64)> = self
+            .rows
+            .iter()
+            .filter(|r| r.distance == distance)
+            .filter_map(|r| {
+                let gap = r.score.strip_prefix("video_drift_gap")?.parse().ok()?;
+                Some((r.representation.clone(), gap, r.value))
+            })
+            .collect();
+        let mut gaps: Vec<i64> = points.iter().map(|p| p.1).collect();
+        gaps.sort_unstable();
+        gaps.dedup();
+        let xs = gaps.iter().map(i64::to_string).collect();
+        curves(xs, &points, |p, x| gaps[x] == p.1)
+    }
+}
+
+/// Curves from (series, x, value) points, series in order of first appearance.
+fn curves<X>(
+    xs: Vec<String>,
+    points: &[(String, X, f64)],
+    at: impl Fn(&(String, X, f64), usize) -> bool,
+) -> Option<Curves> {
+    if points.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for p in points {
+        if !names.contains(&p.0.as_str()) {
+            names.push(&p.0);
+        }
+    }
+    let series = names
+        .iter()
+        .map(|&n| {
+            let values = (0..xs.len())
+                .map(|x| points.iter().find(|p| p.0 == n && at(p, x)).map(|p| p.2))
+                .collect();
+            (n.to_string(), values)
+        })
+        .collect();
+    Some(Curves { xs, series })
+}
+
 impl Best {
     /// The verdict as one sentence about `row`.
     pub(crate) fn sentence(&self, row: &SemanticRow) -> String {
@@ -189,5 +265,41 @@ mod tests {
         assert_eq!(s.rows[s.best[0].row].representation, "a/mask_mean/n20/empty");
         assert_eq!(s.transforms, ["rot90"]);
         assert_eq!(untransformed("a/mask_mean/n20/empty/t:rot90"), "a/mask_mean/n20/empty");
+    }
+
+    /// Curves: 1-NN against steps k in step order whatever the row order, drift against the
+    /// frame gap per representation, a missing point left blank; other distances ignored.
+    #[test]
+    fn curves_follow_steps_and_frame_gaps_with_missing_points_blank() {
+        let base: Representation = "a/mask_mean/n20/empty".parse().unwrap();
+        let at = |k| Representation { denoised: Some(k), ..base.clone() }.key();
+        let ci = (0.0, 1.0);
+        let gap = |rep: &str, g: i64, v: f64| SemanticRow {
+            score: format!("video_drift_gap{g}"),
+            ..row(rep, "cosine", v, ci, 1.0)
+        };
+        let rows = vec![
+            row(&at(0), "cosine", 0.8, ci, 0.5),
+            row(&at(2), "cosine", 0.6, ci, 0.5),
+            row(&at(1), "cosine", 0.7, ci, 0.5),
+            row(&at(1), "l1", 0.1, ci, 0.5),
+            gap("a/mask_mean/n20/empty", 1, 0.2),
+            gap("a/mask_mean/n20/empty", 5, 0.5),
+            gap("b/mask_mean/n20/empty", 1, 0.3),
+        ];
+        let s = reduce(rows);
+        let steps = s.step_curves("cosine").unwrap();
+        assert_eq!(steps.xs, ["0", "1", "2"]);
+        assert_eq!(steps.series, [(base.key(), vec![Some(0.8), Some(0.7), Some(0.6)])]);
+        let gaps = s.gap_curves("cosine").unwrap();
+        assert_eq!(gaps.xs, ["1", "5"]);
+        assert_eq!(
+            gaps.series,
+            [
+                ("a/mask_mean/n20/empty".to_string(), vec![Some(0.2), Some(0.5)]),
+                ("b/mask_mean/n20/empty".to_string(), vec![Some(0.3), None]),
+            ]
+        );
+        assert!(s.gap_curves("l1").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Small hand-written SVG charts for the HTML report: grouped bars with error bars and a
-//! reference line, heat-maps with a colour scale and labelled cells, and a placeholder that
-//! says why a panel is empty.
+//! reference line, heat-maps with a colour scale and labelled cells, line charts over ordered
+//! categories (`lines`), and a placeholder that says why a panel is empty.
 //!
 //! Output is a pure function of the input: fixed number formatting, no ids (many charts share
 //! one page), no scripts, no external references. The charts are built from numbers and
@@ -11,6 +11,9 @@
 use std::fmt::Write;
 
 use maud::{Markup, PreEscaped};
+
+mod lines;
+pub(crate) use self::lines::{line_chart, Lines};
 
 /// Series colours (Paul Tol's "bright" scheme, colour-blind safe).
 const PALETTE: [&str; 7] =

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::report::svg::num;
 
-use crate::report::semantic::{transform_of, untransformed, Semantic, PRIMARY};
+use crate::report::semantic::{transform_of, untransformed, Semantic};
 
 /// Appends the section.
 pub(crate) fn section(md: &mut String, s: &Semantic) {
@@ -28,6 +28,7 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
     for b in &s.best {
         let _ = writeln!(md, "- {}.", b.sentence(&s.rows[b.row]));
     }
+    dropped(md, s);
     invariance(md, s);
     steps(md, s);
     video(md, s);
@@ -52,6 +53,25 @@ pub(crate) fn section(md: &mut String, s: &Semantic) {
         );
     }
     let _ = writeln!(md, "\nEvery score is in semantic.parquet.");
+}
+
+/// The objects dropped as under one token of a tap, per representation (first distance).
+fn dropped(md: &mut String, s: &Semantic) {
+    let Some(distance) = s.best.first().map(|b| b.distance.as_str()) else { return };
+    let counts: Vec<String> = s
+        .rows
+        .iter()
+        .filter(|r| r.distance == distance && r.score == "dropped_under_one_token")
+        .map(|r| format!("`{}` {} of {}", r.representation, num(r.value, 0), r.n))
+        .collect();
+    if !counts.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nObjects whose mask covers less than one token of a tap are dropped from that \
+             tap's scores (science-2.md §L): {}.",
+            counts.join(", ")
+        );
+    }
 }
 
 /// The representation × transform table of drift and class cross-retrieval under the first
@@ -140,49 +160,19 @@ fn ablation(md: &mut String, s: &Semantic) {
 /// 1-NN accuracy under the first distance against the number of DDIM steps taken from each
 /// noise level (`capture.image.denoise_steps`): one row per representation without the step.
 fn steps(md: &mut String, s: &Semantic) {
-    use common::unit::Representation;
     let Some(distance) = s.best.first().map(|b| b.distance.as_str()) else { return };
-    let parsed = |key: &str| key.parse::<Representation>().ok();
-    let mut counts: Vec<u32> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
-    for r in s.rows.iter().filter(|r| r.score == PRIMARY && r.distance == distance) {
-        let Some(rep) = parsed(&r.representation) else { continue };
-        let Some(d) = rep.denoised else { continue };
-        if !counts.contains(&d) {
-            counts.push(d);
-        }
-        let key = Representation { denoised: None, ..rep }.key();
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    if counts.is_empty() {
-        return;
-    }
-    counts.sort_unstable();
+    let Some(c) = s.step_curves(distance) else { return };
     let _ = writeln!(
         md,
         "\n1-NN accuracy under {distance} after k deterministic DDIM steps from the noise level \
          (img2img without guidance; 0 steps: the noised image's own pass).\n"
     );
-    let heads: Vec<String> = counts.iter().map(|d| format!("{d} steps")).collect();
+    let heads: Vec<String> = c.xs.iter().map(|k| format!("{k} steps")).collect();
     let _ = writeln!(md, "| representation | {} |", heads.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---|".repeat(counts.len()));
-    for key in keys {
-        let cells: Vec<String> = counts
-            .iter()
-            .map(|&d| {
-                let want = parsed(&key).map(|r| Representation { denoised: Some(d), ..r }.key());
-                s.rows
-                    .iter()
-                    .find(|r| {
-                        r.score == PRIMARY
-                            && r.distance == distance
-                            && Some(&r.representation) == want.as_ref()
-                    })
-                    .map_or("–".to_string(), |r| num(r.value, 3))
-            })
-            .collect();
+    let _ = writeln!(md, "|---|{}", "---|".repeat(c.xs.len()));
+    for (key, values) in &c.series {
+        let cells: Vec<String> =
+            values.iter().map(|v| v.map_or("–".to_string(), |v| num(v, 3))).collect();
         let _ = writeln!(md, "| `{key}` | {} |", cells.join(" | "));
     }
 }
@@ -191,39 +181,25 @@ fn steps(md: &mut String, s: &Semantic) {
 /// representation with video scores.
 fn video(md: &mut String, s: &Semantic) {
     let Some(distance) = s.best.first().map(|b| b.distance.as_str()) else { return };
-    let of = |r: &&common::table::SemanticRow| r.distance == distance;
-    let rows: Vec<_> = s.rows.iter().filter(of).filter(|r| r.score.starts_with("video_")).collect();
-    if rows.is_empty() {
-        return;
-    }
-    let mut gaps: Vec<&str> = Vec::new();
-    let mut keys: Vec<&str> = Vec::new();
-    for r in &rows {
-        if let Some(g) = r.score.strip_prefix("video_drift_gap") {
-            if !gaps.contains(&g) {
-                gaps.push(g);
-            }
-        }
-        if !keys.contains(&r.representation.as_str()) {
-            keys.push(&r.representation);
-        }
-    }
+    let Some(c) = s.gap_curves(distance) else { return };
     let _ = writeln!(
         md,
         "\nVideo under {distance}: drift of one instance between frames Δτ apart (over the mean \
          inter-class distance; 0 unchanged, chance 1) and instance re-identification top-1 \
          against the objects of other frames of the same video (chance in brackets).\n"
     );
-    let heads: Vec<String> = gaps.iter().map(|g| format!("drift Δτ = {g}")).collect();
+    let heads: Vec<String> = c.xs.iter().map(|g| format!("drift Δτ = {g}")).collect();
     let _ = writeln!(md, "| representation | {} | re-identification |", heads.join(" | "));
-    let _ = writeln!(md, "|---|{}---|", "---|".repeat(gaps.len()));
-    for key in keys {
-        let find = |score: &str| rows.iter().find(|r| r.representation == key && r.score == score);
-        let cells: Vec<String> = gaps
+    let _ = writeln!(md, "|---|{}---|", "---|".repeat(c.xs.len()));
+    for (key, values) in &c.series {
+        let cells: Vec<String> =
+            values.iter().map(|v| v.map_or("–".to_string(), |v| num(v, 3))).collect();
+        let reid = s
+            .rows
             .iter()
-            .map(|g| find(&format!("video_drift_gap{g}")).map_or("–".into(), |r| num(r.value, 3)))
-            .collect();
-        let reid = find("video_reid_top1")
+            .find(|r| {
+                r.distance == distance && &r.representation == key && r.score == "video_reid_top1"
+            })
             .map_or("–".into(), |r| format!("{} ({})", num(r.value, 3), num(r.chance, 3)));
         let _ = writeln!(md, "| `{key}` | {} | {reid} |", cells.join(" | "));
     }

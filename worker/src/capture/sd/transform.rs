@@ -202,23 +202,30 @@ mod tests {
         (0..n).fold(b.clone(), |acc, _| apply(&acc, t, (16.0, 16.0), Resample::Nearest))
     }
 
-    /// The mask-weighted mean colour of the object: what `mask_mean` of an identity tap reads.
-    fn mask_mean(image: &RgbImage, mask: &GrayImage) -> [u64; 4] {
-        let mut acc = [0_u64; 4];
-        for (p, m) in image.pixels().zip(mask.pixels()) {
-            if m.0[0] > 0 {
-                for (a, &v) in acc.iter_mut().zip(&p.0) {
-                    *a += u64::from(v);
-                }
-                acc[3] += 1;
-            }
-        }
-        acc
+    /// `mask_mean` (the capture's own, `reduce::mask_mean`) of an identity tap: the image itself
+    /// as a `3 × 32 × 32` activation, area-averaged to `32/k × 32/k` tokens; `[3]` the area in
+    /// pixels. Sums of small integers and dyadic fractions are exact in f32 in any order, so
+    /// equal sets of tokens give equal descriptors bit for bit.
+    fn mask_mean(image: &RgbImage, mask: &GrayImage, k: usize) -> [f32; 4] {
+        use candle_core::{Device, Tensor};
+        let hw = (image.height() as usize, image.width() as usize);
+        let x: Vec<f32> =
+            (0..3).flat_map(|c| image.pixels().map(move |p| f32::from(p.0[c]))).collect();
+        let m: Vec<f32> = mask.pixels().map(|p| f32::from(u8::from(p.0[0] > 0))).collect();
+        let x = Tensor::from_vec(x, (1, 3, hw.0, hw.1), &Device::Cpu).unwrap();
+        let x = if k > 1 { x.avg_pool2d((k, k)).unwrap() } else { x };
+        let m = Tensor::from_vec(m.clone(), (1, 1, hw.0, hw.1), &Device::Cpu).unwrap();
+        let v = super::super::reduce::mask_mean(&x, &m).unwrap();
+        let v = v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let area = mask.pixels().filter(|p| p.0[0] > 0).count() as f32;
+        [v[0], v[1], v[2], area]
     }
 
     /// rot90⁴ = rot180² = flip² = identity bit for bit on image and mask; every exact transform
-    /// keeps the object's area and its mask-mean colour, and so does a shift that keeps the
-    /// object in frame (the known answer: drift 0 for an identity tap).
+    /// keeps the object's area and its `mask_mean` through the capture's code path at the pixel
+    /// grid, and so does a shift that keeps the object in frame; at a 4-px token grid, quarter
+    /// turns, flips and token-aligned shifts do too (the known answer: drift exactly 0 for an
+    /// identity tap).
     #[test]
     fn exact_transforms_are_exact() {
         let (image, mask) = scene();
@@ -232,22 +239,24 @@ mod tests {
             assert_eq!(times(&image, t, n), image, "{t}^{n} on the image");
             assert_eq!(times(&mask, t, n), mask, "{t}^{n} on the mask");
         }
-        let reference = mask_mean(&image, &mask);
-        for t in [
-            ImageTransform::Rot90,
-            ImageTransform::Rot180,
-            ImageTransform::Rot270,
-            ImageTransform::FlipH,
-            ImageTransform::FlipV,
-            ImageTransform::Shift(8, -4),
-            ImageTransform::Shift(-9, 12),
-        ] {
-            let (ti, tm) = (times(&image, t, 1), times(&mask, t, 1));
-            assert_eq!(mask_mean(&ti, &tm), reference, "{t}");
+        for (k, shifts) in [(1, [(8, -4), (-9, 12)]), (4, [(8, -4), (-8, 8)])] {
+            let reference = mask_mean(&image, &mask, k);
+            let exact = [
+                ImageTransform::Rot90,
+                ImageTransform::Rot180,
+                ImageTransform::Rot270,
+                ImageTransform::FlipH,
+                ImageTransform::FlipV,
+            ];
+            for t in exact.into_iter().chain(shifts.map(|(x, y)| ImageTransform::Shift(x, y))) {
+                let (ti, tm) = (times(&image, t, 1), times(&mask, t, 1));
+                assert_eq!(mask_mean(&ti, &tm, k), reference, "{t} at {k}-px tokens");
+            }
         }
         // A shift that pushes the object partly out of frame loses area.
         let out = times(&mask, ImageTransform::Shift(20, 0), 1);
-        assert!(mask_mean(&times(&image, ImageTransform::Shift(20, 0), 1), &out)[3] < reference[3]);
+        let moved = mask_mean(&times(&image, ImageTransform::Shift(20, 0), 1), &out, 1);
+        assert!(moved[3] < mask_mean(&image, &mask, 1)[3]);
     }
 
     /// Resampling transforms keep the frame, keep masks binary, and move the object as stated:

@@ -5,8 +5,8 @@
 use maud::{html, Markup};
 
 use super::{figure, omitted, table, text, Page, Row};
-use crate::report::semantic::{transform_of, untransformed, Semantic, PRIMARY};
-use crate::report::svg::{self, Heatmap, Scale};
+use crate::report::semantic::{transform_of, untransformed, Curves, Semantic, PRIMARY};
+use crate::report::svg::{self, Heatmap, Lines, Scale};
 
 impl Page<'_> {
     pub(super) fn semantic(&self) -> Markup {
@@ -59,14 +59,28 @@ impl Page<'_> {
             let d = &first.distance;
             panels.push((format!("drift under {d} (0: unchanged; chance 1)"), drift_map(s, d)));
         }
+        if let Some(first) = s.best.first() {
+            let d = &first.distance;
+            if let Some(c) = s.step_curves(d) {
+                let chart = curve_chart(c, "DDIM steps k", "1-NN accuracy", None);
+                panels.push((format!("1-NN accuracy under {d} against denoising steps"), chart));
+            }
+            if let Some(c) = s.gap_curves(d) {
+                let chance = Some((1.0, "chance".to_string()));
+                let chart = curve_chart(c, "frame gap Δτ", "drift", chance);
+                panels.push((format!("video drift under {d} against the frame gap"), chart));
+            }
+        }
         let rows: Vec<Row> =
             s.best.iter().map(|b| Row::new(vec![text(b.sentence(&s.rows[b.row]))])).collect();
         let caption = html! {
             "Leave-one-out 1-NN class accuracy (objects of the same image excluded as neighbours) \
             per representation and distance; chance is the mean accuracy over label permutations. \
             No code or full text of seed 003 is public: science-2.md §L is this tool's definition. \
-            With transforms, the second panel is each representation's drift under each transform \
-            (image and mask transformed alike before the VAE) against its untransformed twin. \
+            With transforms, a panel gives each representation's drift under each transform \
+            (image and mask transformed alike before the VAE) against its untransformed twin; \
+            with denoising steps, 1-NN accuracy against the steps k; with video, drift against \
+            the frame gap Δτ (chance 1). \
             Every score (5-NN, mAP@R, AUC, ratio, silhouette, drift, cross-retrieval) with its \
             chance and CI is in semantic.parquet."
         };
@@ -79,6 +93,17 @@ impl Page<'_> {
             table(&[("verdict per distance", false)], &rows),
         )
     }
+}
+
+/// A line chart of `c`, one line per representation.
+fn curve_chart(c: Curves, x: &str, y: &str, reference: Option<(f64, String)>) -> Markup {
+    svg::line_chart(&Lines {
+        xs: c.xs,
+        series: c.series,
+        x_label: x.into(),
+        y_label: y.into(),
+        reference,
+    })
 }
 
 /// The untransformed representation × transform heat-map of drift under `distance`.
