@@ -8,7 +8,7 @@ use std::path::Path;
 
 use alignment::semantic::{
     ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
-    reidentification, scores, DistanceRows, Distances, Items, SemanticConfig, Track,
+    reidentification, scores, DistanceRows, Distances, Items, Score, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
 use common::settings::{ObjectTrack, SemanticSettings};
@@ -34,35 +34,21 @@ pub(crate) fn run(
     let key = unit.representation.key();
     let (x, d) = gather(run_dir, &unit.inputs, &key, data.len())?;
     let s = &unit.settings;
-    let all = pick(s, &x, d);
     let config =
         SemanticConfig { bootstrap: s.bootstrap, permutations: s.permutations, seed: s.seed };
-    // A transformed representation is also scored against its untransformed twin.
-    let reference = unit
-        .representation
-        .transform
-        .map(|_| Representation { transform: None, ..unit.representation.clone() });
-    let original = match &reference {
-        Some(r) => {
-            let (x0, d0) = gather(run_dir, &unit.inputs, &r.key(), data.len())?;
-            if d0 != d {
-                return Err(UnitError::Invalid(format!("{key}: width {d} but {r} has {d0}")));
-            }
-            Some(pick(s, &x0, d))
-        }
-        None => None,
-    };
+    let original = untransformed_twin(run_dir, data, unit, d)?;
     let kept = Kept::new(s, &[unit.representation.tap.as_str()]);
-    let rows = kept.rows(&all, d);
+    let rows = kept.rows(&pick(s, &x, d), d);
     let m = Matrix::new("objects", &rows, kept.len(), d)?;
     let items = Items::new(&kept.classes, &kept.images)?;
-    let original = original.map(|o| kept.rows(&o, d));
+    let original = original.map(|o| kept.rows(&pick(s, &o, d), d));
     let budget = usize::try_from(s.max_matrix_bytes).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for &distance in &s.distances {
-        let dm = Distances::new(&m, library_distance(distance), budget);
+        let dist = library_distance(distance);
+        let dm = Distances::new(&m, dist, budget);
         let sc = scores(&dm, &items, &config)?;
-        let mut named: Vec<(String, alignment::semantic::Score)> = [
+        let mut named: Vec<(String, Score)> = [
             ("knn1", sc.knn1),
             ("knn5", sc.knn5),
             ("map_at_r", sc.map_at_r),
@@ -81,29 +67,59 @@ pub(crate) fn run(
         }
         if let Some(original) = &original {
             let o = Matrix::new("untransformed objects", original, kept.len(), d)?;
-            let dist = library_distance(distance);
             let inter = mean_inter_class_distance(&Distances::new(&o, dist, budget), &items)?;
-            let (_, drifted) = drift(&o, &m, dist, inter, &config)?;
-            let cross = cross_retrieval(&o, &m, &items, dist, &config)?;
-            named.push(("drift".into(), drifted));
-            named.push(("cross_class_top1".into(), cross.class_top1));
-            named.push(("cross_instance_top1".into(), cross.instance_top1));
+            named.extend(invariance_scores(&o, &m, &items, dist, inter, &config)?);
         }
-        for (score, v) in named {
-            out.push(SemanticRow {
-                representation: key.clone(),
-                distance: distance.name().into(),
-                score,
-                value: v.value,
-                chance: v.chance,
-                se: v.se,
-                ci_low: v.ci_low,
-                ci_high: v.ci_high,
-                n: v.n as u32,
-            });
-        }
+        out.extend(named.into_iter().map(|(score, v)| SemanticRow {
+            representation: key.clone(),
+            distance: distance.name().into(),
+            score,
+            value: v.value,
+            chance: v.chance,
+            se: v.se,
+            ci_low: v.ci_low,
+            ci_high: v.ci_high,
+            n: v.n as u32,
+        }));
     }
     Ok(out)
+}
+
+/// A transformed representation's untransformed twin (`N × d`, dataset order), or `None` for an
+/// untransformed one.
+fn untransformed_twin(
+    run_dir: &Path,
+    data: &Dataset,
+    unit: &SemanticUnit,
+    d: usize,
+) -> Result<Option<Vec<f32>>, UnitError> {
+    let Some(_) = unit.representation.transform else { return Ok(None) };
+    let twin = Representation { transform: None, ..unit.representation.clone() };
+    let (x0, d0) = gather(run_dir, &unit.inputs, &twin.key(), data.len())?;
+    if d0 != d {
+        let key = unit.representation.key();
+        return Err(UnitError::Invalid(format!("{key}: width {d} but {twin} has {d0}")));
+    }
+    Ok(Some(x0))
+}
+
+/// Drift and cross-retrieval of `transformed` against `original` (rows `drift`,
+/// `cross_class_top1`, `cross_instance_top1`).
+fn invariance_scores(
+    original: &Matrix<'_, f32>,
+    transformed: &Matrix<'_, f32>,
+    items: &Items<'_>,
+    distance: Distance,
+    inter_class: f64,
+    config: &SemanticConfig,
+) -> Result<Vec<(String, Score)>, UnitError> {
+    let (_, drifted) = drift(original, transformed, distance, inter_class, config)?;
+    let cross = cross_retrieval(original, transformed, items, distance, config)?;
+    Ok(vec![
+        ("drift".into(), drifted),
+        ("cross_class_top1".into(), cross.class_top1),
+        ("cross_instance_top1".into(), cross.instance_top1),
+    ])
 }
 
 /// The video scores under one distance: drift per frame gap (`video_drift_gap<Δτ>`, chance 1,
@@ -114,11 +130,11 @@ fn video_scores(
     tracks: &[Option<Track>],
     frame_gaps: &[i64],
     config: &SemanticConfig,
-) -> Result<Vec<(String, alignment::semantic::Score)>, UnitError> {
+) -> Result<Vec<(String, Score)>, UnitError> {
     let inter = mean_inter_class_distance(dm, items)?;
     let mut out = Vec::new();
     for g in drift_by_gap(dm, tracks, frame_gaps, inter)? {
-        let score = alignment::semantic::Score {
+        let score = Score {
             value: g.value,
             chance: 1.0,
             se: f64::NAN,
@@ -177,8 +193,8 @@ impl Kept {
 }
 
 /// A count as a row's value (`n` the objects in all; no chance or CI).
-fn count(value: usize, n: usize) -> alignment::semantic::Score {
-    alignment::semantic::Score {
+fn count(value: usize, n: usize) -> Score {
+    Score {
         value: value as f64,
         chance: f64::NAN,
         se: f64::NAN,

@@ -126,6 +126,19 @@ pub(super) fn print_semantic(plan: &Plan) {
     let mut per_class = std::collections::HashMap::<usize, f64>::new();
     s.classes.iter().for_each(|&c| *per_class.entry(c).or_default() += 1.0);
     let same: f64 = per_class.values().map(|m| m * (m - 1.0) / 2.0).sum();
+    print_dropped(plan, s);
+    println!(
+        "semantic: {objects} objects; each of {units} units {held} and scores {:.2e} pairs under \
+         each of {} distances (its AUC holds up to {:.1} MiB of same-class pairs); {ablations} \
+         ablation units",
+        n * (n - 1.0) / 2.0,
+        s.distances.len(),
+        same * 16.0 / mib,
+    );
+}
+
+/// The objects under one token of each semantic unit's tap, which its units drop.
+fn print_dropped(plan: &Plan, s: &common::settings::SemanticSettings) {
     let mut taps: Vec<&str> = Vec::new();
     for (_, unit) in &plan.units {
         if let common::unit::UnitSpec::Semantic(u) = unit {
@@ -136,7 +149,7 @@ pub(super) fn print_semantic(plan: &Plan) {
     }
     let under: Vec<String> = taps
         .iter()
-        .map(|t| (t, (0..objects).filter(|&i| !s.covers_a_token(i, &[t])).count()))
+        .map(|t| (t, (0..s.items.len()).filter(|&i| !s.covers_a_token(i, &[t])).count()))
         .filter(|(_, k)| *k > 0)
         .map(|(t, k)| format!("{t} {k}"))
         .collect();
@@ -146,12 +159,4 @@ pub(super) fn print_semantic(plan: &Plan) {
             under.join(", ")
         );
     }
-    println!(
-        "semantic: {objects} objects; each of {units} units {held} and scores {:.2e} pairs under \
-         each of {} distances (its AUC holds up to {:.1} MiB of same-class pairs); {ablations} \
-         ablation units",
-        n * (n - 1.0) / 2.0,
-        s.distances.len(),
-        same * 16.0 / mib,
-    );
 }

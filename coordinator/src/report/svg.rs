@@ -92,6 +92,33 @@ fn text_width(s: &str) -> f64 {
     s.chars().count() as f64 * CHAR_W
 }
 
+/// Horizontal grid lines with their tick labels, and the two axes, of a plot spanning `xs`
+/// (left, right) and `ys` (top, bottom); `y` maps a value to its height.
+fn axes(
+    s: &mut String,
+    ticks: &[f64],
+    step: f64,
+    xs: (f64, f64),
+    ys: (f64, f64),
+    y: &dyn Fn(f64) -> f64,
+) {
+    let ((left, right), (top, bottom)) = (xs, ys);
+    for t in ticks {
+        let ty = y(*t);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{right:.1}" y1="{ty:.1}" y2="{ty:.1}" stroke="#e4e4e4"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 5.0,
+            ty + 4.0,
+            tick_label(*t, step)
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom:.1}" stroke="#444"/><line x1="{left}" x2="{right:.1}" y1="{bottom:.1}" y2="{bottom:.1}" stroke="#444"/>"##
+    );
+}
+
 /// Renders a grouped bar chart.
 pub(crate) fn bar_chart(c: &Bars) -> Markup {
     const PLOT_H: f64 = 190.0;
@@ -132,26 +159,7 @@ pub(crate) fn bar_chart(c: &Bars) -> Markup {
         s,
         r#"<svg class="chart" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" font-size="{FONT_PX}">"#
     );
-    // Grid lines and y axis.
-    for t in &ticks {
-        let ty = y(*t);
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" x2="{:.1}" y1="{ty:.1}" y2="{ty:.1}" stroke="#e4e4e4"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + plot_w,
-            left - 5.0,
-            ty + 4.0,
-            tick_label(*t, step)
-        );
-    }
-    let _ = write!(
-        s,
-        r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{:.1}" stroke="#444"/><line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#444"/>"##,
-        top + PLOT_H,
-        left + plot_w,
-        top + PLOT_H,
-        top + PLOT_H
-    );
+    axes(&mut s, &ticks, step, (left, left + plot_w), (top, top + PLOT_H), &y);
     let _ = write!(
         s,
         r#"<text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use maud::{Markup, PreEscaped};
 
-use super::{esc, num, text_width, tick_label, ticks, FONT_PX, PALETTE};
+use super::{axes, esc, num, text_width, ticks, FONT_PX, PALETTE};
 
 /// A line chart.
 #[derive(Debug, Clone)]
@@ -53,23 +53,8 @@ pub(crate) fn line_chart(c: &Lines) -> Markup {
         s,
         r#"<svg class="chart" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" font-size="{FONT_PX}">"#
     );
-    for t in &ticks {
-        let ty = y(*t);
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" x2="{:.1}" y1="{ty:.1}" y2="{ty:.1}" stroke="#e4e4e4"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + plot_w,
-            left - 5.0,
-            ty + 4.0,
-            tick_label(*t, step)
-        );
-    }
     let base = top + PLOT_H;
-    let _ = write!(
-        s,
-        r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{base:.1}" stroke="#444"/><line x1="{left}" x2="{:.1}" y1="{base:.1}" y2="{base:.1}" stroke="#444"/>"##,
-        left + plot_w
-    );
+    axes(&mut s, &ticks, step, (left, left + plot_w), (top, base), &y);
     for (i, label) in c.xs.iter().enumerate() {
         let _ = write!(
             s,
