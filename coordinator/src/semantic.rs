@@ -89,9 +89,10 @@ pub(crate) fn resolve(
         let msg = format!("must be a positive number of GiB, not {}", s.max_matrix_gib);
         return Err(SpecError::new(spec_file, "analysis.semantic.max_matrix_gib", msg));
     }
-    let all = coverage::coverage(spec, &data.stimuli)
-        .map_err(|e| SpecError::new(spec_file, "capture.image.masks", e))?;
-    let coverage: Vec<f64> = all.map_or(Vec::new(), |c| items.iter().map(|&i| c[i]).collect());
+    let names: Vec<String> = items.iter().map(|&i| data.stimuli[i].clone()).collect();
+    let coverage = coverage::coverage(spec, &names)
+        .map_err(|e| SpecError::new(spec_file, "capture.image.masks", e))?
+        .unwrap_or_default();
     let coverage_empty = coverage.is_empty();
     if class_names.len() < 2 || items.len() < 3 {
         let msg = format!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use common::spec::JobSpec;
 use worker::capture::{MaskSource, ObjectTable};
 
-/// The coverage of every stimulus's object (dataset order), or `None` without masks.
+/// The coverage of each of `stimuli`'s objects, in that order, or `None` without masks.
 pub(crate) fn coverage(spec: &JobSpec, stimuli: &[String]) -> Result<Option<Vec<f64>>, String> {
     let image = &spec.capture.image;
     let Some(masks) = image.masks.as_deref() else { return Ok(None) };
