@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use alignment::semantic::{
     ablation, cross_retrieval, drift, drift_by_gap, knn_accuracy, mean_inter_class_distance,
-    reidentification, scores, DistanceMatrix, Distances, Items, SemanticConfig, Track,
+    reidentification, scores, DistanceMatrix, Distances, Items, Score, SemanticConfig, Track,
 };
 use alignment::{Distance, Matrix};
-use common::table::{read_feature_block, read_semantic_rows};
+use common::table::{read_feature_block, read_semantic_rows, SemanticRow};
 
 use crate::util;
 
@@ -57,18 +57,10 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
                 .find(|r| r.representation == key && r.distance == name && r.score == score)
                 .unwrap()
         };
-        for (score, w) in [
-            ("knn1", want.knn1),
-            ("map_at_r", want.map_at_r),
-            ("auc", want.auc),
-            ("silhouette", want.silhouette),
-        ] {
-            let g = got(score);
-            assert_eq!(
-                (g.value, g.chance, g.ci_low, g.ci_high),
-                (w.value, w.chance, w.ci_low, w.ci_high),
-                "{name} {score}"
-            );
+        for (score, w) in want.named() {
+            if ["knn1", "map_at_r", "auc", "silhouette"].contains(&score) {
+                assert_same_score(got(score), &w, &format!("{name} {score}"));
+            }
         }
     }
 
@@ -161,6 +153,15 @@ fn semantic_rows_equal_the_library_on_the_same_matrices() {
     assert!(e.contains("capture.image.transforms") && e.contains("rot45"), "{e}");
     let e = util::plan_error(&dir, &spec, &["capture.image.transforms=[\"flip_h\", \"flip_h\"]"]);
     assert!(e.contains("capture.image.transforms") && e.contains("twice"), "{e}");
+}
+
+/// A unit's row carries the library's score: value, chance and CI, bit for bit.
+fn assert_same_score(row: &SemanticRow, want: &Score, what: &str) {
+    assert_eq!(
+        (row.value, row.chance, row.ci_low, row.ci_high),
+        (want.value, want.chance, want.ci_low, want.ci_high),
+        "{what}"
+    );
 }
 
 /// The N × D matrix of `key` from the run's committed capture files.
@@ -457,20 +458,8 @@ fn video_objects_are_tracked_across_frames() {
     // The unit computed its distances in blocks (a 60 × 60 matrix over a 10.7 kB budget): every
     // score still equals the library's on the whole matrix.
     let whole = scores(&dm, &it, &config).unwrap();
-    for (score, w) in [
-        ("knn1", whole.knn1),
-        ("knn5", whole.knn5),
-        ("map_at_r", whole.map_at_r),
-        ("auc", whole.auc),
-        ("ratio", whole.ratio),
-        ("silhouette", whole.silhouette),
-    ] {
-        let r = got(score);
-        assert_eq!(
-            (r.value, r.chance, r.ci_low, r.ci_high),
-            (w.value, w.chance, w.ci_low, w.ci_high),
-            "{score}"
-        );
+    for (score, w) in whole.named() {
+        assert_same_score(got(score), &w, score);
     }
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("Video under cosine"), "{md}");

@@ -48,17 +48,8 @@ pub(crate) fn run(
         let dist = library_distance(distance);
         let dm = Distances::new(&m, dist, budget);
         let sc = scores(&dm, &items, &config)?;
-        let mut named: Vec<(String, Score)> = [
-            ("knn1", sc.knn1),
-            ("knn5", sc.knn5),
-            ("map_at_r", sc.map_at_r),
-            ("auc", sc.auc),
-            ("ratio", sc.ratio),
-            ("silhouette", sc.silhouette),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut named: Vec<(String, Score)> =
+            sc.named().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         if !kept.tracks.is_empty() {
             named.extend(video_scores(&dm, &items, &kept.tracks, &s.frame_gaps, &config)?);
         }

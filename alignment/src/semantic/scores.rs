@@ -42,6 +42,21 @@ pub struct SemanticScores {
     pub silhouette: Score,
 }
 
+impl SemanticScores {
+    /// The scores by their row names in `semantic.parquet` (`knn1`, `knn5`, `map_at_r`, `auc`,
+    /// `ratio`, `silhouette`), in field order.
+    pub fn named(&self) -> [(&'static str, Score); 6] {
+        [
+            ("knn1", self.knn1),
+            ("knn5", self.knn5),
+            ("map_at_r", self.map_at_r),
+            ("auc", self.auc),
+            ("ratio", self.ratio),
+            ("silhouette", self.silhouette),
+        ]
+    }
+}
+
 /// All scores of the descriptor set whose distances are `dm`, in one pass over its rows (and a
 /// second for the AUC's different-class pairs).
 ///
